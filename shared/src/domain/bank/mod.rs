@@ -1,0 +1,3 @@
+//! The bank's events in and our notifications out.
+
+pub mod truck;

@@ -1,0 +1,423 @@
+//! The bank's truck-eOSAGO events: what it sends us, and what we send back.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::ids::{CustomerId, ProcessId};
+use crate::domain::must::error_codes::MustErrorCode;
+use crate::domain::must::hook::DocumentProblem;
+use crate::domain::must::insurer::Insurer;
+use crate::domain::validation::{is_digits, is_iso_date, is_safe_object_key, FieldError, Problems};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PartyKind {
+    Individual,
+    LegalEntity,
+    Entrepreneur,
+}
+
+/// A person or company in the contract: the policyholder (MUST calls it `insurer`) or the owner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Party {
+    pub kind: PartyKind,
+    /// Full name of a person, or the company's name.
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kpp: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// Registration city (FIAS id or name) of an owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_city: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Vehicle {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vin: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plates: Option<String>,
+    pub has_trailer: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Driver {
+    pub full_name: String,
+    pub birth_date: String,
+    pub license_number: String,
+    pub license_issued_on: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyTerms {
+    /// First day of cover, `YYYY-MM-DD`.
+    pub start_on: String,
+    pub term_months: u8,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum PaymentMethod {
+    /// A card payment link for the customer.
+    Link,
+    /// An invoice, paid by a legal entity with a payment order (changelog v3).
+    Invoice,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentChoice {
+    pub method: PaymentMethod,
+    /// Take this insurer's offer as soon as it is approved; otherwise the cheapest approved one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preferred_insurer: Option<Insurer>,
+}
+
+/// A document the bank stored in S3 for MUST (MUST's `typeId`: STS 11, PTS 12, ...).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BankDocument {
+    pub type_id: u32,
+    pub s3_key: String,
+    pub file_name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TruckPolicyRequest {
+    pub request_id: ProcessId,
+    pub customer_id: CustomerId,
+    pub policyholder: Party,
+    pub owner: Party,
+    pub vehicle: Vehicle,
+    /// Named drivers; empty means any driver (MUST's `isRestricted: false`).
+    #[serde(default)]
+    pub drivers: Vec<Driver>,
+    pub policy: PolicyTerms,
+    pub payment: PaymentChoice,
+    pub documents: Vec<BankDocument>,
+}
+
+/// What the bank sends us about truck policies, on the bank-events queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum TruckBankEvent {
+    #[serde(rename = "truck.policy-requested")]
+    PolicyRequested {
+        #[serde(rename = "eventId")]
+        event_id: String,
+        #[serde(flatten)]
+        request: TruckPolicyRequest,
+    },
+    #[serde(rename = "truck.documents-corrected", rename_all = "camelCase")]
+    DocumentsCorrected {
+        event_id: String,
+        request_id: ProcessId,
+        documents: Vec<BankDocument>,
+    },
+    /// The scan of a paid invoice's payment order (legal entities).
+    #[serde(rename = "truck.payment-order", rename_all = "camelCase")]
+    PaymentOrder {
+        event_id: String,
+        request_id: ProcessId,
+        document: BankDocument,
+    },
+}
+
+impl TruckBankEvent {
+    pub fn event_id(&self) -> &str {
+        match self {
+            TruckBankEvent::PolicyRequested { event_id, .. }
+            | TruckBankEvent::DocumentsCorrected { event_id, .. }
+            | TruckBankEvent::PaymentOrder { event_id, .. } => event_id,
+        }
+    }
+
+    pub fn process_id(&self) -> &ProcessId {
+        match self {
+            TruckBankEvent::PolicyRequested { request, .. } => &request.request_id,
+            TruckBankEvent::DocumentsCorrected { request_id, .. }
+            | TruckBankEvent::PaymentOrder { request_id, .. } => request_id,
+        }
+    }
+
+    /// Every problem with the event's content, each naming its field.
+    pub fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut p = Problems::default();
+        p.check(
+            !self.event_id().is_empty() && self.event_id().len() <= 128,
+            "eventId",
+            "required, at most 128 characters",
+        );
+        match self {
+            TruckBankEvent::PolicyRequested { request, .. } => request.check(&mut p),
+            TruckBankEvent::DocumentsCorrected { documents, .. } => {
+                p.check(!documents.is_empty(), "documents", "at least one document");
+                check_documents(&mut p, "documents", documents);
+            }
+            TruckBankEvent::PaymentOrder { document, .. } => {
+                check_documents(&mut p, "document", std::slice::from_ref(document))
+            }
+        }
+        p.into_result()
+    }
+}
+
+fn check_documents(p: &mut Problems, field: &str, documents: &[BankDocument]) {
+    for (i, d) in documents.iter().enumerate() {
+        let at = if field == "document" {
+            field.to_owned()
+        } else {
+            format!("{field}[{i}]")
+        };
+        p.check(
+            d.type_id > 0,
+            format!("{at}.typeId"),
+            "a MUST document type id",
+        );
+        p.check(
+            is_safe_object_key(&d.s3_key),
+            format!("{at}.s3Key"),
+            "a relative S3 key without empty, '.' or '..' segments",
+        );
+        p.check(
+            !d.file_name.is_empty()
+                && d.file_name.len() <= 255
+                && !d.file_name.contains(['/', '\\']),
+            format!("{at}.fileName"),
+            "1 to 255 characters, no slashes",
+        );
+    }
+}
+
+fn check_party(p: &mut Problems, at: &str, party: &Party) {
+    p.check(
+        !party.name.trim().is_empty() && party.name.len() <= 300,
+        format!("{at}.name"),
+        "required",
+    );
+    match party.kind {
+        PartyKind::LegalEntity => {
+            p.check(
+                party.inn.as_deref().is_some_and(|i| is_digits(i, &[10])),
+                format!("{at}.inn"),
+                "a legal entity needs a 10-digit INN",
+            );
+            p.check(
+                party.kpp.as_deref().is_some_and(|k| is_digits(k, &[9])),
+                format!("{at}.kpp"),
+                "a legal entity needs a 9-digit KPP",
+            );
+        }
+        PartyKind::Individual | PartyKind::Entrepreneur => {
+            if let Some(inn) = &party.inn {
+                p.check(
+                    is_digits(inn, &[12]),
+                    format!("{at}.inn"),
+                    "a person's INN has 12 digits",
+                );
+            }
+        }
+    }
+    if let Some(phone) = &party.phone {
+        let digits = phone.strip_prefix('+').unwrap_or(phone);
+        p.check(
+            is_digits(digits, &[11]),
+            format!("{at}.phone"),
+            "11 digits, optionally after '+'",
+        );
+    }
+    if let Some(email) = &party.email {
+        let ok = email.len() <= 254
+            && email
+                .split_once('@')
+                .is_some_and(|(l, d)| !l.is_empty() && d.contains('.') && !d.starts_with('.'));
+        p.check(ok, format!("{at}.email"), "an e-mail address");
+    }
+}
+
+impl TruckPolicyRequest {
+    fn check(&self, p: &mut Problems) {
+        check_party(p, "policyholder", &self.policyholder);
+        check_party(p, "owner", &self.owner);
+        let v = &self.vehicle;
+        p.check(
+            v.vin.is_some() || v.plates.is_some(),
+            "vehicle",
+            "needs a vin or plates",
+        );
+        if let Some(vin) = &v.vin {
+            p.check(
+                vin.len() == 17 && vin.bytes().all(|b| b.is_ascii_alphanumeric()),
+                "vehicle.vin",
+                "17 letters or digits",
+            );
+        }
+        if let Some(plates) = &v.plates {
+            p.check(
+                (6..=12).contains(&plates.chars().count()),
+                "vehicle.plates",
+                "6 to 12 characters",
+            );
+        }
+        for (i, d) in self.drivers.iter().enumerate() {
+            p.check(
+                !d.full_name.trim().is_empty(),
+                format!("drivers[{i}].fullName"),
+                "required",
+            );
+            p.check(
+                is_iso_date(&d.birth_date),
+                format!("drivers[{i}].birthDate"),
+                "YYYY-MM-DD",
+            );
+            p.check(
+                !d.license_number.trim().is_empty() && d.license_number.len() <= 20,
+                format!("drivers[{i}].licenseNumber"),
+                "1 to 20 characters",
+            );
+            p.check(
+                is_iso_date(&d.license_issued_on),
+                format!("drivers[{i}].licenseIssuedOn"),
+                "YYYY-MM-DD",
+            );
+        }
+        p.check(
+            is_iso_date(&self.policy.start_on),
+            "policy.startOn",
+            "YYYY-MM-DD",
+        );
+        p.check(
+            (1..=12).contains(&self.policy.term_months),
+            "policy.termMonths",
+            "1 to 12 months",
+        );
+        p.check(
+            self.payment.method == PaymentMethod::Link
+                || self.policyholder.kind == PartyKind::LegalEntity,
+            "payment.method",
+            "invoice payment is for legal entities only",
+        );
+        p.check(
+            !self.documents.is_empty(),
+            "documents",
+            "at least one document",
+        );
+        check_documents(p, "documents", &self.documents);
+    }
+}
+
+/// A file we archived in S3 for the bank.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ArchivedFile {
+    pub blob_id: String,
+    pub bucket: String,
+    pub key: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum OfferOutcome {
+    Approved,
+    Rejected,
+    Failed,
+}
+
+/// An error as the bank receives it: MUST's code, its category and the customer's text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorReport {
+    pub code: String,
+    pub category: String,
+    pub customer_text_ru: String,
+    pub message: String,
+}
+
+impl ErrorReport {
+    pub fn from_must(code: u32, message: Option<&str>) -> ErrorReport {
+        let entry = MustErrorCode::lookup(code);
+        let category = serde_json::to_value(entry.category)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        ErrorReport {
+            code: code.to_string(),
+            category,
+            customer_text_ru: entry.customer_text_ru.to_owned(),
+            message: message.unwrap_or(entry.description).to_owned(),
+        }
+    }
+
+    /// A failure on our side of the integration (not one of MUST's codes).
+    pub fn integration(code: &str, message: impl Into<String>) -> ErrorReport {
+        ErrorReport {
+            code: code.to_owned(),
+            category: "integration".to_owned(),
+            customer_text_ru: MustErrorCode::lookup(0).customer_text_ru.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// What we tell the bank about a truck process, on the bank-notifications queue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all_fields = "camelCase")]
+pub enum TruckNotice {
+    #[serde(rename = "truck.documents-to-fix")]
+    DocumentsToFix { problems: Vec<DocumentProblem> },
+    #[serde(rename = "truck.offer")]
+    Offer {
+        insurer: Insurer,
+        outcome: OfferOutcome,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        premium: Option<f64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<ErrorReport>,
+    },
+    #[serde(rename = "truck.payment-link-ready")]
+    PaymentLinkReady { insurer: Insurer, url: String },
+    #[serde(rename = "truck.invoice-ready")]
+    InvoiceReady {
+        insurer: Insurer,
+        files: Vec<ArchivedFile>,
+    },
+    #[serde(rename = "truck.paid")]
+    Paid,
+    #[serde(rename = "truck.policy-issued")]
+    PolicyIssued {
+        insurer: Option<Insurer>,
+        policy_number: Option<String>,
+        files: Vec<ArchivedFile>,
+    },
+    #[serde(rename = "truck.rejected")]
+    Rejected,
+    #[serde(rename = "truck.failed")]
+    Failed { error: ErrorReport },
+    /// The bank's own event could not be accepted; every bad field is named.
+    #[serde(rename = "truck.request-invalid")]
+    RequestInvalid {
+        rejected_event_id: String,
+        problems: Vec<FieldError>,
+    },
+}
+
+/// The envelope of every notification: who it is about, and an id the bank can de-duplicate by.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TruckNotification {
+    pub event_id: String,
+    pub process_id: ProcessId,
+    #[serde(flatten)]
+    pub notice: TruckNotice,
+}

@@ -1,0 +1,6 @@
+//! The domain: pure types and rules, no I/O.
+
+pub mod bank;
+pub mod ids;
+pub mod must;
+pub mod validation;

@@ -1,0 +1,188 @@
+//! The bodies of our calls to MUST, in MUST's camelCase.
+//!
+//! Shapes follow MUST's public documents (`UI-Api.md`, `fleet-api.md`); the
+//! Swagger is not public, so these structs are the one place to correct them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::bank::truck::{Party, PartyKind, TruckPolicyRequest};
+use crate::domain::ids::{BlobId, ScoringId};
+use crate::domain::must::insurer::Insurer;
+
+/// `POST /api/scoring/auth`: the partner's credentials.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthRequest {
+    pub login: String,
+    pub password: String,
+}
+
+/// The token, valid 7 days unless MUST says otherwise.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AuthResponse {
+    pub token: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_in_seconds: Option<u64>,
+}
+
+/// `POST /api/scoring/init`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InitRequest {
+    /// Our process id, so MUST's support can find the process from ours.
+    pub external_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vin: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plates: Option<String>,
+    pub policy_start_on: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InitResponse {
+    pub scoring_id: ScoringId,
+}
+
+/// `POST /api/blob` answers with the new blob's id.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlobCreated {
+    pub blob_id: BlobId,
+}
+
+/// `POST /api/scoring/{scoringId}/documents`: `{documents:[{typeId, blob:{blobId, name}}]}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocumentsRequest {
+    pub documents: Vec<DocumentRef>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DocumentRef {
+    pub type_id: u32,
+    pub blob: BlobRef,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BlobRef {
+    pub blob_id: BlobId,
+    pub name: String,
+}
+
+/// A party of the contract card; `inn` and `kpp` are required for a legal entity (v3).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContractParty {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kpp: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registration_city: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContractDriver {
+    pub full_name: String,
+    pub birth_date: String,
+    pub license_number: String,
+    pub license_issued_on: String,
+}
+
+/// `POST /api/scoring/{scoringId}/contract`: the contract card.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContractCard {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vin: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plates: Option<String>,
+    pub has_trailer: bool,
+    pub policy_start_on: String,
+    pub term_months: u8,
+    /// MUST's name for the policyholder.
+    pub insurer: ContractParty,
+    pub owner: ContractParty,
+    pub is_restricted: bool,
+    pub driver_count: usize,
+    pub drivers: Vec<ContractDriver>,
+}
+
+fn contract_party(p: &Party) -> ContractParty {
+    ContractParty {
+        kind: match p.kind {
+            PartyKind::Individual => "individual",
+            PartyKind::LegalEntity => "legalEntity",
+            PartyKind::Entrepreneur => "privateEntrepreneur",
+        }
+        .to_owned(),
+        name: p.name.clone(),
+        inn: p.inn.clone(),
+        kpp: p.kpp.clone(),
+        phone: p.phone.clone(),
+        email: p.email.clone(),
+        registration_city: p.registration_city.clone(),
+    }
+}
+
+impl InitRequest {
+    pub fn for_request(r: &TruckPolicyRequest) -> InitRequest {
+        InitRequest {
+            external_id: r.request_id.to_string(),
+            vin: r.vehicle.vin.clone(),
+            plates: r.vehicle.plates.clone(),
+            policy_start_on: r.policy.start_on.clone(),
+        }
+    }
+}
+
+impl ContractCard {
+    pub fn for_request(r: &TruckPolicyRequest) -> ContractCard {
+        ContractCard {
+            vin: r.vehicle.vin.clone(),
+            plates: r.vehicle.plates.clone(),
+            has_trailer: r.vehicle.has_trailer,
+            policy_start_on: r.policy.start_on.clone(),
+            term_months: r.policy.term_months,
+            insurer: contract_party(&r.policyholder),
+            owner: contract_party(&r.owner),
+            is_restricted: !r.drivers.is_empty(),
+            driver_count: r.drivers.len(),
+            drivers: r
+                .drivers
+                .iter()
+                .map(|d| ContractDriver {
+                    full_name: d.full_name.clone(),
+                    birth_date: d.birth_date.clone(),
+                    license_number: d.license_number.clone(),
+                    license_issued_on: d.license_issued_on.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `POST /api/scoring/{scoringId}/payment-link` and `/payment-invoice`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentRequest {
+    pub insurance_company: Insurer,
+}
+
+/// `POST /api/scoring/scoring/{scoringId}/payment-order` (the path as MUST's changelog v3 prints it).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PaymentOrderRequest {
+    pub blob_id: BlobId,
+}
