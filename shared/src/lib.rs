@@ -5,4 +5,8 @@
 //! - [`adapters`]: DynamoDB, SQS, S3 and the insurers' HTTP APIs behind those ports.
 //! - [`services`]: what each Lambda does, written against the ports.
 
+pub mod adapters;
 pub mod domain;
+pub mod ports;
+pub mod services;
+pub mod telemetry;

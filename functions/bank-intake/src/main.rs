@@ -1,1 +1,20 @@
-fn main() {}
+//! bank-intake: the bank-events queue → validated, recorded, routed to the process queue.
+
+use polis::adapters::config::{self, var};
+use polis::adapters::dynamodb::Table;
+use polis::adapters::sqs::Queue;
+use polis::services::bank_intake::BankIntake;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    polis::telemetry::init();
+    let sdk = config::aws().await;
+    let sqs = config::sqs(&sdk);
+    let intake = BankIntake {
+        store: Table::new(config::dynamodb(&sdk), var("TABLE_NAME")?),
+        queue: Queue::new(sqs.clone(), var("PROCESS_QUEUE_URL")?),
+        outbox: Queue::new(sqs, var("BANK_NOTIFICATIONS_QUEUE_URL")?),
+    };
+    let intake = &intake;
+    polis_lambda::run_sqs(false, |body| async move { intake.handle(&body).await }).await
+}

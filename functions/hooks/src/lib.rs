@@ -1,1 +1,44 @@
+//! The one handler behind every hook function; each binary in `src/bin/` names its hook.
 
+use lambda_http::{service_fn, Body, Error, Request, RequestExt, Response};
+use polis::adapters::config::{self, var};
+use polis::adapters::dynamodb::Table;
+use polis::adapters::sqs::Queue;
+use polis::domain::must::hook::HookKind;
+use polis::services::hook_intake::{HookIntake, HookRequest, Reply, ID_HEADER, SECRET_HEADER};
+
+fn to_response(reply: Reply) -> Result<Response<Body>, Error> {
+    Ok(Response::builder()
+        .status(reply.status)
+        .header("content-type", "application/json")
+        .body(Body::Text(reply.body.to_string()))?)
+}
+
+/// Runs the Lambda for the hook at `/api/hooks/{scoringId}/<kind's path>`.
+pub async fn run(kind: HookKind) -> Result<(), Error> {
+    polis::telemetry::init();
+    let sdk = config::aws().await;
+    let intake = HookIntake {
+        store: Table::new(config::dynamodb(&sdk), var("TABLE_NAME")?),
+        queue: Queue::new(config::sqs(&sdk), var("PROCESS_QUEUE_URL")?),
+        secret: var("HOOK_SECRET")?.into_bytes(),
+    };
+    let intake = &intake;
+    lambda_http::run(service_fn(move |req: Request| async move {
+        let params = req.path_parameters();
+        let header = |name: &str| req.headers().get(name).map(|v| v.as_bytes());
+        let reply = intake
+            .receive(
+                kind,
+                HookRequest {
+                    scoring_id: params.first("scoringId"),
+                    secret: header(SECRET_HEADER),
+                    webhook_id: header(ID_HEADER).and_then(|v| std::str::from_utf8(v).ok()),
+                    body: req.body().as_ref(),
+                },
+            )
+            .await;
+        to_response(reply)
+    }))
+    .await
+}

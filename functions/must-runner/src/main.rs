@@ -1,1 +1,58 @@
-fn main() {}
+//! must-runner: SQS FIFO (process queue) → truck process steps and MUST calls.
+
+use std::time::Duration;
+
+use polis::adapters::config::{self, var};
+use polis::adapters::dynamodb::Table;
+use polis::adapters::must_http::{http_client, MustCredentials, MustHttp};
+use polis::adapters::s3::Buckets;
+use polis::adapters::sqs::Queue;
+use polis::ports::ProcessMessage;
+use polis::services::retry::Backoff;
+use polis::services::truck_runner::{RunnerConfig, TruckRunner};
+use polis::services::RetryLater;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    polis::telemetry::init();
+    let sdk = config::aws().await;
+    let table = Table::new(config::dynamodb(&sdk), var("TABLE_NAME")?);
+    let must = MustHttp::new(
+        http_client(Duration::from_secs(
+            var("MUST_TIMEOUT_SECONDS")
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(20),
+        ))?,
+        var("MUST_BASE_URL")?,
+        MustCredentials {
+            login: var("MUST_LOGIN")?,
+            password: var("MUST_PASSWORD")?,
+        },
+        table.clone(),
+    );
+    let runner = TruckRunner {
+        store: table,
+        must,
+        objects: Buckets::new(config::s3(&sdk)),
+        outbox: Queue::new(config::sqs(&sdk), var("BANK_NOTIFICATIONS_QUEUE_URL")?),
+        config: RunnerConfig {
+            documents_bucket: var("DOCUMENTS_BUCKET")?,
+            archive_bucket: var("ARCHIVE_BUCKET")?,
+            effect_lease: Duration::from_millis(
+                var("EFFECT_LEASE_MS")
+                    .ok()
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(60_000),
+            ),
+            backoff: Backoff::default(),
+        },
+    };
+    let runner = &runner;
+    polis_lambda::run_sqs(true, |body| async move {
+        let message: ProcessMessage = serde_json::from_str(&body)
+            .map_err(|e| RetryLater::NotYet(format!("unreadable process message: {e}")))?;
+        runner.handle(message).await
+    })
+    .await
+}

@@ -115,7 +115,7 @@ pub enum TruckBankEvent {
         #[serde(rename = "eventId")]
         event_id: String,
         #[serde(flatten)]
-        request: TruckPolicyRequest,
+        request: Box<TruckPolicyRequest>,
     },
     #[serde(rename = "truck.documents-corrected", rename_all = "camelCase")]
     DocumentsCorrected {

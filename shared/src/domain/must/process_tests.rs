@@ -5,10 +5,11 @@ use crate::domain::bank::truck::{PaymentChoice, TruckBankEvent};
 
 fn request(method: PaymentMethod, preferred: Option<&str>) -> TruckPolicyRequest {
     let json = include_str!("../../../examples/bank/truck.policy-requested.json");
-    let TruckBankEvent::PolicyRequested { mut request, .. } = serde_json::from_str(json).unwrap()
+    let TruckBankEvent::PolicyRequested { request, .. } = serde_json::from_str(json).unwrap()
     else {
         unreachable!("the example is a policy request")
     };
+    let mut request = *request;
     request.payment = PaymentChoice {
         method,
         preferred_insurer: preferred.map(|p| Insurer::parse(p).unwrap()),

@@ -1,0 +1,6 @@
+//! POST /api/hooks/{scoringId}/company-failed
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    polis_hooks::run(polis::domain::must::hook::HookKind::CompanyFailed).await
+}

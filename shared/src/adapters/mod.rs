@@ -1,0 +1,7 @@
+//! Adapters: the ports over AWS and the insurers' HTTP APIs.
+
+pub mod config;
+pub mod dynamodb;
+pub mod must_http;
+pub mod s3;
+pub mod sqs;

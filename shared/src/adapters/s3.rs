@@ -1,0 +1,78 @@
+//! S3: the bank's inbound documents and our archive of policy files.
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::Client;
+
+use crate::ports::{InfraError, ObjectStore, StoredObject};
+
+/// The object metadata key that carries a file's SHA-256 (hex).
+pub const SHA256_METADATA: &str = "sha256";
+
+#[derive(Clone)]
+pub struct Buckets {
+    client: Client,
+}
+
+impl Buckets {
+    pub fn new(client: Client) -> Buckets {
+        Buckets { client }
+    }
+}
+
+fn call_error(e: impl std::error::Error + Send + Sync + 'static) -> InfraError {
+    InfraError::call("s3", aws_sdk_s3::error::DisplayErrorContext(e))
+}
+
+impl ObjectStore for Buckets {
+    async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>, InfraError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(call_error)?;
+        let bytes = out.body.collect().await.map_err(call_error)?;
+        Ok(bytes.into_bytes().to_vec())
+    }
+
+    async fn head(&self, bucket: &str, key: &str) -> Result<Option<StoredObject>, InfraError> {
+        match self
+            .client
+            .head_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+        {
+            Ok(out) => Ok(Some(StoredObject {
+                size: out.content_length().unwrap_or(0).max(0) as u64,
+                sha256: out.metadata().and_then(|m| m.get(SHA256_METADATA)).cloned(),
+            })),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
+            Err(e) => Err(call_error(e)),
+        }
+    }
+
+    async fn put(
+        &self,
+        bucket: &str,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+        sha256: &str,
+    ) -> Result<(), InfraError> {
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type(content_type)
+            .metadata(SHA256_METADATA, sha256)
+            .body(ByteStream::from(bytes))
+            .send()
+            .await
+            .map_err(call_error)?;
+        Ok(())
+    }
+}

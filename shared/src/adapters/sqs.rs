@@ -1,0 +1,57 @@
+//! SQS: the process FIFO queue and the bank-notifications queue.
+
+use aws_sdk_sqs::Client;
+
+use crate::domain::bank::truck::TruckNotification;
+use crate::ports::{BankOutbox, InfraError, ProcessMessage, ProcessQueue};
+
+#[derive(Clone)]
+pub struct Queue {
+    client: Client,
+    url: String,
+}
+
+impl Queue {
+    pub fn new(client: Client, url: impl Into<String>) -> Queue {
+        Queue {
+            client,
+            url: url.into(),
+        }
+    }
+
+    async fn send(&self, body: String, fifo: Option<(&str, &str)>) -> Result<(), InfraError> {
+        let mut req = self
+            .client
+            .send_message()
+            .queue_url(&self.url)
+            .message_body(body);
+        if let Some((group, dedup)) = fifo {
+            req = req.message_group_id(group).message_deduplication_id(dedup);
+        }
+        req.send()
+            .await
+            .map_err(|e| InfraError::call("sqs", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+        Ok(())
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, InfraError> {
+    serde_json::to_string(value).map_err(|e| InfraError::Corrupt(e.to_string()))
+}
+
+impl ProcessQueue for Queue {
+    async fn enqueue(
+        &self,
+        message: &ProcessMessage,
+        group: &str,
+        dedup_id: &str,
+    ) -> Result<(), InfraError> {
+        self.send(to_json(message)?, Some((group, dedup_id))).await
+    }
+}
+
+impl BankOutbox for Queue {
+    async fn publish(&self, notification: &TruckNotification) -> Result<(), InfraError> {
+        self.send(to_json(notification)?, None).await
+    }
+}

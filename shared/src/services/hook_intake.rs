@@ -1,0 +1,210 @@
+//! What every hook function does: authenticate, validate, store, enqueue.
+//!
+//! The answer is 200 only once the hook is durable in DynamoDB *and* on the
+//! FIFO queue; otherwise 5xx, so MUST retries, and the retry completes
+//! whatever part was missing (a stored duplicate is enqueued again; the FIFO
+//! deduplication id and the process's applied-event list absorb the repeat).
+
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+use crate::domain::ids::ScoringId;
+use crate::domain::must::hook::{HookKind, HookPayload};
+use crate::ports::{
+    now_ms, HookStore, ProcessMessage, ProcessQueue, QuarantineStore, Quarantined, ReceivedHook,
+    Recorded,
+};
+
+/// Bodies above this are not processed (they are quarantined with their first bytes).
+pub const MAX_HOOK_BODY: usize = 200 * 1024;
+
+/// The header that carries the shared secret.
+pub const SECRET_HEADER: &str = "x-hook-secret";
+/// Standard Webhooks' message id header, used as the hook's id when present.
+pub const ID_HEADER: &str = "webhook-id";
+
+/// An HTTP answer, independent of the Lambda event types.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: serde_json::Value,
+}
+
+impl Reply {
+    fn new(status: u16, body: serde_json::Value) -> Reply {
+        Reply { status, body }
+    }
+}
+
+/// The parts of an HTTP request a hook function looks at.
+pub struct HookRequest<'a> {
+    pub scoring_id: Option<&'a str>,
+    pub secret: Option<&'a [u8]>,
+    pub webhook_id: Option<&'a str>,
+    pub body: &'a [u8],
+}
+
+/// Compares secrets in time independent of where they differ (and of their lengths).
+pub fn secrets_match(expected: &[u8], given: &[u8]) -> bool {
+    let a = Sha256::digest(expected);
+    let b = Sha256::digest(given);
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+/// The hook's id: MUST's `webhook-id` when usable, else a digest of kind and body
+/// (MUST retries the same hook with the same body).
+pub fn hook_id(kind: HookKind, webhook_id: Option<&str>, body: &[u8]) -> String {
+    if let Some(id) = webhook_id.filter(|id| {
+        (1..=100).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    }) {
+        return id.to_owned();
+    }
+    let mut h = Sha256::new();
+    h.update(kind.path().as_bytes());
+    h.update(b"\n");
+    h.update(body);
+    hex::encode(h.finalize())
+}
+
+pub struct HookIntake<S, Q> {
+    pub store: S,
+    pub queue: Q,
+    pub secret: Vec<u8>,
+}
+
+impl<S, Q> HookIntake<S, Q>
+where
+    S: HookStore + QuarantineStore + Sync,
+    Q: ProcessQueue + Sync,
+{
+    pub async fn receive(&self, kind: HookKind, req: HookRequest<'_>) -> Reply {
+        if !req.secret.is_some_and(|s| secrets_match(&self.secret, s)) {
+            tracing::warn!(hook = kind.path(), "hook refused: bad or missing secret");
+            return Reply::new(401, json!({"error": "unauthorized"}));
+        }
+        let scoring_id = match ScoringId::parse(req.scoring_id.unwrap_or_default()) {
+            Ok(id) => id,
+            Err(e) => return Reply::new(400, json!({"error": e.to_string()})),
+        };
+        let span = tracing::info_span!("hook", scoring_id = %scoring_id, hook = kind.path());
+        let _enter = span.enter();
+        let hook_id = hook_id(kind, req.webhook_id, req.body);
+        let problem = if req.body.len() > MAX_HOOK_BODY {
+            Some(format!(
+                "body of {} bytes is over the {MAX_HOOK_BODY}-byte limit",
+                req.body.len()
+            ))
+        } else {
+            match std::str::from_utf8(req.body) {
+                Err(_) => Some("body is not UTF-8".to_owned()),
+                Ok(_) => HookPayload::parse(kind, req.body)
+                    .err()
+                    .map(|e| e.to_string()),
+            }
+        };
+        if let Some(reason) = problem {
+            return self
+                .quarantine(kind, &scoring_id, &hook_id, req.body, reason)
+                .await;
+        }
+        let hook = ReceivedHook {
+            scoring_id: scoring_id.clone(),
+            kind,
+            hook_id: hook_id.clone(),
+            body: String::from_utf8_lossy(req.body).into_owned(),
+            received_at_ms: now_ms(),
+        };
+        let recorded = match self.store.record_hook(&hook).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!(error = %e, "hook not stored; MUST will retry");
+                return Reply::new(503, json!({"error": "temporarily unavailable, retry"}));
+            }
+        };
+        let message = ProcessMessage::Hook(hook);
+        if let Err(e) = self
+            .queue
+            .enqueue(&message, scoring_id.as_str(), &hook_id)
+            .await
+        {
+            tracing::error!(error = %e, "hook stored but not enqueued; MUST will retry");
+            return Reply::new(503, json!({"error": "temporarily unavailable, retry"}));
+        }
+        let status = match recorded {
+            Recorded::New => "accepted",
+            Recorded::Duplicate => "duplicate",
+        };
+        tracing::info!(hook_id, status, "hook accepted");
+        Reply::new(200, json!({"status": status, "hookId": hook_id}))
+    }
+
+    async fn quarantine(
+        &self,
+        kind: HookKind,
+        scoring_id: &ScoringId,
+        hook_id: &str,
+        body: &[u8],
+        reason: String,
+    ) -> Reply {
+        let kept = &body[..body.len().min(MAX_HOOK_BODY)];
+        let item = Quarantined {
+            id: format!(
+                "hook-{scoring_id}-{}-{hook_id}",
+                kind.path().replace('/', "-")
+            ),
+            source: "hook".into(),
+            reason: reason.clone(),
+            body: String::from_utf8_lossy(kept).into_owned(),
+            origin: json!({"kind": kind, "scoringId": scoring_id, "hookId": hook_id}),
+            received_at_ms: now_ms(),
+        };
+        match self.store.quarantine(&item).await {
+            Ok(()) => {
+                tracing::warn!(quarantine_id = %item.id, %reason, "hook quarantined");
+                // 200 so MUST stops retrying: the hook is kept for replay after a fix.
+                Reply::new(200, json!({"status": "quarantined", "reason": reason}))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "hook could not be quarantined; MUST will retry");
+                Reply::new(503, json!({"error": "temporarily unavailable, retry"}))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_by_content_only() {
+        assert!(secrets_match(b"s3cret", b"s3cret"));
+        assert!(!secrets_match(b"s3cret", b"s3cres"));
+        assert!(!secrets_match(b"s3cret", b"s3cret "));
+        assert!(!secrets_match(b"s3cret", b""));
+    }
+
+    #[test]
+    fn hook_id_prefers_a_clean_webhook_id_and_else_digests_the_body() {
+        assert_eq!(
+            hook_id(HookKind::Started, Some("msg_2KW"), b"{}"),
+            "msg_2KW"
+        );
+        let a = hook_id(HookKind::Started, Some("bad id/../"), b"{}");
+        let b = hook_id(HookKind::Started, None, b"{}");
+        assert_eq!(a, b);
+        assert_eq!(a.len(), 64);
+        assert_ne!(
+            b,
+            hook_id(HookKind::Approved, None, b"{}"),
+            "kind is part of the digest"
+        );
+        assert_ne!(b, hook_id(HookKind::Started, None, b"{ }"));
+    }
+}

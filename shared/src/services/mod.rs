@@ -1,0 +1,22 @@
+//! What each Lambda does, written against [`crate::ports`].
+
+pub mod bank_intake;
+pub mod batch;
+pub mod hook_intake;
+pub mod retry;
+pub mod truck_runner;
+
+use thiserror::Error;
+
+use crate::ports::{CallError, InfraError};
+
+/// A message that could not be handled now; the queue will deliver it again.
+#[derive(Debug, Error)]
+pub enum RetryLater {
+    #[error(transparent)]
+    Infra(#[from] InfraError),
+    #[error("{0}")]
+    NotYet(String),
+    #[error(transparent)]
+    Call(#[from] CallError),
+}
