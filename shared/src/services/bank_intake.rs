@@ -5,6 +5,7 @@
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use super::RetryLater;
 use crate::domain::bank::truck::{TruckBankEvent, TruckNotice, TruckNotification};
@@ -46,9 +47,12 @@ where
         if let Err(problems) = event.validate() {
             return self.refuse(body, problems).await;
         }
+        let span = tracing::info_span!("process", process_id = %event.process_id());
+        self.route(event).instrument(span).await
+    }
+
+    async fn route(&self, event: TruckBankEvent) -> Result<(), RetryLater> {
         let process_id = event.process_id().clone();
-        let span = tracing::info_span!("process", process_id = %process_id);
-        let _enter = span.enter();
         let dedup = dedup_id(event.event_id());
         let message = match event {
             TruckBankEvent::PolicyRequested { request, .. } => {

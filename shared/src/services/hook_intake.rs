@@ -7,6 +7,7 @@
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use crate::domain::ids::ScoringId;
 use crate::domain::must::hook::{HookKind, HookPayload};
@@ -93,7 +94,10 @@ where
             Err(e) => return Reply::new(400, json!({"error": e.to_string()})),
         };
         let span = tracing::info_span!("hook", scoring_id = %scoring_id, hook = kind.path());
-        let _enter = span.enter();
+        self.accept(kind, scoring_id, req).instrument(span).await
+    }
+
+    async fn accept(&self, kind: HookKind, scoring_id: ScoringId, req: HookRequest<'_>) -> Reply {
         let hook_id = hook_id(kind, req.webhook_id, req.body);
         let problem = if req.body.len() > MAX_HOOK_BODY {
             Some(format!(

@@ -1,1 +1,407 @@
+//! The end-to-end harness: the MUST simulator and the local cloud (real
+//! function binaries from `template.yaml`) against the AWS emulator, plus
+//! helpers that act as the bank: put documents in S3, send events, read
+//! notifications, watch a process.
 
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use polis_local_cloud::{CloudOptions, LocalCloud};
+use polis_must_sim::{Scenario, SimConfig, SimHandle};
+use serde_json::{json, Value};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Secrets the local stack is configured with (local values, not real ones).
+pub const HOOK_SECRET: &str = "local-hook-secret-0123456789";
+pub const MUST_LOGIN: &str = "polis";
+pub const MUST_PASSWORD: &str = "polis-local-password";
+
+pub struct Ports {
+    pub http: SocketAddr,
+    pub runtime: SocketAddr,
+    pub must: SocketAddr,
+}
+
+impl Ports {
+    /// Free ports picked by the OS (for tests running beside a `make up` stack).
+    pub fn any() -> Result<Ports, BoxError> {
+        let free = || -> Result<SocketAddr, BoxError> {
+            Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+        };
+        Ok(Ports {
+            http: free()?,
+            runtime: free()?,
+            must: free()?,
+        })
+    }
+
+    /// The documented ports: hook API 3000, Runtime API 9001, MUST simulator 4010.
+    pub fn fixed() -> Ports {
+        Ports {
+            http: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            runtime: SocketAddr::from(([127, 0, 0, 1], 9001)),
+            must: SocketAddr::from(([127, 0, 0, 1], 4010)),
+        }
+    }
+}
+
+pub struct Harness {
+    pub cloud: LocalCloud,
+    pub must: SimHandle,
+    pub sdk: aws_config::SdkConfig,
+    pub table: String,
+    pub documents_bucket: String,
+    pub archive_bucket: String,
+    pub bank_events_url: String,
+    pub notifications_url: String,
+    notifications: Arc<Mutex<HashMap<String, Vec<Value>>>>,
+}
+
+fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+impl Harness {
+    pub async fn start(stack: &str, ports: Ports, log_dir: PathBuf) -> Result<Harness, BoxError> {
+        let endpoint = std::env::var("AWS_ENDPOINT_URL")
+            .map_err(|_| "AWS_ENDPOINT_URL is not set: start the emulator (make emulator) first")?;
+        let sdk = polis::adapters::config::aws().await;
+        let must = polis_must_sim::start(
+            SimConfig {
+                hook_base_url: format!("http://{}", ports.http),
+                hook_secret: HOOK_SECRET.into(),
+                login: MUST_LOGIN.into(),
+                password: MUST_PASSWORD.into(),
+                ..SimConfig::default()
+            },
+            ports.must,
+        )
+        .await?;
+        let parameters: BTreeMap<String, String> = [
+            ("MustBaseUrl", must.base_url()),
+            ("MustLogin", MUST_LOGIN.into()),
+            ("MustPassword", MUST_PASSWORD.into()),
+            ("HookSecret", HOOK_SECRET.into()),
+            // Retries come back in seconds, not minutes, locally.
+            ("RunnerVisibilityTimeout", "4".into()),
+            ("EffectLeaseMs", "3000".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let platform_env = vec![
+            ("AWS_ENDPOINT_URL".into(), endpoint),
+            (
+                "AWS_ACCESS_KEY_ID".into(),
+                std::env::var("AWS_ACCESS_KEY_ID").unwrap_or("local".into()),
+            ),
+            (
+                "AWS_SECRET_ACCESS_KEY".into(),
+                std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or("local".into()),
+            ),
+            (
+                "AWS_REGION".into(),
+                std::env::var("AWS_REGION").unwrap_or("us-east-1".into()),
+            ),
+            ("S3_FORCE_PATH_STYLE".into(), "true".into()),
+        ];
+        let root = workspace_root();
+        let cloud = LocalCloud::start(
+            CloudOptions {
+                template: root.join("template.yaml"),
+                stack: stack.to_owned(),
+                http_listen: ports.http,
+                runtime_listen: ports.runtime,
+                bin_dir: root.join("target/debug"),
+                log_dir,
+                parameters,
+                platform_env,
+                instances: 2,
+            },
+            &sdk,
+        )
+        .await?;
+        let physical = |id: &str| {
+            cloud
+                .physical(id)
+                .ok_or_else(|| format!("{id} is not in the stack"))
+        };
+        let harness = Harness {
+            table: physical("Table")?,
+            documents_bucket: physical("DocumentsBucket")?,
+            archive_bucket: physical("ArchiveBucket")?,
+            bank_events_url: physical("BankEventsQueue")?,
+            notifications_url: physical("BankNotificationsQueue")?,
+            notifications: Arc::default(),
+            cloud,
+            must,
+            sdk,
+        };
+        harness.collect_notifications();
+        Ok(harness)
+    }
+
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(&self.sdk)
+    }
+
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        polis::adapters::config::s3(&self.sdk)
+    }
+
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&self.sdk)
+    }
+
+    /// Drains the bank-notifications queue in the background, filing each by process.
+    fn collect_notifications(&self) {
+        let (sqs, url, store) = (
+            self.sqs(),
+            self.notifications_url.clone(),
+            self.notifications.clone(),
+        );
+        tokio::spawn(async move {
+            loop {
+                let Ok(out) = sqs
+                    .receive_message()
+                    .queue_url(&url)
+                    .max_number_of_messages(10)
+                    .wait_time_seconds(1)
+                    .send()
+                    .await
+                else {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                };
+                for m in out.messages() {
+                    if let Some(body) = m.body().and_then(|b| serde_json::from_str::<Value>(b).ok())
+                    {
+                        let pid = body["processId"].as_str().unwrap_or_default().to_owned();
+                        store
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .entry(pid)
+                            .or_default()
+                            .push(body);
+                    }
+                    if let Some(handle) = m.receipt_handle() {
+                        let _ = sqs
+                            .delete_message()
+                            .queue_url(&url)
+                            .receipt_handle(handle)
+                            .send()
+                            .await;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Notifications the bank has received for a process so far, in arrival order.
+    pub fn notifications(&self, process_id: &str) -> Vec<Value> {
+        self.notifications
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(process_id)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Waits until the bank has a notification of `kind` for the process.
+    pub async fn wait_for_notification(
+        &self,
+        process_id: &str,
+        kind: &str,
+        timeout: Duration,
+    ) -> Result<Value, BoxError> {
+        let start = Instant::now();
+        loop {
+            if let Some(n) = self
+                .notifications(process_id)
+                .into_iter()
+                .find(|n| n["type"] == kind)
+            {
+                return Ok(n);
+            }
+            if start.elapsed() > timeout {
+                return Err(format!(
+                    "{process_id}: no {kind} within {timeout:?}; got {:?}",
+                    self.notifications(process_id)
+                )
+                .into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Puts a document where the bank keeps them and returns its reference.
+    pub async fn put_document(
+        &self,
+        process_id: &str,
+        type_id: u32,
+        name: &str,
+    ) -> Result<Value, BoxError> {
+        let key = format!("inbound/{process_id}/{name}");
+        let body = polis_must_sim::pdf::one_page(&format!("scan of document type {type_id}"));
+        self.s3()
+            .put_object()
+            .bucket(&self.documents_bucket)
+            .key(&key)
+            .body(body.into())
+            .send()
+            .await?;
+        Ok(json!({"typeId": type_id, "s3Key": key, "fileName": name}))
+    }
+
+    /// Sends an event to the bank-events queue, as the bank does.
+    pub async fn send_bank_event(&self, event: &Value) -> Result<(), BoxError> {
+        self.sqs()
+            .send_message()
+            .queue_url(&self.bank_events_url)
+            .message_body(event.to_string())
+            .send()
+            .await?;
+        Ok(())
+    }
+
+    /// A truck policy request for `process_id` and `vin`, with the given documents.
+    pub fn truck_request(
+        process_id: &str,
+        vin: &str,
+        legal_entity: bool,
+        documents: Vec<Value>,
+    ) -> Value {
+        let party = if legal_entity {
+            json!({"kind": "legalEntity", "name": "ООО «Тест Логистик»", "inn": "7731440001", "kpp": "503100001",
+                   "phone": "+79990001122", "email": "fleet@test-logistic.ru", "registrationCity": "Москва"})
+        } else {
+            json!({"kind": "individual", "name": "Петров Пётр Петрович", "inn": "500100732259",
+                   "phone": "+79991234567", "email": "petrov@example.ru", "registrationCity": "Москва"})
+        };
+        json!({
+            "type": "truck.policy-requested",
+            "eventId": format!("evt-{process_id}"),
+            "requestId": process_id,
+            "customerId": format!("cust-{process_id}"),
+            "policyholder": party,
+            "owner": party,
+            "vehicle": {"vin": vin, "plates": "С001КМ750", "hasTrailer": true},
+            "drivers": [{"fullName": "Сидоров Иван", "birthDate": "1980-05-01", "licenseNumber": "7701123456", "licenseIssuedOn": "2015-03-03"}],
+            "policy": {"startOn": "2027-01-15", "termMonths": 12},
+            "payment": {"method": if legal_entity { "invoice" } else { "link" }},
+            "documents": documents,
+        })
+    }
+
+    /// Registers the simulator scenario for `vin`, stores the documents, and sends the request.
+    pub async fn start_truck_process(
+        &self,
+        process_id: &str,
+        vin: &str,
+        scenario: Scenario,
+        legal_entity: bool,
+    ) -> Result<(), BoxError> {
+        self.must.sim.set_scenario(vin, scenario);
+        let documents = vec![
+            self.put_document(process_id, 11, "sts.pdf").await?,
+            self.put_document(process_id, 12, "pts.pdf").await?,
+        ];
+        self.send_bank_event(&Self::truck_request(
+            process_id,
+            vin,
+            legal_entity,
+            documents,
+        ))
+        .await
+    }
+
+    /// The process record as stored: its `state` JSON with `version` beside it.
+    pub async fn process(&self, process_id: &str) -> Result<Option<Value>, BoxError> {
+        let out = self
+            .dynamodb()
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", AttributeValue::S(format!("TRUCK#{process_id}")))
+            .key("sk", AttributeValue::S("PROCESS".into()))
+            .consistent_read(true)
+            .send()
+            .await?;
+        let Some(item) = out.item() else {
+            return Ok(None);
+        };
+        let mut state: Value = serde_json::from_str(
+            item.get("state")
+                .and_then(|v| v.as_s().ok())
+                .ok_or("no state")?,
+        )?;
+        state["version"] = json!(item
+            .get("version")
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<u64>().ok()));
+        Ok(Some(state))
+    }
+
+    /// Waits until the process reaches `stage`, calling `on_change` at each new stage seen.
+    pub async fn wait_for_stage(
+        &self,
+        process_id: &str,
+        stage: &str,
+        timeout: Duration,
+        mut on_change: impl FnMut(&Value),
+    ) -> Result<Value, BoxError> {
+        let start = Instant::now();
+        let mut last = String::new();
+        loop {
+            if let Some(p) = self.process(process_id).await? {
+                let now = p["stage"].as_str().unwrap_or_default().to_owned();
+                if now != last {
+                    on_change(&p);
+                    last = now.clone();
+                }
+                if now == stage {
+                    return Ok(p);
+                }
+                if ["issued", "rejected", "failed"].contains(&now.as_str()) {
+                    return Err(format!("{process_id} ended as {now}, not {stage}: {p}").into());
+                }
+            }
+            if start.elapsed() > timeout {
+                return Err(format!(
+                    "{process_id} did not reach {stage} within {timeout:?} (last: {last:?})"
+                )
+                .into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Reads an archived object with its metadata.
+    pub async fn archived(
+        &self,
+        key: &str,
+    ) -> Result<(Vec<u8>, HashMap<String, String>), BoxError> {
+        let out = self
+            .s3()
+            .get_object()
+            .bucket(&self.archive_bucket)
+            .key(key)
+            .send()
+            .await?;
+        let metadata = out.metadata().cloned().unwrap_or_default();
+        let bytes = out.body.collect().await?.into_bytes().to_vec();
+        Ok((bytes, metadata))
+    }
+}
+
+/// The `type` of each notification, in order.
+pub fn kinds(notices: &[Value]) -> Vec<String> {
+    notices
+        .iter()
+        .map(|n| n["type"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}

@@ -1,1 +1,165 @@
+//! The local cloud: what `sam local` cannot do without Docker (and does not do
+//! for SQS at all). From `template.yaml` it creates the tables, queues,
+//! redrive policies and buckets on the AWS emulator, runs each function's real
+//! binary under a Lambda Runtime API of its own, routes HTTP requests by the
+//! template's `HttpApi` events (payload 2.0), and polls each SQS event source
+//! as Lambda does (batch size, partial batch failures, visibility timeout).
 
+pub mod gateway;
+pub mod poller;
+pub mod provision;
+pub mod runtime;
+pub mod template;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway::{Gateway, Route};
+use provision::{Physical, Provisioner, Resources};
+use runtime::{ProcessSpec, RuntimeApi};
+use template::{EventSource, Template};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CloudError {
+    #[error("template: {0}")]
+    Template(String),
+    #[error("provisioning: {0}")]
+    Provision(String),
+    #[error("function binary {0} not found: build it first (cargo build --workspace --bins)")]
+    Binary(String),
+    #[error("network: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+pub struct CloudOptions {
+    pub template: PathBuf,
+    /// Prefix of every physical name, so several stacks can share one emulator.
+    pub stack: String,
+    pub http_listen: SocketAddr,
+    pub runtime_listen: SocketAddr,
+    pub bin_dir: PathBuf,
+    pub log_dir: PathBuf,
+    pub parameters: BTreeMap<String, String>,
+    /// Environment every function gets besides the template's: the emulator's endpoint and credentials.
+    pub platform_env: Vec<(String, String)>,
+    /// Processes per function (Lambda's concurrency).
+    pub instances: usize,
+}
+
+pub struct LocalCloud {
+    pub http_url: String,
+    pub resources: Resources,
+    pub routes: Vec<Route>,
+    api: Arc<RuntimeApi>,
+}
+
+impl LocalCloud {
+    pub async fn start(
+        options: CloudOptions,
+        sdk: &aws_config::SdkConfig,
+    ) -> Result<LocalCloud, CloudError> {
+        let template = Template::load(&options.template)?;
+        let http = tokio::net::TcpListener::bind(options.http_listen).await?;
+        let runtime = tokio::net::TcpListener::bind(options.runtime_listen).await?;
+        let http_url = format!("http://{}", http.local_addr()?);
+        let runtime_base = format!("http://{}", runtime.local_addr()?);
+
+        let provisioner = Provisioner {
+            sdk,
+            stack: &options.stack,
+        };
+        let resources = provisioner
+            .create(&template, options.parameters.clone(), &http_url)
+            .await?;
+
+        let functions = template.functions()?;
+        let api = RuntimeApi::new(
+            functions
+                .iter()
+                .map(|f| (f.logical_id.clone(), Duration::from_secs(f.timeout_seconds))),
+        );
+        std::fs::create_dir_all(&options.log_dir)?;
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        let mut routes = Vec::new();
+        for f in &functions {
+            let mut env = options.platform_env.clone();
+            for (name, value) in &f.environment {
+                env.push((name.clone(), resources.resolve(value)?));
+            }
+            runtime::supervise(
+                api.clone(),
+                ProcessSpec {
+                    function: f.logical_id.clone(),
+                    binary: options.bin_dir.join(&f.binary),
+                    env,
+                    log: options.log_dir.join(format!("{}.log", f.binary)),
+                },
+                runtime_base.clone(),
+                options.instances,
+            )?;
+            for event in &f.events {
+                match event {
+                    EventSource::Http { method, path } => routes.push(Route {
+                        method: method.clone(),
+                        path: resources.resolve(path)?,
+                        function: f.logical_id.clone(),
+                    }),
+                    EventSource::Sqs { queue, batch_size } => {
+                        let Some(Physical::Queue { url, arn, .. }) =
+                            resources.by_logical_id.get(queue)
+                        else {
+                            return Err(CloudError::Template(format!(
+                                "{}: {queue} is not a queue",
+                                f.logical_id
+                            )));
+                        };
+                        poller::spawn(
+                            api.clone(),
+                            sqs.clone(),
+                            poller::SqsSource {
+                                function: f.logical_id.clone(),
+                                queue_url: url.clone(),
+                                queue_arn: arn.clone(),
+                                batch_size: *batch_size,
+                                region: resources.region.clone(),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        let runtime_router = api.router();
+        tokio::spawn(async move {
+            let _ = axum::serve(runtime, runtime_router).await;
+        });
+        let gateway = Arc::new(Gateway {
+            routes: routes.clone(),
+            api: api.clone(),
+        });
+        tokio::spawn(async move {
+            let _ = axum::serve(http, gateway::router(gateway)).await;
+        });
+        Ok(LocalCloud {
+            http_url,
+            resources,
+            routes,
+            api,
+        })
+    }
+
+    /// The physical name (table, bucket) or URL (queue) of a logical id.
+    pub fn physical(&self, logical_id: &str) -> Option<String> {
+        self.resources
+            .resolve(&serde_json::json!({"Ref": logical_id}))
+            .ok()
+    }
+
+    /// Stops pollers and restarts; processes end with the runtime that owns them.
+    pub fn stop(&self) {
+        self.api.stopping.store(true, Ordering::Relaxed);
+    }
+}

@@ -1,1 +1,776 @@
+//! A MUST partner-API simulator that behaves as the seed says: a token per
+//! partner, blob storage, asynchronous scoring, and hooks delivered to the
+//! partner **one at a time** per process, **retried with backoff until HTTP 200**.
+//!
+//! Scenarios are chosen per process by the vehicle's VIN (`PUT /sim/scenarios/{vin}`).
 
+pub mod pdf;
+mod scenario;
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::{Multipart, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+
+pub use scenario::{InsurerResult, OfferOutcome, Scenario};
+
+/// How the simulator is set up.
+#[derive(Debug, Clone)]
+pub struct SimConfig {
+    /// Where the partner hosts its hooks: `{hook_base_url}/api/hooks/{scoringId}/...`.
+    pub hook_base_url: String,
+    pub hook_secret: String,
+    pub login: String,
+    pub password: String,
+    pub token_ttl: Duration,
+    /// MUST's "asynchronous processing" time before each hook.
+    pub processing_delay: Duration,
+    /// First retry delay of a hook delivery (doubles up to `max_retry_delay`).
+    pub first_retry_delay: Duration,
+    pub max_retry_delay: Duration,
+    /// The customer pays this long after the payment link is sent.
+    pub payment_delay: Duration,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        SimConfig {
+            hook_base_url: "http://127.0.0.1:3000".into(),
+            hook_secret: "local-hook-secret".into(),
+            login: "polis".into(),
+            password: "polis-local".into(),
+            token_ttl: Duration::from_secs(7 * 24 * 3600),
+            processing_delay: Duration::from_millis(50),
+            first_retry_delay: Duration::from_millis(100),
+            max_retry_delay: Duration::from_secs(2),
+            payment_delay: Duration::from_millis(200),
+        }
+    }
+}
+
+/// What the simulator counted, for tests and for the curious (`GET /sim/stats`).
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stats {
+    pub auth_calls: u64,
+    pub init_calls: u64,
+    pub calls: HashMap<String, u64>,
+    /// Hooks delivered with HTTP 200, by path.
+    pub hooks_delivered: HashMap<String, u64>,
+    /// Delivery attempts that got anything but 200.
+    pub hook_retries: u64,
+    pub unauthorized: u64,
+}
+
+#[derive(Debug, Default)]
+struct SimProcess {
+    scenario: Scenario,
+    documents_round: u32,
+    associated_types: HashSet<u32>,
+    documents_accepted: bool,
+    contract_accepted: bool,
+    scoring_started: bool,
+    approved: HashSet<String>,
+    payment_requested: bool,
+    paid: bool,
+    hooks_sent: u32,
+}
+
+#[derive(Default)]
+struct Inner {
+    tokens: HashMap<String, u64>,
+    blobs: HashMap<String, (String, Vec<u8>)>,
+    scenarios: HashMap<String, Scenario>,
+    processes: HashMap<String, SimProcess>,
+    idempotent: HashMap<String, Value>,
+    outboxes: HashMap<String, mpsc::UnboundedSender<Hook>>,
+    next_id: u64,
+    stats: Stats,
+}
+
+#[derive(Debug, Clone)]
+struct Hook {
+    scoring_id: String,
+    path: &'static str,
+    body: Value,
+    id: String,
+}
+
+pub struct Sim {
+    config: SimConfig,
+    inner: Mutex<Inner>,
+    http: reqwest::Client,
+}
+
+/// A running simulator.
+pub struct SimHandle {
+    pub addr: SocketAddr,
+    pub sim: Arc<Sim>,
+}
+
+impl SimHandle {
+    pub fn base_url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn error(status: StatusCode, code: Option<u32>, message: &str) -> Response {
+    let mut body = json!({"message": message});
+    if let Some(code) = code {
+        body["errorCode"] = json!(code);
+    }
+    (status, Json(body)).into_response()
+}
+
+/// Starts the simulator on `listen` (port 0 for any free port).
+pub async fn start(config: SimConfig, listen: SocketAddr) -> std::io::Result<SimHandle> {
+    let sim = Arc::new(Sim {
+        config,
+        inner: Mutex::new(Inner::default()),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .map_err(std::io::Error::other)?,
+    });
+    let app = Router::new()
+        .route("/api/scoring/auth", post(auth))
+        .route("/api/scoring/init", post(init))
+        .route("/api/blob", post(upload_blob))
+        .route("/api/blob/{blob_id}", get(download_blob))
+        .route("/api/scoring/{sid}/documents", post(documents))
+        .route("/api/scoring/{sid}/contract", post(contract))
+        .route("/api/scoring/{sid}/payment-link", post(payment_link))
+        .route("/api/scoring/{sid}/payment-invoice", post(payment_invoice))
+        .route(
+            "/api/scoring/scoring/{sid}/payment-order",
+            post(payment_order),
+        )
+        .route("/sim/scenarios/{vin}", put(set_scenario))
+        .route("/sim/stats", get(stats))
+        .route("/pay/{sid}", get(pay_page))
+        .with_state(sim.clone());
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(SimHandle { addr, sim })
+}
+
+impl Sim {
+    pub fn stats(&self) -> Stats {
+        self.inner
+            .lock()
+            .map(|i| i.stats.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn set_scenario(&self, vin: &str, scenario: Scenario) {
+        if let Ok(mut i) = self.inner.lock() {
+            i.scenarios.insert(vin.to_owned(), scenario);
+        }
+    }
+
+    /// Drops every token, as if they all expired (to test refresh on 401).
+    pub fn expire_tokens(&self) {
+        if let Ok(mut i) = self.inner.lock() {
+            i.tokens.clear();
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A poisoned lock only means a handler panicked; the data is still usable.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn count(&self, name: &str) {
+        *self.lock().stats.calls.entry(name.to_owned()).or_default() += 1;
+    }
+
+    fn authorised(&self, headers: &HeaderMap) -> bool {
+        let token = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let mut inner = self.lock();
+        let ok = token
+            .and_then(|t| inner.tokens.get(t))
+            .is_some_and(|exp| *exp > now_ms());
+        if !ok {
+            inner.stats.unauthorized += 1;
+        }
+        ok
+    }
+
+    fn new_id(&self, prefix: &str) -> String {
+        let mut inner = self.lock();
+        inner.next_id += 1;
+        format!("{prefix}-{:08x}-{}", now_ms() as u32, inner.next_id)
+    }
+
+    /// Queues a hook for delivery after the processing delay, behind earlier hooks of the process.
+    fn send_hook(self: &Arc<Self>, scoring_id: &str, path: &'static str, body: Value) {
+        let mut inner = self.lock();
+        let Some(process) = inner.processes.get_mut(scoring_id) else {
+            return;
+        };
+        process.hooks_sent += 1;
+        let copies = if process.scenario.duplicate_hooks {
+            2
+        } else {
+            1
+        };
+        let hook = Hook {
+            scoring_id: scoring_id.to_owned(),
+            path,
+            body,
+            id: format!("hook-{scoring_id}-{}", process.hooks_sent),
+        };
+        let sender = inner
+            .outboxes
+            .entry(scoring_id.to_owned())
+            .or_insert_with(|| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                tokio::spawn(self.clone().deliver_in_order(rx));
+                tx
+            });
+        for _ in 0..copies {
+            let _ = sender.send(hook.clone());
+        }
+    }
+
+    /// One process's hooks, strictly one at a time, each retried until HTTP 200.
+    async fn deliver_in_order(self: Arc<Self>, mut hooks: mpsc::UnboundedReceiver<Hook>) {
+        while let Some(hook) = hooks.recv().await {
+            tokio::time::sleep(self.config.processing_delay).await;
+            let url = format!(
+                "{}/api/hooks/{}/{}",
+                self.config.hook_base_url, hook.scoring_id, hook.path
+            );
+            let mut delay = self.config.first_retry_delay;
+            loop {
+                let sent = self
+                    .http
+                    .post(&url)
+                    .header("x-hook-secret", &self.config.hook_secret)
+                    .header("webhook-id", &hook.id)
+                    .json(&hook.body)
+                    .send()
+                    .await;
+                if sent.as_ref().is_ok_and(|r| r.status() == StatusCode::OK) {
+                    *self
+                        .lock()
+                        .stats
+                        .hooks_delivered
+                        .entry(hook.path.to_owned())
+                        .or_default() += 1;
+                    break;
+                }
+                self.lock().stats.hook_retries += 1;
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(self.config.max_retry_delay);
+            }
+        }
+    }
+
+    fn with_process<T>(&self, sid: &str, f: impl FnOnce(&mut SimProcess) -> T) -> Option<T> {
+        self.lock().processes.get_mut(sid).map(f)
+    }
+
+    /// Both steps 3 and 4 done: scoring starts by itself (step 5).
+    fn maybe_start_scoring(self: &Arc<Self>, sid: &str) {
+        let Some((scenario, start)) = self.with_process(sid, |p| {
+            let start = p.documents_accepted && p.contract_accepted && !p.scoring_started;
+            if start {
+                p.scoring_started = true;
+            }
+            (p.scenario.clone(), start)
+        }) else {
+            return;
+        };
+        if !start {
+            return;
+        }
+        if let Some(code) = scenario.fail_with {
+            let entry =
+                json!({"errorCode": code, "errorMessage": format!("simulated failure {code}")});
+            self.send_hook(sid, "failed", entry);
+            return;
+        }
+        let insurers: Vec<&str> = scenario
+            .insurers
+            .iter()
+            .map(|i| i.insurer.as_str())
+            .collect();
+        self.send_hook(sid, "started", json!({"insuranceCompanies": insurers}));
+        for result in &scenario.insurers {
+            match result.outcome {
+                OfferOutcome::Approved => {
+                    self.with_process(sid, |p| p.approved.insert(result.insurer.clone()));
+                    self.send_hook(
+                        sid,
+                        "approved",
+                        json!({"insuranceCompany": result.insurer, "writtenPremium": result.premium}),
+                    );
+                }
+                OfferOutcome::Rejected => self.send_hook(
+                    sid,
+                    "rejected",
+                    json!({"insuranceCompany": result.insurer, "reason": "simulated refusal"}),
+                ),
+                OfferOutcome::Failed => self.send_hook(
+                    sid,
+                    "company-failed",
+                    json!({
+                        "insuranceCompany": result.insurer,
+                        "errorCode": result.error_code.unwrap_or(1501),
+                        "errorMessage": "simulated insurer error",
+                    }),
+                ),
+            }
+        }
+        if scenario
+            .insurers
+            .iter()
+            .any(|i| i.outcome == OfferOutcome::Approved)
+        {
+            let draft = self.store_blob("draft.pdf", pdf::one_page("eOSAGO draft"));
+            self.send_hook(sid, "draft-issued", json!({"blobIds": [draft]}));
+        }
+    }
+
+    fn store_blob(&self, name: &str, bytes: Vec<u8>) -> String {
+        let id = self.new_id("blob");
+        self.lock()
+            .blobs
+            .insert(id.clone(), (name.to_owned(), bytes));
+        id
+    }
+
+    /// Paid: the insurer issues the policy and MUST sends its files.
+    fn issue_policy(self: &Arc<Self>, sid: &str) {
+        let Some(files) = self.with_process(sid, |p| {
+            p.paid = true;
+            p.scenario.policy_files.max(1)
+        }) else {
+            return;
+        };
+        self.send_hook(sid, "policy-is-paid", json!({}));
+        let number = format!("XXX {:010}", now_ms() % 10_000_000_000);
+        let blobs: Vec<Value> = (1..=files)
+            .map(|n| {
+                let name = format!("policy-{n}.pdf");
+                let id = self.store_blob(
+                    &name,
+                    pdf::one_page(&format!("eOSAGO policy {number} ({n}/{files})")),
+                );
+                json!({"blobId": id, "name": name})
+            })
+            .collect();
+        self.send_hook(
+            sid,
+            "policy-issued",
+            json!({"policyNumber": number, "documents": blobs}),
+        );
+    }
+}
+
+async fn auth(State(sim): State<Arc<Sim>>, Json(body): Json<Value>) -> Response {
+    sim.lock().stats.auth_calls += 1;
+    let login = body.get("login").and_then(Value::as_str);
+    let password = body.get("password").and_then(Value::as_str);
+    if login != Some(sim.config.login.as_str()) || password != Some(sim.config.password.as_str()) {
+        return error(StatusCode::UNAUTHORIZED, None, "wrong login or password");
+    }
+    let token = sim.new_id("token");
+    let ttl = sim.config.token_ttl;
+    sim.lock()
+        .tokens
+        .insert(token.clone(), now_ms() + ttl.as_millis() as u64);
+    Json(json!({"token": token, "expiresInSeconds": ttl.as_secs()})).into_response()
+}
+
+fn idempotent_replay(sim: &Sim, headers: &HeaderMap) -> (Option<String>, Option<Value>) {
+    let key = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let seen = key
+        .as_ref()
+        .and_then(|k| sim.lock().idempotent.get(k).cloned());
+    (key, seen)
+}
+
+async fn init(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    if !sim.authorised(&headers) {
+        return error(StatusCode::UNAUTHORIZED, None, "token missing or expired");
+    }
+    sim.lock().stats.init_calls += 1;
+    let (key, seen) = idempotent_replay(&sim, &headers);
+    if let Some(previous) = seen {
+        return Json(previous).into_response();
+    }
+    let vin = body
+        .get("vin")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let Some(start) = body.get("policyStartOn").and_then(Value::as_str) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            Some(1403),
+            "invalid policy start on",
+        );
+    };
+    if start.len() != 10 {
+        return error(
+            StatusCode::BAD_REQUEST,
+            Some(1403),
+            "invalid policy start on",
+        );
+    }
+    let sid = sim.new_id("sc");
+    let scenario = sim.lock().scenarios.get(&vin).cloned().unwrap_or_default();
+    let required = scenario.required_types.clone();
+    let answer = json!({"scoringId": sid});
+    {
+        let mut inner = sim.lock();
+        inner.processes.insert(
+            sid.clone(),
+            SimProcess {
+                scenario,
+                ..SimProcess::default()
+            },
+        );
+        if let Some(k) = key {
+            inner.idempotent.insert(k, answer.clone());
+        }
+    }
+    sim.send_hook(
+        &sid,
+        "documents/types-required",
+        json!({"documentTypes": required}),
+    );
+    Json(answer).into_response()
+}
+
+async fn upload_blob(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    mut form: Multipart,
+) -> Response {
+    if !sim.authorised(&headers) {
+        return error(StatusCode::UNAUTHORIZED, None, "token missing or expired");
+    }
+    sim.count("blob");
+    while let Ok(Some(field)) = form.next_field().await {
+        if field.name() == Some("Blob") {
+            let name = field.file_name().unwrap_or("file").to_owned();
+            return match field.bytes().await {
+                Ok(bytes) if !bytes.is_empty() => {
+                    Json(json!({"blobId": sim.store_blob(&name, bytes.to_vec())})).into_response()
+                }
+                _ => error(StatusCode::BAD_REQUEST, None, "empty file"),
+            };
+        }
+    }
+    error(
+        StatusCode::BAD_REQUEST,
+        None,
+        "multipart field Blob is required",
+    )
+}
+
+async fn download_blob(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Path(blob_id): Path<String>,
+) -> Response {
+    if !sim.authorised(&headers) {
+        return error(StatusCode::UNAUTHORIZED, None, "token missing or expired");
+    }
+    sim.count("download");
+    match sim.lock().blobs.get(&blob_id) {
+        Some((_, bytes)) => (
+            [("content-type", "application/pdf")],
+            Bytes::from(bytes.clone()),
+        )
+            .into_response(),
+        None => error(StatusCode::NOT_FOUND, None, "no such blob"),
+    }
+}
+
+/// Checks the token and that the process exists; counts the call.
+fn guard(sim: &Sim, headers: &HeaderMap, sid: &str, call: &str) -> Option<Response> {
+    if !sim.authorised(headers) {
+        return Some(error(
+            StatusCode::UNAUTHORIZED,
+            None,
+            "token missing or expired",
+        ));
+    }
+    sim.count(call);
+    if !sim.lock().processes.contains_key(sid) {
+        return Some(error(
+            StatusCode::NOT_FOUND,
+            None,
+            "no such scoring process",
+        ));
+    }
+    None
+}
+
+async fn documents(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Path(sid): Path<String>,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(refused) = guard(&sim, &headers, &sid, "documents") {
+        return refused;
+    }
+    let Some(list) = body.get("documents").and_then(Value::as_array) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            None,
+            "documents: a list is required",
+        );
+    };
+    let mut types = Vec::new();
+    for d in list {
+        let type_id = d.get("typeId").and_then(Value::as_u64);
+        let blob_id = d.pointer("/blob/blobId").and_then(Value::as_str);
+        match (type_id, blob_id) {
+            (Some(t), Some(b)) if sim.lock().blobs.contains_key(b) => types.push(t as u32),
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    "each document needs typeId and a known blob.blobId",
+                )
+            }
+        }
+    }
+    let Some((round, scenario, missing)) = sim.with_process(&sid, |p| {
+        p.documents_round += 1;
+        p.associated_types.extend(types.iter().copied());
+        let missing: Vec<u32> = p
+            .scenario
+            .required_types
+            .iter()
+            .copied()
+            .filter(|t| !p.associated_types.contains(t))
+            .collect();
+        (p.documents_round, p.scenario.clone(), missing)
+    }) else {
+        return error(StatusCode::NOT_FOUND, None, "no such scoring process");
+    };
+    if scenario.upload_failed_once && round == 1 {
+        let first = scenario.required_types.first().copied().unwrap_or(11);
+        sim.send_hook(
+            &sid,
+            "documents/upload-failed",
+            json!({"documents": [{"typeId": first, "reason": "document is unreadable"}]}),
+        );
+    } else if !missing.is_empty() {
+        sim.send_hook(
+            &sid,
+            "documents/upload-failed",
+            json!({"missingTypeIds": missing}),
+        );
+    } else {
+        sim.with_process(&sid, |p| p.documents_accepted = true);
+        if scenario.prefilled_contract {
+            sim.send_hook(
+                &sid,
+                "contract/update-completed",
+                json!({"contract": {"vin": "recognised", "hasTrailer": true, "source": "recognition"}}),
+            );
+        }
+        let contract_done = sim
+            .with_process(&sid, |p| p.contract_accepted)
+            .unwrap_or(false);
+        if !scenario.contract_hook_first || contract_done {
+            sim.send_hook(&sid, "documents/upload-completed", json!({}));
+        }
+        sim.maybe_start_scoring(&sid);
+    }
+    Json(json!({})).into_response()
+}
+
+async fn contract(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Path(sid): Path<String>,
+    Json(card): Json<Value>,
+) -> Response {
+    if let Some(refused) = guard(&sim, &headers, &sid, "contract") {
+        return refused;
+    }
+    if card.pointer("/insurer/type").and_then(Value::as_str) == Some("legalEntity") {
+        for field in ["inn", "kpp"] {
+            if card
+                .pointer(&format!("/insurer/{field}"))
+                .and_then(Value::as_str)
+                .is_none()
+            {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    &format!("insurer.{field} is required for a legal entity"),
+                );
+            }
+        }
+    }
+    let Some((documents_done, hold_documents_hook)) = sim.with_process(&sid, |p| {
+        p.contract_accepted = true;
+        (p.documents_accepted, p.scenario.contract_hook_first)
+    }) else {
+        return error(StatusCode::NOT_FOUND, None, "no such scoring process");
+    };
+    sim.send_hook(&sid, "contract/update-completed", json!({}));
+    if documents_done && hold_documents_hook {
+        sim.send_hook(&sid, "documents/upload-completed", json!({}));
+    }
+    sim.maybe_start_scoring(&sid);
+    Json(json!({})).into_response()
+}
+
+/// The chosen insurer must have approved (changelog v2: otherwise 403).
+fn chosen_insurer(sim: &Sim, sid: &str, body: &Value) -> Result<String, Response> {
+    let insurer = body
+        .get("insuranceCompany")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_owned();
+    let approved = sim
+        .with_process(sid, |p| p.approved.contains(&insurer))
+        .unwrap_or(false);
+    if approved {
+        sim.with_process(sid, |p| p.payment_requested = true);
+        Ok(insurer)
+    } else {
+        Err(error(
+            StatusCode::FORBIDDEN,
+            None,
+            "insurance company has not approved this scoring",
+        ))
+    }
+}
+
+async fn payment_link(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Path(sid): Path<String>,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(refused) = guard(&sim, &headers, &sid, "payment-link") {
+        return refused;
+    }
+    let insurer = match chosen_insurer(&sim, &sid, &body) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let link = format!("http://127.0.0.1/pay/{sid}");
+    sim.send_hook(
+        &sid,
+        "payment-link-generated",
+        json!({"insuranceCompany": insurer, "paymentLink": link}),
+    );
+    // The customer follows the link and pays a little later.
+    let sim2 = sim.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(sim2.config.payment_delay).await;
+        sim2.issue_policy(&sid);
+    });
+    Json(json!({})).into_response()
+}
+
+async fn payment_invoice(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Path(sid): Path<String>,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(refused) = guard(&sim, &headers, &sid, "payment-invoice") {
+        return refused;
+    }
+    let insurer = match chosen_insurer(&sim, &sid, &body) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
+    let invoice = sim.store_blob("invoice.pdf", pdf::one_page(&format!("Invoice for {sid}")));
+    sim.send_hook(
+        &sid,
+        "payment-invoice-generated",
+        json!({"insuranceCompany": insurer, "paymentInvoiceBlobId": invoice}),
+    );
+    Json(json!({})).into_response()
+}
+
+async fn payment_order(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Path(sid): Path<String>,
+    Json(body): Json<Value>,
+) -> Response {
+    if let Some(refused) = guard(&sim, &headers, &sid, "payment-order") {
+        return refused;
+    }
+    let known = body
+        .get("blobId")
+        .and_then(Value::as_str)
+        .is_some_and(|b| sim.lock().blobs.contains_key(b));
+    let invoiced = sim
+        .with_process(&sid, |p| p.payment_requested)
+        .unwrap_or(false);
+    if !known || !invoiced {
+        return error(
+            StatusCode::BAD_REQUEST,
+            None,
+            "a known blobId of a payment order, after an invoice, is required",
+        );
+    }
+    let already_paid = sim.with_process(&sid, |p| p.paid).unwrap_or(true);
+    if !already_paid {
+        sim.issue_policy(&sid);
+    }
+    Json(json!({})).into_response()
+}
+
+async fn set_scenario(
+    State(sim): State<Arc<Sim>>,
+    Path(vin): Path<String>,
+    Json(scenario): Json<Scenario>,
+) -> Response {
+    sim.set_scenario(&vin, scenario);
+    StatusCode::NO_CONTENT.into_response()
+}
+
+async fn stats(State(sim): State<Arc<Sim>>) -> Response {
+    Json(sim.stats()).into_response()
+}
+
+async fn pay_page(Path(sid): Path<String>) -> Response {
+    format!("Simulated payment page for scoring {sid}").into_response()
+}

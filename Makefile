@@ -1,0 +1,53 @@
+# The two commands: `make run` (a full policy through the local stack) and `make test`.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY_DEPS := 'moto[dynamodb,s3,sqs]==5.*' flask flask-cors
+export AWS_ENDPOINT_URL ?= http://127.0.0.1:5000
+export AWS_ACCESS_KEY_ID ?= local
+export AWS_SECRET_ACCESS_KEY ?= local
+export AWS_REGION ?= us-east-1
+export CARGO_TERM_COLOR ?= never
+
+help:
+	@echo "make run    - local stack + MUST simulator + one truck policy, printed as it goes"
+	@echo "make test   - every test (unit, property, end-to-end through the local stack)"
+	@echo "make up     - leave the local stack running (hook API 127.0.0.1:3000); make down stops it"
+	@echo "make check  - fmt, clippy -D warnings"
+
+$(VENV)/.installed:
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet $(PY_DEPS)
+	touch $@
+
+deps: $(VENV)/.installed
+	@command -v curl >/dev/null || (apt-get update -qq && apt-get install -y -qq curl)
+
+build: deps
+	cargo build --workspace --bins
+
+emulator: deps
+	scripts/emulator.sh start
+
+run: build emulator
+	cargo run --quiet -p polis-e2e --bin demo
+
+test: build emulator
+	cargo test --workspace --no-fail-fast
+
+up: build emulator
+	@mkdir -p .local
+	nohup target/debug/demo up > .local/up.log 2>&1 & echo $$! > .local/up.pid
+	@for i in $$(seq 1 100); do grep -q "stack is running" .local/up.log && break; sleep 0.2; done
+	@cat .local/up.log
+
+down:
+	@if [ -f .local/up.pid ]; then kill $$(cat .local/up.pid) 2>/dev/null || true; rm -f .local/up.pid; fi
+	scripts/emulator.sh stop
+
+check:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+.PHONY: help deps build emulator run test up down check

@@ -1,0 +1,115 @@
+//! `make run`: one truck eOSAGO policy through the whole local stack, printed
+//! as it happens; ends with the archived policy's `s3://` key and SHA-256.
+//! `demo up` instead leaves the stack running (for `make up`) until Ctrl-C.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use polis_e2e::{BoxError, Harness, Ports, HOOK_SECRET};
+use polis_must_sim::{InsurerResult, OfferOutcome, Scenario};
+use sha2::{Digest, Sha256};
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let serve = std::env::args().nth(1).as_deref() == Some("up");
+    let stack = format!("polis-{}", if serve { "up" } else { "run" });
+    let logs = PathBuf::from(".local/logs").join(&stack);
+    let h = Harness::start(&stack, Ports::fixed(), logs.clone()).await?;
+    println!("local stack up:");
+    println!("  hook API        {}  (POST /api/hooks/{{scoringId}}/...; header x-hook-secret: {HOOK_SECRET})", h.cloud.http_url);
+    println!(
+        "  AWS emulator    {}",
+        std::env::var("AWS_ENDPOINT_URL").unwrap_or_default()
+    );
+    println!("  MUST simulator  {}", h.must.base_url());
+    println!("  bank events in  {}", h.bank_events_url);
+    println!("  bank notices    {}", h.notifications_url);
+    println!(
+        "  table {} | documents s3://{} | archive s3://{}",
+        h.table, h.documents_bucket, h.archive_bucket
+    );
+    println!("  function logs   {}/", logs.display());
+    if serve {
+        println!("stack is running; Ctrl-C (or make down) stops it");
+        tokio::signal::ctrl_c().await?;
+        return Ok(());
+    }
+
+    let process_id = format!("REQ-{}", std::process::id());
+    let scenario = Scenario {
+        insurers: vec![
+            InsurerResult {
+                insurer: "ingostrah".into(),
+                outcome: OfferOutcome::Approved,
+                premium: 21310.5,
+                error_code: None,
+            },
+            InsurerResult {
+                insurer: "renaissance".into(),
+                outcome: OfferOutcome::Approved,
+                premium: 17847.29,
+                error_code: None,
+            },
+        ],
+        ..Scenario::default()
+    };
+    println!("\nbank -> truck.policy-requested {process_id} (two insurers will score it)");
+    h.start_truck_process(&process_id, "WMA06XZZ8GP000001", scenario, false)
+        .await?;
+
+    let issued = watch(&h, &process_id).await?;
+    let files = issued["policy"]["files"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for file in files {
+        let key = file["key"].as_str().unwrap_or_default();
+        let (bytes, metadata) = h.archived(key).await?;
+        let sha = hex::encode(Sha256::digest(&bytes));
+        assert_eq!(
+            Some(&sha),
+            metadata.get("sha256"),
+            "S3 metadata holds the file's SHA-256"
+        );
+        println!(
+            "\npolicy {} archived:",
+            issued["policy"]["number"].as_str().unwrap_or("?")
+        );
+        println!(
+            "  s3://{}/{}",
+            file["bucket"].as_str().unwrap_or_default(),
+            key
+        );
+        println!("  sha256 {sha}  ({} bytes, starts with %PDF)", bytes.len());
+    }
+    Ok(())
+}
+
+/// Prints each new stage and each notice to the bank as it happens, until the policy is issued.
+async fn watch(h: &Harness, process_id: &str) -> Result<serde_json::Value, BoxError> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let (mut stage, mut printed) = (String::new(), 0);
+    loop {
+        let process = h.process(process_id).await?.unwrap_or_default();
+        let now = process["stage"].as_str().unwrap_or_default().to_owned();
+        if now != stage {
+            println!(
+                "  stage: {now:<16} scoringId={}",
+                process["scoring_id"].as_str().unwrap_or("-")
+            );
+            stage = now;
+        }
+        let notices = h.notifications(process_id);
+        for n in &notices[printed..] {
+            println!("  bank <- {n}");
+        }
+        printed = notices.len();
+        if notices.iter().any(|n| n["type"] == "truck.policy-issued") {
+            return Ok(process);
+        }
+        if ["rejected", "failed"].contains(&stage.as_str()) || Instant::now() > deadline {
+            return Err(format!("{process_id} did not issue a policy (stage {stage})").into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -1,0 +1,73 @@
+//! One local stack per test binary, shared by its tests (each test uses its own
+//! process ids and VINs), on a runtime that outlives any single test.
+
+use std::future::Future;
+use std::sync::{LazyLock, OnceLock};
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use polis_e2e::{Harness, Ports};
+
+pub const FLOW_TIMEOUT: Duration = Duration::from_secs(90);
+
+static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+});
+static HARNESS: OnceLock<Harness> = OnceLock::new();
+
+/// Runs a test body on the shared runtime, with the stack started first.
+pub fn run<F: Future>(f: F) -> F::Output {
+    harness();
+    RUNTIME.block_on(f)
+}
+
+pub fn harness() -> &'static Harness {
+    HARNESS.get_or_init(|| {
+        let stack = format!("polis-e2e-{}", std::process::id());
+        let logs = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../.local/logs")
+            .join(&stack);
+        RUNTIME
+            .block_on(Harness::start(
+                &stack,
+                Ports::any().expect("free ports"),
+                logs,
+            ))
+            .expect("the local stack starts")
+    })
+}
+
+/// A process id and VIN unique to this test run.
+pub fn ids(name: &str) -> (String, String) {
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
+        % 1_000_000_000;
+    let pid = format!("{name}-{n}");
+    let vin = format!("{:0>17}", format!("V{n}"))
+        .chars()
+        .take(17)
+        .collect();
+    (pid, vin)
+}
+
+/// Items under a partition key (e.g. every stored hook of a scoringId).
+pub async fn items(
+    h: &Harness,
+    pk: &str,
+) -> Vec<std::collections::HashMap<String, AttributeValue>> {
+    h.dynamodb()
+        .query()
+        .table_name(&h.table)
+        .key_condition_expression("pk = :pk")
+        .expression_attribute_values(":pk", AttributeValue::S(pk.to_owned()))
+        .send()
+        .await
+        .expect("query")
+        .items()
+        .to_vec()
+}

@@ -1,0 +1,167 @@
+//! The hook API and the bank-events queue refuse what they must, precisely,
+//! and keep what they cannot process.
+
+mod common;
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use common::{harness, ids, items, run, FLOW_TIMEOUT};
+use polis_e2e::{Harness, HOOK_SECRET};
+use serde_json::{json, Value};
+
+async fn post(path: &str, secret: Option<&str>, body: &str) -> (u16, Value) {
+    let h = harness();
+    let mut req = reqwest::Client::new()
+        .post(format!("{}{path}", h.cloud.http_url))
+        .body(body.to_owned());
+    if let Some(s) = secret {
+        req = req.header("x-hook-secret", s);
+    }
+    let res = req.send().await.expect("the hook API answers");
+    let status = res.status().as_u16();
+    (status, res.json().await.unwrap_or(Value::Null))
+}
+
+#[test]
+fn a_hook_with_a_wrong_or_missing_secret_is_refused_and_nothing_is_stored() {
+    run(async {
+        let h = harness();
+        let (sid, _) = ids("sec");
+        for secret in [None, Some("wrong-secret"), Some("")] {
+            let (status, body) = post(
+                &format!("/api/hooks/{sid}/approved"),
+                secret,
+                r#"{"insuranceCompany":"ingostrah"}"#,
+            )
+            .await;
+            assert_eq!(status, 401, "{secret:?}");
+            assert_eq!(body["error"], "unauthorized");
+        }
+        assert!(items(h, &format!("HOOK#{sid}")).await.is_empty());
+    });
+}
+
+#[test]
+fn a_bad_scoring_id_gets_a_precise_400() {
+    run(async {
+        for bad in ["a%20b", "..%2Fetc", "x%23y"] {
+            let (status, body) = post(
+                &format!("/api/hooks/{bad}/started"),
+                Some(HOOK_SECRET),
+                "{}",
+            )
+            .await;
+            assert_eq!(status, 400, "{bad}");
+            assert!(
+                body["error"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("scoringId must be"),
+                "{body}"
+            );
+        }
+        let (status, _) = post("/api/hooks/abc/no-such-hook", Some(HOOK_SECRET), "{}").await;
+        assert_eq!(status, 404);
+    });
+}
+
+#[test]
+fn a_malformed_hook_is_quarantined_with_its_reason_and_answered_200() {
+    run(async {
+        let h = harness();
+        let (sid, _) = ids("bad-body");
+        let (status, body) = post(
+            &format!("/api/hooks/{sid}/approved"),
+            Some(HOOK_SECRET),
+            r#"{"writtenPremium": 1}"#,
+        )
+        .await;
+        assert_eq!(status, 200, "MUST must stop retrying: the hook is kept");
+        assert_eq!(body["status"], "quarantined");
+        assert_eq!(body["reason"], "field insuranceCompany: missing");
+        let (status, body) = post(
+            &format!("/api/hooks/{sid}/failed"),
+            Some(HOOK_SECRET),
+            "{not json",
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert!(body["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("body is not JSON"));
+        let quarantined = quarantined_for(h, &sid).await;
+        assert_eq!(quarantined.len(), 2, "{quarantined:?}");
+        assert!(
+            quarantined.iter().any(|q| q["body"] == "{not json"),
+            "kept verbatim"
+        );
+        assert!(
+            items(h, &format!("HOOK#{sid}")).await.is_empty(),
+            "not stored as a hook to process"
+        );
+    });
+}
+
+async fn quarantined_for(h: &Harness, needle: &str) -> Vec<Value> {
+    let out = h
+        .dynamodb()
+        .query()
+        .table_name(&h.table)
+        .index_name("gsi1")
+        .key_condition_expression("gsi1pk = :q")
+        .expression_attribute_values(":q", AttributeValue::S("QUARANTINE".into()))
+        .send()
+        .await
+        .unwrap();
+    out.items()
+        .iter()
+        .filter_map(|i| serde_json::from_str::<Value>(i["record"].as_s().ok()?).ok())
+        .filter(|r| r.to_string().contains(needle))
+        .collect()
+}
+
+#[test]
+fn an_invalid_bank_request_is_refused_naming_every_bad_field_and_kept() {
+    run(async {
+        let h = harness();
+        let (pid, vin) = ids("invalid");
+        let mut request = Harness::truck_request(
+            &pid,
+            &vin,
+            true,
+            vec![json!({"typeId": 11, "s3Key": "../x", "fileName": "a.pdf"})],
+        );
+        request["policyholder"]["inn"] = json!("12345");
+        request["policy"]["startOn"] = json!("2027-02-30");
+        request["vehicle"]["vin"] = json!("SHORT");
+        h.send_bank_event(&request).await.unwrap();
+        let refused = h
+            .wait_for_notification(&pid, "truck.request-invalid", FLOW_TIMEOUT)
+            .await
+            .unwrap();
+        let fields: Vec<&str> = refused["problems"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p["field"].as_str().unwrap())
+            .collect();
+        assert_eq!(
+            fields,
+            [
+                "policyholder.inn",
+                "vehicle.vin",
+                "policy.startOn",
+                "documents[0].s3Key"
+            ]
+        );
+        assert_eq!(refused["rejectedEventId"], format!("evt-{pid}"));
+        assert!(
+            h.process(&pid).await.unwrap().is_none(),
+            "no process for an invalid request"
+        );
+        assert_eq!(quarantined_for(h, &pid).await.len(), 1);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    });
+}
