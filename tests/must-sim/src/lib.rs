@@ -687,9 +687,8 @@ async fn payment_link(
     if let Some(refused) = guard(&sim, &headers, &sid, "payment-link") {
         return refused;
     }
-    let insurer = match chosen_insurer(&sim, &sid, &body) {
-        Ok(i) => i,
-        Err(r) => return r,
+    let Some(insurer) = approved_insurer(&sim, &sid, &body) else {
+        return not_approved();
     };
     let link = format!("http://127.0.0.1/pay/{sid}");
     sim.send_hook(
@@ -715,9 +714,8 @@ async fn payment_invoice(
     if let Some(refused) = guard(&sim, &headers, &sid, "payment-invoice") {
         return refused;
     }
-    let insurer = match chosen_insurer(&sim, &sid, &body) {
-        Ok(i) => i,
-        Err(r) => return r,
+    let Some(insurer) = approved_insurer(&sim, &sid, &body) else {
+        return not_approved();
     };
     let invoice = sim.store_blob("invoice.pdf", pdf::one_page(&format!("Invoice for {sid}")));
     sim.send_hook(
