@@ -656,8 +656,8 @@ async fn contract(
     Json(json!({})).into_response()
 }
 
-/// The chosen insurer must have approved (changelog v2: otherwise 403).
-fn chosen_insurer(sim: &Sim, sid: &str, body: &Value) -> Result<String, Response> {
+/// The insurer a payment is asked for, if it approved (changelog v2: otherwise HTTP 403).
+fn approved_insurer(sim: &Sim, sid: &str, body: &Value) -> Option<String> {
     let insurer = body
         .get("insuranceCompany")
         .and_then(Value::as_str)
@@ -666,16 +666,18 @@ fn chosen_insurer(sim: &Sim, sid: &str, body: &Value) -> Result<String, Response
     let approved = sim
         .with_process(sid, |p| p.approved.contains(&insurer))
         .unwrap_or(false);
-    if approved {
+    approved.then(|| {
         sim.with_process(sid, |p| p.payment_requested = true);
-        Ok(insurer)
-    } else {
-        Err(error(
-            StatusCode::FORBIDDEN,
-            None,
-            "insurance company has not approved this scoring",
-        ))
-    }
+        insurer
+    })
+}
+
+fn not_approved() -> Response {
+    error(
+        StatusCode::FORBIDDEN,
+        None,
+        "insurance company has not approved this scoring",
+    )
 }
 
 async fn payment_link(
