@@ -15,20 +15,14 @@ use crate::domain::must::process::{ProcessEvent, TruckProcess};
 #[derive(Debug, Error)]
 pub enum InfraError {
     #[error("{service} call failed: {message}")]
-    Call {
-        service: &'static str,
-        message: String,
-    },
+    Call { service: &'static str, message: String },
     #[error("stored record is unreadable: {0}")]
     Corrupt(String),
 }
 
 impl InfraError {
     pub fn call(service: &'static str, err: impl std::fmt::Display) -> InfraError {
-        InfraError::Call {
-            service,
-            message: err.to_string(),
-        }
+        InfraError::Call { service, message: err.to_string() }
     }
 }
 
@@ -72,10 +66,7 @@ pub enum ProcessMessage {
     /// A stored hook, to apply to the process that owns its scoringId.
     Hook(ReceivedHook),
     /// Apply a bank event to a process.
-    BankEvent {
-        process_id: ProcessId,
-        event: ProcessEvent,
-    },
+    BankEvent { process_id: ProcessId, event: ProcessEvent },
     /// Perform whatever the process has pending (sent when a process is created).
     Drive { process_id: ProcessId },
 }
@@ -111,17 +102,12 @@ pub enum SaveError {
 
 pub trait HookStore {
     /// Stores a hook once; a second delivery of the same hook is `Duplicate`.
-    fn record_hook(
-        &self,
-        hook: &ReceivedHook,
-    ) -> impl Future<Output = Result<Recorded, InfraError>> + Send;
+    fn record_hook(&self, hook: &ReceivedHook) -> impl Future<Output = Result<Recorded, InfraError>> + Send;
 }
 
 pub trait QuarantineStore {
-    fn quarantine(&self, item: &Quarantined)
-        -> impl Future<Output = Result<(), InfraError>> + Send;
-    fn list_quarantined(&self)
-        -> impl Future<Output = Result<Vec<Quarantined>, InfraError>> + Send;
+    fn quarantine(&self, item: &Quarantined) -> impl Future<Output = Result<(), InfraError>> + Send;
+    fn list_quarantined(&self) -> impl Future<Output = Result<Vec<Quarantined>, InfraError>> + Send;
     fn release(&self, id: &str) -> impl Future<Output = Result<(), InfraError>> + Send;
 }
 
@@ -131,10 +117,7 @@ pub trait ProcessStore {
         id: &ProcessId,
     ) -> impl Future<Output = Result<Option<Versioned<TruckProcess>>, InfraError>> + Send;
     /// Creates the process unless it exists; `false` when it already did.
-    fn create(
-        &self,
-        process: &TruckProcess,
-    ) -> impl Future<Output = Result<bool, InfraError>> + Send;
+    fn create(&self, process: &TruckProcess) -> impl Future<Output = Result<bool, InfraError>> + Send;
     /// Writes the process if it is still at `expected_version`; returns the new version.
     /// A newly learnt scoringId is mapped to the process in the same transaction.
     fn save(
@@ -190,11 +173,7 @@ pub struct StoredObject {
 }
 
 pub trait ObjectStore {
-    fn get(
-        &self,
-        bucket: &str,
-        key: &str,
-    ) -> impl Future<Output = Result<Vec<u8>, InfraError>> + Send;
+    fn get(&self, bucket: &str, key: &str) -> impl Future<Output = Result<Vec<u8>, InfraError>> + Send;
     fn head(
         &self,
         bucket: &str,
@@ -226,11 +205,7 @@ pub enum CallError {
     Transient(String),
     /// The insurer refused the request; retrying will not help.
     #[error("refused with HTTP {status}: {message}")]
-    Refused {
-        status: u16,
-        code: Option<u32>,
-        message: String,
-    },
+    Refused { status: u16, code: Option<u32>, message: String },
 }
 
 impl From<InfraError> for CallError {

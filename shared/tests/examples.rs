@@ -9,9 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 fn each_example<T: DeserializeOwned + Serialize>(dir: &str, check: impl Fn(&str, &T)) -> usize {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("examples")
-        .join(dir);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples").join(dir);
     let mut count = 0;
     for entry in fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
@@ -19,11 +17,7 @@ fn each_example<T: DeserializeOwned + Serialize>(dir: &str, check: impl Fn(&str,
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         let parsed: T = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"));
         let original: serde_json::Value = serde_json::from_str(&text).unwrap();
-        assert_eq!(
-            serde_json::to_value(&parsed).unwrap(),
-            original,
-            "{name} does not round-trip"
-        );
+        assert_eq!(serde_json::to_value(&parsed).unwrap(), original, "{name} does not round-trip");
         let kind = original["type"].as_str().unwrap().to_owned();
         assert_eq!(format!("{kind}.json"), name, "file named after its type");
         check(&name, &parsed);

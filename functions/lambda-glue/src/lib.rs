@@ -17,24 +17,22 @@ where
 {
     let handle = &handle;
     // Boxed: the runtime's future type nests deeply enough to hit the compiler's recursion limit.
-    Box::pin(lambda_runtime::run(service_fn(
-        move |event: LambdaEvent<SqsEvent>| async move {
-            let records = event
-                .payload
-                .records
-                .into_iter()
-                .map(|r| Record {
-                    message_id: r.message_id.unwrap_or_default(),
-                    body: r.body.unwrap_or_default(),
-                })
-                .collect();
-            let failed = handle_batch(records, fifo, handle).await;
-            let mut response = SqsBatchResponse::default();
-            for id in failed {
-                response.add_failure(id);
-            }
-            Ok::<_, Error>(response)
-        },
-    )))
+    Box::pin(lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        let records = event
+            .payload
+            .records
+            .into_iter()
+            .map(|r| Record {
+                message_id: r.message_id.unwrap_or_default(),
+                body: r.body.unwrap_or_default(),
+            })
+            .collect();
+        let failed = handle_batch(records, fifo, handle).await;
+        let mut response = SqsBatchResponse::default();
+        for id in failed {
+            response.add_failure(id);
+        }
+        Ok::<_, Error>(response)
+    })))
     .await
 }

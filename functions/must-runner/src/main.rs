@@ -19,16 +19,10 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let table = Table::new(config::dynamodb(&sdk), var("TABLE_NAME")?);
     let must = MustHttp::new(
         http_client(Duration::from_secs(
-            var("MUST_TIMEOUT_SECONDS")
-                .ok()
-                .and_then(|s| s.parse().ok())
-                .unwrap_or(20),
+            var("MUST_TIMEOUT_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20),
         ))?,
         var("MUST_BASE_URL")?,
-        MustCredentials {
-            login: var("MUST_LOGIN")?,
-            password: var("MUST_PASSWORD")?,
-        },
+        MustCredentials { login: var("MUST_LOGIN")?, password: var("MUST_PASSWORD")? },
         table.clone(),
     );
     let runner = TruckRunner {
@@ -40,10 +34,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             documents_bucket: var("DOCUMENTS_BUCKET")?,
             archive_bucket: var("ARCHIVE_BUCKET")?,
             effect_lease: Duration::from_millis(
-                var("EFFECT_LEASE_MS")
-                    .ok()
-                    .and_then(|s| s.parse().ok())
-                    .unwrap_or(60_000),
+                var("EFFECT_LEASE_MS").ok().and_then(|s| s.parse().ok()).unwrap_or(60_000),
             ),
             backoff: Backoff::default(),
         },

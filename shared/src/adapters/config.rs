@@ -8,10 +8,7 @@ pub struct MissingVar(pub &'static str);
 
 /// A required environment variable.
 pub fn var(name: &'static str) -> Result<String, MissingVar> {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .ok_or(MissingVar(name))
+    std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or(MissingVar(name))
 }
 
 /// The shared AWS SDK configuration (endpoint, region and credentials from the environment).
@@ -30,8 +27,6 @@ pub fn sqs(sdk: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
 /// S3 with path-style addressing when `S3_FORCE_PATH_STYLE=true` (emulators need it).
 pub fn s3(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     let path_style = std::env::var("S3_FORCE_PATH_STYLE").is_ok_and(|v| v == "true");
-    let conf = aws_sdk_s3::config::Builder::from(sdk)
-        .force_path_style(path_style)
-        .build();
+    let conf = aws_sdk_s3::config::Builder::from(sdk).force_path_style(path_style).build();
     aws_sdk_s3::Client::from_conf(conf)
 }

@@ -20,8 +20,8 @@ use aws_sdk_dynamodb::Client;
 use crate::domain::ids::{ProcessId, ScoringId};
 use crate::domain::must::process::TruckProcess;
 use crate::ports::{
-    EffectLog, EffectRecord, HookStore, InfraError, ProcessStore, QuarantineStore, Quarantined,
-    ReceivedHook, Recorded, SaveError, TokenStore, Versioned,
+    EffectLog, EffectRecord, HookStore, InfraError, ProcessStore, QuarantineStore, Quarantined, ReceivedHook,
+    Recorded, SaveError, TokenStore, Versioned,
 };
 
 /// Hooks and effect records are kept for a year, then expire by TTL.
@@ -57,21 +57,14 @@ fn get_n(item: &Item, name: &str) -> Result<u64, InfraError> {
         .ok_or_else(|| InfraError::Corrupt(format!("attribute {name} missing or not a number")))
 }
 
-fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(
-    err: &SdkError<E>,
-) -> bool {
+fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(err: &SdkError<E>) -> bool {
     err.as_service_error()
         .and_then(|e| e.code())
-        .is_some_and(|c| {
-            c == "ConditionalCheckFailedException" || c == "TransactionCanceledException"
-        })
+        .is_some_and(|c| c == "ConditionalCheckFailedException" || c == "TransactionCanceledException")
 }
 
 fn call_error<E: std::error::Error + Send + Sync + 'static>(err: SdkError<E>) -> InfraError {
-    InfraError::call(
-        "dynamodb",
-        aws_sdk_dynamodb::error::DisplayErrorContext(err),
-    )
+    InfraError::call("dynamodb", aws_sdk_dynamodb::error::DisplayErrorContext(err))
 }
 
 fn save_error<E>(err: SdkError<E>) -> SaveError
@@ -91,10 +84,7 @@ fn ttl_from(now_ms: u64) -> AttributeValue {
 
 impl Table {
     pub fn new(client: Client, name: impl Into<String>) -> Table {
-        Table {
-            client,
-            name: name.into(),
-        }
+        Table { client, name: name.into() }
     }
 
     fn key(pk: String, sk: &str) -> Item {
@@ -138,19 +128,14 @@ fn process_pk(id: &ProcessId) -> String {
 
 fn process_attributes(p: &TruckProcess, version: u64) -> Result<Item, InfraError> {
     let state = serde_json::to_string(p).map_err(|e| InfraError::Corrupt(e.to_string()))?;
-    let stage = serde_json::to_value(p.stage)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default();
+    let stage =
+        serde_json::to_value(p.stage).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
     let mut item = Table::key(process_pk(&p.id), "PROCESS");
     item.insert("state".into(), s(state));
     item.insert("version".into(), n(version));
     item.insert("stage".into(), s(stage));
     item.insert("customerId".into(), s(p.request.customer_id.as_str()));
-    item.insert(
-        "gsi1pk".into(),
-        s(format!("CUSTOMER#{}", p.request.customer_id)),
-    );
+    item.insert("gsi1pk".into(), s(format!("CUSTOMER#{}", p.request.customer_id)));
     item.insert("gsi1sk".into(), s(format!("TRUCK#{}", p.id)));
     if let Some(sid) = &p.scoring_id {
         item.insert("scoringId".into(), s(sid.as_str()));
@@ -165,10 +150,7 @@ impl ProcessStore for Table {
         };
         let value = serde_json::from_str(get_s(&item, "state")?)
             .map_err(|e| InfraError::Corrupt(format!("process {id}: {e}")))?;
-        Ok(Some(Versioned {
-            value,
-            version: get_n(&item, "version")?,
-        }))
+        Ok(Some(Versioned { value, version: get_n(&item, "version")? }))
     }
 
     async fn create(&self, process: &TruckProcess) -> Result<bool, InfraError> {
@@ -228,19 +210,12 @@ impl ProcessStore for Table {
         let Some(item) = self.get(format!("SCORING#{id}"), "PROCESS").await? else {
             return Ok(None);
         };
-        ProcessId::parse(get_s(&item, "processId")?)
-            .map(Some)
-            .map_err(|e| InfraError::Corrupt(e.to_string()))
+        ProcessId::parse(get_s(&item, "processId")?).map(Some).map_err(|e| InfraError::Corrupt(e.to_string()))
     }
 }
 
 impl EffectLog for Table {
-    async fn begin(
-        &self,
-        process: &ProcessId,
-        key: &str,
-        lease_ms: u64,
-    ) -> Result<EffectRecord, InfraError> {
+    async fn begin(&self, process: &ProcessId, key: &str, lease_ms: u64) -> Result<EffectRecord, InfraError> {
         let now = crate::ports::now_ms();
         let sk = format!("EFFECT#{key}");
         let mut item = Table::key(process_pk(process), &sk);
@@ -293,10 +268,7 @@ impl EffectLog for Table {
         self.client
             .update_item()
             .table_name(&self.name)
-            .set_key(Some(Table::key(
-                process_pk(process),
-                &format!("EFFECT#{key}"),
-            )))
+            .set_key(Some(Table::key(process_pk(process), &format!("EFFECT#{key}"))))
             .update_expression("SET #status = :done, #result = :result, finishedAtMs = :now")
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#result", "result")
@@ -319,11 +291,7 @@ impl HookStore for Table {
         item.insert("body".into(), s(&hook.body));
         item.insert("receivedAtMs".into(), n(hook.received_at_ms));
         item.insert("expiresAt".into(), ttl_from(hook.received_at_ms));
-        Ok(if self.put_new(item).await? {
-            Recorded::New
-        } else {
-            Recorded::Duplicate
-        })
+        Ok(if self.put_new(item).await? { Recorded::New } else { Recorded::Duplicate })
     }
 }
 
@@ -334,10 +302,7 @@ impl QuarantineStore for Table {
         item.insert("record".into(), s(json));
         item.insert("reason".into(), s(&q.reason));
         item.insert("gsi1pk".into(), s("QUARANTINE"));
-        item.insert(
-            "gsi1sk".into(),
-            s(format!("{:013}#{}", q.received_at_ms, q.id)),
-        );
+        item.insert("gsi1sk".into(), s(format!("{:013}#{}", q.received_at_ms, q.id)));
         // The same input quarantined twice is one record.
         self.put_new(item).await.map(|_| ())
     }
@@ -386,18 +351,10 @@ impl TokenStore for Table {
         let Some(item) = self.get(format!("TOKEN#{name}"), "TOKEN").await? else {
             return Ok(None);
         };
-        Ok(Some((
-            get_s(&item, "token")?.to_owned(),
-            get_n(&item, "expiresAtMs")?,
-        )))
+        Ok(Some((get_s(&item, "token")?.to_owned(), get_n(&item, "expiresAtMs")?)))
     }
 
-    async fn save_token(
-        &self,
-        name: &str,
-        token: &str,
-        expires_at_ms: u64,
-    ) -> Result<(), InfraError> {
+    async fn save_token(&self, name: &str, token: &str, expires_at_ms: u64) -> Result<(), InfraError> {
         let mut item = Table::key(format!("TOKEN#{name}"), "TOKEN");
         item.insert("token".into(), s(token));
         item.insert("expiresAtMs".into(), n(expires_at_ms));

@@ -13,8 +13,8 @@ use tokio::sync::Mutex;
 use crate::domain::bank::truck::PaymentMethod;
 use crate::domain::ids::{BlobId, ScoringId};
 use crate::domain::must::api::{
-    AuthRequest, AuthResponse, BlobCreated, ContractCard, DocumentsRequest, InitRequest,
-    InitResponse, PaymentOrderRequest, PaymentRequest,
+    AuthRequest, AuthResponse, BlobCreated, ContractCard, DocumentsRequest, InitRequest, InitResponse,
+    PaymentOrderRequest, PaymentRequest,
 };
 use crate::ports::{now_ms, CallError, MustApi, TokenStore};
 
@@ -69,30 +69,18 @@ async fn classify(response: Response) -> Result<Response, CallError> {
     let code = ["errorCode", "code"]
         .iter()
         .find_map(|f| json.get(f))
-        .and_then(|v| {
-            v.as_u64()
-                .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-        })
+        .and_then(|v| v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok())))
         .and_then(|c| u32::try_from(c).ok());
     let message = ["errorMessage", "message", "title"]
         .iter()
         .find_map(|f| json.get(f).and_then(|v| v.as_str()))
         .map(str::to_owned)
         .unwrap_or_else(|| format!("HTTP {status}"));
-    Err(CallError::Refused {
-        status: status.as_u16(),
-        code,
-        message,
-    })
+    Err(CallError::Refused { status: status.as_u16(), code, message })
 }
 
 impl<T: TokenStore + Sync> MustHttp<T> {
-    pub fn new(
-        http: Client,
-        base_url: impl Into<String>,
-        credentials: MustCredentials,
-        tokens: T,
-    ) -> Self {
+    pub fn new(http: Client, base_url: impl Into<String>, credentials: MustCredentials, tokens: T) -> Self {
         MustHttp {
             http,
             base_url: base_url.into().trim_end_matches('/').to_owned(),
@@ -124,18 +112,10 @@ impl<T: TokenStore + Sync> MustHttp<T> {
             .send()
             .await
             .map_err(transport_error)?;
-        let auth: AuthResponse = classify(response)
-            .await?
-            .json()
-            .await
-            .map_err(transport_error)?;
-        let lifetime = auth
-            .expires_in_seconds
-            .map_or(TOKEN_LIFETIME_MS, |s| s * 1000);
+        let auth: AuthResponse = classify(response).await?.json().await.map_err(transport_error)?;
+        let lifetime = auth.expires_in_seconds.map_or(TOKEN_LIFETIME_MS, |s| s * 1000);
         let expires = now_ms() + lifetime;
-        self.tokens
-            .save_token(TOKEN_NAME, &auth.token, expires)
-            .await?;
+        self.tokens.save_token(TOKEN_NAME, &auth.token, expires).await?;
         *cached = Some((auth.token.clone(), expires));
         tracing::info!(expires_at_ms = expires, "obtained a MUST token");
         Ok(auth.token)
@@ -171,8 +151,7 @@ impl<T: TokenStore + Sync> MustHttp<T> {
         key: &str,
     ) -> Result<Response, CallError> {
         let url = format!("{}{path}", self.base_url);
-        self.send(|c| c.request(Method::POST, &url).json(body), Some(key))
-            .await
+        self.send(|c| c.request(Method::POST, &url).json(body), Some(key)).await
     }
 
     async fn read<R: DeserializeOwned>(response: Response) -> Result<R, CallError> {
@@ -191,20 +170,13 @@ impl<T: TokenStore + Sync + Send> MustApi for MustHttp<T> {
         Ok(Self::read::<InitResponse>(response).await?.scoring_id)
     }
 
-    async fn upload_blob(
-        &self,
-        file_name: &str,
-        bytes: Vec<u8>,
-        key: &str,
-    ) -> Result<BlobId, CallError> {
+    async fn upload_blob(&self, file_name: &str, bytes: Vec<u8>, key: &str) -> Result<BlobId, CallError> {
         let url = format!("{}/api/blob", self.base_url);
         let response = self
             .send(
                 |c| {
-                    let part = reqwest::multipart::Part::bytes(bytes.clone())
-                        .file_name(file_name.to_owned());
-                    c.post(&url)
-                        .multipart(reqwest::multipart::Form::new().part("Blob", part))
+                    let part = reqwest::multipart::Part::bytes(bytes.clone()).file_name(file_name.to_owned());
+                    c.post(&url).multipart(reqwest::multipart::Form::new().part("Blob", part))
                 },
                 Some(key),
             )
@@ -218,9 +190,7 @@ impl<T: TokenStore + Sync + Send> MustApi for MustHttp<T> {
         request: &DocumentsRequest,
         key: &str,
     ) -> Result<(), CallError> {
-        self.post_json(&format!("/api/scoring/{sid}/documents"), request, key)
-            .await
-            .map(drop)
+        self.post_json(&format!("/api/scoring/{sid}/documents"), request, key).await.map(drop)
     }
 
     async fn submit_contract(
@@ -229,9 +199,7 @@ impl<T: TokenStore + Sync + Send> MustApi for MustHttp<T> {
         card: &ContractCard,
         key: &str,
     ) -> Result<(), CallError> {
-        self.post_json(&format!("/api/scoring/{sid}/contract"), card, key)
-            .await
-            .map(drop)
+        self.post_json(&format!("/api/scoring/{sid}/contract"), card, key).await.map(drop)
     }
 
     async fn request_payment(
@@ -254,13 +222,7 @@ impl<T: TokenStore + Sync + Send> MustApi for MustHttp<T> {
         request: &PaymentOrderRequest,
         key: &str,
     ) -> Result<(), CallError> {
-        self.post_json(
-            &format!("/api/scoring/scoring/{sid}/payment-order"),
-            request,
-            key,
-        )
-        .await
-        .map(drop)
+        self.post_json(&format!("/api/scoring/scoring/{sid}/payment-order"), request, key).await.map(drop)
     }
 
     async fn download_blob(&self, blob_id: &BlobId) -> Result<Vec<u8>, CallError> {

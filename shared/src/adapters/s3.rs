@@ -25,27 +25,13 @@ fn call_error(e: impl std::error::Error + Send + Sync + 'static) -> InfraError {
 
 impl ObjectStore for Buckets {
     async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>, InfraError> {
-        let out = self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(call_error)?;
+        let out = self.client.get_object().bucket(bucket).key(key).send().await.map_err(call_error)?;
         let bytes = out.body.collect().await.map_err(call_error)?;
         Ok(bytes.into_bytes().to_vec())
     }
 
     async fn head(&self, bucket: &str, key: &str) -> Result<Option<StoredObject>, InfraError> {
-        match self
-            .client
-            .head_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-        {
+        match self.client.head_object().bucket(bucket).key(key).send().await {
             Ok(out) => Ok(Some(StoredObject {
                 size: out.content_length().unwrap_or(0).max(0) as u64,
                 sha256: out.metadata().and_then(|m| m.get(SHA256_METADATA)).cloned(),

@@ -13,24 +13,15 @@ pub struct Queue {
 
 impl Queue {
     pub fn new(client: Client, url: impl Into<String>) -> Queue {
-        Queue {
-            client,
-            url: url.into(),
-        }
+        Queue { client, url: url.into() }
     }
 
     async fn send(&self, body: String, fifo: Option<(&str, &str)>) -> Result<(), InfraError> {
-        let mut req = self
-            .client
-            .send_message()
-            .queue_url(&self.url)
-            .message_body(body);
+        let mut req = self.client.send_message().queue_url(&self.url).message_body(body);
         if let Some((group, dedup)) = fifo {
             req = req.message_group_id(group).message_deduplication_id(dedup);
         }
-        req.send()
-            .await
-            .map_err(|e| InfraError::call("sqs", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
+        req.send().await.map_err(|e| InfraError::call("sqs", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
         Ok(())
     }
 }
@@ -40,12 +31,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, InfraError> {
 }
 
 impl ProcessQueue for Queue {
-    async fn enqueue(
-        &self,
-        message: &ProcessMessage,
-        group: &str,
-        dedup_id: &str,
-    ) -> Result<(), InfraError> {
+    async fn enqueue(&self, message: &ProcessMessage, group: &str, dedup_id: &str) -> Result<(), InfraError> {
         self.send(to_json(message)?, Some((group, dedup_id))).await
     }
 }

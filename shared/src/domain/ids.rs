@@ -19,19 +19,11 @@ pub struct InvalidId {
 }
 
 fn validate(what: &'static str, max: usize, raw: &str) -> Result<(), InvalidId> {
-    let refuse = |detail| InvalidId {
-        what,
-        max,
-        len: raw.chars().count(),
-        detail,
-    };
+    let refuse = |detail| InvalidId { what, max, len: raw.chars().count(), detail };
     if raw.is_empty() || raw.len() > max {
         return Err(refuse(""));
     }
-    if raw
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+    if raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
         Ok(())
     } else {
         Err(refuse(", with a character outside that set"))
@@ -104,16 +96,7 @@ mod tests {
 
     #[test]
     fn refuses_path_tricks_and_key_separators() {
-        for bad in [
-            "",
-            "../etc",
-            "a/b",
-            "a#b",
-            "a b",
-            "a%2F",
-            "ü",
-            &"x".repeat(65),
-        ] {
+        for bad in ["", "../etc", "a/b", "a#b", "a b", "a%2F", "ü", &"x".repeat(65)] {
             let err = ScoringId::parse(bad).unwrap_err();
             assert_eq!(err.what, "scoringId", "{bad:?}");
         }

@@ -15,10 +15,7 @@ pub struct Problems(Vec<FieldError>);
 
 impl Problems {
     pub fn add(&mut self, field: impl Into<String>, problem: impl Into<String>) {
-        self.0.push(FieldError {
-            field: field.into(),
-            problem: problem.into(),
-        });
+        self.0.push(FieldError { field: field.into(), problem: problem.into() });
     }
 
     /// Records a problem when `ok` is false.
@@ -67,9 +64,7 @@ pub fn is_safe_object_key(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= 512
         && !key.starts_with('/')
-        && !key
-            .split('/')
-            .any(|seg| seg.is_empty() || seg == "." || seg == "..")
+        && !key.split('/').any(|seg| seg.is_empty() || seg == "." || seg == "..")
         && key.chars().all(|c| !c.is_control())
 }
 

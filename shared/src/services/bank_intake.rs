@@ -37,10 +37,7 @@ where
         let event: TruckBankEvent = match serde_json::from_str(body) {
             Ok(e) => e,
             Err(e) => {
-                let problems = vec![FieldError {
-                    field: "$".into(),
-                    problem: e.to_string(),
-                }];
+                let problems = vec![FieldError { field: "$".into(), problem: e.to_string() }];
                 return self.refuse(body, problems).await;
             }
         };
@@ -60,34 +57,18 @@ where
                 if !created {
                     tracing::info!("process already exists; driving it again");
                 }
-                ProcessMessage::Drive {
-                    process_id: process_id.clone(),
-                }
+                ProcessMessage::Drive { process_id: process_id.clone() }
             }
-            TruckBankEvent::DocumentsCorrected {
-                event_id,
-                documents,
-                ..
-            } => ProcessMessage::BankEvent {
+            TruckBankEvent::DocumentsCorrected { event_id, documents, .. } => ProcessMessage::BankEvent {
                 process_id: process_id.clone(),
-                event: ProcessEvent::DocumentsCorrected {
-                    id: event_id,
-                    documents,
-                },
+                event: ProcessEvent::DocumentsCorrected { id: event_id, documents },
             },
-            TruckBankEvent::PaymentOrder {
-                event_id, document, ..
-            } => ProcessMessage::BankEvent {
+            TruckBankEvent::PaymentOrder { event_id, document, .. } => ProcessMessage::BankEvent {
                 process_id: process_id.clone(),
-                event: ProcessEvent::PaymentOrderReceived {
-                    id: event_id,
-                    document,
-                },
+                event: ProcessEvent::PaymentOrderReceived { id: event_id, document },
             },
         };
-        self.queue
-            .enqueue(&message, process_id.as_str(), &dedup)
-            .await?;
+        self.queue.enqueue(&message, process_id.as_str(), &dedup).await?;
         tracing::info!("bank event accepted");
         Ok(())
     }
@@ -95,15 +76,8 @@ where
     /// Keeps the raw event and tells the bank what is wrong with it.
     async fn refuse(&self, body: &str, problems: Vec<FieldError>) -> Result<(), RetryLater> {
         let json: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-        let event_id = json
-            .get("eventId")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let process_id = json
-            .get("requestId")
-            .and_then(Value::as_str)
-            .and_then(|r| ProcessId::parse(r).ok());
+        let event_id = json.get("eventId").and_then(Value::as_str).unwrap_or_default().to_owned();
+        let process_id = json.get("requestId").and_then(Value::as_str).and_then(|r| ProcessId::parse(r).ok());
         let digest = hex::encode(Sha256::digest(body.as_bytes()));
         let item = Quarantined {
             id: format!("bank-event-{digest}"),
@@ -125,16 +99,11 @@ where
                 let notice = TruckNotification {
                     event_id: format!("{process_id}-invalid-{}", &digest[..16]),
                     process_id,
-                    notice: TruckNotice::RequestInvalid {
-                        rejected_event_id: event_id,
-                        problems,
-                    },
+                    notice: TruckNotice::RequestInvalid { rejected_event_id: event_id, problems },
                 };
                 self.outbox.publish(&notice).await?;
             }
-            None => tracing::warn!(
-                "refused bank event names no usable requestId; kept in quarantine only"
-            ),
+            None => tracing::warn!("refused bank event names no usable requestId; kept in quarantine only"),
         }
         Ok(())
     }

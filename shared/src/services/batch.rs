@@ -37,12 +37,7 @@ mod tests {
     use super::*;
 
     fn records(n: usize) -> Vec<Record> {
-        (0..n)
-            .map(|i| Record {
-                message_id: format!("m{i}"),
-                body: i.to_string(),
-            })
-            .collect()
+        (0..n).map(|i| Record { message_id: format!("m{i}"), body: i.to_string() }).collect()
     }
 
     async fn fail_on_1(body: String) -> Result<(), String> {
@@ -60,9 +55,6 @@ mod tests {
 
     #[tokio::test]
     async fn fifo_queue_also_reports_everything_after_it() {
-        assert_eq!(
-            handle_batch(records(4), true, fail_on_1).await,
-            ["m1", "m2", "m3"]
-        );
+        assert_eq!(handle_batch(records(4), true, fail_on_1).await, ["m1", "m2", "m3"]);
     }
 }

@@ -12,8 +12,7 @@ use tracing::Instrument;
 use crate::domain::ids::ScoringId;
 use crate::domain::must::hook::{HookKind, HookPayload};
 use crate::ports::{
-    now_ms, HookStore, ProcessMessage, ProcessQueue, QuarantineStore, Quarantined, ReceivedHook,
-    Recorded,
+    now_ms, HookStore, ProcessMessage, ProcessQueue, QuarantineStore, Quarantined, ReceivedHook, Recorded,
 };
 
 /// Bodies above this are not processed (they are quarantined with their first bytes).
@@ -49,10 +48,7 @@ pub struct HookRequest<'a> {
 pub fn secrets_match(expected: &[u8], given: &[u8]) -> bool {
     let a = Sha256::digest(expected);
     let b = Sha256::digest(given);
-    a.iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
+    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The hook's id: MUST's `webhook-id` when usable, else a digest of kind and body
@@ -60,9 +56,7 @@ pub fn secrets_match(expected: &[u8], given: &[u8]) -> bool {
 pub fn hook_id(kind: HookKind, webhook_id: Option<&str>, body: &[u8]) -> String {
     if let Some(id) = webhook_id.filter(|id| {
         (1..=100).contains(&id.len())
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     }) {
         return id.to_owned();
     }
@@ -100,22 +94,15 @@ where
     async fn accept(&self, kind: HookKind, scoring_id: ScoringId, req: HookRequest<'_>) -> Reply {
         let hook_id = hook_id(kind, req.webhook_id, req.body);
         let problem = if req.body.len() > MAX_HOOK_BODY {
-            Some(format!(
-                "body of {} bytes is over the {MAX_HOOK_BODY}-byte limit",
-                req.body.len()
-            ))
+            Some(format!("body of {} bytes is over the {MAX_HOOK_BODY}-byte limit", req.body.len()))
         } else {
             match std::str::from_utf8(req.body) {
                 Err(_) => Some("body is not UTF-8".to_owned()),
-                Ok(_) => HookPayload::parse(kind, req.body)
-                    .err()
-                    .map(|e| e.to_string()),
+                Ok(_) => HookPayload::parse(kind, req.body).err().map(|e| e.to_string()),
             }
         };
         if let Some(reason) = problem {
-            return self
-                .quarantine(kind, &scoring_id, &hook_id, req.body, reason)
-                .await;
+            return self.quarantine(kind, &scoring_id, &hook_id, req.body, reason).await;
         }
         let hook = ReceivedHook {
             scoring_id: scoring_id.clone(),
@@ -132,11 +119,7 @@ where
             }
         };
         let message = ProcessMessage::Hook(hook);
-        if let Err(e) = self
-            .queue
-            .enqueue(&message, scoring_id.as_str(), &hook_id)
-            .await
-        {
+        if let Err(e) = self.queue.enqueue(&message, scoring_id.as_str(), &hook_id).await {
             tracing::error!(error = %e, "hook stored but not enqueued; MUST will retry");
             return Reply::new(503, json!({"error": "temporarily unavailable, retry"}));
         }
@@ -158,10 +141,7 @@ where
     ) -> Reply {
         let kept = &body[..body.len().min(MAX_HOOK_BODY)];
         let item = Quarantined {
-            id: format!(
-                "hook-{scoring_id}-{}-{hook_id}",
-                kind.path().replace('/', "-")
-            ),
+            id: format!("hook-{scoring_id}-{}-{hook_id}", kind.path().replace('/', "-")),
             source: "hook".into(),
             reason: reason.clone(),
             body: String::from_utf8_lossy(kept).into_owned(),
@@ -196,19 +176,12 @@ mod tests {
 
     #[test]
     fn hook_id_prefers_a_clean_webhook_id_and_else_digests_the_body() {
-        assert_eq!(
-            hook_id(HookKind::Started, Some("msg_2KW"), b"{}"),
-            "msg_2KW"
-        );
+        assert_eq!(hook_id(HookKind::Started, Some("msg_2KW"), b"{}"), "msg_2KW");
         let a = hook_id(HookKind::Started, Some("bad id/../"), b"{}");
         let b = hook_id(HookKind::Started, None, b"{}");
         assert_eq!(a, b);
         assert_eq!(a.len(), 64);
-        assert_ne!(
-            b,
-            hook_id(HookKind::Approved, None, b"{}"),
-            "kind is part of the digest"
-        );
+        assert_ne!(b, hook_id(HookKind::Approved, None, b"{}"), "kind is part of the digest");
         assert_ne!(b, hook_id(HookKind::Started, None, b"{ }"));
     }
 }

@@ -14,10 +14,7 @@ pub struct Backoff {
 
 impl Default for Backoff {
     fn default() -> Self {
-        Backoff {
-            attempts: 3,
-            first_delay: Duration::from_millis(200),
-        }
+        Backoff { attempts: 3, first_delay: Duration::from_millis(200) }
     }
 }
 
@@ -52,10 +49,7 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
 
     fn fast(attempts: u32) -> Backoff {
-        Backoff {
-            attempts,
-            first_delay: Duration::from_millis(1),
-        }
+        Backoff { attempts, first_delay: Duration::from_millis(1) }
     }
 
     #[tokio::test]
@@ -86,11 +80,7 @@ mod tests {
         assert!(matches!(out, Err(CallError::Transient(_))));
         assert_eq!(calls.load(Ordering::SeqCst), 2);
         calls.store(0, Ordering::SeqCst);
-        let refused = CallError::Refused {
-            status: 403,
-            code: None,
-            message: "no".into(),
-        };
+        let refused = CallError::Refused { status: 403, code: None, message: "no".into() };
         let out: Result<(), _> = fast(5).run("t", || async { Err(refused.clone()) }).await;
         assert_eq!(out, Err(refused));
         assert_eq!(calls.load(Ordering::SeqCst), 0);

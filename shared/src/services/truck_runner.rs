@@ -17,14 +17,13 @@ use super::RetryLater;
 use crate::domain::bank::truck::{ArchivedFile, BankDocument, ErrorReport};
 use crate::domain::ids::{BlobId, ProcessId, ScoringId};
 use crate::domain::must::api::{
-    BlobRef, ContractCard, DocumentRef, DocumentsRequest, InitRequest, PaymentOrderRequest,
-    PaymentRequest,
+    BlobRef, ContractCard, DocumentRef, DocumentsRequest, InitRequest, PaymentOrderRequest, PaymentRequest,
 };
 use crate::domain::must::hook::HookPayload;
 use crate::domain::must::process::{ArchivePurpose, Effect, Outcome, ProcessEvent, TruckProcess};
 use crate::ports::{
-    now_ms, BankOutbox, CallError, EffectLog, EffectRecord, InfraError, MustApi, ObjectStore,
-    ProcessMessage, ProcessStore, QuarantineStore, Quarantined, SaveError, Versioned,
+    now_ms, BankOutbox, CallError, EffectLog, EffectRecord, InfraError, MustApi, ObjectStore, ProcessMessage,
+    ProcessStore, QuarantineStore, Quarantined, SaveError, Versioned,
 };
 
 /// Policy files larger than this are refused (a policy PDF is tens of kilobytes).
@@ -60,23 +59,14 @@ impl From<CallError> for EffectFailure {
     fn from(e: CallError) -> Self {
         match e {
             CallError::Transient(_) => EffectFailure::Later(RetryLater::Call(e)),
-            CallError::Refused {
-                status,
-                code: Some(code),
-                message,
-            } => {
+            CallError::Refused { status, code: Some(code), message } => {
                 let mut report = ErrorReport::from_must(code, Some(&message));
                 report.message = format!("HTTP {status}: {}", report.message);
                 EffectFailure::Permanent(report)
             }
-            CallError::Refused {
-                status,
-                code: None,
-                message,
-            } => EffectFailure::Permanent(ErrorReport::integration(
-                &format!("must-http-{status}"),
-                message,
-            )),
+            CallError::Refused { status, code: None, message } => {
+                EffectFailure::Permanent(ErrorReport::integration(&format!("must-http-{status}"), message))
+            }
         }
     }
 }
@@ -92,10 +82,7 @@ fn permanent(code: &str, message: String) -> EffectFailure {
 }
 
 fn stage_name(p: &TruckProcess) -> String {
-    serde_json::to_value(p.stage)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
+    serde_json::to_value(p.stage).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 impl<S, M, O, B> TruckRunner<S, M, O, B>
@@ -109,8 +96,7 @@ where
     pub async fn handle(&self, message: ProcessMessage) -> Result<(), RetryLater> {
         let (process_id, event) = match message {
             ProcessMessage::Hook(hook) => {
-                let Some(process_id) = self.store.resolve_scoring_id(&hook.scoring_id).await?
-                else {
+                let Some(process_id) = self.store.resolve_scoring_id(&hook.scoring_id).await? else {
                     // The init result may not be written yet; the FIFO group waits for it.
                     return Err(RetryLater::NotYet(format!(
                         "scoringId {} is not mapped yet",
@@ -118,16 +104,9 @@ where
                     )));
                 };
                 match HookPayload::parse(hook.kind, hook.body.as_bytes()) {
-                    Ok(payload) => (
-                        process_id,
-                        Some(ProcessEvent::Hook {
-                            id: hook.hook_id,
-                            payload,
-                        }),
-                    ),
+                    Ok(payload) => (process_id, Some(ProcessEvent::Hook { id: hook.hook_id, payload })),
                     Err(e) => {
-                        let origin =
-                            serde_json::json!({"kind": hook.kind, "scoringId": hook.scoring_id});
+                        let origin = serde_json::json!({"kind": hook.kind, "scoringId": hook.scoring_id});
                         return self
                             .quarantine("hook", &hook.hook_id, e.to_string(), hook.body, origin)
                             .await;
@@ -143,13 +122,7 @@ where
                 let body = serde_json::to_string(&event).unwrap_or_default();
                 let origin = serde_json::json!({"processId": process_id});
                 return self
-                    .quarantine(
-                        "process-event",
-                        process_id.as_str(),
-                        "unknown process".into(),
-                        body,
-                        origin,
-                    )
+                    .quarantine("process-event", process_id.as_str(), "unknown process".into(), body, origin)
                     .await;
             };
             if let Some(event) = event {
@@ -202,14 +175,8 @@ where
                         let id = event.external_id().unwrap_or_default().to_owned();
                         let body = serde_json::to_string(&event).unwrap_or_default();
                         let origin = serde_json::json!({"processId": current.value.id});
-                        self.quarantine(
-                            "process-event",
-                            &id,
-                            "process has ended".into(),
-                            body,
-                            origin,
-                        )
-                        .await?;
+                        self.quarantine("process-event", &id, "process has ended".into(), body, origin)
+                            .await?;
                     } else {
                         tracing::info!(%reason, "event ignored");
                     }
@@ -219,8 +186,7 @@ where
                     let id = event.external_id().unwrap_or("internal").to_owned();
                     let body = serde_json::to_string(&event).unwrap_or_default();
                     let origin = serde_json::json!({"processId": current.value.id});
-                    self.quarantine("process-event", &id, reason, body, origin)
-                        .await?;
+                    self.quarantine("process-event", &id, reason, body, origin).await?;
                     return Ok(current);
                 }
             }
@@ -229,10 +195,7 @@ where
     }
 
     async fn reload(&self, id: &ProcessId) -> Result<Versioned<TruckProcess>, RetryLater> {
-        self.store
-            .load(id)
-            .await?
-            .ok_or_else(|| RetryLater::NotYet(format!("process {id} vanished")))
+        self.store.load(id).await?.ok_or_else(|| RetryLater::NotYet(format!("process {id} vanished")))
     }
 
     async fn save(
@@ -241,17 +204,11 @@ where
         next: TruckProcess,
         map_scoring_id: bool,
     ) -> Result<Versioned<TruckProcess>, SaveError> {
-        let version = self
-            .store
-            .save(&next, current.version, map_scoring_id)
-            .await?;
+        let version = self.store.save(&next, current.version, map_scoring_id).await?;
         if next.stage != current.value.stage {
             tracing::info!(from = %stage_name(&current.value), to = %stage_name(&next), "stage changed");
         }
-        Ok(Versioned {
-            value: next,
-            version,
-        })
+        Ok(Versioned { value: next, version })
     }
 
     /// Performs pending effects in order until none is left.
@@ -288,12 +245,7 @@ where
     }
 
     /// Runs `call` once per `key` for this process, whatever the deliveries.
-    async fn once<T, F, Fut>(
-        &self,
-        process: &ProcessId,
-        key: &str,
-        call: F,
-    ) -> Result<T, EffectFailure>
+    async fn once<T, F, Fut>(&self, process: &ProcessId, key: &str, call: F) -> Result<T, EffectFailure>
     where
         T: Serialize + DeserializeOwned,
         F: FnMut() -> Fut,
@@ -302,9 +254,8 @@ where
         let lease = self.config.effect_lease.as_millis() as u64;
         match self.store.begin(process, key, lease).await? {
             EffectRecord::Done(result) => {
-                return serde_json::from_value(result).map_err(|e| {
-                    EffectFailure::from(InfraError::Corrupt(format!("effect {key}: {e}")))
-                });
+                return serde_json::from_value(result)
+                    .map_err(|e| EffectFailure::from(InfraError::Corrupt(format!("effect {key}: {e}"))));
             }
             EffectRecord::InFlight => {
                 return Err(EffectFailure::Later(RetryLater::NotYet(format!(
@@ -327,12 +278,10 @@ where
     }
 
     fn scoring_id(process: &TruckProcess) -> Result<&ScoringId, EffectFailure> {
-        process.scoring_id.as_ref().ok_or_else(|| {
-            permanent(
-                "no-scoring-id",
-                "effect needs a scoringId before init".into(),
-            )
-        })
+        process
+            .scoring_id
+            .as_ref()
+            .ok_or_else(|| permanent("no-scoring-id", "effect needs a scoringId before init".into()))
     }
 
     async fn perform(
@@ -345,84 +294,54 @@ where
         match effect {
             Effect::InitScoring => {
                 let request = InitRequest::for_request(&p.request);
-                let scoring_id = self
-                    .once(&p.id, &key, || self.must.init(&request, &idem))
-                    .await?;
+                let scoring_id = self.once(&p.id, &key, || self.must.init(&request, &idem)).await?;
                 Ok(Some(ProcessEvent::Initialized { scoring_id }))
             }
             Effect::SubmitDocuments { round, type_ids } => {
                 let sid = Self::scoring_id(p)?;
                 let mut documents = Vec::new();
                 for type_id in type_ids {
-                    let doc = p
-                        .request
-                        .documents
-                        .iter()
-                        .find(|d| d.type_id == *type_id)
-                        .ok_or_else(|| {
-                            permanent(
-                                "document-missing",
-                                format!("no document of type {type_id} to upload"),
-                            )
+                    let doc =
+                        p.request.documents.iter().find(|d| d.type_id == *type_id).ok_or_else(|| {
+                            permanent("document-missing", format!("no document of type {type_id} to upload"))
                         })?;
-                    let blob_id = self
-                        .upload(p, &format!("{key}-upload-{type_id}"), doc)
-                        .await?;
+                    let blob_id = self.upload(p, &format!("{key}-upload-{type_id}"), doc).await?;
                     documents.push(DocumentRef {
                         type_id: *type_id,
-                        blob: BlobRef {
-                            blob_id,
-                            name: doc.file_name.clone(),
-                        },
+                        blob: BlobRef { blob_id, name: doc.file_name.clone() },
                     });
                 }
                 let request = DocumentsRequest { documents };
                 let assoc = format!("{key}-associate");
                 let assoc_idem = Self::idempotency_key(p, &assoc);
-                self.once(&p.id, &assoc, || {
-                    self.must.associate_documents(sid, &request, &assoc_idem)
-                })
-                .await?;
+                self.once(&p.id, &assoc, || self.must.associate_documents(sid, &request, &assoc_idem))
+                    .await?;
                 Ok(Some(ProcessEvent::DocumentsSubmitted { round: *round }))
             }
             Effect::SubmitContract => {
                 let sid = Self::scoring_id(p)?;
                 let card = ContractCard::for_request(&p.request);
-                self.once(&p.id, &key, || self.must.submit_contract(sid, &card, &idem))
-                    .await?;
+                self.once(&p.id, &key, || self.must.submit_contract(sid, &card, &idem)).await?;
                 Ok(Some(ProcessEvent::ContractSubmitted))
             }
             Effect::RequestPayment { insurer, method } => {
                 let sid = Self::scoring_id(p)?;
-                let request = PaymentRequest {
-                    insurance_company: insurer.clone(),
-                };
-                self.once(&p.id, &key, || {
-                    self.must.request_payment(sid, *method, &request, &idem)
-                })
-                .await?;
-                Ok(Some(ProcessEvent::PaymentRequested {
-                    insurer: insurer.clone(),
-                }))
+                let request = PaymentRequest { insurance_company: insurer.clone() };
+                self.once(&p.id, &key, || self.must.request_payment(sid, *method, &request, &idem)).await?;
+                Ok(Some(ProcessEvent::PaymentRequested { insurer: insurer.clone() }))
             }
             Effect::ArchiveFiles { purpose, blob_ids } => {
                 let mut files = Vec::new();
                 for blob_id in blob_ids {
                     files.push(self.archive(&p.id, *purpose, blob_id).await?);
                 }
-                Ok(Some(ProcessEvent::FilesArchived {
-                    purpose: *purpose,
-                    files,
-                }))
+                Ok(Some(ProcessEvent::FilesArchived { purpose: *purpose, files }))
             }
             Effect::SubmitPaymentOrder { document } => {
                 let sid = Self::scoring_id(p)?;
                 let blob_id = self.upload(p, &format!("{key}-upload"), document).await?;
                 let request = PaymentOrderRequest { blob_id };
-                self.once(&p.id, &key, || {
-                    self.must.submit_payment_order(sid, &request, &idem)
-                })
-                .await?;
+                self.once(&p.id, &key, || self.must.submit_payment_order(sid, &request, &idem)).await?;
                 Ok(Some(ProcessEvent::PaymentOrderSubmitted))
             }
             Effect::Notify(notification) => {
@@ -433,12 +352,7 @@ where
     }
 
     /// Uploads one of the bank's documents to MUST (`POST /api/blob`), once.
-    async fn upload(
-        &self,
-        p: &TruckProcess,
-        key: &str,
-        doc: &BankDocument,
-    ) -> Result<BlobId, EffectFailure> {
+    async fn upload(&self, p: &TruckProcess, key: &str, doc: &BankDocument) -> Result<BlobId, EffectFailure> {
         let idem = Self::idempotency_key(p, key);
         let bucket = &self.config.documents_bucket;
         self.once(&p.id, key, || async {
@@ -474,25 +388,16 @@ where
                 return Ok(file(existing.size, sha));
             }
         }
-        let bytes = self
-            .config
-            .backoff
-            .run("download", || self.must.download_blob(blob_id))
-            .await?;
+        let bytes = self.config.backoff.run("download", || self.must.download_blob(blob_id)).await?;
         if bytes.len() < 8 || bytes.len() > MAX_FILE_BYTES || !bytes.starts_with(b"%PDF-") {
             return Err(permanent(
                 "not-a-pdf",
-                format!(
-                    "blob {blob_id} is not a PDF of a sane size ({} bytes)",
-                    bytes.len()
-                ),
+                format!("blob {blob_id} is not a PDF of a sane size ({} bytes)", bytes.len()),
             ));
         }
         let sha = hex::encode(Sha256::digest(&bytes));
         let size = bytes.len() as u64;
-        self.objects
-            .put(bucket, &key, bytes, "application/pdf", &sha)
-            .await?;
+        self.objects.put(bucket, &key, bytes, "application/pdf", &sha).await?;
         tracing::info!(blob_id = %blob_id, size, sha256 = %sha, "archived");
         Ok(file(size, sha))
     }

@@ -33,11 +33,7 @@ impl Ports {
         let free = || -> Result<SocketAddr, BoxError> {
             Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
         };
-        Ok(Ports {
-            http: free()?,
-            runtime: free()?,
-            must: free()?,
-        })
+        Ok(Ports { http: free()?, runtime: free()?, must: free()? })
     }
 
     /// The documented ports: hook API 3000, Runtime API 9001, MUST simulator 4010.
@@ -96,18 +92,12 @@ impl Harness {
         .collect();
         let platform_env = vec![
             ("AWS_ENDPOINT_URL".into(), endpoint),
-            (
-                "AWS_ACCESS_KEY_ID".into(),
-                std::env::var("AWS_ACCESS_KEY_ID").unwrap_or("local".into()),
-            ),
+            ("AWS_ACCESS_KEY_ID".into(), std::env::var("AWS_ACCESS_KEY_ID").unwrap_or("local".into())),
             (
                 "AWS_SECRET_ACCESS_KEY".into(),
                 std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or("local".into()),
             ),
-            (
-                "AWS_REGION".into(),
-                std::env::var("AWS_REGION").unwrap_or("us-east-1".into()),
-            ),
+            ("AWS_REGION".into(), std::env::var("AWS_REGION").unwrap_or("us-east-1".into())),
             ("S3_FORCE_PATH_STYLE".into(), "true".into()),
         ];
         let root = workspace_root();
@@ -126,11 +116,7 @@ impl Harness {
             &sdk,
         )
         .await?;
-        let physical = |id: &str| {
-            cloud
-                .physical(id)
-                .ok_or_else(|| format!("{id} is not in the stack"))
-        };
+        let physical = |id: &str| cloud.physical(id).ok_or_else(|| format!("{id} is not in the stack"));
         let harness = Harness {
             table: physical("Table")?,
             documents_bucket: physical("DocumentsBucket")?,
@@ -160,11 +146,7 @@ impl Harness {
 
     /// Drains the bank-notifications queue in the background, filing each by process.
     fn collect_notifications(&self) {
-        let (sqs, url, store) = (
-            self.sqs(),
-            self.notifications_url.clone(),
-            self.notifications.clone(),
-        );
+        let (sqs, url, store) = (self.sqs(), self.notifications_url.clone(), self.notifications.clone());
         tokio::spawn(async move {
             loop {
                 let Ok(out) = sqs
@@ -179,23 +161,12 @@ impl Harness {
                     continue;
                 };
                 for m in out.messages() {
-                    if let Some(body) = m.body().and_then(|b| serde_json::from_str::<Value>(b).ok())
-                    {
+                    if let Some(body) = m.body().and_then(|b| serde_json::from_str::<Value>(b).ok()) {
                         let pid = body["processId"].as_str().unwrap_or_default().to_owned();
-                        store
-                            .lock()
-                            .unwrap_or_else(|e| e.into_inner())
-                            .entry(pid)
-                            .or_default()
-                            .push(body);
+                        store.lock().unwrap_or_else(|e| e.into_inner()).entry(pid).or_default().push(body);
                     }
                     if let Some(handle) = m.receipt_handle() {
-                        let _ = sqs
-                            .delete_message()
-                            .queue_url(&url)
-                            .receipt_handle(handle)
-                            .send()
-                            .await;
+                        let _ = sqs.delete_message().queue_url(&url).receipt_handle(handle).send().await;
                     }
                 }
             }
@@ -221,11 +192,7 @@ impl Harness {
     ) -> Result<Value, BoxError> {
         let start = Instant::now();
         loop {
-            if let Some(n) = self
-                .notifications(process_id)
-                .into_iter()
-                .find(|n| n["type"] == kind)
-            {
+            if let Some(n) = self.notifications(process_id).into_iter().find(|n| n["type"] == kind) {
                 return Ok(n);
             }
             if start.elapsed() > timeout {
@@ -240,21 +207,10 @@ impl Harness {
     }
 
     /// Puts a document where the bank keeps them and returns its reference.
-    pub async fn put_document(
-        &self,
-        process_id: &str,
-        type_id: u32,
-        name: &str,
-    ) -> Result<Value, BoxError> {
+    pub async fn put_document(&self, process_id: &str, type_id: u32, name: &str) -> Result<Value, BoxError> {
         let key = format!("inbound/{process_id}/{name}");
         let body = polis_must_sim::pdf::one_page(&format!("scan of document type {type_id}"));
-        self.s3()
-            .put_object()
-            .bucket(&self.documents_bucket)
-            .key(&key)
-            .body(body.into())
-            .send()
-            .await?;
+        self.s3().put_object().bucket(&self.documents_bucket).key(&key).body(body.into()).send().await?;
         Ok(json!({"typeId": type_id, "s3Key": key, "fileName": name}))
     }
 
@@ -270,12 +226,7 @@ impl Harness {
     }
 
     /// A truck policy request for `process_id` and `vin`, with the given documents.
-    pub fn truck_request(
-        process_id: &str,
-        vin: &str,
-        legal_entity: bool,
-        documents: Vec<Value>,
-    ) -> Value {
+    pub fn truck_request(process_id: &str, vin: &str, legal_entity: bool, documents: Vec<Value>) -> Value {
         let party = if legal_entity {
             json!({"kind": "legalEntity", "name": "ООО «Тест Логистик»", "inn": "7731440001", "kpp": "503100001",
                    "phone": "+79990001122", "email": "fleet@test-logistic.ru", "registrationCity": "Москва"})
@@ -311,13 +262,7 @@ impl Harness {
             self.put_document(process_id, 11, "sts.pdf").await?,
             self.put_document(process_id, 12, "pts.pdf").await?,
         ];
-        self.send_bank_event(&Self::truck_request(
-            process_id,
-            vin,
-            legal_entity,
-            documents,
-        ))
-        .await
+        self.send_bank_event(&Self::truck_request(process_id, vin, legal_entity, documents)).await
     }
 
     /// The process record as stored: its `state` JSON with `version` beside it.
@@ -334,15 +279,10 @@ impl Harness {
         let Some(item) = out.item() else {
             return Ok(None);
         };
-        let mut state: Value = serde_json::from_str(
-            item.get("state")
-                .and_then(|v| v.as_s().ok())
-                .ok_or("no state")?,
-        )?;
-        state["version"] = json!(item
-            .get("version")
-            .and_then(|v| v.as_n().ok())
-            .and_then(|n| n.parse::<u64>().ok()));
+        let mut state: Value =
+            serde_json::from_str(item.get("state").and_then(|v| v.as_s().ok()).ok_or("no state")?)?;
+        state["version"] =
+            json!(item.get("version").and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<u64>().ok()));
         Ok(Some(state))
     }
 
@@ -381,17 +321,8 @@ impl Harness {
     }
 
     /// Reads an archived object with its metadata.
-    pub async fn archived(
-        &self,
-        key: &str,
-    ) -> Result<(Vec<u8>, HashMap<String, String>), BoxError> {
-        let out = self
-            .s3()
-            .get_object()
-            .bucket(&self.archive_bucket)
-            .key(key)
-            .send()
-            .await?;
+    pub async fn archived(&self, key: &str) -> Result<(Vec<u8>, HashMap<String, String>), BoxError> {
+        let out = self.s3().get_object().bucket(&self.archive_bucket).key(key).send().await?;
         let metadata = out.metadata().cloned().unwrap_or_default();
         let bytes = out.body.collect().await?.into_bytes().to_vec();
         Ok((bytes, metadata))
@@ -400,8 +331,5 @@ impl Harness {
 
 /// The `type` of each notification, in order.
 pub fn kinds(notices: &[Value]) -> Vec<String> {
-    notices
-        .iter()
-        .map(|n| n["type"].as_str().unwrap_or_default().to_owned())
-        .collect()
+    notices.iter().map(|n| n["type"].as_str().unwrap_or_default().to_owned()).collect()
 }

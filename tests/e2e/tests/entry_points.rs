@@ -12,9 +12,7 @@ use serde_json::{json, Value};
 
 async fn post(path: &str, secret: Option<&str>, body: &str) -> (u16, Value) {
     let h = harness();
-    let mut req = reqwest::Client::new()
-        .post(format!("{}{path}", h.cloud.http_url))
-        .body(body.to_owned());
+    let mut req = reqwest::Client::new().post(format!("{}{path}", h.cloud.http_url)).body(body.to_owned());
     if let Some(s) = secret {
         req = req.header("x-hook-secret", s);
     }
@@ -29,12 +27,9 @@ fn a_hook_with_a_wrong_or_missing_secret_is_refused_and_nothing_is_stored() {
         let h = harness();
         let (sid, _) = ids("sec");
         for secret in [None, Some("wrong-secret"), Some("")] {
-            let (status, body) = post(
-                &format!("/api/hooks/{sid}/approved"),
-                secret,
-                r#"{"insuranceCompany":"ingostrah"}"#,
-            )
-            .await;
+            let (status, body) =
+                post(&format!("/api/hooks/{sid}/approved"), secret, r#"{"insuranceCompany":"ingostrah"}"#)
+                    .await;
             assert_eq!(status, 401, "{secret:?}");
             assert_eq!(body["error"], "unauthorized");
         }
@@ -46,20 +41,9 @@ fn a_hook_with_a_wrong_or_missing_secret_is_refused_and_nothing_is_stored() {
 fn a_bad_scoring_id_gets_a_precise_400() {
     run(async {
         for bad in ["a%20b", "..%2Fetc", "x%23y"] {
-            let (status, body) = post(
-                &format!("/api/hooks/{bad}/started"),
-                Some(HOOK_SECRET),
-                "{}",
-            )
-            .await;
+            let (status, body) = post(&format!("/api/hooks/{bad}/started"), Some(HOOK_SECRET), "{}").await;
             assert_eq!(status, 400, "{bad}");
-            assert!(
-                body["error"]
-                    .as_str()
-                    .unwrap()
-                    .starts_with("scoringId must be"),
-                "{body}"
-            );
+            assert!(body["error"].as_str().unwrap().starts_with("scoringId must be"), "{body}");
         }
         let (status, _) = post("/api/hooks/abc/no-such-hook", Some(HOOK_SECRET), "{}").await;
         assert_eq!(status, 404);
@@ -71,36 +55,18 @@ fn a_malformed_hook_is_quarantined_with_its_reason_and_answered_200() {
     run(async {
         let h = harness();
         let (sid, _) = ids("bad-body");
-        let (status, body) = post(
-            &format!("/api/hooks/{sid}/approved"),
-            Some(HOOK_SECRET),
-            r#"{"writtenPremium": 1}"#,
-        )
-        .await;
+        let (status, body) =
+            post(&format!("/api/hooks/{sid}/approved"), Some(HOOK_SECRET), r#"{"writtenPremium": 1}"#).await;
         assert_eq!(status, 200, "MUST must stop retrying: the hook is kept");
         assert_eq!(body["status"], "quarantined");
         assert_eq!(body["reason"], "field insuranceCompany: missing");
-        let (status, body) = post(
-            &format!("/api/hooks/{sid}/failed"),
-            Some(HOOK_SECRET),
-            "{not json",
-        )
-        .await;
+        let (status, body) = post(&format!("/api/hooks/{sid}/failed"), Some(HOOK_SECRET), "{not json").await;
         assert_eq!(status, 200);
-        assert!(body["reason"]
-            .as_str()
-            .unwrap()
-            .starts_with("body is not JSON"));
+        assert!(body["reason"].as_str().unwrap().starts_with("body is not JSON"));
         let quarantined = quarantined_for(h, &sid).await;
         assert_eq!(quarantined.len(), 2, "{quarantined:?}");
-        assert!(
-            quarantined.iter().any(|q| q["body"] == "{not json"),
-            "kept verbatim"
-        );
-        assert!(
-            items(h, &format!("HOOK#{sid}")).await.is_empty(),
-            "not stored as a hook to process"
-        );
+        assert!(quarantined.iter().any(|q| q["body"] == "{not json"), "kept verbatim");
+        assert!(items(h, &format!("HOOK#{sid}")).await.is_empty(), "not stored as a hook to process");
     });
 }
 
@@ -137,30 +103,12 @@ fn an_invalid_bank_request_is_refused_naming_every_bad_field_and_kept() {
         request["policy"]["startOn"] = json!("2027-02-30");
         request["vehicle"]["vin"] = json!("SHORT");
         h.send_bank_event(&request).await.unwrap();
-        let refused = h
-            .wait_for_notification(&pid, "truck.request-invalid", FLOW_TIMEOUT)
-            .await
-            .unwrap();
-        let fields: Vec<&str> = refused["problems"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| p["field"].as_str().unwrap())
-            .collect();
-        assert_eq!(
-            fields,
-            [
-                "policyholder.inn",
-                "vehicle.vin",
-                "policy.startOn",
-                "documents[0].s3Key"
-            ]
-        );
+        let refused = h.wait_for_notification(&pid, "truck.request-invalid", FLOW_TIMEOUT).await.unwrap();
+        let fields: Vec<&str> =
+            refused["problems"].as_array().unwrap().iter().map(|p| p["field"].as_str().unwrap()).collect();
+        assert_eq!(fields, ["policyholder.inn", "vehicle.vin", "policy.startOn", "documents[0].s3Key"]);
         assert_eq!(refused["rejectedEventId"], format!("evt-{pid}"));
-        assert!(
-            h.process(&pid).await.unwrap().is_none(),
-            "no process for an invalid request"
-        );
+        assert!(h.process(&pid).await.unwrap().is_none(), "no process for an invalid request");
         assert_eq!(quarantined_for(h, &pid).await.len(), 1);
         tokio::time::sleep(Duration::from_millis(100)).await;
     });

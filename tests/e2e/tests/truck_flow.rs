@@ -13,56 +13,42 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 fn insurer(name: &str, outcome: OfferOutcome, premium: f64) -> InsurerResult {
-    InsurerResult {
-        insurer: name.into(),
-        outcome,
-        premium,
-        error_code: None,
-    }
+    InsurerResult { insurer: name.into(), outcome, premium, error_code: None }
 }
 
-const HAPPY_NOTICES: [&str; 4] = [
-    "truck.offer",
-    "truck.payment-link-ready",
-    "truck.paid",
-    "truck.policy-issued",
-];
+const HAPPY_NOTICES: [&str; 4] =
+    ["truck.offer", "truck.payment-link-ready", "truck.paid", "truck.policy-issued"];
+
+/// Starts a truck process with `scenario` and waits until its policy is issued and the bank told.
+/// Returns the process id, the final process record and the `truck.policy-issued` notice.
+async fn issue(name: &str, scenario: Scenario) -> (String, Value, Value) {
+    let h = harness();
+    let (pid, vin) = ids(name);
+    h.start_truck_process(&pid, &vin, scenario, false).await.unwrap();
+    let process = h.wait_for_stage(&pid, "issued", FLOW_TIMEOUT, |_| {}).await.unwrap();
+    let notice = h.wait_for_notification(&pid, "truck.policy-issued", FLOW_TIMEOUT).await.unwrap();
+    (pid, process, notice)
+}
 
 /// Checks every archived policy file: in S3 once, a PDF, SHA-256 in metadata, record and notice.
 async fn assert_archived(process: &Value, notice: &Value) {
     let h = harness();
     let files = process["policy"]["files"].as_array().expect("policy files");
     assert!(!files.is_empty());
-    assert_eq!(
-        &notice["files"], &process["policy"]["files"],
-        "the bank is told exactly what was archived"
-    );
+    assert_eq!(&notice["files"], &process["policy"]["files"], "the bank is told exactly what was archived");
     for file in files {
         let key = file["key"].as_str().unwrap();
         let pid = process["id"].as_str().unwrap();
-        assert_eq!(
-            key,
-            format!("policies/{pid}/{}.pdf", file["blobId"].as_str().unwrap())
-        );
+        assert_eq!(key, format!("policies/{pid}/{}.pdf", file["blobId"].as_str().unwrap()));
         let (bytes, metadata) = h.archived(key).await.expect("archived object");
         assert!(bytes.starts_with(b"%PDF-"));
         let sha = hex::encode(Sha256::digest(&bytes));
         assert_eq!(file["sha256"], json!(sha));
         assert_eq!(metadata.get("sha256"), Some(&sha));
         assert_eq!(file["size"], json!(bytes.len()));
-        let versions = h
-            .s3()
-            .list_object_versions()
-            .bucket(&h.archive_bucket)
-            .prefix(key)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(
-            versions.versions().len(),
-            1,
-            "archived once, never re-written"
-        );
+        let versions =
+            h.s3().list_object_versions().bucket(&h.archive_bucket).prefix(key).send().await.unwrap();
+        assert_eq!(versions.versions().len(), 1, "archived once, never re-written");
     }
 }
 
@@ -70,22 +56,11 @@ async fn assert_archived(process: &Value, notice: &Value) {
 fn one_insurer_approves_and_the_policy_is_archived() {
     run(async {
         let h = harness();
-        let (pid, vin) = ids("one");
-        h.start_truck_process(&pid, &vin, Scenario::default(), false)
-            .await
-            .unwrap();
-        let p = h
-            .wait_for_stage(&pid, "issued", FLOW_TIMEOUT, |_| {})
-            .await
-            .unwrap();
+        let (pid, p, notice) = issue("one", Scenario::default()).await;
         assert_eq!(p["chosen"], "ingostrah");
         assert_eq!(p["documents"]["status"], "accepted");
         assert_eq!(p["contract"]["status"], "accepted");
         assert_eq!(p["pending"], json!([]));
-        let notice = h
-            .wait_for_notification(&pid, "truck.policy-issued", FLOW_TIMEOUT)
-            .await
-            .unwrap();
         assert_eq!(kinds(&h.notifications(&pid)), HAPPY_NOTICES);
         assert_eq!(h.notifications(&pid)[0]["premium"], json!(17847.29));
         assert_archived(&p, &notice).await;
@@ -99,7 +74,6 @@ fn one_insurer_approves_and_the_policy_is_archived() {
 fn two_insurers_approve_and_the_cheaper_offer_is_bought() {
     run(async {
         let h = harness();
-        let (pid, vin) = ids("two");
         let scenario = Scenario {
             insurers: vec![
                 insurer("ingostrah", OfferOutcome::Approved, 21000.0),
@@ -107,31 +81,14 @@ fn two_insurers_approve_and_the_cheaper_offer_is_bought() {
             ],
             ..Scenario::default()
         };
-        h.start_truck_process(&pid, &vin, scenario, false)
-            .await
-            .unwrap();
-        let p = h
-            .wait_for_stage(&pid, "issued", FLOW_TIMEOUT, |_| {})
-            .await
-            .unwrap();
+        let (pid, p, notice) = issue("two", scenario).await;
         assert_eq!(p["chosen"], "renaissance");
         assert_eq!(p["offers"]["ingostrah"]["status"], "approved");
-        let link = h
-            .wait_for_notification(&pid, "truck.payment-link-ready", FLOW_TIMEOUT)
-            .await
-            .unwrap();
-        assert_eq!(link["insurer"], "renaissance");
-        let notice = h
-            .wait_for_notification(&pid, "truck.policy-issued", FLOW_TIMEOUT)
-            .await
-            .unwrap();
         assert_eq!(notice["insurer"], "renaissance");
-        let offers: Vec<Value> = h
-            .notifications(&pid)
-            .into_iter()
-            .filter(|n| n["type"] == "truck.offer")
-            .collect();
-        assert_eq!(offers.len(), 2);
+        let notices = h.notifications(&pid);
+        let link = notices.iter().find(|n| n["type"] == "truck.payment-link-ready").unwrap();
+        assert_eq!(link["insurer"], "renaissance");
+        assert_eq!(notices.iter().filter(|n| n["type"] == "truck.offer").count(), 2);
         assert_archived(&p, &notice).await;
     });
 }
@@ -147,20 +104,13 @@ fn no_insurer_approves_and_the_bank_is_told_rejected() {
             insurers: vec![insurer("ingostrah", OfferOutcome::Rejected, 0.0), failed],
             ..Scenario::default()
         };
-        h.start_truck_process(&pid, &vin, scenario, false)
-            .await
-            .unwrap();
-        h.wait_for_notification(&pid, "truck.rejected", FLOW_TIMEOUT)
-            .await
-            .unwrap();
+        h.start_truck_process(&pid, &vin, scenario, false).await.unwrap();
+        h.wait_for_notification(&pid, "truck.rejected", FLOW_TIMEOUT).await.unwrap();
         let p = h.process(&pid).await.unwrap().unwrap();
         assert_eq!(p["stage"], "rejected");
         assert_eq!(p["chosen"], Value::Null);
         let notices = h.notifications(&pid);
-        assert_eq!(
-            kinds(&notices),
-            ["truck.offer", "truck.offer", "truck.rejected"]
-        );
+        assert_eq!(kinds(&notices), ["truck.offer", "truck.offer", "truck.rejected"]);
         assert_eq!(notices[1]["outcome"], "failed");
         assert_eq!(notices[1]["error"]["code"], "1601");
         assert_eq!(notices[1]["error"]["category"], "renaissance");
@@ -184,18 +134,12 @@ fn a_rejected_document_is_fixed_by_the_bank_and_the_flow_completes() {
         h.start_truck_process(
             &pid,
             &vin,
-            Scenario {
-                upload_failed_once: true,
-                ..Scenario::default()
-            },
+            Scenario { upload_failed_once: true, ..Scenario::default() },
             false,
         )
         .await
         .unwrap();
-        let to_fix = h
-            .wait_for_notification(&pid, "truck.documents-to-fix", FLOW_TIMEOUT)
-            .await
-            .unwrap();
+        let to_fix = h.wait_for_notification(&pid, "truck.documents-to-fix", FLOW_TIMEOUT).await.unwrap();
         assert_eq!(to_fix["problems"][0]["typeId"], 11);
         assert_eq!(to_fix["problems"][0]["reason"], "document is unreadable");
         let rescan = h.put_document(&pid, 11, "sts-rescan.pdf").await.unwrap();
@@ -204,23 +148,12 @@ fn a_rejected_document_is_fixed_by_the_bank_and_the_flow_completes() {
         }))
         .await
         .unwrap();
-        let p = h
-            .wait_for_stage(&pid, "issued", FLOW_TIMEOUT, |_| {})
-            .await
-            .unwrap();
+        let p = h.wait_for_stage(&pid, "issued", FLOW_TIMEOUT, |_| {}).await.unwrap();
         assert_eq!(p["document_rounds"], 2);
-        let sts = p["request"]["documents"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|d| d["typeId"] == 11)
-            .unwrap()
-            .clone();
+        let sts =
+            p["request"]["documents"].as_array().unwrap().iter().find(|d| d["typeId"] == 11).unwrap().clone();
         assert_eq!(sts["fileName"], "sts-rescan.pdf");
-        let notice = h
-            .wait_for_notification(&pid, "truck.policy-issued", FLOW_TIMEOUT)
-            .await
-            .unwrap();
+        let notice = h.wait_for_notification(&pid, "truck.policy-issued", FLOW_TIMEOUT).await.unwrap();
         assert_eq!(kinds(&h.notifications(&pid))[0], "truck.documents-to-fix");
         assert_archived(&p, &notice).await;
     });
@@ -231,27 +164,13 @@ fn a_failed_hook_ends_the_process_with_code_category_and_customer_text() {
     run(async {
         let h = harness();
         let (pid, vin) = ids("fail");
-        h.start_truck_process(
-            &pid,
-            &vin,
-            Scenario {
-                fail_with: Some(1421),
-                ..Scenario::default()
-            },
-            false,
-        )
-        .await
-        .unwrap();
-        let failed = h
-            .wait_for_notification(&pid, "truck.failed", FLOW_TIMEOUT)
+        h.start_truck_process(&pid, &vin, Scenario { fail_with: Some(1421), ..Scenario::default() }, false)
             .await
             .unwrap();
+        let failed = h.wait_for_notification(&pid, "truck.failed", FLOW_TIMEOUT).await.unwrap();
         assert_eq!(failed["error"]["code"], "1421");
         assert_eq!(failed["error"]["category"], "policy-issuing");
-        assert_eq!(
-            failed["error"]["customerTextRu"],
-            "Введите действующую Диагностическую Карту."
-        );
+        assert_eq!(failed["error"]["customerTextRu"], "Введите действующую Диагностическую Карту.");
         let p = h.process(&pid).await.unwrap().unwrap();
         assert_eq!(p["stage"], "failed");
         assert_eq!(p["error"]["code"], "1421");
@@ -262,36 +181,13 @@ fn a_failed_hook_ends_the_process_with_code_category_and_customer_text() {
 fn every_hook_delivered_twice_is_stored_once_and_applied_once() {
     run(async {
         let h = harness();
-        let (pid, vin) = ids("dup");
-        h.start_truck_process(
-            &pid,
-            &vin,
-            Scenario {
-                duplicate_hooks: true,
-                ..Scenario::default()
-            },
-            false,
-        )
-        .await
-        .unwrap();
-        let p = h
-            .wait_for_stage(&pid, "issued", FLOW_TIMEOUT, |_| {})
-            .await
-            .unwrap();
-        h.wait_for_notification(&pid, "truck.policy-issued", FLOW_TIMEOUT)
-            .await
-            .unwrap();
+        let (pid, p, _) = issue("dup", Scenario { duplicate_hooks: true, ..Scenario::default() }).await;
         tokio::time::sleep(Duration::from_secs(2)).await; // let any late duplicate land
         let sid = p["scoring_id"].as_str().unwrap();
         let stored = items(h, &format!("HOOK#{sid}")).await;
         assert_eq!(stored.len(), 9, "nine distinct hooks, each stored once");
-        let applied = p["applied"].as_array().unwrap();
-        assert_eq!(applied.len(), 9);
-        assert_eq!(
-            kinds(&h.notifications(&pid)),
-            HAPPY_NOTICES,
-            "no notice twice"
-        );
+        assert_eq!(p["applied"].as_array().unwrap().len(), 9);
+        assert_eq!(kinds(&h.notifications(&pid)), HAPPY_NOTICES, "no notice twice");
     });
 }
 
@@ -301,54 +197,18 @@ fn steps_3_and_4_in_either_order_reach_the_same_policy() {
         let h = harness();
         let mut finals = Vec::new();
         for contract_hook_first in [true, false] {
-            let (pid, vin) = ids(if contract_hook_first {
-                "c-first"
-            } else {
-                "d-first"
-            });
-            h.start_truck_process(
-                &pid,
-                &vin,
-                Scenario {
-                    contract_hook_first,
-                    ..Scenario::default()
-                },
-                false,
-            )
-            .await
-            .unwrap();
-            let p = h
-                .wait_for_stage(&pid, "issued", FLOW_TIMEOUT, |_| {})
-                .await
-                .unwrap();
-            let sid = p["scoring_id"].as_str().unwrap();
-            let hooks = items(h, &format!("HOOK#{sid}")).await;
-            let received = |path: &str| {
-                hooks
-                    .iter()
-                    .find(|i| i["sk"].as_s().unwrap().starts_with(path))
-                    .unwrap()["receivedAtMs"]
-                    .as_n()
-                    .unwrap()
-                    .parse::<u64>()
-                    .unwrap()
+            let name = if contract_hook_first { "c-first" } else { "d-first" };
+            let (pid, p, _) = issue(name, Scenario { contract_hook_first, ..Scenario::default() }).await;
+            let hooks = items(h, &format!("HOOK#{}", p["scoring_id"].as_str().unwrap())).await;
+            let received = |path: &str| -> u64 {
+                let hook = hooks.iter().find(|i| i["sk"].as_s().unwrap().starts_with(path)).unwrap();
+                hook["receivedAtMs"].as_n().unwrap().parse().unwrap()
             };
             let contract_first =
                 received("contract/update-completed") < received("documents/upload-completed");
-            assert_eq!(
-                contract_first, contract_hook_first,
-                "the simulator delivered in the order asked"
-            );
-            h.wait_for_notification(&pid, "truck.policy-issued", FLOW_TIMEOUT)
-                .await
-                .unwrap();
-            finals.push((
-                p["stage"].clone(),
-                p["documents"].clone(),
-                p["contract"].clone(),
-                p["chosen"].clone(),
-                kinds(&h.notifications(&pid)),
-            ));
+            assert_eq!(contract_first, contract_hook_first, "the simulator delivered in the order asked");
+            let outcome = ["stage", "documents", "contract", "chosen"].map(|f| p[f].clone());
+            finals.push((outcome, kinds(&h.notifications(&pid))));
         }
         assert_eq!(finals[0], finals[1]);
     });
@@ -357,23 +217,7 @@ fn steps_3_and_4_in_either_order_reach_the_same_policy() {
 #[test]
 fn a_recognised_contract_is_kept_and_ours_still_accepted() {
     run(async {
-        let h = harness();
-        let (pid, vin) = ids("prefill");
-        h.start_truck_process(
-            &pid,
-            &vin,
-            Scenario {
-                prefilled_contract: true,
-                ..Scenario::default()
-            },
-            false,
-        )
-        .await
-        .unwrap();
-        let p = h
-            .wait_for_stage(&pid, "issued", FLOW_TIMEOUT, |_| {})
-            .await
-            .unwrap();
+        let (_, p, _) = issue("prefill", Scenario { prefilled_contract: true, ..Scenario::default() }).await;
         assert_eq!(p["prefilled_contract"]["source"], "recognition");
         assert_eq!(p["contract"]["status"], "accepted");
     });
@@ -384,43 +228,24 @@ fn a_legal_entity_pays_by_invoice_and_the_payment_order_issues_the_policy() {
     run(async {
         let h = harness();
         let (pid, vin) = ids("inv");
-        h.start_truck_process(&pid, &vin, Scenario::default(), true)
-            .await
-            .unwrap();
-        let invoice = h
-            .wait_for_notification(&pid, "truck.invoice-ready", FLOW_TIMEOUT)
-            .await
-            .unwrap();
+        h.start_truck_process(&pid, &vin, Scenario::default(), true).await.unwrap();
+        let invoice = h.wait_for_notification(&pid, "truck.invoice-ready", FLOW_TIMEOUT).await.unwrap();
         let key = invoice["files"][0]["key"].as_str().unwrap();
         assert!(key.starts_with(&format!("invoices/{pid}/")));
         let (bytes, _) = h.archived(key).await.unwrap();
         assert!(bytes.starts_with(b"%PDF-"));
-        let order = h
-            .put_document(&pid, 100, "payment-order.pdf")
-            .await
-            .unwrap();
+        let order = h.put_document(&pid, 100, "payment-order.pdf").await.unwrap();
         h.send_bank_event(&json!({
             "type": "truck.payment-order", "eventId": format!("po-{pid}"), "requestId": pid, "document": order,
         }))
         .await
         .unwrap();
-        let p = h
-            .wait_for_stage(&pid, "issued", FLOW_TIMEOUT, |_| {})
-            .await
-            .unwrap();
+        let p = h.wait_for_stage(&pid, "issued", FLOW_TIMEOUT, |_| {}).await.unwrap();
         assert_eq!(p["payment"]["status"], "paid");
-        let notice = h
-            .wait_for_notification(&pid, "truck.policy-issued", FLOW_TIMEOUT)
-            .await
-            .unwrap();
+        let notice = h.wait_for_notification(&pid, "truck.policy-issued", FLOW_TIMEOUT).await.unwrap();
         assert_eq!(
             kinds(&h.notifications(&pid)),
-            [
-                "truck.offer",
-                "truck.invoice-ready",
-                "truck.paid",
-                "truck.policy-issued"
-            ]
+            ["truck.offer", "truck.invoice-ready", "truck.paid", "truck.policy-issued"]
         );
         assert_archived(&p, &notice).await;
     });
@@ -431,26 +256,14 @@ fn the_same_bank_request_twice_gives_one_process() {
     run(async {
         let h = harness();
         let (pid, vin) = ids("twice");
-        h.start_truck_process(&pid, &vin, Scenario::default(), false)
-            .await
-            .unwrap();
-        h.start_truck_process(&pid, &vin, Scenario::default(), false)
-            .await
-            .unwrap();
-        let p = h
-            .wait_for_stage(&pid, "issued", FLOW_TIMEOUT, |_| {})
-            .await
-            .unwrap();
-        h.wait_for_notification(&pid, "truck.policy-issued", FLOW_TIMEOUT)
-            .await
-            .unwrap();
+        h.start_truck_process(&pid, &vin, Scenario::default(), false).await.unwrap();
+        h.start_truck_process(&pid, &vin, Scenario::default(), false).await.unwrap();
+        let p = h.wait_for_stage(&pid, "issued", FLOW_TIMEOUT, |_| {}).await.unwrap();
+        h.wait_for_notification(&pid, "truck.policy-issued", FLOW_TIMEOUT).await.unwrap();
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(kinds(&h.notifications(&pid)), HAPPY_NOTICES);
         let effects = items(h, &format!("TRUCK#{pid}")).await;
-        let inits = effects
-            .iter()
-            .filter(|i| i["sk"].as_s().unwrap() == "EFFECT#init")
-            .count();
+        let inits = effects.iter().filter(|i| i["sk"].as_s().unwrap() == "EFFECT#init").count();
         assert_eq!(inits, 1);
         assert!(p["scoring_id"].is_string());
     });

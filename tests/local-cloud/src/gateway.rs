@@ -82,16 +82,9 @@ async fn handle(
     body: Bytes,
 ) -> Response {
     let path = uri.path().to_owned();
-    let Some((route, params)) = gw
-        .routes
-        .iter()
-        .find_map(|r| r.matches(&method, &path).map(|p| (r, p)))
+    let Some((route, params)) = gw.routes.iter().find_map(|r| r.matches(&method, &path).map(|p| (r, p)))
     else {
-        return (
-            StatusCode::NOT_FOUND,
-            axum::Json(json!({"message": "Not Found"})),
-        )
-            .into_response();
+        return (StatusCode::NOT_FOUND, axum::Json(json!({"message": "Not Found"}))).into_response();
     };
     let mut header_map = Map::new();
     for (name, value) in &headers {
@@ -108,10 +101,7 @@ async fn handle(
     }
     let (body_text, encoded) = match std::str::from_utf8(&body) {
         Ok(text) => (text.to_owned(), false),
-        Err(_) => (
-            base64::engine::general_purpose::STANDARD.encode(&body),
-            true,
-        ),
+        Err(_) => (base64::engine::general_purpose::STANDARD.encode(&body), true),
     };
     let route_key = format!("{} {}", route.method, route.path);
     let now = std::time::SystemTime::now()
@@ -148,50 +138,29 @@ async fn handle(
     if !body.is_empty() {
         event["body"] = json!(body_text);
     }
-    let answer = gw
-        .api
-        .invoke(&route.function, event.to_string().into_bytes())
-        .await;
+    let answer = gw.api.invoke(&route.function, event.to_string().into_bytes()).await;
     match answer {
         Ok(bytes) => to_http(&bytes),
-        Err(InvokeError::Timeout(_)) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"message": "Service Unavailable"})),
-        )
-            .into_response(),
-        Err(_) => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            axum::Json(json!({"message": "Internal Server Error"})),
-        )
-            .into_response(),
+        Err(InvokeError::Timeout(_)) => {
+            (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"message": "Service Unavailable"})))
+                .into_response()
+        }
+        Err(_) => {
+            (StatusCode::INTERNAL_SERVER_ERROR, axum::Json(json!({"message": "Internal Server Error"})))
+                .into_response()
+        }
     }
 }
 
 /// A payload-2.0 Lambda response as HTTP.
 fn to_http(bytes: &[u8]) -> Response {
     let Ok(answer) = serde_json::from_slice::<Value>(bytes) else {
-        return (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "unreadable function response",
-        )
-            .into_response();
+        return (StatusCode::INTERNAL_SERVER_ERROR, "unreadable function response").into_response();
     };
-    let status = answer
-        .get("statusCode")
-        .and_then(Value::as_u64)
-        .unwrap_or(200) as u16;
-    let body = answer
-        .get("body")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let body = if answer
-        .get("isBase64Encoded")
-        .and_then(Value::as_bool)
-        .unwrap_or(false)
-    {
-        base64::engine::general_purpose::STANDARD
-            .decode(body)
-            .unwrap_or_default()
+    let status = answer.get("statusCode").and_then(Value::as_u64).unwrap_or(200) as u16;
+    let body = answer.get("body").and_then(Value::as_str).unwrap_or_default();
+    let body = if answer.get("isBase64Encoded").and_then(Value::as_bool).unwrap_or(false) {
+        base64::engine::general_purpose::STANDARD.decode(body).unwrap_or_default()
     } else {
         body.as_bytes().to_vec()
     };
@@ -203,9 +172,7 @@ fn to_http(bytes: &[u8]) -> Response {
             }
         }
     }
-    response
-        .body(Body::from(body))
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+    response.body(Body::from(body)).unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
 #[cfg(test)]
@@ -219,25 +186,12 @@ mod tests {
             path: "/api/hooks/{scoringId}/documents/upload-failed".into(),
             function: "f".into(),
         };
-        let p = r
-            .matches(&Method::POST, "/api/hooks/abc-1/documents/upload-failed")
-            .unwrap();
+        let p = r.matches(&Method::POST, "/api/hooks/abc-1/documents/upload-failed").unwrap();
         assert_eq!(p["scoringId"], "abc-1");
-        assert!(r
-            .matches(&Method::GET, "/api/hooks/abc-1/documents/upload-failed")
-            .is_none());
-        assert!(r
-            .matches(&Method::POST, "/api/hooks/abc-1/documents/upload-completed")
-            .is_none());
-        assert!(r
-            .matches(&Method::POST, "/api/hooks//documents/upload-failed")
-            .is_none());
-        let p = r
-            .matches(&Method::POST, "/api/hooks/a%2Fb/documents/upload-failed")
-            .unwrap();
-        assert_eq!(
-            p["scoringId"], "a/b",
-            "decoded, as API Gateway does; the function must validate"
-        );
+        assert!(r.matches(&Method::GET, "/api/hooks/abc-1/documents/upload-failed").is_none());
+        assert!(r.matches(&Method::POST, "/api/hooks/abc-1/documents/upload-completed").is_none());
+        assert!(r.matches(&Method::POST, "/api/hooks//documents/upload-failed").is_none());
+        let p = r.matches(&Method::POST, "/api/hooks/a%2Fb/documents/upload-failed").unwrap();
+        assert_eq!(p["scoringId"], "a/b", "decoded, as API Gateway does; the function must validate");
     }
 }

@@ -58,29 +58,19 @@ pub struct LocalCloud {
 }
 
 impl LocalCloud {
-    pub async fn start(
-        options: CloudOptions,
-        sdk: &aws_config::SdkConfig,
-    ) -> Result<LocalCloud, CloudError> {
+    pub async fn start(options: CloudOptions, sdk: &aws_config::SdkConfig) -> Result<LocalCloud, CloudError> {
         let template = Template::load(&options.template)?;
         let http = tokio::net::TcpListener::bind(options.http_listen).await?;
         let runtime = tokio::net::TcpListener::bind(options.runtime_listen).await?;
         let http_url = format!("http://{}", http.local_addr()?);
         let runtime_base = format!("http://{}", runtime.local_addr()?);
 
-        let provisioner = Provisioner {
-            sdk,
-            stack: &options.stack,
-        };
-        let resources = provisioner
-            .create(&template, options.parameters.clone(), &http_url)
-            .await?;
+        let provisioner = Provisioner { sdk, stack: &options.stack };
+        let resources = provisioner.create(&template, options.parameters.clone(), &http_url).await?;
 
         let functions = template.functions()?;
         let api = RuntimeApi::new(
-            functions
-                .iter()
-                .map(|f| (f.logical_id.clone(), Duration::from_secs(f.timeout_seconds))),
+            functions.iter().map(|f| (f.logical_id.clone(), Duration::from_secs(f.timeout_seconds))),
         );
         std::fs::create_dir_all(&options.log_dir)?;
         let sqs = aws_sdk_sqs::Client::new(sdk);
@@ -109,8 +99,7 @@ impl LocalCloud {
                         function: f.logical_id.clone(),
                     }),
                     EventSource::Sqs { queue, batch_size } => {
-                        let Some(Physical::Queue { url, arn, .. }) =
-                            resources.by_logical_id.get(queue)
+                        let Some(Physical::Queue { url, arn, .. }) = resources.by_logical_id.get(queue)
                         else {
                             return Err(CloudError::Template(format!(
                                 "{}: {queue} is not a queue",
@@ -136,26 +125,16 @@ impl LocalCloud {
         tokio::spawn(async move {
             let _ = axum::serve(runtime, runtime_router).await;
         });
-        let gateway = Arc::new(Gateway {
-            routes: routes.clone(),
-            api: api.clone(),
-        });
+        let gateway = Arc::new(Gateway { routes: routes.clone(), api: api.clone() });
         tokio::spawn(async move {
             let _ = axum::serve(http, gateway::router(gateway)).await;
         });
-        Ok(LocalCloud {
-            http_url,
-            resources,
-            routes,
-            api,
-        })
+        Ok(LocalCloud { http_url, resources, routes, api })
     }
 
     /// The physical name (table, bucket) or URL (queue) of a logical id.
     pub fn physical(&self, logical_id: &str) -> Option<String> {
-        self.resources
-            .resolve(&serde_json::json!({"Ref": logical_id}))
-            .ok()
+        self.resources.resolve(&serde_json::json!({"Ref": logical_id})).ok()
     }
 
     /// Stops pollers and restarts; processes end with the runtime that owns them.

@@ -10,16 +10,11 @@ use std::path::PathBuf;
 use polis_local_cloud::{CloudOptions, LocalCloud};
 
 fn platform_env() -> Vec<(String, String)> {
-    [
-        "AWS_ENDPOINT_URL",
-        "AWS_ACCESS_KEY_ID",
-        "AWS_SECRET_ACCESS_KEY",
-        "AWS_REGION",
-    ]
-    .iter()
-    .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
-    .chain([("S3_FORCE_PATH_STYLE".to_owned(), "true".to_owned())])
-    .collect()
+    ["AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_REGION"]
+        .iter()
+        .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
+        .chain([("S3_FORCE_PATH_STYLE".to_owned(), "true".to_owned())])
+        .collect()
 }
 
 #[tokio::main]

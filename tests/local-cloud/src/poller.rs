@@ -31,11 +31,7 @@ pub fn spawn(api: Arc<RuntimeApi>, sqs: aws_sdk_sqs::Client, source: SqsSource) 
     });
 }
 
-async fn poll_once(
-    api: &RuntimeApi,
-    sqs: &aws_sdk_sqs::Client,
-    source: &SqsSource,
-) -> Result<(), String> {
+async fn poll_once(api: &RuntimeApi, sqs: &aws_sdk_sqs::Client, source: &SqsSource) -> Result<(), String> {
     let received = sqs
         .receive_message()
         .queue_url(&source.queue_url)
@@ -54,11 +50,7 @@ async fn poll_once(
         .map(|m| {
             let attributes: Map<String, Value> = m
                 .attributes()
-                .map(|a| {
-                    a.iter()
-                        .map(|(k, v)| (k.as_str().to_owned(), json!(v)))
-                        .collect()
-                })
+                .map(|a| a.iter().map(|(k, v)| (k.as_str().to_owned(), json!(v))).collect())
                 .unwrap_or_default();
             json!({
                 "messageId": m.message_id(),
@@ -81,11 +73,7 @@ async fn poll_once(
             .and_then(|f| f.as_array().cloned())
             .unwrap_or_default()
             .iter()
-            .filter_map(|f| {
-                f.get("itemIdentifier")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            })
+            .filter_map(|f| f.get("itemIdentifier").and_then(Value::as_str).map(str::to_owned))
             .collect(),
         // The whole batch failed: every message comes back after its visibility timeout.
         Err(e) => {

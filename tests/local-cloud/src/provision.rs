@@ -18,22 +18,10 @@ use crate::CloudError;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum Physical {
-    Table {
-        name: String,
-        arn: String,
-    },
-    Queue {
-        url: String,
-        arn: String,
-        name: String,
-    },
-    Bucket {
-        name: String,
-        arn: String,
-    },
-    Api {
-        url: String,
-    },
+    Table { name: String, arn: String },
+    Queue { url: String, arn: String, name: String },
+    Bucket { name: String, arn: String },
+    Api { url: String },
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -76,10 +64,7 @@ impl Resources {
                 let mut rest = text;
                 while let Some(start) = rest.find("${") {
                     out.push_str(&rest[..start]);
-                    let end = rest[start..]
-                        .find('}')
-                        .ok_or_else(|| err("Fn::Sub", "unclosed ${"))?
-                        + start;
+                    let end = rest[start..].find('}').ok_or_else(|| err("Fn::Sub", "unclosed ${"))? + start;
                     let name = &rest[start + 2..end];
                     let (res, att) = match name.split_once('.') {
                         Some((r, a)) if !r.starts_with("AWS::") => (r, Some(a)),
@@ -105,12 +90,10 @@ impl Resources {
         if let Some(p) = self.parameters.get(name) {
             return Ok(p.clone());
         }
-        let physical = self.by_logical_id.get(name).ok_or_else(|| {
-            err(
-                "reference",
-                format!("{name} is neither a parameter nor a resource"),
-            )
-        })?;
+        let physical = self
+            .by_logical_id
+            .get(name)
+            .ok_or_else(|| err("reference", format!("{name} is neither a parameter nor a resource")))?;
         Ok(match (physical, att) {
             (Physical::Table { name, .. }, None) => name.clone(),
             (Physical::Table { arn, .. }, Some("Arn")) => arn.clone(),
@@ -140,31 +123,14 @@ impl Provisioner<'_> {
         let mut params = BTreeMap::new();
         for (name, default) in &template.parameters {
             let value = parameters.get(name).cloned().or_else(|| default.clone());
-            let value = value.ok_or_else(|| {
-                err(
-                    "parameter",
-                    format!("{name} has no default and no value given"),
-                )
-            })?;
+            let value =
+                value.ok_or_else(|| err("parameter", format!("{name} has no default and no value given")))?;
             params.insert(name.clone(), value);
         }
-        let region = self
-            .sdk
-            .region()
-            .map(|r| r.to_string())
-            .unwrap_or_else(|| "us-east-1".into());
-        let mut res = Resources {
-            by_logical_id: BTreeMap::new(),
-            parameters: params,
-            region,
-        };
+        let region = self.sdk.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into());
+        let mut res = Resources { by_logical_id: BTreeMap::new(), parameters: params, region };
         for (id, _) in template.of_type("AWS::Serverless::HttpApi") {
-            res.by_logical_id.insert(
-                id.clone(),
-                Physical::Api {
-                    url: api_url.to_owned(),
-                },
-            );
+            res.by_logical_id.insert(id.clone(), Physical::Api { url: api_url.to_owned() });
         }
         for (id, def) in template.of_type("AWS::DynamoDB::Table") {
             let physical = self.table(id, def).await?;
@@ -186,19 +152,13 @@ impl Provisioner<'_> {
                 let target = res.resolve(&redrive["deadLetterTargetArn"])?;
                 let max = res.resolve(&redrive["maxReceiveCount"])?;
                 let policy =
-                    serde_json::json!({"deadLetterTargetArn": target, "maxReceiveCount": max})
-                        .to_string();
+                    serde_json::json!({"deadLetterTargetArn": target, "maxReceiveCount": max}).to_string();
                 sqs.set_queue_attributes()
                     .queue_url(res.resolve(&serde_json::json!({"Ref": id}))?)
                     .attributes(QueueAttributeName::RedrivePolicy, policy)
                     .send()
                     .await
-                    .map_err(|e| {
-                        err(
-                            "SetQueueAttributes",
-                            aws_sdk_sqs::error::DisplayErrorContext(e),
-                        )
-                    })?;
+                    .map_err(|e| err("SetQueueAttributes", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
             }
         }
         Ok(res)
@@ -230,11 +190,7 @@ impl Provisioner<'_> {
             .table_name(&name)
             .billing_mode(BillingMode::PayPerRequest)
             .set_key_schema(Some(key_schema(&props["KeySchema"])?));
-        for a in props["AttributeDefinitions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
+        for a in props["AttributeDefinitions"].as_array().into_iter().flatten() {
             req = req.attribute_definitions(
                 AttributeDefinition::builder()
                     .attribute_name(str_at(a, "/AttributeName").unwrap_or_default())
@@ -245,13 +201,8 @@ impl Provisioner<'_> {
                     .map_err(|e| err("AttributeDefinitions", e))?,
             );
         }
-        for g in props["GlobalSecondaryIndexes"]
-            .as_array()
-            .into_iter()
-            .flatten()
-        {
-            let projection =
-                ProjectionType::from(str_at(g, "/Projection/ProjectionType").unwrap_or("ALL"));
+        for g in props["GlobalSecondaryIndexes"].as_array().into_iter().flatten() {
+            let projection = ProjectionType::from(str_at(g, "/Projection/ProjectionType").unwrap_or("ALL"));
             req = req.global_secondary_indexes(
                 GlobalSecondaryIndex::builder()
                     .index_name(str_at(g, "/IndexName").unwrap_or_default())
@@ -262,38 +213,19 @@ impl Provisioner<'_> {
             );
         }
         let arn = match req.send().await {
-            Ok(out) => out
-                .table_description()
-                .and_then(|d| d.table_arn())
+            Ok(out) => out.table_description().and_then(|d| d.table_arn()).unwrap_or_default().to_owned(),
+            // Already there from an earlier run against the same emulator: reuse it.
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_in_use_exception()) => client
+                .describe_table()
+                .table_name(&name)
+                .send()
+                .await
+                .map_err(|e| err("DescribeTable", aws_sdk_dynamodb::error::DisplayErrorContext(e)))?
+                .table()
+                .and_then(|t| t.table_arn())
                 .unwrap_or_default()
                 .to_owned(),
-            // Already there from an earlier run against the same emulator: reuse it.
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_in_use_exception()) =>
-            {
-                client
-                    .describe_table()
-                    .table_name(&name)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        err(
-                            "DescribeTable",
-                            aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                        )
-                    })?
-                    .table()
-                    .and_then(|t| t.table_arn())
-                    .unwrap_or_default()
-                    .to_owned()
-            }
-            Err(e) => {
-                return Err(err(
-                    "CreateTable",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                ))
-            }
+            Err(e) => return Err(err("CreateTable", aws_sdk_dynamodb::error::DisplayErrorContext(e))),
         };
         if let Some(ttl) = str_at(props, "/TimeToLiveSpecification/AttributeName") {
             client
@@ -308,12 +240,7 @@ impl Provisioner<'_> {
                 )
                 .send()
                 .await
-                .map_err(|e| {
-                    err(
-                        "UpdateTimeToLive",
-                        aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                    )
-                })?;
+                .map_err(|e| err("UpdateTimeToLive", aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
         }
         Ok(Physical::Table { name, arn })
     }
@@ -321,33 +248,17 @@ impl Provisioner<'_> {
     async fn queue(&self, id: &str, def: &Value, res: &Resources) -> Result<Physical, CloudError> {
         let client = aws_sdk_sqs::Client::new(self.sdk);
         let props = &def["Properties"];
-        let fifo = props
-            .get("FifoQueue")
-            .and_then(Value::as_bool)
-            .unwrap_or(false);
-        let name = format!(
-            "{}{}",
-            self.physical_name(id),
-            if fifo { ".fifo" } else { "" }
-        );
+        let fifo = props.get("FifoQueue").and_then(Value::as_bool).unwrap_or(false);
+        let name = format!("{}{}", self.physical_name(id), if fifo { ".fifo" } else { "" });
         let mut attributes: HashMap<QueueAttributeName, String> = HashMap::new();
         if fifo {
             attributes.insert(QueueAttributeName::FifoQueue, "true".into());
-            let cbd = props
-                .get("ContentBasedDeduplication")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
-            attributes.insert(
-                QueueAttributeName::ContentBasedDeduplication,
-                cbd.to_string(),
-            );
+            let cbd = props.get("ContentBasedDeduplication").and_then(Value::as_bool).unwrap_or(false);
+            attributes.insert(QueueAttributeName::ContentBasedDeduplication, cbd.to_string());
         }
         for (prop, attr) in [
             ("VisibilityTimeout", QueueAttributeName::VisibilityTimeout),
-            (
-                "MessageRetentionPeriod",
-                QueueAttributeName::MessageRetentionPeriod,
-            ),
+            ("MessageRetentionPeriod", QueueAttributeName::MessageRetentionPeriod),
         ] {
             if let Some(v) = props.get(prop) {
                 attributes.insert(attr, res.resolve(v)?);
@@ -367,12 +278,7 @@ impl Provisioner<'_> {
             .attribute_names(QueueAttributeName::QueueArn)
             .send()
             .await
-            .map_err(|e| {
-                err(
-                    "GetQueueAttributes",
-                    aws_sdk_sqs::error::DisplayErrorContext(e),
-                )
-            })?;
+            .map_err(|e| err("GetQueueAttributes", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
         let arn = attrs
             .attributes()
             .and_then(|a| a.get(&QueueAttributeName::QueueArn))
@@ -386,15 +292,8 @@ impl Provisioner<'_> {
         let name = self.physical_name(id).to_lowercase();
         match client.create_bucket().bucket(&name).send().await {
             Ok(_) => {}
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_bucket_already_owned_by_you()) => {}
-            Err(e) => {
-                return Err(err(
-                    "CreateBucket",
-                    aws_sdk_s3::error::DisplayErrorContext(e),
-                ))
-            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_bucket_already_owned_by_you()) => {}
+            Err(e) => return Err(err("CreateBucket", aws_sdk_s3::error::DisplayErrorContext(e))),
         }
         if str_at(def, "/Properties/VersioningConfiguration/Status") == Some("Enabled") {
             client
@@ -407,16 +306,8 @@ impl Provisioner<'_> {
                 )
                 .send()
                 .await
-                .map_err(|e| {
-                    err(
-                        "PutBucketVersioning",
-                        aws_sdk_s3::error::DisplayErrorContext(e),
-                    )
-                })?;
+                .map_err(|e| err("PutBucketVersioning", aws_sdk_s3::error::DisplayErrorContext(e)))?;
         }
-        Ok(Physical::Bucket {
-            arn: format!("arn:aws:s3:::{name}"),
-            name,
-        })
+        Ok(Physical::Bucket { arn: format!("arn:aws:s3:::{name}"), name })
     }
 }

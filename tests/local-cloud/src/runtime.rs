@@ -53,10 +53,7 @@ pub struct RuntimeApi {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 impl RuntimeApi {
@@ -65,49 +62,29 @@ impl RuntimeApi {
             .into_iter()
             .map(|(name, timeout)| {
                 let (sender, receiver) = mpsc::channel(1024);
-                let slot = Slot {
-                    sender,
-                    receiver: Mutex::new(receiver),
-                    in_flight: Mutex::default(),
-                    timeout,
-                };
+                let slot =
+                    Slot { sender, receiver: Mutex::new(receiver), in_flight: Mutex::default(), timeout };
                 (name, slot)
             })
             .collect();
-        Arc::new(RuntimeApi {
-            slots,
-            next_id: AtomicU64::new(1),
-            stopping: AtomicBool::new(false),
-        })
+        Arc::new(RuntimeApi { slots, next_id: AtomicU64::new(1), stopping: AtomicBool::new(false) })
     }
 
     pub fn router(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/fn/{name}/2018-06-01/runtime/invocation/next", get(next))
-            .route(
-                "/fn/{name}/2018-06-01/runtime/invocation/{id}/response",
-                post(respond),
-            )
-            .route(
-                "/fn/{name}/2018-06-01/runtime/invocation/{id}/error",
-                post(fail),
-            )
+            .route("/fn/{name}/2018-06-01/runtime/invocation/{id}/response", post(respond))
+            .route("/fn/{name}/2018-06-01/runtime/invocation/{id}/error", post(fail))
             .route("/fn/{name}/2018-06-01/runtime/init/error", post(init_error))
             .with_state(self.clone())
     }
 
     /// Invokes `function` with `event` and waits for its answer (synchronous invocation).
     pub async fn invoke(&self, function: &str, event: Vec<u8>) -> Result<Bytes, InvokeError> {
-        let slot = self
-            .slots
-            .get(function)
-            .ok_or_else(|| InvokeError::Unavailable(function.into()))?;
+        let slot = self.slots.get(function).ok_or_else(|| InvokeError::Unavailable(function.into()))?;
         let (reply, answer) = oneshot::channel();
         slot.sender
-            .send(Invocation {
-                event: event.into(),
-                reply,
-            })
+            .send(Invocation { event: event.into(), reply })
             .await
             .map_err(|_| InvokeError::Unavailable(function.into()))?;
         match tokio::time::timeout(slot.timeout, answer).await {
@@ -135,15 +112,8 @@ async fn next(State(api): State<Arc<RuntimeApi>>, Path(name): Path<String>) -> R
     let Some(invocation) = invocation else {
         return StatusCode::GONE.into_response();
     };
-    let id = format!(
-        "{:08x}-local-{}",
-        now_ms() as u32,
-        api.next_id.fetch_add(1, Ordering::Relaxed)
-    );
-    slot.in_flight
-        .lock()
-        .await
-        .insert(id.clone(), invocation.reply);
+    let id = format!("{:08x}-local-{}", now_ms() as u32, api.next_id.fetch_add(1, Ordering::Relaxed));
+    slot.in_flight.lock().await.insert(id.clone(), invocation.reply);
     let deadline = now_ms() + slot.timeout.as_millis() as u64;
     let arn = format!("arn:aws:lambda:us-east-1:123456789012:function:{name}");
     (
@@ -151,10 +121,7 @@ async fn next(State(api): State<Arc<RuntimeApi>>, Path(name): Path<String>) -> R
             ("lambda-runtime-aws-request-id", id),
             ("lambda-runtime-deadline-ms", deadline.to_string()),
             ("lambda-runtime-invoked-function-arn", arn),
-            (
-                "lambda-runtime-trace-id",
-                "Root=1-00000000-000000000000000000000000;Sampled=0".into(),
-            ),
+            ("lambda-runtime-trace-id", "Root=1-00000000-000000000000000000000000;Sampled=0".into()),
             ("content-type", "application/json".into()),
         ],
         invocation.event,
@@ -176,20 +143,12 @@ async fn fail(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let kind = headers
-        .get("lambda-runtime-function-error-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
+    let kind = headers.get("lambda-runtime-function-error-type").and_then(|v| v.to_str().ok()).unwrap_or("");
     let message = format!("{kind} {}", String::from_utf8_lossy(&body));
     complete(&api, &name, &id, Err(InvokeError::Function(message))).await
 }
 
-async fn complete(
-    api: &RuntimeApi,
-    name: &str,
-    id: &str,
-    result: Result<Bytes, InvokeError>,
-) -> Response {
+async fn complete(api: &RuntimeApi, name: &str, id: &str, result: Result<Bytes, InvokeError>) -> Response {
     let Some(slot) = api.slots.get(name) else {
         return StatusCode::NOT_FOUND.into_response();
     };
@@ -203,10 +162,7 @@ async fn complete(
 }
 
 async fn init_error(Path(name): Path<String>, body: Bytes) -> Response {
-    eprintln!(
-        "local-cloud: {name} failed to initialise: {}",
-        String::from_utf8_lossy(&body)
-    );
+    eprintln!("local-cloud: {name} failed to initialise: {}", String::from_utf8_lossy(&body));
     StatusCode::ACCEPTED.into_response()
 }
 
@@ -238,10 +194,7 @@ pub fn supervise(
                     break;
                 }
                 let why = format!("process exited ({status})");
-                eprintln!(
-                    "local-cloud: {} instance {instance}: {why}; restarting",
-                    spec.function
-                );
+                eprintln!("local-cloud: {} instance {instance}: {why}; restarting", spec.function);
                 api.abandon(&spec.function, &why).await;
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
@@ -255,18 +208,12 @@ async fn run_once(spec: &ProcessSpec, base: &str, instance: usize) -> String {
     cmd.env_clear()
         .envs(spec.env.iter().cloned())
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env(
-            "AWS_LAMBDA_RUNTIME_API",
-            format!("{base}/fn/{}", spec.function),
-        )
+        .env("AWS_LAMBDA_RUNTIME_API", format!("{base}/fn/{}", spec.function))
         .env("AWS_LAMBDA_FUNCTION_NAME", &spec.function)
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
         .env("AWS_LAMBDA_LOG_STREAM_NAME", format!("local/{instance}"))
-        .env(
-            "AWS_LAMBDA_LOG_GROUP_NAME",
-            format!("/aws/lambda/{}", spec.function),
-        )
+        .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{}", spec.function))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -283,11 +230,7 @@ async fn run_once(spec: &ProcessSpec, base: &str, instance: usize) -> String {
     for pipe in pipes {
         let log = log.clone();
         tokio::spawn(async move {
-            let Ok(mut file) = tokio::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log)
-                .await
+            let Ok(mut file) = tokio::fs::OpenOptions::new().create(true).append(true).open(&log).await
             else {
                 return;
             };

@@ -39,21 +39,13 @@ fn yaml_to_json(v: serde_yaml::Value) -> Result<Value, CloudError> {
         Y::Bool(b) => json!(b),
         Y::Number(n) => serde_json::to_value(n).map_err(|e| CloudError::Template(e.to_string()))?,
         Y::String(s) => json!(s),
-        Y::Sequence(items) => Value::Array(
-            items
-                .into_iter()
-                .map(yaml_to_json)
-                .collect::<Result<_, _>>()?,
-        ),
+        Y::Sequence(items) => Value::Array(items.into_iter().map(yaml_to_json).collect::<Result<_, _>>()?),
         Y::Mapping(m) => {
             let mut out = Map::new();
             for (k, v) in m {
                 let key = match k {
                     Y::String(s) => s,
-                    other => serde_yaml::to_string(&other)
-                        .unwrap_or_default()
-                        .trim()
-                        .to_owned(),
+                    other => serde_yaml::to_string(&other).unwrap_or_default().trim().to_owned(),
                 };
                 out.insert(key, yaml_to_json(v)?);
             }
@@ -112,25 +104,12 @@ impl Template {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        let globals_timeout = doc
-            .pointer("/Globals/Function/Timeout")
-            .and_then(Value::as_u64)
-            .unwrap_or(3);
-        Ok(Template {
-            parameters,
-            globals_env,
-            globals_timeout,
-            resources,
-        })
+        let globals_timeout = doc.pointer("/Globals/Function/Timeout").and_then(Value::as_u64).unwrap_or(3);
+        Ok(Template { parameters, globals_env, globals_timeout, resources })
     }
 
-    pub fn of_type<'a>(
-        &'a self,
-        kind: &'a str,
-    ) -> impl Iterator<Item = (&'a String, &'a Value)> + 'a {
-        self.resources
-            .iter()
-            .filter(move |(_, r)| r.get("Type").and_then(Value::as_str) == Some(kind))
+    pub fn of_type<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = (&'a String, &'a Value)> + 'a {
+        self.resources.iter().filter(move |(_, r)| r.get("Type").and_then(Value::as_str) == Some(kind))
     }
 
     pub fn functions(&self) -> Result<Vec<FunctionDef>, CloudError> {
@@ -140,16 +119,11 @@ impl Template {
                 .pointer("/Metadata/BuildProperties/Binary")
                 .and_then(Value::as_str)
                 .ok_or_else(|| {
-                    CloudError::Template(format!(
-                        "{id}: Metadata.BuildProperties.Binary is required"
-                    ))
+                    CloudError::Template(format!("{id}: Metadata.BuildProperties.Binary is required"))
                 })?
                 .to_owned();
             let mut environment = self.globals_env.clone();
-            if let Some(vars) = res
-                .pointer("/Properties/Environment/Variables")
-                .and_then(Value::as_object)
-            {
+            if let Some(vars) = res.pointer("/Properties/Environment/Variables").and_then(Value::as_object) {
                 environment.extend(vars.clone());
             }
             let mut events = Vec::new();
@@ -170,14 +144,11 @@ impl Template {
                                 .pointer("/Queue/Fn::GetAtt/0")
                                 .and_then(Value::as_str)
                                 .ok_or_else(|| {
-                                    CloudError::Template(format!(
-                                        "{id}.{name}: Queue must be !GetAtt X.Arn"
-                                    ))
+                                    CloudError::Template(format!("{id}.{name}: Queue must be !GetAtt X.Arn"))
                                 })?
                                 .to_owned();
                             let batch_size =
-                                props.get("BatchSize").and_then(Value::as_u64).unwrap_or(10)
-                                    as usize;
+                                props.get("BatchSize").and_then(Value::as_u64).unwrap_or(10) as usize;
                             events.push(EventSource::Sqs { queue, batch_size });
                         }
                         other => {
@@ -188,17 +159,9 @@ impl Template {
                     }
                 }
             }
-            let timeout_seconds = res
-                .pointer("/Properties/Timeout")
-                .and_then(Value::as_u64)
-                .unwrap_or(self.globals_timeout);
-            out.push(FunctionDef {
-                logical_id: id.clone(),
-                binary,
-                environment,
-                events,
-                timeout_seconds,
-            });
+            let timeout_seconds =
+                res.pointer("/Properties/Timeout").and_then(Value::as_u64).unwrap_or(self.globals_timeout);
+            out.push(FunctionDef { logical_id: id.clone(), binary, environment, events, timeout_seconds });
         }
         Ok(out)
     }

@@ -124,10 +124,7 @@ impl SimHandle {
 }
 
 fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 fn error(status: StatusCode, code: Option<u32>, message: &str) -> Response {
@@ -157,10 +154,7 @@ pub async fn start(config: SimConfig, listen: SocketAddr) -> std::io::Result<Sim
         .route("/api/scoring/{sid}/contract", post(contract))
         .route("/api/scoring/{sid}/payment-link", post(payment_link))
         .route("/api/scoring/{sid}/payment-invoice", post(payment_invoice))
-        .route(
-            "/api/scoring/scoring/{sid}/payment-order",
-            post(payment_order),
-        )
+        .route("/api/scoring/scoring/{sid}/payment-order", post(payment_order))
         .route("/sim/scenarios/{vin}", put(set_scenario))
         .route("/sim/stats", get(stats))
         .route("/pay/{sid}", get(pay_page))
@@ -175,10 +169,7 @@ pub async fn start(config: SimConfig, listen: SocketAddr) -> std::io::Result<Sim
 
 impl Sim {
     pub fn stats(&self) -> Stats {
-        self.inner
-            .lock()
-            .map(|i| i.stats.clone())
-            .unwrap_or_default()
+        self.inner.lock().map(|i| i.stats.clone()).unwrap_or_default()
     }
 
     pub fn set_scenario(&self, vin: &str, scenario: Scenario) {
@@ -209,9 +200,7 @@ impl Sim {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         let mut inner = self.lock();
-        let ok = token
-            .and_then(|t| inner.tokens.get(t))
-            .is_some_and(|exp| *exp > now_ms());
+        let ok = token.and_then(|t| inner.tokens.get(t)).is_some_and(|exp| *exp > now_ms());
         if !ok {
             inner.stats.unauthorized += 1;
         }
@@ -231,25 +220,18 @@ impl Sim {
             return;
         };
         process.hooks_sent += 1;
-        let copies = if process.scenario.duplicate_hooks {
-            2
-        } else {
-            1
-        };
+        let copies = if process.scenario.duplicate_hooks { 2 } else { 1 };
         let hook = Hook {
             scoring_id: scoring_id.to_owned(),
             path,
             body,
             id: format!("hook-{scoring_id}-{}", process.hooks_sent),
         };
-        let sender = inner
-            .outboxes
-            .entry(scoring_id.to_owned())
-            .or_insert_with(|| {
-                let (tx, rx) = mpsc::unbounded_channel();
-                tokio::spawn(self.clone().deliver_in_order(rx));
-                tx
-            });
+        let sender = inner.outboxes.entry(scoring_id.to_owned()).or_insert_with(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(self.clone().deliver_in_order(rx));
+            tx
+        });
         for _ in 0..copies {
             let _ = sender.send(hook.clone());
         }
@@ -259,10 +241,7 @@ impl Sim {
     async fn deliver_in_order(self: Arc<Self>, mut hooks: mpsc::UnboundedReceiver<Hook>) {
         while let Some(hook) = hooks.recv().await {
             tokio::time::sleep(self.config.processing_delay).await;
-            let url = format!(
-                "{}/api/hooks/{}/{}",
-                self.config.hook_base_url, hook.scoring_id, hook.path
-            );
+            let url = format!("{}/api/hooks/{}/{}", self.config.hook_base_url, hook.scoring_id, hook.path);
             let mut delay = self.config.first_retry_delay;
             loop {
                 let sent = self
@@ -274,12 +253,7 @@ impl Sim {
                     .send()
                     .await;
                 if sent.as_ref().is_ok_and(|r| r.status() == StatusCode::OK) {
-                    *self
-                        .lock()
-                        .stats
-                        .hooks_delivered
-                        .entry(hook.path.to_owned())
-                        .or_default() += 1;
+                    *self.lock().stats.hooks_delivered.entry(hook.path.to_owned()).or_default() += 1;
                     break;
                 }
                 self.lock().stats.hook_retries += 1;
@@ -308,16 +282,11 @@ impl Sim {
             return;
         }
         if let Some(code) = scenario.fail_with {
-            let entry =
-                json!({"errorCode": code, "errorMessage": format!("simulated failure {code}")});
+            let entry = json!({"errorCode": code, "errorMessage": format!("simulated failure {code}")});
             self.send_hook(sid, "failed", entry);
             return;
         }
-        let insurers: Vec<&str> = scenario
-            .insurers
-            .iter()
-            .map(|i| i.insurer.as_str())
-            .collect();
+        let insurers: Vec<&str> = scenario.insurers.iter().map(|i| i.insurer.as_str()).collect();
         self.send_hook(sid, "started", json!({"insuranceCompanies": insurers}));
         for result in &scenario.insurers {
             match result.outcome {
@@ -345,11 +314,7 @@ impl Sim {
                 ),
             }
         }
-        if scenario
-            .insurers
-            .iter()
-            .any(|i| i.outcome == OfferOutcome::Approved)
-        {
+        if scenario.insurers.iter().any(|i| i.outcome == OfferOutcome::Approved) {
             let draft = self.store_blob("draft.pdf", pdf::one_page("eOSAGO draft"));
             self.send_hook(sid, "draft-issued", json!({"blobIds": [draft]}));
         }
@@ -357,9 +322,7 @@ impl Sim {
 
     fn store_blob(&self, name: &str, bytes: Vec<u8>) -> String {
         let id = self.new_id("blob");
-        self.lock()
-            .blobs
-            .insert(id.clone(), (name.to_owned(), bytes));
+        self.lock().blobs.insert(id.clone(), (name.to_owned(), bytes));
         id
     }
 
@@ -376,18 +339,12 @@ impl Sim {
         let blobs: Vec<Value> = (1..=files)
             .map(|n| {
                 let name = format!("policy-{n}.pdf");
-                let id = self.store_blob(
-                    &name,
-                    pdf::one_page(&format!("eOSAGO policy {number} ({n}/{files})")),
-                );
+                let id =
+                    self.store_blob(&name, pdf::one_page(&format!("eOSAGO policy {number} ({n}/{files})")));
                 json!({"blobId": id, "name": name})
             })
             .collect();
-        self.send_hook(
-            sid,
-            "policy-issued",
-            json!({"policyNumber": number, "documents": blobs}),
-        );
+        self.send_hook(sid, "policy-issued", json!({"policyNumber": number, "documents": blobs}));
     }
 }
 
@@ -400,28 +357,17 @@ async fn auth(State(sim): State<Arc<Sim>>, Json(body): Json<Value>) -> Response 
     }
     let token = sim.new_id("token");
     let ttl = sim.config.token_ttl;
-    sim.lock()
-        .tokens
-        .insert(token.clone(), now_ms() + ttl.as_millis() as u64);
+    sim.lock().tokens.insert(token.clone(), now_ms() + ttl.as_millis() as u64);
     Json(json!({"token": token, "expiresInSeconds": ttl.as_secs()})).into_response()
 }
 
 fn idempotent_replay(sim: &Sim, headers: &HeaderMap) -> (Option<String>, Option<Value>) {
-    let key = headers
-        .get("idempotency-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    let seen = key
-        .as_ref()
-        .and_then(|k| sim.lock().idempotent.get(k).cloned());
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let seen = key.as_ref().and_then(|k| sim.lock().idempotent.get(k).cloned());
     (key, seen)
 }
 
-async fn init(
-    State(sim): State<Arc<Sim>>,
-    headers: HeaderMap,
-    Json(body): Json<Value>,
-) -> Response {
+async fn init(State(sim): State<Arc<Sim>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
     if !sim.authorised(&headers) {
         return error(StatusCode::UNAUTHORIZED, None, "token missing or expired");
     }
@@ -430,24 +376,12 @@ async fn init(
     if let Some(previous) = seen {
         return Json(previous).into_response();
     }
-    let vin = body
-        .get("vin")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
+    let vin = body.get("vin").and_then(Value::as_str).unwrap_or_default().to_owned();
     let Some(start) = body.get("policyStartOn").and_then(Value::as_str) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            Some(1403),
-            "invalid policy start on",
-        );
+        return error(StatusCode::BAD_REQUEST, Some(1403), "invalid policy start on");
     };
     if start.len() != 10 {
-        return error(
-            StatusCode::BAD_REQUEST,
-            Some(1403),
-            "invalid policy start on",
-        );
+        return error(StatusCode::BAD_REQUEST, Some(1403), "invalid policy start on");
     }
     let sid = sim.new_id("sc");
     let scenario = sim.lock().scenarios.get(&vin).cloned().unwrap_or_default();
@@ -455,30 +389,16 @@ async fn init(
     let answer = json!({"scoringId": sid});
     {
         let mut inner = sim.lock();
-        inner.processes.insert(
-            sid.clone(),
-            SimProcess {
-                scenario,
-                ..SimProcess::default()
-            },
-        );
+        inner.processes.insert(sid.clone(), SimProcess { scenario, ..SimProcess::default() });
         if let Some(k) = key {
             inner.idempotent.insert(k, answer.clone());
         }
     }
-    sim.send_hook(
-        &sid,
-        "documents/types-required",
-        json!({"documentTypes": required}),
-    );
+    sim.send_hook(&sid, "documents/types-required", json!({"documentTypes": required}));
     Json(answer).into_response()
 }
 
-async fn upload_blob(
-    State(sim): State<Arc<Sim>>,
-    headers: HeaderMap,
-    mut form: Multipart,
-) -> Response {
+async fn upload_blob(State(sim): State<Arc<Sim>>, headers: HeaderMap, mut form: Multipart) -> Response {
     if !sim.authorised(&headers) {
         return error(StatusCode::UNAUTHORIZED, None, "token missing or expired");
     }
@@ -494,11 +414,7 @@ async fn upload_blob(
             };
         }
     }
-    error(
-        StatusCode::BAD_REQUEST,
-        None,
-        "multipart field Blob is required",
-    )
+    error(StatusCode::BAD_REQUEST, None, "multipart field Blob is required")
 }
 
 async fn download_blob(
@@ -511,11 +427,9 @@ async fn download_blob(
     }
     sim.count("download");
     match sim.lock().blobs.get(&blob_id) {
-        Some((_, bytes)) => (
-            [("content-type", "application/pdf")],
-            Bytes::from(bytes.clone()),
-        )
-            .into_response(),
+        Some((_, bytes)) => {
+            ([("content-type", "application/pdf")], Bytes::from(bytes.clone())).into_response()
+        }
         None => error(StatusCode::NOT_FOUND, None, "no such blob"),
     }
 }
@@ -523,19 +437,11 @@ async fn download_blob(
 /// Checks the token and that the process exists; counts the call.
 fn guard(sim: &Sim, headers: &HeaderMap, sid: &str, call: &str) -> Option<Response> {
     if !sim.authorised(headers) {
-        return Some(error(
-            StatusCode::UNAUTHORIZED,
-            None,
-            "token missing or expired",
-        ));
+        return Some(error(StatusCode::UNAUTHORIZED, None, "token missing or expired"));
     }
     sim.count(call);
     if !sim.lock().processes.contains_key(sid) {
-        return Some(error(
-            StatusCode::NOT_FOUND,
-            None,
-            "no such scoring process",
-        ));
+        return Some(error(StatusCode::NOT_FOUND, None, "no such scoring process"));
     }
     None
 }
@@ -550,11 +456,7 @@ async fn documents(
         return refused;
     }
     let Some(list) = body.get("documents").and_then(Value::as_array) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            None,
-            "documents: a list is required",
-        );
+        return error(StatusCode::BAD_REQUEST, None, "documents: a list is required");
     };
     let mut types = Vec::new();
     for d in list {
@@ -574,13 +476,8 @@ async fn documents(
     let Some((round, scenario, missing)) = sim.with_process(&sid, |p| {
         p.documents_round += 1;
         p.associated_types.extend(types.iter().copied());
-        let missing: Vec<u32> = p
-            .scenario
-            .required_types
-            .iter()
-            .copied()
-            .filter(|t| !p.associated_types.contains(t))
-            .collect();
+        let missing: Vec<u32> =
+            p.scenario.required_types.iter().copied().filter(|t| !p.associated_types.contains(t)).collect();
         (p.documents_round, p.scenario.clone(), missing)
     }) else {
         return error(StatusCode::NOT_FOUND, None, "no such scoring process");
@@ -593,11 +490,7 @@ async fn documents(
             json!({"documents": [{"typeId": first, "reason": "document is unreadable"}]}),
         );
     } else if !missing.is_empty() {
-        sim.send_hook(
-            &sid,
-            "documents/upload-failed",
-            json!({"missingTypeIds": missing}),
-        );
+        sim.send_hook(&sid, "documents/upload-failed", json!({"missingTypeIds": missing}));
     } else {
         sim.with_process(&sid, |p| p.documents_accepted = true);
         if scenario.prefilled_contract {
@@ -607,9 +500,7 @@ async fn documents(
                 json!({"contract": {"vin": "recognised", "hasTrailer": true, "source": "recognition"}}),
             );
         }
-        let contract_done = sim
-            .with_process(&sid, |p| p.contract_accepted)
-            .unwrap_or(false);
+        let contract_done = sim.with_process(&sid, |p| p.contract_accepted).unwrap_or(false);
         if !scenario.contract_hook_first || contract_done {
             sim.send_hook(&sid, "documents/upload-completed", json!({}));
         }
@@ -629,11 +520,7 @@ async fn contract(
     }
     if card.pointer("/insurer/type").and_then(Value::as_str) == Some("legalEntity") {
         for field in ["inn", "kpp"] {
-            if card
-                .pointer(&format!("/insurer/{field}"))
-                .and_then(Value::as_str)
-                .is_none()
-            {
+            if card.pointer(&format!("/insurer/{field}")).and_then(Value::as_str).is_none() {
                 return error(
                     StatusCode::BAD_REQUEST,
                     None,
@@ -658,14 +545,8 @@ async fn contract(
 
 /// The insurer a payment is asked for, if it approved (changelog v2: otherwise HTTP 403).
 fn approved_insurer(sim: &Sim, sid: &str, body: &Value) -> Option<String> {
-    let insurer = body
-        .get("insuranceCompany")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let approved = sim
-        .with_process(sid, |p| p.approved.contains(&insurer))
-        .unwrap_or(false);
+    let insurer = body.get("insuranceCompany").and_then(Value::as_str).unwrap_or_default().to_owned();
+    let approved = sim.with_process(sid, |p| p.approved.contains(&insurer)).unwrap_or(false);
     approved.then(|| {
         sim.with_process(sid, |p| p.payment_requested = true);
         insurer
@@ -673,11 +554,7 @@ fn approved_insurer(sim: &Sim, sid: &str, body: &Value) -> Option<String> {
 }
 
 fn not_approved() -> Response {
-    error(
-        StatusCode::FORBIDDEN,
-        None,
-        "insurance company has not approved this scoring",
-    )
+    error(StatusCode::FORBIDDEN, None, "insurance company has not approved this scoring")
 }
 
 async fn payment_link(
@@ -693,11 +570,7 @@ async fn payment_link(
         return not_approved();
     };
     let link = format!("http://127.0.0.1/pay/{sid}");
-    sim.send_hook(
-        &sid,
-        "payment-link-generated",
-        json!({"insuranceCompany": insurer, "paymentLink": link}),
-    );
+    sim.send_hook(&sid, "payment-link-generated", json!({"insuranceCompany": insurer, "paymentLink": link}));
     // The customer follows the link and pays a little later.
     let sim2 = sim.clone();
     tokio::spawn(async move {
@@ -737,13 +610,8 @@ async fn payment_order(
     if let Some(refused) = guard(&sim, &headers, &sid, "payment-order") {
         return refused;
     }
-    let known = body
-        .get("blobId")
-        .and_then(Value::as_str)
-        .is_some_and(|b| sim.lock().blobs.contains_key(b));
-    let invoiced = sim
-        .with_process(&sid, |p| p.payment_requested)
-        .unwrap_or(false);
+    let known = body.get("blobId").and_then(Value::as_str).is_some_and(|b| sim.lock().blobs.contains_key(b));
+    let invoiced = sim.with_process(&sid, |p| p.payment_requested).unwrap_or(false);
     if !known || !invoiced {
         return error(
             StatusCode::BAD_REQUEST,

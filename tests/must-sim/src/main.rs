@@ -15,9 +15,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         password: env("MUST_SIM_PASSWORD").unwrap_or(defaults.password.clone()),
         ..defaults
     };
-    let listen = env("MUST_SIM_LISTEN")
-        .unwrap_or_else(|| "127.0.0.1:4010".into())
-        .parse()?;
+    let listen = env("MUST_SIM_LISTEN").unwrap_or_else(|| "127.0.0.1:4010".into()).parse()?;
     let handle = start(config, listen).await?;
     println!("must-sim listening on {}", handle.base_url());
     tokio::signal::ctrl_c().await?;

@@ -4,13 +4,7 @@
 pub fn one_page(title: &str) -> Vec<u8> {
     let text: String = title
         .chars()
-        .map(|c| {
-            if c.is_ascii_graphic() || c == ' ' {
-                c
-            } else {
-                '?'
-            }
-        })
+        .map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' })
         .filter(|c| !matches!(c, '(' | ')' | '\\'))
         .collect();
     let content = format!("BT /F1 18 Tf 72 770 Td ({text}) Tj ET");
@@ -29,18 +23,13 @@ pub fn one_page(title: &str) -> Vec<u8> {
         out.extend_from_slice(format!("{} 0 obj\n{body}\nendobj\n", i + 1).as_bytes());
     }
     let xref = out.len();
-    out.extend_from_slice(
-        format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes(),
-    );
+    out.extend_from_slice(format!("xref\n0 {}\n0000000000 65535 f \n", objects.len() + 1).as_bytes());
     for o in offsets {
         out.extend_from_slice(format!("{o:010} 00000 n \n").as_bytes());
     }
     out.extend_from_slice(
-        format!(
-            "trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n",
-            objects.len() + 1
-        )
-        .as_bytes(),
+        format!("trailer\n<< /Size {} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n", objects.len() + 1)
+            .as_bytes(),
     );
     out
 }
@@ -52,15 +41,8 @@ mod tests {
         let pdf = super::one_page("Policy XXX 1");
         let text = String::from_utf8(pdf.clone()).unwrap();
         assert!(text.starts_with("%PDF-1.4"));
-        let start: usize = text
-            .rsplit("startxref\n")
-            .next()
-            .unwrap()
-            .lines()
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let start: usize =
+            text.rsplit("startxref\n").next().unwrap().lines().next().unwrap().parse().unwrap();
         assert!(text[start..].starts_with("xref"));
         let first: usize = text[start..].lines().nth(3).unwrap()[..10].parse().unwrap();
         assert!(text[first..].starts_with("1 0 obj"));

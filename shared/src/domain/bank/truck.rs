@@ -118,18 +118,10 @@ pub enum TruckBankEvent {
         request: Box<TruckPolicyRequest>,
     },
     #[serde(rename = "truck.documents-corrected", rename_all = "camelCase")]
-    DocumentsCorrected {
-        event_id: String,
-        request_id: ProcessId,
-        documents: Vec<BankDocument>,
-    },
+    DocumentsCorrected { event_id: String, request_id: ProcessId, documents: Vec<BankDocument> },
     /// The scan of a paid invoice's payment order (legal entities).
     #[serde(rename = "truck.payment-order", rename_all = "camelCase")]
-    PaymentOrder {
-        event_id: String,
-        request_id: ProcessId,
-        document: BankDocument,
-    },
+    PaymentOrder { event_id: String, request_id: ProcessId, document: BankDocument },
 }
 
 impl TruckBankEvent {
@@ -173,25 +165,15 @@ impl TruckBankEvent {
 
 fn check_documents(p: &mut Problems, field: &str, documents: &[BankDocument]) {
     for (i, d) in documents.iter().enumerate() {
-        let at = if field == "document" {
-            field.to_owned()
-        } else {
-            format!("{field}[{i}]")
-        };
-        p.check(
-            d.type_id > 0,
-            format!("{at}.typeId"),
-            "a MUST document type id",
-        );
+        let at = if field == "document" { field.to_owned() } else { format!("{field}[{i}]") };
+        p.check(d.type_id > 0, format!("{at}.typeId"), "a MUST document type id");
         p.check(
             is_safe_object_key(&d.s3_key),
             format!("{at}.s3Key"),
             "a relative S3 key without empty, '.' or '..' segments",
         );
         p.check(
-            !d.file_name.is_empty()
-                && d.file_name.len() <= 255
-                && !d.file_name.contains(['/', '\\']),
+            !d.file_name.is_empty() && d.file_name.len() <= 255 && !d.file_name.contains(['/', '\\']),
             format!("{at}.fileName"),
             "1 to 255 characters, no slashes",
         );
@@ -199,11 +181,7 @@ fn check_documents(p: &mut Problems, field: &str, documents: &[BankDocument]) {
 }
 
 fn check_party(p: &mut Problems, at: &str, party: &Party) {
-    p.check(
-        !party.name.trim().is_empty() && party.name.len() <= 300,
-        format!("{at}.name"),
-        "required",
-    );
+    p.check(!party.name.trim().is_empty() && party.name.len() <= 300, format!("{at}.name"), "required");
     match party.kind {
         PartyKind::LegalEntity => {
             p.check(
@@ -219,21 +197,13 @@ fn check_party(p: &mut Problems, at: &str, party: &Party) {
         }
         PartyKind::Individual | PartyKind::Entrepreneur => {
             if let Some(inn) = &party.inn {
-                p.check(
-                    is_digits(inn, &[12]),
-                    format!("{at}.inn"),
-                    "a person's INN has 12 digits",
-                );
+                p.check(is_digits(inn, &[12]), format!("{at}.inn"), "a person's INN has 12 digits");
             }
         }
     }
     if let Some(phone) = &party.phone {
         let digits = phone.strip_prefix('+').unwrap_or(phone);
-        p.check(
-            is_digits(digits, &[11]),
-            format!("{at}.phone"),
-            "11 digits, optionally after '+'",
-        );
+        p.check(is_digits(digits, &[11]), format!("{at}.phone"), "11 digits, optionally after '+'");
     }
     if let Some(email) = &party.email {
         let ok = email.len() <= 254
@@ -249,11 +219,7 @@ impl TruckPolicyRequest {
         check_party(p, "policyholder", &self.policyholder);
         check_party(p, "owner", &self.owner);
         let v = &self.vehicle;
-        p.check(
-            v.vin.is_some() || v.plates.is_some(),
-            "vehicle",
-            "needs a vin or plates",
-        );
+        p.check(v.vin.is_some() || v.plates.is_some(), "vehicle", "needs a vin or plates");
         if let Some(vin) = &v.vin {
             p.check(
                 vin.len() == 17 && vin.bytes().all(|b| b.is_ascii_alphanumeric()),
@@ -262,55 +228,26 @@ impl TruckPolicyRequest {
             );
         }
         if let Some(plates) = &v.plates {
-            p.check(
-                (6..=12).contains(&plates.chars().count()),
-                "vehicle.plates",
-                "6 to 12 characters",
-            );
+            p.check((6..=12).contains(&plates.chars().count()), "vehicle.plates", "6 to 12 characters");
         }
         for (i, d) in self.drivers.iter().enumerate() {
-            p.check(
-                !d.full_name.trim().is_empty(),
-                format!("drivers[{i}].fullName"),
-                "required",
-            );
-            p.check(
-                is_iso_date(&d.birth_date),
-                format!("drivers[{i}].birthDate"),
-                "YYYY-MM-DD",
-            );
+            p.check(!d.full_name.trim().is_empty(), format!("drivers[{i}].fullName"), "required");
+            p.check(is_iso_date(&d.birth_date), format!("drivers[{i}].birthDate"), "YYYY-MM-DD");
             p.check(
                 !d.license_number.trim().is_empty() && d.license_number.len() <= 20,
                 format!("drivers[{i}].licenseNumber"),
                 "1 to 20 characters",
             );
-            p.check(
-                is_iso_date(&d.license_issued_on),
-                format!("drivers[{i}].licenseIssuedOn"),
-                "YYYY-MM-DD",
-            );
+            p.check(is_iso_date(&d.license_issued_on), format!("drivers[{i}].licenseIssuedOn"), "YYYY-MM-DD");
         }
+        p.check(is_iso_date(&self.policy.start_on), "policy.startOn", "YYYY-MM-DD");
+        p.check((1..=12).contains(&self.policy.term_months), "policy.termMonths", "1 to 12 months");
         p.check(
-            is_iso_date(&self.policy.start_on),
-            "policy.startOn",
-            "YYYY-MM-DD",
-        );
-        p.check(
-            (1..=12).contains(&self.policy.term_months),
-            "policy.termMonths",
-            "1 to 12 months",
-        );
-        p.check(
-            self.payment.method == PaymentMethod::Link
-                || self.policyholder.kind == PartyKind::LegalEntity,
+            self.payment.method == PaymentMethod::Link || self.policyholder.kind == PartyKind::LegalEntity,
             "payment.method",
             "invoice payment is for legal entities only",
         );
-        p.check(
-            !self.documents.is_empty(),
-            "documents",
-            "at least one document",
-        );
+        p.check(!self.documents.is_empty(), "documents", "at least one document");
         check_documents(p, "documents", &self.documents);
     }
 }
@@ -388,28 +325,18 @@ pub enum TruckNotice {
     #[serde(rename = "truck.payment-link-ready")]
     PaymentLinkReady { insurer: Insurer, url: String },
     #[serde(rename = "truck.invoice-ready")]
-    InvoiceReady {
-        insurer: Insurer,
-        files: Vec<ArchivedFile>,
-    },
+    InvoiceReady { insurer: Insurer, files: Vec<ArchivedFile> },
     #[serde(rename = "truck.paid")]
     Paid,
     #[serde(rename = "truck.policy-issued")]
-    PolicyIssued {
-        insurer: Option<Insurer>,
-        policy_number: Option<String>,
-        files: Vec<ArchivedFile>,
-    },
+    PolicyIssued { insurer: Option<Insurer>, policy_number: Option<String>, files: Vec<ArchivedFile> },
     #[serde(rename = "truck.rejected")]
     Rejected,
     #[serde(rename = "truck.failed")]
     Failed { error: ErrorReport },
     /// The bank's own event could not be accepted; every bad field is named.
     #[serde(rename = "truck.request-invalid")]
-    RequestInvalid {
-        rejected_event_id: String,
-        problems: Vec<FieldError>,
-    },
+    RequestInvalid { rejected_event_id: String, problems: Vec<FieldError> },
 }
 
 /// The envelope of every notification: who it is about, and an id the bank can de-duplicate by.

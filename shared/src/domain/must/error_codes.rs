@@ -33,23 +33,18 @@ pub struct MustErrorCode {
 }
 
 /// The text a customer sees for a code we do not know.
-const UNKNOWN_CUSTOMER_TEXT: &str =
-    "Произошла непредвиденная ошибка. Уже работаем над ее устранением.";
+const UNKNOWN_CUSTOMER_TEXT: &str = "Произошла непредвиденная ошибка. Уже работаем над ее устранением.";
 
 impl MustErrorCode {
     /// The table's entry for `code`, or an `Unknown` entry with the generic customer text.
     pub fn lookup(code: u32) -> MustErrorCode {
-        TABLE
-            .iter()
-            .copied()
-            .find(|e| e.code == code)
-            .unwrap_or(MustErrorCode {
-                code,
-                category: ErrorCategory::Unknown,
-                description: "unknown error code",
-                detail_ru: "",
-                customer_text_ru: UNKNOWN_CUSTOMER_TEXT,
-            })
+        TABLE.iter().copied().find(|e| e.code == code).unwrap_or(MustErrorCode {
+            code,
+            category: ErrorCategory::Unknown,
+            description: "unknown error code",
+            detail_ru: "",
+            customer_text_ru: UNKNOWN_CUSTOMER_TEXT,
+        })
     }
 }
 
@@ -135,10 +130,7 @@ mod tests {
     fn lookup_knows_the_table_and_survives_unknown_codes() {
         let e = MustErrorCode::lookup(1421);
         assert_eq!(e.category, ErrorCategory::PolicyIssuing);
-        assert_eq!(
-            e.customer_text_ru,
-            "Введите действующую Диагностическую Карту."
-        );
+        assert_eq!(e.customer_text_ru, "Введите действующую Диагностическую Карту.");
         let u = MustErrorCode::lookup(4242);
         assert_eq!((u.code, u.category), (4242, ErrorCategory::Unknown));
     }

@@ -89,10 +89,7 @@ pub enum HookParseError {
     #[error("body is JSON but not an object")]
     NotAnObject,
     #[error("field {field}: {problem}")]
-    Field {
-        field: &'static str,
-        problem: String,
-    },
+    Field { field: &'static str, problem: String },
 }
 
 /// One document MUST reports as missing or rejected.
@@ -181,10 +178,7 @@ struct Body<'a>(&'a serde_json::Map<String, Value>);
 
 impl<'a> Body<'a> {
     fn get(&self, names: &[&str]) -> Option<&'a Value> {
-        names
-            .iter()
-            .find_map(|n| self.0.get(*n))
-            .filter(|v| !v.is_null())
+        names.iter().find_map(|n| self.0.get(*n)).filter(|v| !v.is_null())
     }
 
     fn string(&self, names: &[&str]) -> Option<String> {
@@ -203,14 +197,9 @@ impl<'a> Body<'a> {
     ) -> Result<T, HookParseError> {
         let field = names[0];
         match self.get(names) {
-            None => Err(HookParseError::Field {
-                field,
-                problem: "missing".into(),
-            }),
-            Some(v) => read(v).ok_or_else(|| HookParseError::Field {
-                field,
-                problem: format!("expected {expected}"),
-            }),
+            None => Err(HookParseError::Field { field, problem: "missing".into() }),
+            Some(v) => read(v)
+                .ok_or_else(|| HookParseError::Field { field, problem: format!("expected {expected}") }),
         }
     }
 
@@ -260,14 +249,10 @@ fn scalar_string(v: &Value) -> Option<String> {
 }
 
 fn parse_blob_id(raw: Option<String>) -> Result<BlobId, HookParseError> {
-    let raw = raw.ok_or(HookParseError::Field {
-        field: fields::BLOB_ID[0],
-        problem: "expected a blob id".into(),
-    })?;
-    BlobId::parse(&raw).map_err(|e| HookParseError::Field {
-        field: fields::BLOB_ID[0],
-        problem: e.to_string(),
-    })
+    let raw =
+        raw.ok_or(HookParseError::Field { field: fields::BLOB_ID[0], problem: "expected a blob id".into() })?;
+    BlobId::parse(&raw)
+        .map_err(|e| HookParseError::Field { field: fields::BLOB_ID[0], problem: e.to_string() })
 }
 
 fn as_insurer(v: &Value) -> Option<Insurer> {
@@ -315,19 +300,14 @@ impl HookPayload {
                             field: fields::DOCUMENTS[0],
                             problem: "each entry needs a typeId".into(),
                         })?;
-                        let reason = item
-                            .as_object()
-                            .and_then(|o| Body(o).string(fields::REASON));
+                        let reason = item.as_object().and_then(|o| Body(o).string(fields::REASON));
                         problems.push(DocumentProblem { type_id, reason });
                     }
                 }
                 if let Some(list) = body.get(fields::MISSING_TYPES).and_then(Value::as_array) {
                     for type_id in list.iter().filter_map(type_id_of) {
                         if !problems.iter().any(|p| p.type_id == type_id) {
-                            problems.push(DocumentProblem {
-                                type_id,
-                                reason: Some("missing".into()),
-                            });
+                            problems.push(DocumentProblem { type_id, reason: Some("missing".into()) });
                         }
                     }
                 }
@@ -355,14 +335,12 @@ impl HookPayload {
                     _ => None,
                 }),
             },
-            HookKind::Rejected => HookPayload::Rejected {
-                insurer: body.insurer()?,
-                reason: body.string(fields::REASON),
-            },
-            HookKind::DraftIssued => HookPayload::DraftIssued {
-                insurer: body.optional_insurer()?,
-                blob_ids: body.blob_ids()?,
-            },
+            HookKind::Rejected => {
+                HookPayload::Rejected { insurer: body.insurer()?, reason: body.string(fields::REASON) }
+            }
+            HookKind::DraftIssued => {
+                HookPayload::DraftIssued { insurer: body.optional_insurer()?, blob_ids: body.blob_ids()? }
+            }
             HookKind::PaymentLinkGenerated => HookPayload::PaymentLinkGenerated {
                 insurer: body.optional_insurer()?,
                 url: body.required(
@@ -379,10 +357,7 @@ impl HookPayload {
                         problem: "missing: the invoice's blob id".into(),
                     });
                 }
-                HookPayload::PaymentInvoiceGenerated {
-                    insurer: body.optional_insurer()?,
-                    blob_ids,
-                }
+                HookPayload::PaymentInvoiceGenerated { insurer: body.optional_insurer()?, blob_ids }
             }
             HookKind::PolicyIsPaid => HookPayload::PolicyIsPaid,
             HookKind::PolicyIssued => {
@@ -393,10 +368,7 @@ impl HookPayload {
                         problem: "missing: the policy files' blob ids".into(),
                     });
                 }
-                HookPayload::PolicyIssued {
-                    policy_number: body.string(fields::POLICY_NUMBER),
-                    blob_ids,
-                }
+                HookPayload::PolicyIssued { policy_number: body.string(fields::POLICY_NUMBER), blob_ids }
             }
             HookKind::Failed => HookPayload::Failed {
                 code: body.required(fields::ERROR_CODE, as_u32, "a numeric error code")?,
@@ -412,9 +384,7 @@ impl HookPayload {
 }
 
 fn is_http_url(s: &str) -> bool {
-    (s.starts_with("https://") || s.starts_with("http://"))
-        && s.len() > 8
-        && !s.contains(char::is_whitespace)
+    (s.starts_with("https://") || s.starts_with("http://")) && s.len() > 8 && !s.contains(char::is_whitespace)
 }
 
 #[cfg(test)]
@@ -430,26 +400,18 @@ mod tests {
         for kind in HookKind::ALL {
             assert_eq!(HookKind::from_path(kind.path()), Some(kind));
         }
-        assert_eq!(
-            HookKind::DocumentsTypesRequired.function_name(),
-            "hook-documents-types-required"
-        );
+        assert_eq!(HookKind::DocumentsTypesRequired.function_name(), "hook-documents-types-required");
         assert_eq!(HookKind::from_path("documents"), None);
     }
 
     #[test]
     fn types_required_accepts_ids_or_objects() {
-        let a = HookPayload::parse(
-            HookKind::DocumentsTypesRequired,
-            br#"{"documentTypes":[11,"12"]}"#,
-        );
+        let a = HookPayload::parse(HookKind::DocumentsTypesRequired, br#"{"documentTypes":[11,"12"]}"#);
         let b = HookPayload::parse(
             HookKind::DocumentsTypesRequired,
             br#"{"documentTypes":[{"typeId":11,"name":"STS"},{"typeId":12}],"extra":true}"#,
         );
-        let want = HookPayload::DocumentsTypesRequired {
-            type_ids: vec![11, 12],
-        };
+        let want = HookPayload::DocumentsTypesRequired { type_ids: vec![11, 12] };
         assert_eq!(a.unwrap(), want);
         assert_eq!(b.unwrap(), want);
     }
@@ -473,49 +435,22 @@ mod tests {
     #[test]
     fn missing_and_malformed_fields_are_named() {
         let e = HookPayload::parse(HookKind::Approved, b"{}").unwrap_err();
-        assert_eq!(
-            e,
-            HookParseError::Field {
-                field: "insuranceCompany",
-                problem: "missing".into()
-            }
-        );
-        let e = HookPayload::parse(
-            HookKind::PaymentLinkGenerated,
-            br#"{"paymentLink":"javascript:x"}"#,
-        )
-        .unwrap_err();
-        assert!(matches!(
-            e,
-            HookParseError::Field {
-                field: "paymentLink",
-                ..
-            }
-        ));
+        assert_eq!(e, HookParseError::Field { field: "insuranceCompany", problem: "missing".into() });
+        let e = HookPayload::parse(HookKind::PaymentLinkGenerated, br#"{"paymentLink":"javascript:x"}"#)
+            .unwrap_err();
+        assert!(matches!(e, HookParseError::Field { field: "paymentLink", .. }));
         assert!(matches!(
             HookPayload::parse(HookKind::Failed, b"{not json"),
             Err(HookParseError::NotJson(_))
         ));
-        assert_eq!(
-            HookPayload::parse(HookKind::Started, b"[1]"),
-            Err(HookParseError::NotAnObject)
-        );
+        assert_eq!(HookPayload::parse(HookKind::Started, b"[1]"), Err(HookParseError::NotAnObject));
         let e = HookPayload::parse(HookKind::PolicyIssued, br#"{"blobIds":["../x"]}"#).unwrap_err();
-        assert!(matches!(
-            e,
-            HookParseError::Field {
-                field: "blobId",
-                ..
-            }
-        ));
+        assert!(matches!(e, HookParseError::Field { field: "blobId", .. }));
     }
 
     #[test]
     fn empty_body_is_fine_where_nothing_is_needed() {
-        assert_eq!(
-            HookPayload::parse(HookKind::PolicyIsPaid, b"").unwrap(),
-            HookPayload::PolicyIsPaid
-        );
+        assert_eq!(HookPayload::parse(HookKind::PolicyIsPaid, b"").unwrap(), HookPayload::PolicyIsPaid);
         assert_eq!(
             HookPayload::parse(HookKind::Started, b"{}").unwrap(),
             HookPayload::Started { insurers: vec![] }
@@ -529,18 +464,9 @@ mod tests {
             br#"{"policyNumber":"XXX 0132590777","documents":[{"blobId":"b1","name":"policy.pdf"},{"blobId":"b2"}]}"#,
         )
         .unwrap();
-        let HookPayload::PolicyIssued {
-            policy_number,
-            blob_ids,
-        } = p
-        else {
-            panic!("{p:?}")
-        };
+        let HookPayload::PolicyIssued { policy_number, blob_ids } = p else { panic!("{p:?}") };
         assert_eq!(policy_number.as_deref(), Some("XXX 0132590777"));
-        assert_eq!(
-            blob_ids.iter().map(BlobId::as_str).collect::<Vec<_>>(),
-            ["b1", "b2"]
-        );
+        assert_eq!(blob_ids.iter().map(BlobId::as_str).collect::<Vec<_>>(), ["b1", "b2"]);
     }
 
     #[test]
@@ -554,14 +480,8 @@ mod tests {
             p,
             HookPayload::DocumentsUploadFailed {
                 problems: vec![
-                    DocumentProblem {
-                        type_id: 11,
-                        reason: Some("unreadable".into())
-                    },
-                    DocumentProblem {
-                        type_id: 22,
-                        reason: Some("missing".into())
-                    },
+                    DocumentProblem { type_id: 11, reason: Some("unreadable".into()) },
+                    DocumentProblem { type_id: 22, reason: Some("missing".into()) },
                 ]
             }
         );

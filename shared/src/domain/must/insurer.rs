@@ -13,15 +13,11 @@ impl Insurer {
     pub fn parse(raw: &str) -> Result<Insurer, String> {
         let ok = !raw.is_empty()
             && raw.len() <= 32
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+            && raw.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
         if ok {
             Ok(Insurer(raw.to_owned()))
         } else {
-            Err(format!(
-                "insurer code must be 1 to 32 of a-z, 0-9, '-', '_': {raw:?}"
-            ))
+            Err(format!("insurer code must be 1 to 32 of a-z, 0-9, '-', '_': {raw:?}"))
         }
     }
 

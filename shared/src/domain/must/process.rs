@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use super::hook::{DocumentProblem, HookPayload};
 use super::insurer::Insurer;
 use crate::domain::bank::truck::{
-    ArchivedFile, BankDocument, ErrorReport, OfferOutcome, PaymentMethod, TruckNotice,
-    TruckNotification, TruckPolicyRequest,
+    ArchivedFile, BankDocument, ErrorReport, OfferOutcome, PaymentMethod, TruckNotice, TruckNotification,
+    TruckPolicyRequest,
 };
 use crate::domain::ids::{BlobId, ProcessId, ScoringId};
 
@@ -112,15 +112,9 @@ pub enum Effect {
     /// Step 4: the contract card.
     SubmitContract,
     /// Step 6: payment link or invoice for the chosen insurer.
-    RequestPayment {
-        insurer: Insurer,
-        method: PaymentMethod,
-    },
+    RequestPayment { insurer: Insurer, method: PaymentMethod },
     /// Download MUST blobs and store them in S3.
-    ArchiveFiles {
-        purpose: ArchivePurpose,
-        blob_ids: Vec<BlobId>,
-    },
+    ArchiveFiles { purpose: ArchivePurpose, blob_ids: Vec<BlobId> },
     /// Upload a paid invoice's payment order (changelog v3).
     SubmitPaymentOrder { document: BankDocument },
     /// Tell the bank.
@@ -135,14 +129,8 @@ impl Effect {
             Effect::SubmitDocuments { round, .. } => format!("documents-{round}"),
             Effect::SubmitContract => "contract".into(),
             Effect::RequestPayment { insurer, .. } => format!("payment-{insurer}"),
-            Effect::ArchiveFiles {
-                purpose: ArchivePurpose::Policy,
-                ..
-            } => "archive-policy".into(),
-            Effect::ArchiveFiles {
-                purpose: ArchivePurpose::Invoice,
-                ..
-            } => "archive-invoice".into(),
+            Effect::ArchiveFiles { purpose: ArchivePurpose::Policy, .. } => "archive-policy".into(),
+            Effect::ArchiveFiles { purpose: ArchivePurpose::Invoice, .. } => "archive-invoice".into(),
             Effect::SubmitPaymentOrder { document } => format!("payment-order-{}", document.s3_key),
             Effect::Notify(n) => format!("notify-{}", n.event_id),
         }
@@ -321,23 +309,18 @@ impl TruckProcess {
         match event {
             ProcessEvent::Initialized { scoring_id } => match &self.scoring_id {
                 Some(existing) if *existing == scoring_id => Ignored("already initialized".into()),
-                Some(existing) => Rejected(format!(
-                    "already initialized as {existing}, not {scoring_id}"
-                )),
+                Some(existing) => Rejected(format!("already initialized as {existing}, not {scoring_id}")),
                 None => {
                     self.scoring_id = Some(scoring_id);
                     self.stage = Stage::Preparing;
                     Advanced
                 }
             },
-            ProcessEvent::Hook { payload, .. } if self.scoring_id.is_none() => Rejected(format!(
-                "hook {:?} before the process was initialized",
-                hook_name(&payload)
-            )),
-            ProcessEvent::Hook { payload, .. } => self.on_hook(payload),
-            ProcessEvent::DocumentsCorrected { documents, .. } => {
-                self.on_documents_corrected(documents)
+            ProcessEvent::Hook { payload, .. } if self.scoring_id.is_none() => {
+                Rejected(format!("hook {:?} before the process was initialized", hook_name(&payload)))
             }
+            ProcessEvent::Hook { payload, .. } => self.on_hook(payload),
+            ProcessEvent::DocumentsCorrected { documents, .. } => self.on_documents_corrected(documents),
             ProcessEvent::PaymentOrderReceived { document, .. } => match self.payment {
                 Payment::InvoiceReady { .. } | Payment::OrderSubmitted => {
                     self.payment = Payment::OrderSubmitting;
@@ -372,34 +355,22 @@ impl TruckProcess {
                     Ignored("no payment request in flight for that insurer".into())
                 }
             }
-            ProcessEvent::FilesArchived {
-                purpose: ArchivePurpose::Invoice,
-                files,
-            } => {
+            ProcessEvent::FilesArchived { purpose: ArchivePurpose::Invoice, files } => {
                 let Some(insurer) = self.chosen.clone() else {
                     return Rejected("invoice archived with no insurer chosen".into());
                 };
-                self.payment = Payment::InvoiceReady {
-                    files: files.clone(),
-                };
+                self.payment = Payment::InvoiceReady { files: files.clone() };
                 self.notify(TruckNotice::InvoiceReady { insurer, files });
                 Advanced
             }
-            ProcessEvent::FilesArchived {
-                purpose: ArchivePurpose::Policy,
-                files,
-            } => {
+            ProcessEvent::FilesArchived { purpose: ArchivePurpose::Policy, files } => {
                 let Some(policy) = self.policy.as_mut() else {
                     return Rejected("policy archived before it was issued".into());
                 };
                 policy.files = files.clone();
                 let policy_number = policy.number.clone();
                 self.stage = Stage::Issued;
-                self.notify(TruckNotice::PolicyIssued {
-                    insurer: self.chosen.clone(),
-                    policy_number,
-                    files,
-                });
+                self.notify(TruckNotice::PolicyIssued { insurer: self.chosen.clone(), policy_number, files });
                 Advanced
             }
             ProcessEvent::PaymentOrderSubmitted => match self.payment {
@@ -429,9 +400,7 @@ impl TruckProcess {
             HookPayload::DocumentsUploadFailed { problems } => match self.documents {
                 Documents::Accepted => Ignored("documents already accepted".into()),
                 _ => {
-                    self.documents = Documents::NeedsFix {
-                        problems: problems.clone(),
-                    };
+                    self.documents = Documents::NeedsFix { problems: problems.clone() };
                     self.notify(TruckNotice::DocumentsToFix { problems });
                     Advanced
                 }
@@ -493,18 +462,9 @@ impl TruckProcess {
                 });
                 self.decide()
             }
-            HookPayload::CompanyFailed {
-                insurer,
-                code,
-                message,
-            } => {
+            HookPayload::CompanyFailed { insurer, code, message } => {
                 let error = ErrorReport::from_must(code, message.as_deref());
-                self.record_offer(
-                    insurer.clone(),
-                    Offer::Failed {
-                        error: error.clone(),
-                    },
-                );
+                self.record_offer(insurer.clone(), Offer::Failed { error: error.clone() });
                 self.notify(TruckNotice::Offer {
                     insurer,
                     outcome: OfferOutcome::Failed,
@@ -533,10 +493,7 @@ impl TruckProcess {
                 if self.chosen.is_none() {
                     return Rejected("invoice for a process that requested none".into());
                 }
-                self.pending.push(Effect::ArchiveFiles {
-                    purpose: ArchivePurpose::Invoice,
-                    blob_ids,
-                });
+                self.pending.push(Effect::ArchiveFiles { purpose: ArchivePurpose::Invoice, blob_ids });
                 Advanced
             }
             HookPayload::PolicyIsPaid => {
@@ -548,10 +505,7 @@ impl TruckProcess {
                 self.notify(TruckNotice::Paid);
                 Advanced
             }
-            HookPayload::PolicyIssued {
-                policy_number,
-                blob_ids,
-            } => {
+            HookPayload::PolicyIssued { policy_number, blob_ids } => {
                 if self.chosen.is_none() {
                     return Rejected("policy issued before any payment was requested".into());
                 }
@@ -564,10 +518,7 @@ impl TruckProcess {
                     blob_ids: blob_ids.clone(),
                     files: Vec::new(),
                 });
-                self.pending.push(Effect::ArchiveFiles {
-                    purpose: ArchivePurpose::Policy,
-                    blob_ids,
-                });
+                self.pending.push(Effect::ArchiveFiles { purpose: ArchivePurpose::Policy, blob_ids });
                 Advanced
             }
             HookPayload::Failed { code, message } => {
@@ -589,9 +540,7 @@ impl TruckProcess {
             })
             .collect();
         if !missing.is_empty() {
-            self.documents = Documents::NeedsFix {
-                problems: missing.clone(),
-            };
+            self.documents = Documents::NeedsFix { problems: missing.clone() };
             self.notify(TruckNotice::DocumentsToFix { problems: missing });
             return Outcome::Advanced;
         }
@@ -602,8 +551,7 @@ impl TruckProcess {
             None => self.required_types.clone(),
         };
         self.documents = Documents::Submitting { round };
-        self.pending
-            .push(Effect::SubmitDocuments { round, type_ids });
+        self.pending.push(Effect::SubmitDocuments { round, type_ids });
         Outcome::Advanced
     }
 
@@ -622,10 +570,8 @@ impl TruckProcess {
                     // Nothing reached MUST yet: send the whole required set.
                     return self.submit_documents_or_ask_bank(None);
                 }
-                let resend: Vec<u32> = fixed_types
-                    .into_iter()
-                    .filter(|t| self.required_types.contains(t))
-                    .collect();
+                let resend: Vec<u32> =
+                    fixed_types.into_iter().filter(|t| self.required_types.contains(t)).collect();
                 if resend.is_empty() {
                     return Outcome::Advanced;
                 }
@@ -646,17 +592,14 @@ impl TruckProcess {
             self.chosen = None;
             self.payment = Payment::NotRequested;
             self.stage = Stage::Scoring;
-            self.pending
-                .retain(|e| !matches!(e, Effect::RequestPayment { .. }));
+            self.pending.retain(|e| !matches!(e, Effect::RequestPayment { .. }));
         }
     }
 
     /// Whether money has moved, after which the insurer can no longer be switched.
     fn is_paid_or_further(&self) -> bool {
-        matches!(
-            self.payment,
-            Payment::Paid | Payment::OrderSubmitting | Payment::OrderSubmitted
-        ) || self.policy.is_some()
+        matches!(self.payment, Payment::Paid | Payment::OrderSubmitting | Payment::OrderSubmitted)
+            || self.policy.is_some()
     }
 
     /// Chooses an insurer when the bank's rule allows; ends the process when none is left.
@@ -690,10 +633,7 @@ impl TruckProcess {
                 self.chosen = Some(insurer.clone());
                 self.stage = Stage::AwaitingPayment;
                 self.payment = Payment::Requesting;
-                self.pending.push(Effect::RequestPayment {
-                    insurer,
-                    method: self.request.payment.method,
-                });
+                self.pending.push(Effect::RequestPayment { insurer, method: self.request.payment.method });
             }
             None if !any_pending && !self.offers.is_empty() => {
                 self.stage = Stage::Rejected;

@@ -5,15 +5,12 @@ use crate::domain::bank::truck::{PaymentChoice, TruckBankEvent};
 
 fn request(method: PaymentMethod, preferred: Option<&str>) -> TruckPolicyRequest {
     let json = include_str!("../../../examples/bank/truck.policy-requested.json");
-    let TruckBankEvent::PolicyRequested { request, .. } = serde_json::from_str(json).unwrap()
-    else {
+    let TruckBankEvent::PolicyRequested { request, .. } = serde_json::from_str(json).unwrap() else {
         unreachable!("the example is a policy request")
     };
     let mut request = *request;
-    request.payment = PaymentChoice {
-        method,
-        preferred_insurer: preferred.map(|p| Insurer::parse(p).unwrap()),
-    };
+    request.payment =
+        PaymentChoice { method, preferred_insurer: preferred.map(|p| Insurer::parse(p).unwrap()) };
     request
 }
 
@@ -22,10 +19,7 @@ fn ins(code: &str) -> Insurer {
 }
 
 fn hook(id: &str, payload: HookPayload) -> ProcessEvent {
-    ProcessEvent::Hook {
-        id: id.into(),
-        payload,
-    }
+    ProcessEvent::Hook { id: id.into(), payload }
 }
 
 /// Plays the step runner: performs every pending effect successfully, feeding
@@ -33,16 +27,14 @@ fn hook(id: &str, payload: HookPayload) -> ProcessEvent {
 fn run_effects(p: &mut TruckProcess, sent: &mut Vec<TruckNotification>) {
     while let Some(effect) = p.pending.first().cloned() {
         let result = match &effect {
-            Effect::InitScoring => Some(ProcessEvent::Initialized {
-                scoring_id: ScoringId::parse("sc-1").unwrap(),
-            }),
-            Effect::SubmitDocuments { round, .. } => {
-                Some(ProcessEvent::DocumentsSubmitted { round: *round })
+            Effect::InitScoring => {
+                Some(ProcessEvent::Initialized { scoring_id: ScoringId::parse("sc-1").unwrap() })
             }
+            Effect::SubmitDocuments { round, .. } => Some(ProcessEvent::DocumentsSubmitted { round: *round }),
             Effect::SubmitContract => Some(ProcessEvent::ContractSubmitted),
-            Effect::RequestPayment { insurer, .. } => Some(ProcessEvent::PaymentRequested {
-                insurer: insurer.clone(),
-            }),
+            Effect::RequestPayment { insurer, .. } => {
+                Some(ProcessEvent::PaymentRequested { insurer: insurer.clone() })
+            }
             Effect::ArchiveFiles { purpose, blob_ids } => Some(ProcessEvent::FilesArchived {
                 purpose: *purpose,
                 files: blob_ids
@@ -90,65 +82,24 @@ fn blob(id: &str) -> BlobId {
 
 fn happy_hooks() -> Vec<ProcessEvent> {
     vec![
-        hook(
-            "h1",
-            HookPayload::DocumentsTypesRequired {
-                type_ids: vec![11, 12],
-            },
-        ),
+        hook("h1", HookPayload::DocumentsTypesRequired { type_ids: vec![11, 12] }),
         hook("h2", HookPayload::DocumentsUploadCompleted),
-        hook(
-            "h3",
-            HookPayload::ContractUpdateCompleted {
-                prefilled_contract: None,
-            },
-        ),
-        hook(
-            "h4",
-            HookPayload::Started {
-                insurers: vec![ins("ingostrah")],
-            },
-        ),
-        hook(
-            "h5",
-            HookPayload::Approved {
-                insurer: ins("ingostrah"),
-                premium: Some(1000.0),
-            },
-        ),
-        hook(
-            "h6",
-            HookPayload::DraftIssued {
-                insurer: None,
-                blob_ids: vec![blob("d1")],
-            },
-        ),
-        hook(
-            "h7",
-            HookPayload::PaymentLinkGenerated {
-                insurer: None,
-                url: "https://pay/x".into(),
-            },
-        ),
+        hook("h3", HookPayload::ContractUpdateCompleted { prefilled_contract: None }),
+        hook("h4", HookPayload::Started { insurers: vec![ins("ingostrah")] }),
+        hook("h5", HookPayload::Approved { insurer: ins("ingostrah"), premium: Some(1000.0) }),
+        hook("h6", HookPayload::DraftIssued { insurer: None, blob_ids: vec![blob("d1")] }),
+        hook("h7", HookPayload::PaymentLinkGenerated { insurer: None, url: "https://pay/x".into() }),
         hook("h8", HookPayload::PolicyIsPaid),
         hook(
             "h9",
-            HookPayload::PolicyIssued {
-                policy_number: Some("XXX 1".into()),
-                blob_ids: vec![blob("p1")],
-            },
+            HookPayload::PolicyIssued { policy_number: Some("XXX 1".into()), blob_ids: vec![blob("p1")] },
         ),
     ]
 }
 
 fn kinds(sent: &[TruckNotification]) -> Vec<String> {
     sent.iter()
-        .map(|n| {
-            serde_json::to_value(&n.notice).unwrap()["type"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
+        .map(|n| serde_json::to_value(&n.notice).unwrap()["type"].as_str().unwrap().to_owned())
         .collect()
 }
 
@@ -165,12 +116,7 @@ fn happy_path_issues_and_archives_the_policy() {
     assert_eq!(p.policy.as_ref().unwrap().files.len(), 1);
     assert_eq!(
         kinds(&sent),
-        [
-            "truck.offer",
-            "truck.payment-link-ready",
-            "truck.paid",
-            "truck.policy-issued"
-        ]
+        ["truck.offer", "truck.payment-link-ready", "truck.paid", "truck.policy-issued"]
     );
     assert_eq!(sent[3].event_id, "REQ-2026-0001-4");
 }
@@ -178,17 +124,8 @@ fn happy_path_issues_and_archives_the_policy() {
 #[test]
 fn contract_goes_after_documents() {
     let (mut p, _) = started();
-    p.apply(hook(
-        "h1",
-        HookPayload::DocumentsTypesRequired { type_ids: vec![11] },
-    ));
-    assert_eq!(
-        p.pending,
-        vec![Effect::SubmitDocuments {
-            round: 1,
-            type_ids: vec![11]
-        }]
-    );
+    p.apply(hook("h1", HookPayload::DocumentsTypesRequired { type_ids: vec![11] }));
+    assert_eq!(p.pending, vec![Effect::SubmitDocuments { round: 1, type_ids: vec![11] }]);
     assert_eq!(p.contract, Contract::NotSent);
     p.complete("documents-1");
     p.apply(ProcessEvent::DocumentsSubmitted { round: 1 });
@@ -199,12 +136,7 @@ fn contract_goes_after_documents() {
 fn prefilled_contract_before_ours_is_recorded_not_taken_as_acceptance() {
     let (mut p, mut sent) = started();
     let prefilled = serde_json::json!({"vin": "WMA06XZZ8GP000001"});
-    p.apply(hook(
-        "c0",
-        HookPayload::ContractUpdateCompleted {
-            prefilled_contract: Some(prefilled.clone()),
-        },
-    ));
+    p.apply(hook("c0", HookPayload::ContractUpdateCompleted { prefilled_contract: Some(prefilled.clone()) }));
     assert_eq!(p.contract, Contract::NotSent);
     assert_eq!(p.prefilled_contract, Some(prefilled));
     feed(&mut p, &mut sent, happy_hooks());
@@ -214,75 +146,24 @@ fn prefilled_contract_before_ours_is_recorded_not_taken_as_acceptance() {
 #[test]
 fn missing_documents_are_asked_from_the_bank_then_all_sent() {
     let (mut p, mut sent) = started();
-    feed(
-        &mut p,
-        &mut sent,
-        vec![hook(
-            "h1",
-            HookPayload::DocumentsTypesRequired {
-                type_ids: vec![11, 22],
-            },
-        )],
-    );
+    feed(&mut p, &mut sent, vec![hook("h1", HookPayload::DocumentsTypesRequired { type_ids: vec![11, 22] })]);
     assert!(matches!(&p.documents, Documents::NeedsFix { problems } if problems[0].type_id == 22));
     assert_eq!(kinds(&sent), ["truck.documents-to-fix"]);
-    let passport = BankDocument {
-        type_id: 22,
-        s3_key: "in/pass.pdf".into(),
-        file_name: "pass.pdf".into(),
-    };
-    p.apply(ProcessEvent::DocumentsCorrected {
-        id: "b1".into(),
-        documents: vec![passport],
-    });
-    assert_eq!(
-        p.pending,
-        vec![Effect::SubmitDocuments {
-            round: 1,
-            type_ids: vec![11, 22]
-        }]
-    );
+    let passport = BankDocument { type_id: 22, s3_key: "in/pass.pdf".into(), file_name: "pass.pdf".into() };
+    p.apply(ProcessEvent::DocumentsCorrected { id: "b1".into(), documents: vec![passport] });
+    assert_eq!(p.pending, vec![Effect::SubmitDocuments { round: 1, type_ids: vec![11, 22] }]);
 }
 
 #[test]
 fn rejected_upload_is_fixed_by_the_bank_and_only_the_fix_resent() {
     let (mut p, mut sent) = started();
-    feed(
-        &mut p,
-        &mut sent,
-        vec![hook(
-            "h1",
-            HookPayload::DocumentsTypesRequired {
-                type_ids: vec![11, 12],
-            },
-        )],
-    );
-    let problems = vec![DocumentProblem {
-        type_id: 11,
-        reason: Some("unreadable".into()),
-    }];
-    feed(
-        &mut p,
-        &mut sent,
-        vec![hook("h2", HookPayload::DocumentsUploadFailed { problems })],
-    );
+    feed(&mut p, &mut sent, vec![hook("h1", HookPayload::DocumentsTypesRequired { type_ids: vec![11, 12] })]);
+    let problems = vec![DocumentProblem { type_id: 11, reason: Some("unreadable".into()) }];
+    feed(&mut p, &mut sent, vec![hook("h2", HookPayload::DocumentsUploadFailed { problems })]);
     assert_eq!(kinds(&sent), ["truck.documents-to-fix"]);
-    let sts = BankDocument {
-        type_id: 11,
-        s3_key: "in/sts2.pdf".into(),
-        file_name: "sts2.pdf".into(),
-    };
-    p.apply(ProcessEvent::DocumentsCorrected {
-        id: "b1".into(),
-        documents: vec![sts],
-    });
-    assert_eq!(
-        p.pending,
-        vec![Effect::SubmitDocuments {
-            round: 2,
-            type_ids: vec![11]
-        }]
-    );
+    let sts = BankDocument { type_id: 11, s3_key: "in/sts2.pdf".into(), file_name: "sts2.pdf".into() };
+    p.apply(ProcessEvent::DocumentsCorrected { id: "b1".into(), documents: vec![sts] });
+    assert_eq!(p.pending, vec![Effect::SubmitDocuments { round: 2, type_ids: vec![11] }]);
     run_effects(&mut p, &mut sent);
     // The contract already went with round 1; it is not sent twice.
     assert_eq!(p.contract, Contract::Submitted);
@@ -297,32 +178,15 @@ fn two_insurers_cheapest_approved_is_chosen_after_both_answer() {
         &mut p,
         &mut sent,
         vec![
-            hook(
-                "s",
-                HookPayload::Started {
-                    insurers: vec![ins("ingostrah"), ins("renaissance")],
-                },
-            ),
-            hook(
-                "a1",
-                HookPayload::Approved {
-                    insurer: ins("ingostrah"),
-                    premium: Some(20000.0),
-                },
-            ),
+            hook("s", HookPayload::Started { insurers: vec![ins("ingostrah"), ins("renaissance")] }),
+            hook("a1", HookPayload::Approved { insurer: ins("ingostrah"), premium: Some(20000.0) }),
         ],
     );
     assert_eq!(p.chosen, None, "waits for the second insurer");
     feed(
         &mut p,
         &mut sent,
-        vec![hook(
-            "a2",
-            HookPayload::Approved {
-                insurer: ins("renaissance"),
-                premium: Some(17847.29),
-            },
-        )],
+        vec![hook("a2", HookPayload::Approved { insurer: ins("renaissance"), premium: Some(17847.29) })],
     );
     assert_eq!(p.chosen, Some(ins("renaissance")));
     assert_eq!(p.payment, Payment::Requested);
@@ -337,19 +201,8 @@ fn preferred_insurer_is_taken_as_soon_as_it_approves() {
         &mut p,
         &mut sent,
         vec![
-            hook(
-                "s",
-                HookPayload::Started {
-                    insurers: vec![ins("ingostrah"), ins("renaissance")],
-                },
-            ),
-            hook(
-                "a",
-                HookPayload::Approved {
-                    insurer: ins("renaissance"),
-                    premium: Some(30000.0),
-                },
-            ),
+            hook("s", HookPayload::Started { insurers: vec![ins("ingostrah"), ins("renaissance")] }),
+            hook("a", HookPayload::Approved { insurer: ins("renaissance"), premium: Some(30000.0) }),
         ],
     );
     assert_eq!(p.chosen, Some(ins("renaissance")));
@@ -362,19 +215,8 @@ fn no_insurer_left_ends_the_process_rejected() {
         &mut p,
         &mut sent,
         vec![
-            hook(
-                "s",
-                HookPayload::Started {
-                    insurers: vec![ins("ingostrah"), ins("renaissance")],
-                },
-            ),
-            hook(
-                "r",
-                HookPayload::Rejected {
-                    insurer: ins("ingostrah"),
-                    reason: None,
-                },
-            ),
+            hook("s", HookPayload::Started { insurers: vec![ins("ingostrah"), ins("renaissance")] }),
+            hook("r", HookPayload::Rejected { insurer: ins("ingostrah"), reason: None }),
         ],
     );
     assert_eq!(p.stage, Stage::Scoring);
@@ -383,25 +225,12 @@ fn no_insurer_left_ends_the_process_rejected() {
         &mut sent,
         vec![hook(
             "f",
-            HookPayload::CompanyFailed {
-                insurer: ins("renaissance"),
-                code: 1601,
-                message: None,
-            },
+            HookPayload::CompanyFailed { insurer: ins("renaissance"), code: 1601, message: None },
         )],
     );
     assert_eq!(p.stage, Stage::Rejected);
-    assert_eq!(
-        kinds(&sent),
-        ["truck.offer", "truck.offer", "truck.rejected"]
-    );
-    let late = p.apply(hook(
-        "late",
-        HookPayload::Approved {
-            insurer: ins("ingostrah"),
-            premium: None,
-        },
-    ));
+    assert_eq!(kinds(&sent), ["truck.offer", "truck.offer", "truck.rejected"]);
+    let late = p.apply(hook("late", HookPayload::Approved { insurer: ins("ingostrah"), premium: None }));
     assert!(matches!(late, Outcome::Ignored(_)));
 }
 
@@ -412,92 +241,41 @@ fn chosen_insurer_failing_before_payment_falls_back_to_the_next_offer() {
         &mut p,
         &mut sent,
         vec![
-            hook(
-                "s",
-                HookPayload::Started {
-                    insurers: vec![ins("ingostrah"), ins("renaissance")],
-                },
-            ),
-            hook(
-                "a1",
-                HookPayload::Approved {
-                    insurer: ins("ingostrah"),
-                    premium: Some(100.0),
-                },
-            ),
-            hook(
-                "a2",
-                HookPayload::Approved {
-                    insurer: ins("renaissance"),
-                    premium: Some(200.0),
-                },
-            ),
+            hook("s", HookPayload::Started { insurers: vec![ins("ingostrah"), ins("renaissance")] }),
+            hook("a1", HookPayload::Approved { insurer: ins("ingostrah"), premium: Some(100.0) }),
+            hook("a2", HookPayload::Approved { insurer: ins("renaissance"), premium: Some(200.0) }),
         ],
     );
     assert_eq!(p.chosen, Some(ins("ingostrah")));
     feed(
         &mut p,
         &mut sent,
-        vec![hook(
-            "f",
-            HookPayload::CompanyFailed {
-                insurer: ins("ingostrah"),
-                code: 1502,
-                message: None,
-            },
-        )],
+        vec![hook("f", HookPayload::CompanyFailed { insurer: ins("ingostrah"), code: 1502, message: None })],
     );
     assert_eq!(p.chosen, Some(ins("renaissance")));
     assert_eq!(p.payment, Payment::Requested);
-    feed(
-        &mut p,
-        &mut sent,
-        vec![hook("paid", HookPayload::PolicyIsPaid)],
-    );
+    feed(&mut p, &mut sent, vec![hook("paid", HookPayload::PolicyIsPaid)]);
     feed(
         &mut p,
         &mut sent,
         vec![hook(
             "f2",
-            HookPayload::CompanyFailed {
-                insurer: ins("renaissance"),
-                code: 1603,
-                message: None,
-            },
+            HookPayload::CompanyFailed { insurer: ins("renaissance"), code: 1603, message: None },
         )],
     );
-    assert_eq!(
-        p.stage,
-        Stage::Failed,
-        "after payment there is no switching insurers"
-    );
+    assert_eq!(p.stage, Stage::Failed, "after payment there is no switching insurers");
     assert_eq!(p.error.as_ref().unwrap().code, "1603");
 }
 
 #[test]
 fn failed_hook_ends_the_process_with_the_code_and_customer_text() {
     let (mut p, mut sent) = started();
-    feed(
-        &mut p,
-        &mut sent,
-        vec![hook(
-            "f",
-            HookPayload::Failed {
-                code: 1421,
-                message: None,
-            },
-        )],
-    );
+    feed(&mut p, &mut sent, vec![hook("f", HookPayload::Failed { code: 1421, message: None })]);
     assert_eq!(p.stage, Stage::Failed);
-    let TruckNotice::Failed { error } = &sent[0].notice else {
-        panic!("{sent:?}")
-    };
+    let TruckNotice::Failed { error } = &sent[0].notice else { panic!("{sent:?}") };
     assert_eq!(error.code, "1421");
     assert_eq!(error.category, "policy-issuing");
-    assert_eq!(
-        error.customer_text_ru,
-        "Введите действующую Диагностическую Карту."
-    );
+    assert_eq!(error.customer_text_ru, "Введите действующую Диагностическую Карту.");
 }
 
 #[test]
@@ -508,26 +286,12 @@ fn invoice_flow_archives_the_invoice_and_submits_the_payment_order() {
     let mut hooks = happy_hooks()[..5].to_vec();
     hooks.push(hook(
         "inv",
-        HookPayload::PaymentInvoiceGenerated {
-            insurer: None,
-            blob_ids: vec![blob("i1")],
-        },
+        HookPayload::PaymentInvoiceGenerated { insurer: None, blob_ids: vec![blob("i1")] },
     ));
     feed(&mut p, &mut sent, hooks);
     assert!(matches!(&p.payment, Payment::InvoiceReady { files } if files[0].blob_id == "i1"));
-    let order = BankDocument {
-        type_id: 100,
-        s3_key: "in/po.pdf".into(),
-        file_name: "po.pdf".into(),
-    };
-    feed(
-        &mut p,
-        &mut sent,
-        vec![ProcessEvent::PaymentOrderReceived {
-            id: "po".into(),
-            document: order,
-        }],
-    );
+    let order = BankDocument { type_id: 100, s3_key: "in/po.pdf".into(), file_name: "po.pdf".into() };
+    feed(&mut p, &mut sent, vec![ProcessEvent::PaymentOrderReceived { id: "po".into(), document: order }]);
     assert_eq!(p.payment, Payment::OrderSubmitted);
     assert_eq!(kinds(&sent), ["truck.offer", "truck.invoice-ready"]);
 }
@@ -541,18 +305,11 @@ fn contradictions_are_rejected_and_leave_the_process_unchanged() {
     assert_eq!(fresh, before);
     let (mut p, _) = started();
     let before = p.clone();
-    let o = p.apply(hook(
-        "y",
-        HookPayload::PaymentLinkGenerated {
-            insurer: None,
-            url: "https://x/y".into(),
-        },
-    ));
+    let o =
+        p.apply(hook("y", HookPayload::PaymentLinkGenerated { insurer: None, url: "https://x/y".into() }));
     assert!(matches!(o, Outcome::Rejected(_)), "{o:?}");
     assert_eq!(p, before);
-    let o = p.apply(ProcessEvent::Initialized {
-        scoring_id: ScoringId::parse("other").unwrap(),
-    });
+    let o = p.apply(ProcessEvent::Initialized { scoring_id: ScoringId::parse("other").unwrap() });
     assert!(matches!(o, Outcome::Rejected(_)), "{o:?}");
 }
 
@@ -645,51 +402,22 @@ fn any_event() -> impl Strategy<Value = ProcessEvent> {
         proptest::collection::vec(prop_oneof![Just(11u32), Just(12), Just(22)], 0..3)
             .prop_map(|type_ids| HookPayload::DocumentsTypesRequired { type_ids }),
         Just(HookPayload::DocumentsUploadFailed {
-            problems: vec![DocumentProblem {
-                type_id: 11,
-                reason: None
-            }]
+            problems: vec![DocumentProblem { type_id: 11, reason: None }]
         }),
         Just(HookPayload::DocumentsUploadCompleted),
-        Just(HookPayload::ContractUpdateCompleted {
-            prefilled_contract: None
-        }),
-        proptest::collection::vec(any_insurer(), 0..3)
-            .prop_map(|insurers| HookPayload::Started { insurers }),
+        Just(HookPayload::ContractUpdateCompleted { prefilled_contract: None }),
+        proptest::collection::vec(any_insurer(), 0..3).prop_map(|insurers| HookPayload::Started { insurers }),
         (any_insurer(), proptest::option::of(1.0f64..1e6))
             .prop_map(|(insurer, premium)| HookPayload::Approved { insurer, premium }),
-        any_insurer().prop_map(|insurer| HookPayload::Rejected {
-            insurer,
-            reason: None
-        }),
-        any_insurer().prop_map(|insurer| HookPayload::CompanyFailed {
-            insurer,
-            code: 1501,
-            message: None
-        }),
-        Just(HookPayload::PaymentLinkGenerated {
-            insurer: None,
-            url: "https://p/1".into()
-        }),
-        Just(HookPayload::PaymentInvoiceGenerated {
-            insurer: None,
-            blob_ids: vec![blob("i")]
-        }),
+        any_insurer().prop_map(|insurer| HookPayload::Rejected { insurer, reason: None }),
+        any_insurer().prop_map(|insurer| HookPayload::CompanyFailed { insurer, code: 1501, message: None }),
+        Just(HookPayload::PaymentLinkGenerated { insurer: None, url: "https://p/1".into() }),
+        Just(HookPayload::PaymentInvoiceGenerated { insurer: None, blob_ids: vec![blob("i")] }),
         Just(HookPayload::PolicyIsPaid),
-        Just(HookPayload::PolicyIssued {
-            policy_number: None,
-            blob_ids: vec![blob("p")]
-        }),
-        (1000u32..2000).prop_map(|code| HookPayload::Failed {
-            code,
-            message: None
-        }),
+        Just(HookPayload::PolicyIssued { policy_number: None, blob_ids: vec![blob("p")] }),
+        (1000u32..2000).prop_map(|code| HookPayload::Failed { code, message: None }),
     ];
-    let doc = BankDocument {
-        type_id: 11,
-        s3_key: "in/a.pdf".into(),
-        file_name: "a.pdf".into(),
-    };
+    let doc = BankDocument { type_id: 11, s3_key: "in/a.pdf".into(), file_name: "a.pdf".into() };
     prop_oneof![
         8 => (id, payload).prop_map(|(id, payload)| ProcessEvent::Hook { id, payload }),
         1 => (id, Just(doc.clone())).prop_map(|(id, d)| ProcessEvent::DocumentsCorrected { id, documents: vec![d] }),

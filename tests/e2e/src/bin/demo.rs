@@ -16,11 +16,11 @@ async fn main() -> Result<(), BoxError> {
     let logs = PathBuf::from(".local/logs").join(&stack);
     let h = Harness::start(&stack, Ports::fixed(), logs.clone()).await?;
     println!("local stack up:");
-    println!("  hook API        {}  (POST /api/hooks/{{scoringId}}/...; header x-hook-secret: {HOOK_SECRET})", h.cloud.http_url);
     println!(
-        "  AWS emulator    {}",
-        std::env::var("AWS_ENDPOINT_URL").unwrap_or_default()
+        "  hook API        {}  (POST /api/hooks/{{scoringId}}/...; header x-hook-secret: {HOOK_SECRET})",
+        h.cloud.http_url
     );
+    println!("  AWS emulator    {}", std::env::var("AWS_ENDPOINT_URL").unwrap_or_default());
     println!("  MUST simulator  {}", h.must.base_url());
     println!("  bank events in  {}", h.bank_events_url);
     println!("  bank notices    {}", h.notifications_url);
@@ -54,32 +54,17 @@ async fn main() -> Result<(), BoxError> {
         ..Scenario::default()
     };
     println!("\nbank -> truck.policy-requested {process_id} (two insurers will score it)");
-    h.start_truck_process(&process_id, "WMA06XZZ8GP000001", scenario, false)
-        .await?;
+    h.start_truck_process(&process_id, "WMA06XZZ8GP000001", scenario, false).await?;
 
     let issued = watch(&h, &process_id).await?;
-    let files = issued["policy"]["files"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let files = issued["policy"]["files"].as_array().cloned().unwrap_or_default();
     for file in files {
         let key = file["key"].as_str().unwrap_or_default();
         let (bytes, metadata) = h.archived(key).await?;
         let sha = hex::encode(Sha256::digest(&bytes));
-        assert_eq!(
-            Some(&sha),
-            metadata.get("sha256"),
-            "S3 metadata holds the file's SHA-256"
-        );
-        println!(
-            "\npolicy {} archived:",
-            issued["policy"]["number"].as_str().unwrap_or("?")
-        );
-        println!(
-            "  s3://{}/{}",
-            file["bucket"].as_str().unwrap_or_default(),
-            key
-        );
+        assert_eq!(Some(&sha), metadata.get("sha256"), "S3 metadata holds the file's SHA-256");
+        println!("\npolicy {} archived:", issued["policy"]["number"].as_str().unwrap_or("?"));
+        println!("  s3://{}/{}", file["bucket"].as_str().unwrap_or_default(), key);
         println!("  sha256 {sha}  ({} bytes, starts with %PDF)", bytes.len());
     }
     Ok(())
@@ -93,10 +78,7 @@ async fn watch(h: &Harness, process_id: &str) -> Result<serde_json::Value, BoxEr
         let process = h.process(process_id).await?.unwrap_or_default();
         let now = process["stage"].as_str().unwrap_or_default().to_owned();
         if now != stage {
-            println!(
-                "  stage: {now:<16} scoringId={}",
-                process["scoring_id"].as_str().unwrap_or("-")
-            );
+            println!("  stage: {now:<16} scoringId={}", process["scoring_id"].as_str().unwrap_or("-"));
             stage = now;
         }
         let notices = h.notifications(process_id);

@@ -11,10 +11,7 @@ use polis_e2e::{Harness, Ports};
 pub const FLOW_TIMEOUT: Duration = Duration::from_secs(90);
 
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
-    tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime")
 });
 static HARNESS: OnceLock<Harness> = OnceLock::new();
 
@@ -27,39 +24,25 @@ pub fn run<F: Future>(f: F) -> F::Output {
 pub fn harness() -> &'static Harness {
     HARNESS.get_or_init(|| {
         let stack = format!("polis-e2e-{}", std::process::id());
-        let logs = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../.local/logs")
-            .join(&stack);
+        let logs =
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.local/logs").join(&stack);
         RUNTIME
-            .block_on(Harness::start(
-                &stack,
-                Ports::any().expect("free ports"),
-                logs,
-            ))
+            .block_on(Harness::start(&stack, Ports::any().expect("free ports"), logs))
             .expect("the local stack starts")
     })
 }
 
 /// A process id and VIN unique to this test run.
 pub fn ids(name: &str) -> (String, String) {
-    let n = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos()
+    let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
         % 1_000_000_000;
     let pid = format!("{name}-{n}");
-    let vin = format!("{:0>17}", format!("V{n}"))
-        .chars()
-        .take(17)
-        .collect();
+    let vin = format!("{:0>17}", format!("V{n}")).chars().take(17).collect();
     (pid, vin)
 }
 
 /// Items under a partition key (e.g. every stored hook of a scoringId).
-pub async fn items(
-    h: &Harness,
-    pk: &str,
-) -> Vec<std::collections::HashMap<String, AttributeValue>> {
+pub async fn items(h: &Harness, pk: &str) -> Vec<std::collections::HashMap<String, AttributeValue>> {
     h.dynamodb()
         .query()
         .table_name(&h.table)
