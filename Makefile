@@ -3,7 +3,7 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 VENV := .venv
-PY_DEPS := 'moto[dynamodb,s3,sqs]==5.*' flask flask-cors
+PY_DEPS := 'moto[dynamodb,s3,sqs,ssm]==5.*' flask flask-cors
 export AWS_ENDPOINT_URL ?= http://127.0.0.1:5000
 export AWS_ACCESS_KEY_ID ?= local
 export AWS_SECRET_ACCESS_KEY ?= local
@@ -15,6 +15,7 @@ help:
 	@echo "make test   - every test (unit, property, end-to-end through the local stack)"
 	@echo "make up     - leave the local stack running (hook API 127.0.0.1:3000); make down stops it"
 	@echo "make check  - fmt, clippy -D warnings"
+	@echo "make validate-template - cfn-lint, sam validate --lint, sam build (one bootstrap per function)"
 
 $(VENV)/.installed:
 	python3 -m venv $(VENV)
@@ -50,4 +51,8 @@ check:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-.PHONY: help deps build emulator run test up down check
+validate-template:
+	@mkdir -p .local
+	scripts/validate-template.sh
+
+.PHONY: help deps build emulator run test up down check validate-template

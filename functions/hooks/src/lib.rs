@@ -3,6 +3,7 @@
 use lambda_http::{service_fn, Body, Error, Request, RequestExt, Response};
 use polis::adapters::config::{self, var};
 use polis::adapters::dynamodb::Table;
+use polis::adapters::secrets;
 use polis::adapters::sqs::Queue;
 use polis::domain::must::hook::HookKind;
 use polis::services::hook_intake::{HookIntake, HookRequest, Reply, ID_HEADER, SECRET_HEADER};
@@ -21,7 +22,7 @@ pub async fn run(kind: HookKind) -> Result<(), Error> {
     let intake = HookIntake {
         store: Table::new(config::dynamodb(&sdk), var("TABLE_NAME")?),
         queue: Queue::new(config::sqs(&sdk), var("PROCESS_QUEUE_URL")?),
-        secret: var("HOOK_SECRET")?.into_bytes(),
+        secret: secrets::read(&config::ssm(&sdk), &var("HOOK_SECRET_PARAMETER")?).await?.into_bytes(),
     };
     let intake = &intake;
     lambda_http::run(service_fn(move |req: Request| async move {

@@ -6,6 +6,7 @@ use polis::adapters::config::{self, var};
 use polis::adapters::dynamodb::Table;
 use polis::adapters::must_http::{http_client, MustCredentials, MustHttp};
 use polis::adapters::s3::Buckets;
+use polis::adapters::secrets;
 use polis::adapters::sqs::Queue;
 use polis::ports::ProcessMessage;
 use polis::services::retry::Backoff;
@@ -18,11 +19,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let sdk = config::aws().await;
     let table = Table::new(config::dynamodb(&sdk), var("TABLE_NAME")?);
     let must = MustHttp::new(
-        http_client(Duration::from_secs(
-            var("MUST_TIMEOUT_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(20),
-        ))?,
+        http_client(Duration::from_secs(config::number("MUST_TIMEOUT_SECONDS", 20)?))?,
         var("MUST_BASE_URL")?,
-        MustCredentials { login: var("MUST_LOGIN")?, password: var("MUST_PASSWORD")? },
+        MustCredentials {
+            login: var("MUST_LOGIN")?,
+            password: secrets::read(&config::ssm(&sdk), &var("MUST_PASSWORD_PARAMETER")?).await?,
+        },
         table.clone(),
     );
     let runner = TruckRunner {
@@ -33,9 +35,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         config: RunnerConfig {
             documents_bucket: var("DOCUMENTS_BUCKET")?,
             archive_bucket: var("ARCHIVE_BUCKET")?,
-            effect_lease: Duration::from_millis(
-                var("EFFECT_LEASE_MS").ok().and_then(|s| s.parse().ok()).unwrap_or(60_000),
-            ),
+            effect_lease: Duration::from_millis(config::number("EFFECT_LEASE_MS", 60_000)?),
             backoff: Backoff::default(),
         },
     };

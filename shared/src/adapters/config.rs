@@ -11,6 +11,21 @@ pub fn var(name: &'static str) -> Result<String, MissingVar> {
     std::env::var(name).ok().filter(|v| !v.is_empty()).ok_or(MissingVar(name))
 }
 
+#[derive(Debug, Error)]
+#[error("environment variable {name} must be a whole number, not {value:?}")]
+pub struct NotANumber {
+    pub name: &'static str,
+    pub value: String,
+}
+
+/// An optional numeric setting: `default` when unset, an error when malformed.
+pub fn number(name: &'static str, default: u64) -> Result<u64, NotANumber> {
+    match std::env::var(name) {
+        Err(_) => Ok(default),
+        Ok(value) => value.trim().parse().map_err(|_| NotANumber { name, value }),
+    }
+}
+
 /// The shared AWS SDK configuration (endpoint, region and credentials from the environment).
 pub async fn aws() -> aws_config::SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
@@ -22,6 +37,10 @@ pub fn dynamodb(sdk: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
 
 pub fn sqs(sdk: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
     aws_sdk_sqs::Client::new(sdk)
+}
+
+pub fn ssm(sdk: &aws_config::SdkConfig) -> aws_sdk_ssm::Client {
+    aws_sdk_ssm::Client::new(sdk)
 }
 
 /// S3 with path-style addressing when `S3_FORCE_PATH_STYLE=true` (emulators need it).

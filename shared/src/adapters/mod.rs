@@ -4,4 +4,5 @@ pub mod config;
 pub mod dynamodb;
 pub mod must_http;
 pub mod s3;
+pub mod secrets;
 pub mod sqs;

@@ -81,8 +81,8 @@ impl Harness {
         let parameters: BTreeMap<String, String> = [
             ("MustBaseUrl", must.base_url()),
             ("MustLogin", MUST_LOGIN.into()),
-            ("MustPassword", MUST_PASSWORD.into()),
-            ("HookSecret", HOOK_SECRET.into()),
+            ("MustPasswordParameterName", format!("/{stack}/must-password")),
+            ("HookSecretParameterName", format!("/{stack}/hook-secret")),
             // Retries come back in seconds, not minutes, locally.
             ("RunnerVisibilityTimeout", "4".into()),
             ("EffectLeaseMs", "3000".into()),
@@ -100,6 +100,17 @@ impl Harness {
             ("AWS_REGION".into(), std::env::var("AWS_REGION").unwrap_or("us-east-1".into())),
             ("S3_FORCE_PATH_STYLE".into(), "true".into()),
         ];
+        // The operator's step before a deploy: the secrets go to SSM as SecureStrings.
+        let ssm = aws_sdk_ssm::Client::new(&sdk);
+        for (name, value) in [("must-password", MUST_PASSWORD), ("hook-secret", HOOK_SECRET)] {
+            ssm.put_parameter()
+                .name(format!("/{stack}/{name}"))
+                .value(value)
+                .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+                .overwrite(true)
+                .send()
+                .await?;
+        }
         let root = workspace_root();
         let cloud = LocalCloud::start(
             CloudOptions {
@@ -286,7 +297,8 @@ impl Harness {
         Ok(Some(state))
     }
 
-    /// Waits until the process reaches `stage`, calling `on_change` at each new stage seen.
+    /// Waits until the process has reached `stage` and settled there (nothing left in its
+    /// outbox), calling `on_change` at each new stage seen.
     pub async fn wait_for_stage(
         &self,
         process_id: &str,
@@ -303,10 +315,11 @@ impl Harness {
                     on_change(&p);
                     last = now.clone();
                 }
-                if now == stage {
+                let settled = p["pending"].as_array().is_some_and(Vec::is_empty);
+                if now == stage && settled {
                     return Ok(p);
                 }
-                if ["issued", "rejected", "failed"].contains(&now.as_str()) {
+                if now != stage && ["issued", "rejected", "failed"].contains(&now.as_str()) {
                     return Err(format!("{process_id} ended as {now}, not {stage}: {p}").into());
                 }
             }

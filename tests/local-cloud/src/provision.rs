@@ -84,6 +84,7 @@ impl Resources {
         match name {
             "AWS::Region" => return Ok(self.region.clone()),
             "AWS::URLSuffix" => return Ok("amazonaws.com".into()),
+            "AWS::Partition" => return Ok("aws".into()),
             "AWS::AccountId" => return Ok("123456789012".into()),
             _ => {}
         }

@@ -1,0 +1,221 @@
+//! The template and the code agree: every hook path has exactly one function
+//! named after it, every function's binary is built by the workspace, every
+//! environment variable the code reads is set (and none is set that is not
+//! read), every queue a function sends to and every secret it reads is one
+//! its policy allows, and queues outlast their consumers' timeouts six times.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use polis::domain::must::hook::HookKind;
+use polis_local_cloud::provision::Resources;
+use polis_local_cloud::template::{EventSource, FunctionDef, Template};
+use serde_json::{json, Value};
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn template() -> Template {
+    Template::load(&root().join("template.yaml")).expect("template.yaml loads")
+}
+
+/// Parameters at their defaults, for resolving `!Sub` in paths.
+fn defaults(t: &Template) -> Resources {
+    let parameters = t.parameters.iter().map(|(k, v)| (k.clone(), v.clone().unwrap_or_default())).collect();
+    Resources { parameters, region: "eu-central-1".into(), ..Resources::default() }
+}
+
+/// Every bin target in the workspace, with the source files that make it up
+/// (its own file and, for a package with a library, the library's files).
+fn workspace_binaries() -> BTreeMap<String, Vec<PathBuf>> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = std::process::Command::new(cargo)
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .current_dir(root())
+        .output()
+        .expect("cargo metadata runs");
+    let meta: Value = serde_json::from_slice(&out.stdout).expect("cargo metadata is JSON");
+    let mut bins = BTreeMap::new();
+    for package in meta["packages"].as_array().unwrap() {
+        let targets = package["targets"].as_array().unwrap();
+        let lib_dir = targets
+            .iter()
+            .find(|t| t["kind"].as_array().unwrap().contains(&json!("lib")))
+            .map(|t| Path::new(t["src_path"].as_str().unwrap()).parent().unwrap().to_path_buf());
+        for t in targets.iter().filter(|t| t["kind"].as_array().unwrap().contains(&json!("bin"))) {
+            let mut files = vec![PathBuf::from(t["src_path"].as_str().unwrap())];
+            if let Some(dir) = &lib_dir {
+                files.push(dir.join("lib.rs"));
+            }
+            bins.insert(t["name"].as_str().unwrap().to_owned(), files);
+        }
+    }
+    bins
+}
+
+/// Names passed to `var("…")` or `number("…", …)` in a source file: the variables it reads.
+fn variables_read(files: &[PathBuf]) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for file in files {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        for marker in ["var(\"", "number(\""] {
+            for (at, _) in text.match_indices(marker) {
+                let rest = &text[at + marker.len()..];
+                if let Some(end) = rest.find('"') {
+                    names.insert(rest[..end].to_owned());
+                }
+            }
+        }
+    }
+    names
+}
+
+fn statements(t: &Template, f: &FunctionDef) -> Vec<Value> {
+    t.resources[&f.logical_id]
+        .pointer("/Properties/Policies")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p.get("Statement").and_then(Value::as_array))
+        .flatten()
+        .cloned()
+        .collect()
+}
+
+fn as_list(v: &Value) -> Vec<Value> {
+    match v {
+        Value::Array(items) => items.clone(),
+        other => vec![other.clone()],
+    }
+}
+
+fn allows(statements: &[Value], action: &str, resource: &Value) -> bool {
+    statements
+        .iter()
+        .any(|s| as_list(&s["Action"]).contains(&json!(action)) && as_list(&s["Resource"]).contains(resource))
+}
+
+fn is_type(t: &Template, logical_id: &str, kind: &str) -> bool {
+    t.resources.get(logical_id).and_then(|r| r["Type"].as_str()) == Some(kind)
+}
+
+#[test]
+fn every_hook_path_has_exactly_one_function_named_after_it() {
+    let t = template();
+    let resources = defaults(&t);
+    let functions = t.functions().unwrap();
+    let mut routes = Vec::new();
+    for f in &functions {
+        for e in &f.events {
+            if let EventSource::Http { method, path } = e {
+                routes.push((method.clone(), resources.resolve(path).unwrap(), f.binary.clone()));
+            }
+        }
+    }
+    for kind in HookKind::ALL {
+        let path = format!("/api/hooks/{{scoringId}}/{}", kind.path());
+        let serving: Vec<_> = routes.iter().filter(|(_, p, _)| *p == path).collect();
+        assert_eq!(serving.len(), 1, "{path} must have exactly one function: {serving:?}");
+        assert_eq!(serving[0].0, "POST");
+        assert_eq!(serving[0].2, kind.function_name());
+    }
+    let hook_routes = routes.iter().filter(|(_, p, _)| p.starts_with("/api/hooks/")).count();
+    assert_eq!(hook_routes, HookKind::ALL.len(), "no hook route outside the catalogue");
+}
+
+#[test]
+fn every_function_binary_is_built_by_the_workspace() {
+    let bins = workspace_binaries();
+    for f in template().functions().unwrap() {
+        assert!(bins.contains_key(&f.binary), "{}: no binary {} in the workspace", f.logical_id, f.binary);
+    }
+}
+
+#[test]
+fn the_template_sets_exactly_the_environment_the_code_reads() {
+    let t = template();
+    let bins = workspace_binaries();
+    for f in t.functions().unwrap() {
+        let read = variables_read(&bins[&f.binary]);
+        assert!(read.contains("TABLE_NAME"), "{}: reads the table", f.logical_id);
+        let set: BTreeSet<String> = f.environment.keys().cloned().collect();
+        let missing: Vec<_> = read.difference(&set).collect();
+        assert!(missing.is_empty(), "{} reads {missing:?}, which the template does not set", f.logical_id);
+        // RUST_LOG is read by the log filter, not by name in our code.
+        let unread: Vec<_> = set.difference(&read).filter(|v| *v != "RUST_LOG").collect();
+        assert!(unread.is_empty(), "{} is given {unread:?}, which its code never reads", f.logical_id);
+    }
+}
+
+#[test]
+fn every_queue_a_function_sends_to_and_every_secret_it_reads_is_allowed_and_nothing_else() {
+    let t = template();
+    for f in t.functions().unwrap() {
+        let statements = statements(&t, &f);
+        let mut queues_in_env = BTreeSet::new();
+        for value in f.environment.values() {
+            let Some(target) = value.get("Ref").and_then(Value::as_str) else { continue };
+            if is_type(&t, target, "AWS::SQS::Queue") {
+                queues_in_env.insert(target.to_owned());
+                let arn = json!({"Fn::GetAtt": [target, "Arn"]});
+                assert!(
+                    allows(&statements, "sqs:SendMessage", &arn),
+                    "{} may not send to {target}",
+                    f.logical_id
+                );
+            }
+            if target.ends_with("ParameterName") {
+                let arn = json!({"Fn::Sub": format!("arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter${{{target}}}")});
+                assert!(
+                    allows(&statements, "ssm:GetParameter", &arn),
+                    "{} may not read {target}",
+                    f.logical_id
+                );
+            }
+        }
+        for s in statements.iter().filter(|s| as_list(&s["Action"]).contains(&json!("sqs:SendMessage"))) {
+            for r in as_list(&s["Resource"]) {
+                let queue = r.pointer("/Fn::GetAtt/0").and_then(Value::as_str).unwrap_or_default();
+                assert!(
+                    queues_in_env.contains(queue),
+                    "{} may send to {queue} but has no URL for it",
+                    f.logical_id
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn runner_queues_outlast_six_function_timeouts_and_have_dead_letter_queues() {
+    let t = template();
+    let resources = defaults(&t);
+    for f in t.functions().unwrap() {
+        for e in &f.events {
+            let EventSource::Sqs { queue, .. } = e else { continue };
+            let props = &t.resources[queue]["Properties"];
+            let visibility: u64 = resources.resolve(&props["VisibilityTimeout"]).unwrap().parse().unwrap();
+            assert!(
+                visibility >= 6 * f.timeout_seconds,
+                "{queue}: {visibility}s < 6 x {}s",
+                f.timeout_seconds
+            );
+            let dlq =
+                props.pointer("/RedrivePolicy/deadLetterTargetArn/Fn::GetAtt/0").and_then(Value::as_str);
+            assert!(
+                dlq.is_some_and(|d| is_type(&t, d, "AWS::SQS::Queue")),
+                "{queue} has no dead-letter queue"
+            );
+            let fifo = props["FifoQueue"] == json!(true);
+            let dlq_fifo = t.resources[dlq.unwrap()]["Properties"]["FifoQueue"] == json!(true);
+            assert_eq!(fifo, dlq_fifo, "{queue} and its DLQ are both FIFO or both standard");
+            let batch = t.resources[&f.logical_id].pointer(&format!("/Properties/Events")).unwrap();
+            assert!(
+                batch.to_string().contains("ReportBatchItemFailures"),
+                "{}: partial batch failures",
+                f.logical_id
+            );
+        }
+    }
+}
