@@ -210,7 +210,7 @@ fn runner_queues_outlast_six_function_timeouts_and_have_dead_letter_queues() {
             let fifo = props["FifoQueue"] == json!(true);
             let dlq_fifo = t.resources[dlq.unwrap()]["Properties"]["FifoQueue"] == json!(true);
             assert_eq!(fifo, dlq_fifo, "{queue} and its DLQ are both FIFO or both standard");
-            let batch = t.resources[&f.logical_id].pointer(&format!("/Properties/Events")).unwrap();
+            let batch = t.resources[&f.logical_id].pointer("/Properties/Events").unwrap();
             assert!(
                 batch.to_string().contains("ReportBatchItemFailures"),
                 "{}: partial batch failures",
