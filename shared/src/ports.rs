@@ -9,7 +9,7 @@ use thiserror::Error;
 use crate::domain::bank::truck::TruckNotification;
 use crate::domain::ids::{ProcessId, ScoringId};
 use crate::domain::must::hook::HookKind;
-use crate::domain::must::process::{ProcessEvent, TruckProcess};
+use crate::domain::must::process::ProcessEvent;
 
 /// A failure of our own infrastructure (DynamoDB, SQS, S3): always worth a retry.
 #[derive(Debug, Error)]
@@ -111,25 +111,33 @@ pub trait QuarantineStore {
     fn release(&self, id: &str) -> impl Future<Output = Result<(), InfraError>> + Send;
 }
 
+/// A process as the store keeps it: JSON state under a key, with a version.
+pub trait StoredProcess: serde::Serialize + serde::de::DeserializeOwned + Send + Sync {
+    /// The record's partition key, e.g. `TRUCK#REQ-1` or `LOAN#L-42`.
+    fn key(&self) -> String;
+    /// Other keys that must lead to this record (e.g. `SCORING#{scoringId}`).
+    fn aliases(&self) -> Vec<String>;
+    /// Attributes stored beside the state for the indexes (`gsi1pk`, `gsi1sk`, `stage`, ...).
+    fn index(&self) -> Vec<(&'static str, String)>;
+}
+
 pub trait ProcessStore {
-    fn load(
+    fn load<P: StoredProcess>(
         &self,
-        id: &ProcessId,
-    ) -> impl Future<Output = Result<Option<Versioned<TruckProcess>>, InfraError>> + Send;
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Versioned<P>>, InfraError>> + Send;
     /// Creates the process unless it exists; `false` when it already did.
-    fn create(&self, process: &TruckProcess) -> impl Future<Output = Result<bool, InfraError>> + Send;
+    fn create<P: StoredProcess>(&self, process: &P) -> impl Future<Output = Result<bool, InfraError>> + Send;
     /// Writes the process if it is still at `expected_version`; returns the new version.
-    /// A newly learnt scoringId is mapped to the process in the same transaction.
-    fn save(
+    /// `new_aliases` are pointed at the process in the same transaction.
+    fn save<P: StoredProcess>(
         &self,
-        process: &TruckProcess,
+        process: &P,
         expected_version: u64,
-        map_scoring_id: bool,
+        new_aliases: &[String],
     ) -> impl Future<Output = Result<u64, SaveError>> + Send;
-    fn resolve_scoring_id(
-        &self,
-        id: &ScoringId,
-    ) -> impl Future<Output = Result<Option<ProcessId>, InfraError>> + Send;
+    /// The key of the process an alias leads to.
+    fn resolve_alias(&self, alias: &str) -> impl Future<Output = Result<Option<String>, InfraError>> + Send;
 }
 
 pub trait EffectLog {
@@ -137,13 +145,13 @@ pub trait EffectLog {
     /// An unfinished attempt older than `lease_ms` is taken over.
     fn begin(
         &self,
-        process: &ProcessId,
+        process: &str,
         key: &str,
         lease_ms: u64,
     ) -> impl Future<Output = Result<EffectRecord, InfraError>> + Send;
     fn finish(
         &self,
-        process: &ProcessId,
+        process: &str,
         key: &str,
         result: &serde_json::Value,
     ) -> impl Future<Output = Result<(), InfraError>> + Send;

@@ -9,8 +9,9 @@ use polis::adapters::s3::Buckets;
 use polis::adapters::secrets;
 use polis::adapters::sqs::Queue;
 use polis::ports::ProcessMessage;
+use polis::services::engine::Engine;
 use polis::services::retry::Backoff;
-use polis::services::truck_runner::{RunnerConfig, TruckRunner};
+use polis::services::truck_runner::{must_refusal, TruckRunner};
 use polis::services::RetryLater;
 
 #[tokio::main]
@@ -28,16 +29,17 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         table.clone(),
     );
     let runner = TruckRunner {
-        store: table,
+        engine: Engine {
+            store: table,
+            effect_lease: Duration::from_millis(config::number("EFFECT_LEASE_MS", 60_000)?),
+            backoff: Backoff::default(),
+            refusal: must_refusal,
+        },
         must,
         objects: Buckets::new(config::s3(&sdk)),
         outbox: Queue::new(config::sqs(&sdk), var("BANK_NOTIFICATIONS_QUEUE_URL")?),
-        config: RunnerConfig {
-            documents_bucket: var("DOCUMENTS_BUCKET")?,
-            archive_bucket: var("ARCHIVE_BUCKET")?,
-            effect_lease: Duration::from_millis(config::number("EFFECT_LEASE_MS", 60_000)?),
-            backoff: Backoff::default(),
-        },
+        documents_bucket: var("DOCUMENTS_BUCKET")?,
+        archive_bucket: var("ARCHIVE_BUCKET")?,
     };
     let runner = &runner;
     polis_lambda::run_sqs(true, |body| async move {

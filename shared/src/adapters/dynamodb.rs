@@ -3,8 +3,9 @@
 //! | item | pk | sk |
 //! |---|---|---|
 //! | truck process (JSON state, version) | `TRUCK#{processId}` | `PROCESS` |
-//! | scoringId → process | `SCORING#{scoringId}` | `PROCESS` |
-//! | effect intent/result | `TRUCK#{processId}` | `EFFECT#{key}` |
+//! | credit-life process | `LOAN#{loanNumber}` | `PROCESS` |
+//! | alias → process (e.g. `SCORING#{scoringId}`) | the alias | `ALIAS` |
+//! | effect intent/result | the process key | `EFFECT#{key}` |
 //! | received hook (raw) | `HOOK#{scoringId}` | `{kind}#{hookId}` |
 //! | quarantined input | `QUARANTINE#{id}` | `QUARANTINE` |
 //! | insurer token | `TOKEN#{name}` | `TOKEN` |
@@ -17,11 +18,9 @@ use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 
-use crate::domain::ids::{ProcessId, ScoringId};
-use crate::domain::must::process::TruckProcess;
 use crate::ports::{
     EffectLog, EffectRecord, HookStore, InfraError, ProcessStore, QuarantineStore, Quarantined, ReceivedHook,
-    Recorded, SaveError, TokenStore, Versioned,
+    Recorded, SaveError, StoredProcess, TokenStore, Versioned,
 };
 
 /// Hooks and effect records are kept for a year, then expire by TTL.
@@ -122,103 +121,91 @@ impl Table {
     }
 }
 
-fn process_pk(id: &ProcessId) -> String {
-    format!("TRUCK#{id}")
-}
-
-fn process_attributes(p: &TruckProcess, version: u64) -> Result<Item, InfraError> {
+fn process_attributes<P: StoredProcess>(p: &P, version: u64) -> Result<Item, InfraError> {
     let state = serde_json::to_string(p).map_err(|e| InfraError::Corrupt(e.to_string()))?;
-    let stage =
-        serde_json::to_value(p.stage).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-    let mut item = Table::key(process_pk(&p.id), "PROCESS");
+    let mut item = Table::key(p.key(), "PROCESS");
     item.insert("state".into(), s(state));
     item.insert("version".into(), n(version));
-    item.insert("stage".into(), s(stage));
-    item.insert("customerId".into(), s(p.request.customer_id.as_str()));
-    item.insert("gsi1pk".into(), s(format!("CUSTOMER#{}", p.request.customer_id)));
-    item.insert("gsi1sk".into(), s(format!("TRUCK#{}", p.id)));
-    if let Some(sid) = &p.scoring_id {
-        item.insert("scoringId".into(), s(sid.as_str()));
+    for (name, value) in p.index() {
+        item.insert(name.into(), s(value));
     }
     Ok(item)
 }
 
 impl ProcessStore for Table {
-    async fn load(&self, id: &ProcessId) -> Result<Option<Versioned<TruckProcess>>, InfraError> {
-        let Some(item) = self.get(process_pk(id), "PROCESS").await? else {
+    async fn load<P: StoredProcess>(&self, key: &str) -> Result<Option<Versioned<P>>, InfraError> {
+        let Some(item) = self.get(key.to_owned(), "PROCESS").await? else {
             return Ok(None);
         };
         let value = serde_json::from_str(get_s(&item, "state")?)
-            .map_err(|e| InfraError::Corrupt(format!("process {id}: {e}")))?;
+            .map_err(|e| InfraError::Corrupt(format!("process {key}: {e}")))?;
         Ok(Some(Versioned { value, version: get_n(&item, "version")? }))
     }
 
-    async fn create(&self, process: &TruckProcess) -> Result<bool, InfraError> {
+    async fn create<P: StoredProcess>(&self, process: &P) -> Result<bool, InfraError> {
         self.put_new(process_attributes(process, 1)?).await
     }
 
-    async fn save(
+    async fn save<P: StoredProcess>(
         &self,
-        process: &TruckProcess,
+        process: &P,
         expected: u64,
-        map_scoring_id: bool,
+        new_aliases: &[String],
     ) -> Result<u64, SaveError> {
         let next = expected + 1;
         let item = process_attributes(process, next)?;
-        match (&process.scoring_id, map_scoring_id) {
-            (Some(sid), true) => {
-                let put = Put::builder()
-                    .table_name(&self.name)
-                    .set_item(Some(item))
-                    .condition_expression("version = :expected")
-                    .expression_attribute_values(":expected", n(expected))
-                    .build()
-                    .map_err(|e| InfraError::call("dynamodb", e))?;
-                let mut mapping = Table::key(format!("SCORING#{sid}"), "PROCESS");
-                mapping.insert("processId".into(), s(process.id.as_str()));
-                let map = Put::builder()
-                    .table_name(&self.name)
-                    .set_item(Some(mapping))
-                    .condition_expression("attribute_not_exists(pk) OR processId = :pid")
-                    .expression_attribute_values(":pid", s(process.id.as_str()))
-                    .build()
-                    .map_err(|e| InfraError::call("dynamodb", e))?;
-                self.client
-                    .transact_write_items()
-                    .transact_items(TransactWriteItem::builder().put(put).build())
-                    .transact_items(TransactWriteItem::builder().put(map).build())
-                    .send()
-                    .await
-                    .map_err(save_error)?;
-            }
-            _ => {
-                self.client
-                    .put_item()
-                    .table_name(&self.name)
-                    .set_item(Some(item))
-                    .condition_expression("version = :expected")
-                    .expression_attribute_values(":expected", n(expected))
-                    .send()
-                    .await
-                    .map_err(save_error)?;
-            }
+        if new_aliases.is_empty() {
+            self.client
+                .put_item()
+                .table_name(&self.name)
+                .set_item(Some(item))
+                .condition_expression("version = :expected")
+                .expression_attribute_values(":expected", n(expected))
+                .send()
+                .await
+                .map_err(save_error)?;
+            return Ok(next);
         }
+        let put = Put::builder()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            .condition_expression("version = :expected")
+            .expression_attribute_values(":expected", n(expected))
+            .build()
+            .map_err(|e| InfraError::call("dynamodb", e))?;
+        let mut tx =
+            self.client.transact_write_items().transact_items(TransactWriteItem::builder().put(put).build());
+        for alias in new_aliases {
+            let mut mapping = Table::key(alias.clone(), "ALIAS");
+            mapping.insert("target".into(), s(process.key()));
+            let map = Put::builder()
+                .table_name(&self.name)
+                .set_item(Some(mapping))
+                // An alias never moves to another process.
+                .condition_expression("attribute_not_exists(pk) OR #target = :target")
+                .expression_attribute_names("#target", "target")
+                .expression_attribute_values(":target", s(process.key()))
+                .build()
+                .map_err(|e| InfraError::call("dynamodb", e))?;
+            tx = tx.transact_items(TransactWriteItem::builder().put(map).build());
+        }
+        tx.send().await.map_err(save_error)?;
         Ok(next)
     }
 
-    async fn resolve_scoring_id(&self, id: &ScoringId) -> Result<Option<ProcessId>, InfraError> {
-        let Some(item) = self.get(format!("SCORING#{id}"), "PROCESS").await? else {
+    async fn resolve_alias(&self, alias: &str) -> Result<Option<String>, InfraError> {
+        let Some(item) = self.get(alias.to_owned(), "ALIAS").await? else {
             return Ok(None);
         };
-        ProcessId::parse(get_s(&item, "processId")?).map(Some).map_err(|e| InfraError::Corrupt(e.to_string()))
+        Ok(Some(get_s(&item, "target")?.to_owned()))
     }
 }
 
 impl EffectLog for Table {
-    async fn begin(&self, process: &ProcessId, key: &str, lease_ms: u64) -> Result<EffectRecord, InfraError> {
+    async fn begin(&self, process: &str, key: &str, lease_ms: u64) -> Result<EffectRecord, InfraError> {
         let now = crate::ports::now_ms();
         let sk = format!("EFFECT#{key}");
-        let mut item = Table::key(process_pk(process), &sk);
+        let mut item = Table::key(process.to_owned(), &sk);
         item.insert("status".into(), s("started"));
         item.insert("startedAtMs".into(), n(now));
         item.insert("expiresAt".into(), ttl_from(now));
@@ -226,7 +213,7 @@ impl EffectLog for Table {
             return Ok(EffectRecord::Fresh);
         }
         let existing = self
-            .get(process_pk(process), &sk)
+            .get(process.to_owned(), &sk)
             .await?
             .ok_or_else(|| InfraError::Corrupt(format!("effect {key} vanished")))?;
         if get_s(&existing, "status")? == "done" {
@@ -243,7 +230,7 @@ impl EffectLog for Table {
             .client
             .update_item()
             .table_name(&self.name)
-            .set_key(Some(Table::key(process_pk(process), &sk)))
+            .set_key(Some(Table::key(process.to_owned(), &sk)))
             .update_expression("SET startedAtMs = :now")
             .condition_expression("startedAtMs = :seen AND #status = :started")
             .expression_attribute_names("#status", "status")
@@ -259,16 +246,11 @@ impl EffectLog for Table {
         }
     }
 
-    async fn finish(
-        &self,
-        process: &ProcessId,
-        key: &str,
-        result: &serde_json::Value,
-    ) -> Result<(), InfraError> {
+    async fn finish(&self, process: &str, key: &str, result: &serde_json::Value) -> Result<(), InfraError> {
         self.client
             .update_item()
             .table_name(&self.name)
-            .set_key(Some(Table::key(process_pk(process), &format!("EFFECT#{key}"))))
+            .set_key(Some(Table::key(process.to_owned(), &format!("EFFECT#{key}"))))
             .update_expression("SET #status = :done, #result = :result, finishedAtMs = :now")
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#result", "result")

@@ -3,4 +3,5 @@
 pub mod bank;
 pub mod ids;
 pub mod must;
+pub mod outcome;
 pub mod validation;

@@ -2,6 +2,7 @@
 
 pub mod bank_intake;
 pub mod batch;
+pub mod engine;
 pub mod hook_intake;
 pub mod retry;
 pub mod truck_runner;

@@ -66,7 +66,7 @@ fn one_insurer_approves_and_the_policy_is_archived() {
         assert_archived(&p, &notice).await;
         // The scoringId maps back to the process.
         let map = items(h, &format!("SCORING#{}", p["scoring_id"].as_str().unwrap())).await;
-        assert_eq!(map[0]["processId"].as_s().unwrap(), &pid);
+        assert_eq!(map[0]["target"].as_s().unwrap(), &format!("TRUCK#{pid}"));
     });
 }
 

@@ -28,7 +28,9 @@ pub enum HookKind {
     PolicyIsPaid,
     PolicyIssued,
     Failed,
-    /// Changelog v2's "scoring company failed" hook; its path is not published.
+    /// Changelog v2's "scoring company failed" hook. MUST has not published its path;
+    /// ours is `company-failed` until MUST says otherwise: change [`HookKind::path`]
+    /// and the route in `template.yaml` together (the agreement test holds them equal).
     CompanyFailed,
 }
 

@@ -17,6 +17,7 @@ use crate::domain::bank::truck::{
     TruckPolicyRequest,
 };
 use crate::domain::ids::{BlobId, ProcessId, ScoringId};
+pub use crate::domain::outcome::Outcome;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -188,16 +189,6 @@ impl ProcessEvent {
             _ => None,
         }
     }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Outcome {
-    /// The process changed; new effects (if any) were appended to `pending`.
-    Advanced,
-    /// Nothing to do: a duplicate, or an event that no longer matters.
-    Ignored(String),
-    /// The event contradicts the process; it must be kept for a person to look at.
-    Rejected(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
