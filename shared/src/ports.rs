@@ -6,7 +6,6 @@ use std::future::Future;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::domain::bank::truck::TruckNotification;
 use crate::domain::ids::{ProcessId, ScoringId};
 use crate::domain::must::hook::HookKind;
 use crate::domain::must::process::ProcessEvent;
@@ -69,6 +68,14 @@ pub enum ProcessMessage {
     BankEvent { process_id: ProcessId, event: ProcessEvent },
     /// Perform whatever the process has pending (sent when a process is created).
     Drive { process_id: ProcessId },
+}
+
+/// What flows on the loan FIFO queue (MessageGroupId = the loan number).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "message", rename_all = "kebab-case")]
+pub enum LoanMessage {
+    /// Perform whatever the loan's insurance has pending.
+    Drive { loan_number: String },
 }
 
 /// A process with the version it was read at (for optimistic concurrency).
@@ -166,10 +173,20 @@ pub trait ProcessQueue {
     ) -> impl Future<Output = Result<(), InfraError>> + Send;
 }
 
-pub trait BankOutbox {
-    fn publish(
+pub trait LoanQueue {
+    fn enqueue(
         &self,
-        notification: &TruckNotification,
+        message: &LoanMessage,
+        group: &str,
+        dedup_id: &str,
+    ) -> impl Future<Output = Result<(), InfraError>> + Send;
+}
+
+pub trait BankOutbox {
+    /// Sends one notice (truck or loan) to the bank.
+    fn publish<N: serde::Serialize + Sync>(
+        &self,
+        notification: &N,
     ) -> impl Future<Output = Result<(), InfraError>> + Send;
 }
 
@@ -279,4 +296,53 @@ pub trait TokenStore {
         token: &str,
         expires_at_ms: u64,
     ) -> impl Future<Output = Result<(), InfraError>> + Send;
+}
+
+/// BIMA's API, as the credit-life runner uses it.
+pub trait BimaApi {
+    fn calculate(
+        &self,
+        request: &crate::domain::bima::api::CalcRequest,
+    ) -> impl Future<Output = Result<crate::domain::bima::api::Calculation, CallError>> + Send;
+    fn sell(
+        &self,
+        request: &crate::domain::bima::sale::SaleRequest,
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<crate::domain::bima::api::SaleAccepted, CallError>> + Send;
+    fn print_link(
+        &self,
+        request: &crate::domain::bima::api::PrintLinkRequest,
+        idempotency_key: &str,
+    ) -> impl Future<Output = Result<crate::domain::bima::api::PrintLink, CallError>> + Send;
+    /// The print form behind a link, when it is served as a PDF from a host we trust.
+    fn fetch_print_form(&self, url: &str) -> impl Future<Output = Result<Option<Vec<u8>>, CallError>> + Send;
+}
+
+/// One page of a customer's products from the index, oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct ProductPage {
+    /// (`gsi1sk`, stored state JSON) per product.
+    pub items: Vec<(String, String)>,
+    /// Where the next page starts: (`gsi1sk`, `pk`) of the last item.
+    pub next: Option<(String, String)>,
+}
+
+pub trait ProductIndex {
+    /// One query: up to `limit` products of `customer` after `after`.
+    fn customer_products(
+        &self,
+        customer: &str,
+        limit: u32,
+        after: Option<(String, String)>,
+    ) -> impl Future<Output = Result<ProductPage, InfraError>> + Send;
+}
+
+pub trait Presigner {
+    /// A short-lived URL to GET `bucket/key`.
+    fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        ttl: std::time::Duration,
+    ) -> impl Future<Output = Result<String, InfraError>> + Send;
 }

@@ -4,7 +4,9 @@
 use std::fs;
 use std::path::Path;
 
-use polis::domain::bank::truck::{TruckBankEvent, TruckNotification};
+use polis::domain::bank::truck::TruckNotification;
+use polis::domain::bank::BankEvent;
+use polis::domain::bima::process::LoanNotification;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -26,16 +28,35 @@ fn each_example<T: DeserializeOwned + Serialize>(dir: &str, check: impl Fn(&str,
     count
 }
 
+/// A bank event or notification of either product, as the `type` says.
+#[derive(serde::Serialize, serde::Deserialize)]
+#[serde(untagged)]
+enum Notification {
+    Truck(TruckNotification),
+    Loan(LoanNotification),
+}
+
 #[test]
 fn bank_event_examples_parse_and_validate() {
-    let n = each_example::<TruckBankEvent>("bank", |name, e| {
-        e.validate().unwrap_or_else(|p| panic!("{name}: {p:?}"));
+    let n = each_example::<serde_json::Value>("bank", |name, raw| {
+        let event = BankEvent::parse(&raw.to_string()).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        assert_eq!(serde_json::to_value(&event).unwrap(), *raw, "{name} round-trips");
+        let checked = match event {
+            BankEvent::Truck(e) => e.validate(),
+            BankEvent::Loan(polis::domain::bima::loan::LoanBankEvent::Issued(loan)) => loan.validate(),
+        };
+        checked.unwrap_or_else(|p| panic!("{name}: {p:?}"));
     });
-    assert_eq!(n, 3);
+    assert_eq!(n, 4);
 }
 
 #[test]
 fn notification_examples_parse() {
-    let n = each_example::<TruckNotification>("notifications", |_, _| {});
-    assert_eq!(n, 9);
+    let n = each_example::<Notification>("notifications", |name, n| {
+        let prefix = if name.starts_with("bima.") { "bima." } else { "truck." };
+        let matches =
+            matches!((prefix, n), ("bima.", Notification::Loan(_)) | ("truck.", Notification::Truck(_)));
+        assert!(matches, "{name} parsed as the other product");
+    });
+    assert_eq!(n, 11);
 }

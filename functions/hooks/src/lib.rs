@@ -6,7 +6,8 @@ use polis::adapters::dynamodb::Table;
 use polis::adapters::secrets;
 use polis::adapters::sqs::Queue;
 use polis::domain::must::hook::HookKind;
-use polis::services::hook_intake::{HookIntake, HookRequest, Reply, ID_HEADER, SECRET_HEADER};
+use polis::services::hook_intake::{HookIntake, HookRequest, ID_HEADER, SECRET_HEADER};
+use polis::services::Reply;
 
 fn to_response(reply: Reply) -> Result<Response<Body>, Error> {
     Ok(Response::builder()

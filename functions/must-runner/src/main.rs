@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use polis::adapters::config::{self, var};
 use polis::adapters::dynamodb::Table;
-use polis::adapters::must_http::{http_client, MustCredentials, MustHttp};
+use polis::adapters::http_auth::http_client;
+use polis::adapters::must_http::{MustCredentials, MustHttp};
 use polis::adapters::s3::Buckets;
 use polis::adapters::secrets;
 use polis::adapters::sqs::Queue;

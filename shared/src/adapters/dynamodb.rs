@@ -351,3 +351,44 @@ impl TokenStore for Table {
         Ok(())
     }
 }
+
+impl crate::ports::ProductIndex for Table {
+    async fn customer_products(
+        &self,
+        customer: &str,
+        limit: u32,
+        after: Option<(String, String)>,
+    ) -> Result<crate::ports::ProductPage, InfraError> {
+        let gsi1pk = format!("CUSTOMER#{customer}");
+        let start = after.map(|(gsi1sk, pk)| {
+            HashMap::from([
+                ("gsi1pk".to_owned(), s(gsi1pk.clone())),
+                ("gsi1sk".to_owned(), s(gsi1sk)),
+                ("pk".to_owned(), s(pk)),
+                ("sk".to_owned(), s("PROCESS")),
+            ])
+        });
+        let out = self
+            .client
+            .query()
+            .table_name(&self.name)
+            .index_name("gsi1")
+            .key_condition_expression("gsi1pk = :c")
+            .expression_attribute_values(":c", s(gsi1pk))
+            .limit(limit as i32)
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .map_err(call_error)?;
+        let items = out
+            .items()
+            .iter()
+            .map(|i| Ok((get_s(i, "gsi1sk")?.to_owned(), get_s(i, "state")?.to_owned())))
+            .collect::<Result<Vec<_>, InfraError>>()?;
+        let next = match out.last_evaluated_key() {
+            Some(k) => Some((get_s(k, "gsi1sk")?.to_owned(), get_s(k, "pk")?.to_owned())),
+            None => None,
+        };
+        Ok(crate::ports::ProductPage { items, next })
+    }
+}

@@ -1,7 +1,9 @@
 //! Adapters: the ports over AWS and the insurers' HTTP APIs.
 
+pub mod bima_http;
 pub mod config;
 pub mod dynamodb;
+pub mod http_auth;
 pub mod must_http;
 pub mod s3;
 pub mod secrets;

@@ -62,3 +62,17 @@ impl ObjectStore for Buckets {
         Ok(())
     }
 }
+
+impl crate::ports::Presigner for Buckets {
+    async fn presign_get(
+        &self,
+        bucket: &str,
+        key: &str,
+        ttl: std::time::Duration,
+    ) -> Result<String, InfraError> {
+        let config = aws_sdk_s3::presigning::PresigningConfig::expires_in(ttl).map_err(call_error)?;
+        let request =
+            self.client.get_object().bucket(bucket).key(key).presigned(config).await.map_err(call_error)?;
+        Ok(request.uri().to_owned())
+    }
+}

@@ -2,8 +2,7 @@
 
 use aws_sdk_sqs::Client;
 
-use crate::domain::bank::truck::TruckNotification;
-use crate::ports::{BankOutbox, InfraError, ProcessMessage, ProcessQueue};
+use crate::ports::{BankOutbox, InfraError, LoanMessage, LoanQueue, ProcessMessage, ProcessQueue};
 
 #[derive(Clone)]
 pub struct Queue {
@@ -32,12 +31,30 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, InfraError> {
 
 impl ProcessQueue for Queue {
     async fn enqueue(&self, message: &ProcessMessage, group: &str, dedup_id: &str) -> Result<(), InfraError> {
-        self.send(to_json(message)?, Some((group, dedup_id))).await
+        self.enqueue_fifo(message, group, dedup_id).await
+    }
+}
+
+impl LoanQueue for Queue {
+    async fn enqueue(&self, message: &LoanMessage, group: &str, dedup_id: &str) -> Result<(), InfraError> {
+        self.enqueue_fifo(message, group, dedup_id).await
     }
 }
 
 impl BankOutbox for Queue {
-    async fn publish(&self, notification: &TruckNotification) -> Result<(), InfraError> {
+    async fn publish<N: serde::Serialize + Sync>(&self, notification: &N) -> Result<(), InfraError> {
         self.send(to_json(notification)?, None).await
+    }
+}
+
+impl Queue {
+    /// Sends to a FIFO queue in `group`, de-duplicated by `dedup_id`.
+    pub async fn enqueue_fifo<M: serde::Serialize>(
+        &self,
+        message: &M,
+        group: &str,
+        dedup_id: &str,
+    ) -> Result<(), InfraError> {
+        self.send(to_json(message)?, Some((group, dedup_id))).await
     }
 }

@@ -1,6 +1,7 @@
 //! The domain: pure types and rules, no I/O.
 
 pub mod bank;
+pub mod bima;
 pub mod ids;
 pub mod must;
 pub mod outcome;

@@ -1,7 +1,7 @@
-//! The bank's events in: validate, record, route to the process queue.
+//! The bank's events in: validate, record, route to the product's queue.
 //!
-//! An event we cannot accept is kept (quarantined) and answered with a
-//! `truck.request-invalid` notice naming every bad field.
+//! An event we cannot accept is kept (quarantined) and answered with a notice
+//! naming every bad field: `truck.request-invalid` or `bima.failed`.
 
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -9,16 +9,21 @@ use tracing::Instrument;
 
 use super::RetryLater;
 use crate::domain::bank::truck::{TruckBankEvent, TruckNotice, TruckNotification};
+use crate::domain::bank::{BankEvent, ErrorReport};
+use crate::domain::bima::loan::{LoanBankEvent, LoanIssued};
+use crate::domain::bima::process::{CreditLifeProcess, LoanNotice, LoanNotification};
 use crate::domain::ids::ProcessId;
 use crate::domain::must::process::{ProcessEvent, TruckProcess};
 use crate::domain::validation::FieldError;
 use crate::ports::{
-    now_ms, BankOutbox, ProcessMessage, ProcessQueue, ProcessStore, QuarantineStore, Quarantined,
+    now_ms, BankOutbox, LoanMessage, LoanQueue, ProcessMessage, ProcessQueue, ProcessStore, QuarantineStore,
+    Quarantined,
 };
 
-pub struct BankIntake<S, Q, B> {
+pub struct BankIntake<S, Q, L, B> {
     pub store: S,
-    pub queue: Q,
+    pub trucks: Q,
+    pub loans: L,
     pub outbox: B,
 }
 
@@ -27,34 +32,40 @@ fn dedup_id(event_id: &str) -> String {
     hex::encode(Sha256::digest(event_id.as_bytes()))
 }
 
-impl<S, Q, B> BankIntake<S, Q, B>
+impl<S, Q, L, B> BankIntake<S, Q, L, B>
 where
     S: ProcessStore + QuarantineStore + Sync,
     Q: ProcessQueue + Sync,
+    L: LoanQueue + Sync,
     B: BankOutbox + Sync,
 {
     pub async fn handle(&self, body: &str) -> Result<(), RetryLater> {
-        let event: TruckBankEvent = match serde_json::from_str(body) {
-            Ok(e) => e,
-            Err(e) => {
-                let problems = vec![FieldError { field: "$".into(), problem: e.to_string() }];
-                return self.refuse(body, problems).await;
-            }
-        };
-        if let Err(problems) = event.validate() {
-            return self.refuse(body, problems).await;
+        match BankEvent::parse(body) {
+            Err(problem) => self.refuse(body, vec![problem]).await,
+            Ok(BankEvent::Truck(event)) => match event.validate() {
+                Err(problems) => self.refuse(body, problems).await,
+                Ok(()) => {
+                    let span = tracing::info_span!("process", process_id = %event.process_id());
+                    self.route_truck(event).instrument(span).await
+                }
+            },
+            Ok(BankEvent::Loan(LoanBankEvent::Issued(loan))) => match loan.validate() {
+                Err(problems) => self.refuse(body, problems).await,
+                Ok(()) => {
+                    let span =
+                        tracing::info_span!("process", process_id = %format!("LOAN#{}", loan.loan_number));
+                    self.route_loan(*loan).instrument(span).await
+                }
+            },
         }
-        let span = tracing::info_span!("process", process_id = %event.process_id());
-        self.route(event).instrument(span).await
     }
 
-    async fn route(&self, event: TruckBankEvent) -> Result<(), RetryLater> {
+    async fn route_truck(&self, event: TruckBankEvent) -> Result<(), RetryLater> {
         let process_id = event.process_id().clone();
         let dedup = dedup_id(event.event_id());
         let message = match event {
             TruckBankEvent::PolicyRequested { request, .. } => {
-                let created = self.store.create(&TruckProcess::start(*request)).await?;
-                if !created {
+                if !self.store.create(&TruckProcess::start(*request)).await? {
                     tracing::info!("process already exists; driving it again");
                 }
                 ProcessMessage::Drive { process_id: process_id.clone() }
@@ -68,16 +79,28 @@ where
                 event: ProcessEvent::PaymentOrderReceived { id: event_id, document },
             },
         };
-        self.queue.enqueue(&message, process_id.as_str(), &dedup).await?;
+        self.trucks.enqueue(&message, process_id.as_str(), &dedup).await?;
         tracing::info!("bank event accepted");
+        Ok(())
+    }
+
+    /// One loan, one process: a repeated event finds it and drives it again.
+    async fn route_loan(&self, loan: LoanIssued) -> Result<(), RetryLater> {
+        let number = loan.loan_number.clone();
+        let dedup = dedup_id(&loan.event_id);
+        if !self.store.create(&CreditLifeProcess::start(loan)).await? {
+            tracing::info!("loan already insured or in progress; driving it again");
+        }
+        self.loans.enqueue(&LoanMessage::Drive { loan_number: number.clone() }, &number, &dedup).await?;
+        tracing::info!("loan event accepted");
         Ok(())
     }
 
     /// Keeps the raw event and tells the bank what is wrong with it.
     async fn refuse(&self, body: &str, problems: Vec<FieldError>) -> Result<(), RetryLater> {
         let json: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-        let event_id = json.get("eventId").and_then(Value::as_str).unwrap_or_default().to_owned();
-        let process_id = json.get("requestId").and_then(Value::as_str).and_then(|r| ProcessId::parse(r).ok());
+        let field = |name: &str| json.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
+        let (event_id, kind) = (field("eventId"), field("type"));
         let digest = hex::encode(Sha256::digest(body.as_bytes()));
         let item = Quarantined {
             id: format!("bank-event-{digest}"),
@@ -88,22 +111,34 @@ where
                 .collect::<Vec<_>>()
                 .join("; "),
             body: body.to_owned(),
-            origin: serde_json::json!({"eventId": event_id}),
+            origin: serde_json::json!({"eventId": event_id, "type": kind}),
             received_at_ms: now_ms(),
         };
         self.store.quarantine(&item).await?;
         let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
         tracing::warn!(quarantine_id = %item.id, ?fields, "bank event refused");
-        match process_id {
-            Some(process_id) => {
+        let notice_id = format!("invalid-{}", &digest[..16]);
+        if kind.starts_with("loan.") {
+            let notice = LoanNotification {
+                event_id: notice_id,
+                loan_number: field("loanNumber"),
+                notice: LoanNotice::Failed {
+                    error: ErrorReport::integration("invalid-event", format!("event {event_id} refused")),
+                    problems,
+                },
+            };
+            return Ok(self.outbox.publish(&notice).await?);
+        }
+        match ProcessId::parse(&field("requestId")) {
+            Ok(process_id) => {
                 let notice = TruckNotification {
-                    event_id: format!("{process_id}-invalid-{}", &digest[..16]),
+                    event_id: format!("{process_id}-{notice_id}"),
                     process_id,
                     notice: TruckNotice::RequestInvalid { rejected_event_id: event_id, problems },
                 };
                 self.outbox.publish(&notice).await?;
             }
-            None => tracing::warn!("refused bank event names no usable requestId; kept in quarantine only"),
+            Err(_) => tracing::warn!("refused bank event names no usable requestId; kept in quarantine only"),
         }
         Ok(())
     }

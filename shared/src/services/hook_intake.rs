@@ -9,6 +9,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
+use super::Reply;
 use crate::domain::ids::ScoringId;
 use crate::domain::must::hook::{HookKind, HookPayload};
 use crate::ports::{
@@ -22,19 +23,6 @@ pub const MAX_HOOK_BODY: usize = 200 * 1024;
 pub const SECRET_HEADER: &str = "x-hook-secret";
 /// Standard Webhooks' message id header, used as the hook's id when present.
 pub const ID_HEADER: &str = "webhook-id";
-
-/// An HTTP answer, independent of the Lambda event types.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Reply {
-    pub status: u16,
-    pub body: serde_json::Value,
-}
-
-impl Reply {
-    fn new(status: u16, body: serde_json::Value) -> Reply {
-        Reply { status, body }
-    }
-}
 
 /// The parts of an HTTP request a hook function looks at.
 pub struct HookRequest<'a> {

@@ -4,6 +4,8 @@ pub mod bank_intake;
 pub mod batch;
 pub mod engine;
 pub mod hook_intake;
+pub mod loan_runner;
+pub mod products;
 pub mod retry;
 pub mod truck_runner;
 
@@ -20,4 +22,17 @@ pub enum RetryLater {
     NotYet(String),
     #[error(transparent)]
     Call(#[from] CallError),
+}
+
+/// An HTTP answer, independent of the Lambda event types.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: serde_json::Value,
+}
+
+impl Reply {
+    pub fn new(status: u16, body: serde_json::Value) -> Reply {
+        Reply { status, body }
+    }
 }

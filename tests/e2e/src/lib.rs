@@ -173,7 +173,11 @@ impl Harness {
                 };
                 for m in out.messages() {
                     if let Some(body) = m.body().and_then(|b| serde_json::from_str::<Value>(b).ok()) {
-                        let pid = body["processId"].as_str().unwrap_or_default().to_owned();
+                        let pid = body["processId"]
+                            .as_str()
+                            .or(body["loanNumber"].as_str())
+                            .unwrap_or_default()
+                            .to_owned();
                         store.lock().unwrap_or_else(|e| e.into_inner()).entry(pid).or_default().push(body);
                     }
                     if let Some(handle) = m.receipt_handle() {
@@ -184,7 +188,7 @@ impl Harness {
         });
     }
 
-    /// Notifications the bank has received for a process so far, in arrival order.
+    /// Notifications the bank has received for a process (or loan number) so far, in arrival order.
     pub fn notifications(&self, process_id: &str) -> Vec<Value> {
         self.notifications
             .lock()

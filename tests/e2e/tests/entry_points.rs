@@ -113,3 +113,65 @@ fn an_invalid_bank_request_is_refused_naming_every_bad_field_and_kept() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     });
 }
+
+fn loan_event(loan_number: &str) -> Value {
+    let mut loan: Value =
+        serde_json::from_str(include_str!("../../../shared/examples/bank/loan.issued.json")).unwrap();
+    loan["loanNumber"] = json!(loan_number);
+    loan["eventId"] = json!(format!("evt-{loan_number}"));
+    loan
+}
+
+#[test]
+fn a_loan_event_creates_one_credit_life_record_however_often_it_arrives() {
+    run(async {
+        let h = harness();
+        let (number, _) = ids("L");
+        for _ in 0..3 {
+            h.send_bank_event(&loan_event(&number)).await.unwrap();
+        }
+        let mut found = Vec::new();
+        for _ in 0..100 {
+            found = items(h, &format!("LOAN#{number}")).await;
+            if !found.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let records = items(h, &format!("LOAN#{number}")).await;
+        let processes: Vec<_> = records.iter().filter(|i| i["sk"].as_s().unwrap() == "PROCESS").collect();
+        assert_eq!(processes.len(), 1, "{found:?}");
+        assert_eq!(processes[0]["gsi1pk"].as_s().unwrap(), "CUSTOMER#CUST-42");
+        let state: Value = serde_json::from_str(processes[0]["state"].as_s().unwrap()).unwrap();
+        assert_eq!(state["loan"]["loanNumber"], json!(number));
+    });
+}
+
+#[test]
+fn an_invalid_loan_event_is_answered_with_bima_failed_naming_every_field() {
+    run(async {
+        let h = harness();
+        let (number, _) = ids("Lbad");
+        let mut loan = loan_event(&number);
+        loan["borrower"]["tin"] = json!("12");
+        loan["borrower"]["phones"][0]["number"] = json!("+992935550011");
+        loan["termMonths"] = json!(0);
+        h.send_bank_event(&loan).await.unwrap();
+        let mut refused = None;
+        for _ in 0..100 {
+            refused = h.notifications(&number).into_iter().next();
+            if refused.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let refused = refused.expect("a bima.failed notice");
+        assert_eq!(refused["type"], "bima.failed");
+        let fields: Vec<&str> =
+            refused["problems"].as_array().unwrap().iter().map(|p| p["field"].as_str().unwrap()).collect();
+        assert_eq!(fields, ["termMonths", "borrower.tin", "borrower.phones[0].number"]);
+        assert!(items(h, &format!("LOAN#{number}")).await.is_empty(), "no process for an invalid event");
+        assert_eq!(quarantined_for(h, &number).await.len(), 1);
+    });
+}

@@ -2,8 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use super::{ArchivedFile, ErrorReport};
 use crate::domain::ids::{CustomerId, ProcessId};
-use crate::domain::must::error_codes::MustErrorCode;
 use crate::domain::must::hook::DocumentProblem;
 use crate::domain::must::insurer::Insurer;
 use crate::domain::validation::{is_digits, is_iso_date, is_safe_object_key, FieldError, Problems};
@@ -252,59 +252,12 @@ impl TruckPolicyRequest {
     }
 }
 
-/// A file we archived in S3 for the bank.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ArchivedFile {
-    pub blob_id: String,
-    pub bucket: String,
-    pub key: String,
-    pub size: u64,
-    pub sha256: String,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum OfferOutcome {
     Approved,
     Rejected,
     Failed,
-}
-
-/// An error as the bank receives it: MUST's code, its category and the customer's text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ErrorReport {
-    pub code: String,
-    pub category: String,
-    pub customer_text_ru: String,
-    pub message: String,
-}
-
-impl ErrorReport {
-    pub fn from_must(code: u32, message: Option<&str>) -> ErrorReport {
-        let entry = MustErrorCode::lookup(code);
-        let category = serde_json::to_value(entry.category)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_owned))
-            .unwrap_or_default();
-        ErrorReport {
-            code: code.to_string(),
-            category,
-            customer_text_ru: entry.customer_text_ru.to_owned(),
-            message: message.unwrap_or(entry.description).to_owned(),
-        }
-    }
-
-    /// A failure on our side of the integration (not one of MUST's codes).
-    pub fn integration(code: &str, message: impl Into<String>) -> ErrorReport {
-        ErrorReport {
-            code: code.to_owned(),
-            category: "integration".to_owned(),
-            customer_text_ru: MustErrorCode::lookup(0).customer_text_ru.to_owned(),
-            message: message.into(),
-        }
-    }
 }
 
 /// What we tell the bank about a truck process, on the bank-notifications queue.

@@ -1,0 +1,154 @@
+//! "My products": a customer's loans with their credit-life policies, and their
+//! truck eOSAGO policies with a short-lived link to the PDF. One index query per
+//! call; long lists come in pages (`nextToken`).
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::Reply;
+use crate::domain::bima::process::CreditLifeProcess;
+use crate::domain::ids::CustomerId;
+use crate::domain::must::process::{Offer, TruckProcess};
+use crate::ports::{Presigner, ProductIndex};
+
+pub const DEFAULT_PAGE: u32 = 20;
+pub const MAX_PAGE: u32 = 100;
+
+pub struct Products<I, P> {
+    pub index: I,
+    pub presigner: P,
+    /// Lifetime of the presigned links to policy PDFs.
+    pub link_ttl: Duration,
+}
+
+/// `nextToken`: where the next page starts, as hex so it is opaque and URL-safe.
+fn encode_token(gsi1sk: &str, pk: &str) -> String {
+    hex::encode(format!("{gsi1sk}\n{pk}"))
+}
+
+fn decode_token(token: &str) -> Option<(String, String)> {
+    let text = String::from_utf8(hex::decode(token).ok()?).ok()?;
+    let (gsi1sk, pk) = text.split_once('\n')?;
+    let ours = |s: &str| s.starts_with("TRUCK#") || s.starts_with("LOAN#");
+    (ours(gsi1sk) && ours(pk) && !pk.contains('\n')).then(|| (gsi1sk.to_owned(), pk.to_owned()))
+}
+
+fn bad_request(message: impl Into<String>) -> Reply {
+    Reply::new(400, json!({"error": message.into()}))
+}
+
+fn loan_view(p: &CreditLifeProcess) -> Value {
+    let stage = serde_json::to_value(p.stage).unwrap_or_default();
+    let credit_life = p.policy.as_ref().map(|policy| {
+        let calc = p.calculation.as_ref();
+        json!({
+            "policyId": policy.policy_id,
+            "policyNumber": policy.policy_number,
+            "premium": calc.map(|c| c.premium.clone()),
+            "sumInsured": calc.map(|c| c.sum_insured.clone()),
+            "risks": calc.map(|c| c.risks.clone()).unwrap_or_default(),
+            "status": stage,
+            "printLink": p.print_link,
+        })
+    });
+    json!({
+        "loanNumber": p.loan.loan_number,
+        "sum": p.loan.sum,
+        "termMonths": p.loan.term_months,
+        "startDate": p.loan.start_date,
+        "insuranceStatus": stage,
+        "creditLife": credit_life,
+    })
+}
+
+impl<I, P> Products<I, P>
+where
+    I: ProductIndex + Sync,
+    P: Presigner + Sync,
+{
+    async fn truck_view(&self, p: &TruckProcess) -> Value {
+        let premium = p.chosen.as_ref().and_then(|i| match p.offers.get(i) {
+            Some(Offer::Approved { premium }) => *premium,
+            _ => None,
+        });
+        let mut documents = Vec::new();
+        for file in p.policy.iter().flat_map(|policy| &policy.files) {
+            match self.presigner.presign_get(&file.bucket, &file.key, self.link_ttl).await {
+                Ok(url) => documents.push(
+                    json!({"url": url, "expiresInSeconds": self.link_ttl.as_secs(), "sha256": file.sha256}),
+                ),
+                Err(e) => tracing::warn!(error = %e, "no link to a policy file"),
+            }
+        }
+        json!({
+            "processId": p.id,
+            "status": p.stage,
+            "insurer": p.chosen,
+            "premium": premium,
+            "policyNumber": p.policy.as_ref().and_then(|policy| policy.number.clone()),
+            "documents": documents,
+        })
+    }
+
+    pub async fn list(&self, customer: Option<&str>, limit: Option<&str>, next_token: Option<&str>) -> Reply {
+        let customer = match CustomerId::parse(customer.unwrap_or_default()) {
+            Ok(c) => c,
+            Err(e) => return bad_request(e.to_string()),
+        };
+        let limit = match limit.map(str::parse::<u32>) {
+            None => DEFAULT_PAGE,
+            Some(Ok(n)) if (1..=MAX_PAGE).contains(&n) => n,
+            Some(_) => return bad_request(format!("limit must be a whole number from 1 to {MAX_PAGE}")),
+        };
+        let after = match next_token.map(decode_token) {
+            None => None,
+            Some(Some(start)) => Some(start),
+            Some(None) => return bad_request("nextToken is not one this API issued"),
+        };
+        let first_page = after.is_none();
+        let page = match self.index.customer_products(customer.as_str(), limit, after).await {
+            Ok(page) => page,
+            Err(e) => {
+                tracing::error!(error = %e, "products index unavailable");
+                return Reply::new(503, json!({"error": "temporarily unavailable, retry"}));
+            }
+        };
+        if first_page && page.items.is_empty() {
+            return Reply::new(404, json!({"error": format!("no products for customer {customer}")}));
+        }
+        let (mut loans, mut trucks) = (Vec::new(), Vec::new());
+        for (sort_key, state) in &page.items {
+            if sort_key.starts_with("LOAN#") {
+                match serde_json::from_str::<CreditLifeProcess>(state) {
+                    Ok(p) => loans.push(loan_view(&p)),
+                    Err(e) => tracing::error!(error = %e, "unreadable loan record"),
+                }
+            } else if sort_key.starts_with("TRUCK#") {
+                match serde_json::from_str::<TruckProcess>(state) {
+                    Ok(p) => trucks.push(self.truck_view(&p).await),
+                    Err(e) => tracing::error!(error = %e, "unreadable truck record"),
+                }
+            }
+        }
+        let next = page.next.map(|(sk, pk)| encode_token(&sk, &pk));
+        Reply::new(
+            200,
+            json!({"customerId": customer, "loans": loans, "truckPolicies": trucks, "nextToken": next}),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_foreign_ones_are_refused() {
+        let t = encode_token("LOAN#L-1", "LOAN#L-1");
+        assert_eq!(decode_token(&t), Some(("LOAN#L-1".into(), "LOAN#L-1".into())));
+        for bad in ["zz", "", &hex::encode("QUARANTINE#x\nTRUCK#y"), &hex::encode("TRUCK#a")] {
+            assert_eq!(decode_token(bad), None, "{bad}");
+        }
+    }
+}
