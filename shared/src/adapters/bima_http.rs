@@ -1,7 +1,7 @@
 //! BIMA's API over HTTPS: `POST /api/v1/auth/token` (the client's credentials as
 //! HTTP Basic, body `{}` as in the seed), then calc, sale and print link.
 
-use reqwest::{Client, RequestBuilder, Response};
+use reqwest::{Client, Response};
 use serde::Serialize;
 
 use super::http_auth::{classify, read, transport_error, AuthorizedClient};
@@ -61,22 +61,13 @@ impl<T: TokenStore + Sync> BimaHttp<T> {
         Ok((token.token, TOKEN_LIFETIME_MS))
     }
 
-    async fn send(
-        &self,
-        build: impl Fn(&Client) -> RequestBuilder,
-        key: Option<&str>,
-    ) -> Result<Response, CallError> {
-        self.api.send(build, key, || self.fetch_token()).await
-    }
-
     async fn post<B: Serialize + Sync>(
         &self,
         path: &str,
         body: &B,
         key: Option<&str>,
     ) -> Result<Response, CallError> {
-        let url = self.api.url(path);
-        self.send(|c| c.post(&url).json(body), key).await
+        self.api.post_json(path, body, key, || self.fetch_token()).await
     }
 }
 

@@ -145,4 +145,21 @@ impl<T: TokenStore + Sync> AuthorizedClient<T> {
             return classify(response).await;
         }
     }
+
+    /// POSTs `body` as JSON to `path`, authorised as `send` does.
+    pub async fn post_json<B, F, Fut>(
+        &self,
+        path: &str,
+        body: &B,
+        idempotency_key: Option<&str>,
+        fetch_token: F,
+    ) -> Result<Response, CallError>
+    where
+        B: serde::Serialize + Sync,
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<(String, u64), CallError>>,
+    {
+        let url = self.url(path);
+        self.send(|c| c.post(&url).json(body), idempotency_key, fetch_token).await
+    }
 }

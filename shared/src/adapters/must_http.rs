@@ -2,7 +2,7 @@
 //!
 //! Token handling and error classification are [`AuthorizedClient`]'s.
 
-use reqwest::{Client, Method, RequestBuilder, Response};
+use reqwest::{Client, RequestBuilder, Response};
 use serde::Serialize;
 
 use super::http_auth::{classify, read, transport_error, AuthorizedClient};
@@ -64,8 +64,7 @@ impl<T: TokenStore + Sync> MustHttp<T> {
         body: &B,
         key: &str,
     ) -> Result<Response, CallError> {
-        let url = self.api.url(path);
-        self.send(|c| c.request(Method::POST, &url).json(body), Some(key)).await
+        self.api.post_json(path, body, Some(key), || self.fetch_token()).await
     }
 }
 
