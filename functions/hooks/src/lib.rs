@@ -1,20 +1,12 @@
 //! The one handler behind every hook function; each binary in `src/bin/` names its hook.
 
-use lambda_http::{service_fn, Body, Error, Request, RequestExt, Response};
+use lambda_http::{service_fn, Error, Request, RequestExt};
 use polis::adapters::config::{self, var};
 use polis::adapters::dynamodb::Table;
 use polis::adapters::secrets;
 use polis::adapters::sqs::Queue;
 use polis::domain::must::hook::HookKind;
 use polis::services::hook_intake::{HookIntake, HookRequest, ID_HEADER, SECRET_HEADER};
-use polis::services::Reply;
-
-fn to_response(reply: Reply) -> Result<Response<Body>, Error> {
-    Ok(Response::builder()
-        .status(reply.status)
-        .header("content-type", "application/json")
-        .body(Body::Text(reply.body.to_string()))?)
-}
 
 /// Runs the Lambda for the hook at `/api/hooks/{scoringId}/<kind's path>`.
 pub async fn run(kind: HookKind) -> Result<(), Error> {
@@ -40,7 +32,7 @@ pub async fn run(kind: HookKind) -> Result<(), Error> {
                 },
             )
             .await;
-        to_response(reply)
+        polis_lambda::http_response(reply)
     }))
     .await
 }

@@ -1,4 +1,5 @@
-//! The Lambda side every polis function shares.
+//! The Lambda side every polis function shares: the SQS batch loop with partial
+//! failures, and (feature `http`) a service's [`Reply`] as an API Gateway response.
 
 use std::future::Future;
 
@@ -35,4 +36,15 @@ where
         Ok::<_, Error>(response)
     })))
     .await
+}
+
+/// A service's answer as the HTTP response API Gateway returns.
+#[cfg(feature = "http")]
+pub fn http_response(
+    reply: polis::services::Reply,
+) -> Result<lambda_http::Response<lambda_http::Body>, lambda_http::Error> {
+    Ok(lambda_http::Response::builder()
+        .status(reply.status)
+        .header("content-type", "application/json")
+        .body(lambda_http::Body::Text(reply.body.to_string()))?)
 }

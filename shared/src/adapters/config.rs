@@ -26,6 +26,17 @@ pub fn number(name: &'static str, default: u64) -> Result<u64, NotANumber> {
     }
 }
 
+/// An optional comma-separated list; empty when unset.
+pub fn list(name: &'static str) -> Vec<String> {
+    std::env::var(name)
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 /// The shared AWS SDK configuration (endpoint, region and credentials from the environment).
 pub async fn aws() -> aws_config::SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await

@@ -1,7 +1,7 @@
-//! The end-to-end harness: the MUST simulator and the local cloud (real
-//! function binaries from `template.yaml`) against the AWS emulator, plus
+//! The end-to-end harness: the MUST and BIMA simulators and the local cloud
+//! (real function binaries from `template.yaml`) against the AWS emulator, plus
 //! helpers that act as the bank: put documents in S3, send events, read
-//! notifications, watch a process.
+//! notifications, watch a process, ask for a customer's products.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -20,11 +20,14 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub const HOOK_SECRET: &str = "local-hook-secret-0123456789";
 pub const MUST_LOGIN: &str = "polis";
 pub const MUST_PASSWORD: &str = "polis-local-password";
+pub const BIMA_CLIENT_ID: &str = "imon";
+pub const BIMA_CLIENT_SECRET: &str = "bima-local-client-secret";
 
 pub struct Ports {
     pub http: SocketAddr,
     pub runtime: SocketAddr,
     pub must: SocketAddr,
+    pub bima: SocketAddr,
 }
 
 impl Ports {
@@ -33,15 +36,16 @@ impl Ports {
         let free = || -> Result<SocketAddr, BoxError> {
             Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
         };
-        Ok(Ports { http: free()?, runtime: free()?, must: free()? })
+        Ok(Ports { http: free()?, runtime: free()?, must: free()?, bima: free()? })
     }
 
-    /// The documented ports: hook API 3000, Runtime API 9001, MUST simulator 4010.
+    /// The documented ports: APIs 3000, Runtime API 9001, MUST simulator 4010, BIMA simulator 4020.
     pub fn fixed() -> Ports {
         Ports {
             http: SocketAddr::from(([127, 0, 0, 1], 3000)),
             runtime: SocketAddr::from(([127, 0, 0, 1], 9001)),
             must: SocketAddr::from(([127, 0, 0, 1], 4010)),
+            bima: SocketAddr::from(([127, 0, 0, 1], 4020)),
         }
     }
 }
@@ -49,6 +53,7 @@ impl Ports {
 pub struct Harness {
     pub cloud: LocalCloud,
     pub must: SimHandle,
+    pub bima: polis_bima_sim::SimHandle,
     pub sdk: aws_config::SdkConfig,
     pub table: String,
     pub documents_bucket: String,
@@ -78,8 +83,20 @@ impl Harness {
             ports.must,
         )
         .await?;
+        let bima = polis_bima_sim::start(
+            polis_bima_sim::SimConfig {
+                client_id: BIMA_CLIENT_ID.into(),
+                client_secret: BIMA_CLIENT_SECRET.into(),
+                ..polis_bima_sim::SimConfig::default()
+            },
+            ports.bima,
+        )
+        .await?;
         let parameters: BTreeMap<String, String> = [
             ("MustBaseUrl", must.base_url()),
+            ("BimaBaseUrl", bima.base_url()),
+            ("BimaClientId", BIMA_CLIENT_ID.into()),
+            ("BimaClientSecretParameterName", format!("/{stack}/bima-client-secret")),
             ("MustLogin", MUST_LOGIN.into()),
             ("MustPasswordParameterName", format!("/{stack}/must-password")),
             ("HookSecretParameterName", format!("/{stack}/hook-secret")),
@@ -102,7 +119,11 @@ impl Harness {
         ];
         // The operator's step before a deploy: the secrets go to SSM as SecureStrings.
         let ssm = aws_sdk_ssm::Client::new(&sdk);
-        for (name, value) in [("must-password", MUST_PASSWORD), ("hook-secret", HOOK_SECRET)] {
+        for (name, value) in [
+            ("must-password", MUST_PASSWORD),
+            ("hook-secret", HOOK_SECRET),
+            ("bima-client-secret", BIMA_CLIENT_SECRET),
+        ] {
             ssm.put_parameter()
                 .name(format!("/{stack}/{name}"))
                 .value(value)
@@ -137,6 +158,7 @@ impl Harness {
             notifications: Arc::default(),
             cloud,
             must,
+            bima,
             sdk,
         };
         harness.collect_notifications();
@@ -240,8 +262,14 @@ impl Harness {
         Ok(())
     }
 
-    /// A truck policy request for `process_id` and `vin`, with the given documents.
-    pub fn truck_request(process_id: &str, vin: &str, legal_entity: bool, documents: Vec<Value>) -> Value {
+    /// A truck policy request for `process_id` and `vin` by `customer_id`, with the given documents.
+    pub fn truck_request(
+        process_id: &str,
+        customer_id: &str,
+        vin: &str,
+        legal_entity: bool,
+        documents: Vec<Value>,
+    ) -> Value {
         let party = if legal_entity {
             json!({"kind": "legalEntity", "name": "ООО «Тест Логистик»", "inn": "7731440001", "kpp": "503100001",
                    "phone": "+79990001122", "email": "fleet@test-logistic.ru", "registrationCity": "Москва"})
@@ -253,7 +281,7 @@ impl Harness {
             "type": "truck.policy-requested",
             "eventId": format!("evt-{process_id}"),
             "requestId": process_id,
-            "customerId": format!("cust-{process_id}"),
+            "customerId": customer_id,
             "policyholder": party,
             "owner": party,
             "vehicle": {"vin": vin, "plates": "С001КМ750", "hasTrailer": true},
@@ -264,9 +292,23 @@ impl Harness {
         })
     }
 
-    /// Registers the simulator scenario for `vin`, stores the documents, and sends the request.
+    /// Registers the simulator scenario for `vin`, stores the documents, and sends the request
+    /// (customer `cust-{process_id}`).
     pub async fn start_truck_process(
         &self,
+        process_id: &str,
+        vin: &str,
+        scenario: Scenario,
+        legal_entity: bool,
+    ) -> Result<(), BoxError> {
+        let customer_id = format!("cust-{process_id}");
+        self.start_truck_process_for(&customer_id, process_id, vin, scenario, legal_entity).await
+    }
+
+    /// As [`Harness::start_truck_process`], for a given customer.
+    pub async fn start_truck_process_for(
+        &self,
+        customer_id: &str,
         process_id: &str,
         vin: &str,
         scenario: Scenario,
@@ -277,16 +319,26 @@ impl Harness {
             self.put_document(process_id, 11, "sts.pdf").await?,
             self.put_document(process_id, 12, "pts.pdf").await?,
         ];
-        self.send_bank_event(&Self::truck_request(process_id, vin, legal_entity, documents)).await
+        self.send_bank_event(&Self::truck_request(process_id, customer_id, vin, legal_entity, documents))
+            .await
     }
 
-    /// The process record as stored: its `state` JSON with `version` beside it.
+    /// A truck process as stored: its `state` JSON with `version` beside it.
     pub async fn process(&self, process_id: &str) -> Result<Option<Value>, BoxError> {
+        self.record(&format!("TRUCK#{process_id}")).await
+    }
+
+    /// A loan's credit-life record as stored: its `state` JSON with `version` beside it.
+    pub async fn loan(&self, loan_number: &str) -> Result<Option<Value>, BoxError> {
+        self.record(&format!("LOAN#{loan_number}")).await
+    }
+
+    async fn record(&self, pk: &str) -> Result<Option<Value>, BoxError> {
         let out = self
             .dynamodb()
             .get_item()
             .table_name(&self.table)
-            .key("pk", AttributeValue::S(format!("TRUCK#{process_id}")))
+            .key("pk", AttributeValue::S(pk.to_owned()))
             .key("sk", AttributeValue::S("PROCESS".into()))
             .consistent_read(true)
             .send()
@@ -301,9 +353,29 @@ impl Harness {
         Ok(Some(state))
     }
 
-    /// Waits until the process has reached `stage` and settled there (nothing left in its
-    /// outbox), calling `on_change` at each new stage seen.
+    /// Waits until the truck process has reached `stage` and settled there (nothing left in
+    /// its outbox), calling `on_change` at each new stage seen.
     pub async fn wait_for_stage(
+        &self,
+        process_id: &str,
+        stage: &str,
+        timeout: Duration,
+        on_change: impl FnMut(&Value),
+    ) -> Result<Value, BoxError> {
+        self.wait_settled(&format!("TRUCK#{process_id}"), stage, timeout, on_change).await
+    }
+
+    /// Waits until the loan's credit-life record has reached `stage` and settled there.
+    pub async fn wait_for_loan_stage(
+        &self,
+        loan_number: &str,
+        stage: &str,
+        timeout: Duration,
+    ) -> Result<Value, BoxError> {
+        self.wait_settled(&format!("LOAN#{loan_number}"), stage, timeout, |_| {}).await
+    }
+
+    async fn wait_settled(
         &self,
         process_id: &str,
         stage: &str,
@@ -313,7 +385,7 @@ impl Harness {
         let start = Instant::now();
         let mut last = String::new();
         loop {
-            if let Some(p) = self.process(process_id).await? {
+            if let Some(p) = self.record(process_id).await? {
                 let now = p["stage"].as_str().unwrap_or_default().to_owned();
                 if now != last {
                     on_change(&p);
@@ -335,6 +407,47 @@ impl Harness {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
+    }
+
+    /// `GET /api/customers/{customer}/products?{query}` as the bank's backend calls it:
+    /// signed (SigV4) with the local stack's key when `signed`. Returns status and body.
+    pub async fn products(
+        &self,
+        customer: &str,
+        query: &str,
+        signed: bool,
+    ) -> Result<(u16, Value), BoxError> {
+        let mut url = format!("{}/api/customers/{customer}/products", self.cloud.http_url);
+        if !query.is_empty() {
+            url = format!("{url}?{query}");
+        }
+        let mut request = reqwest::Client::new().get(&url);
+        if signed {
+            let principal = polis_local_cloud::sigv4::Principal {
+                access_key: std::env::var("AWS_ACCESS_KEY_ID").unwrap_or("local".into()),
+                secret_key: std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or("local".into()),
+            };
+            let region = std::env::var("AWS_REGION").unwrap_or("us-east-1".into());
+            for (name, value) in polis_local_cloud::sigv4::sign(&principal, &region, "GET", &url, b"")? {
+                request = request.header(name, value);
+            }
+        }
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        Ok((status, response.json().await?))
+    }
+
+    /// A `loan.issued` event (the example in `shared/examples/bank`) for `loan_number`,
+    /// `customer_id` and `sum`.
+    pub fn loan_event(loan_number: &str, customer_id: &str, sum: &str) -> Value {
+        let mut loan: Value =
+            serde_json::from_str(include_str!("../../../shared/examples/bank/loan.issued.json"))
+                .expect("the example loan event is JSON");
+        loan["loanNumber"] = json!(loan_number);
+        loan["eventId"] = json!(format!("evt-{loan_number}"));
+        loan["customerId"] = json!(customer_id);
+        loan["sum"] = json!(sum);
+        loan
     }
 
     /// Reads an archived object with its metadata.

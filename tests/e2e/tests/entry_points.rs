@@ -95,6 +95,7 @@ fn an_invalid_bank_request_is_refused_naming_every_bad_field_and_kept() {
         let (pid, vin) = ids("invalid");
         let mut request = Harness::truck_request(
             &pid,
+            "cust-invalid",
             &vin,
             true,
             vec![json!({"typeId": 11, "s3Key": "../x", "fileName": "a.pdf"})],
@@ -115,11 +116,7 @@ fn an_invalid_bank_request_is_refused_naming_every_bad_field_and_kept() {
 }
 
 fn loan_event(loan_number: &str) -> Value {
-    let mut loan: Value =
-        serde_json::from_str(include_str!("../../../shared/examples/bank/loan.issued.json")).unwrap();
-    loan["loanNumber"] = json!(loan_number);
-    loan["eventId"] = json!(format!("evt-{loan_number}"));
-    loan
+    Harness::loan_event(loan_number, "CUST-42", "500000")
 }
 
 #[test]

@@ -54,12 +54,12 @@ fn workspace_binaries() -> BTreeMap<String, Vec<PathBuf>> {
     bins
 }
 
-/// Names passed to `var("…")` or `number("…", …)` in a source file: the variables it reads.
+/// Names passed to `var("…")`, `number("…", …)` or `list("…")` in a source file: the variables it reads.
 fn variables_read(files: &[PathBuf]) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for file in files {
         let text = std::fs::read_to_string(file).unwrap_or_default();
-        for marker in ["var(\"", "number(\""] {
+        for marker in ["var(\"", "number(\"", "list(\""] {
             for (at, _) in text.match_indices(marker) {
                 let rest = &text[at + marker.len()..];
                 if let Some(end) = rest.find('"') {
@@ -108,7 +108,7 @@ fn every_hook_path_has_exactly_one_function_named_after_it() {
     let mut routes = Vec::new();
     for f in &functions {
         for e in &f.events {
-            if let EventSource::Http { method, path } = e {
+            if let EventSource::Http { method, path, .. } = e {
                 routes.push((method.clone(), resources.resolve(path).unwrap(), f.binary.clone()));
             }
         }
@@ -122,6 +122,26 @@ fn every_hook_path_has_exactly_one_function_named_after_it() {
     }
     let hook_routes = routes.iter().filter(|(_, p, _)| p.starts_with("/api/hooks/")).count();
     assert_eq!(hook_routes, HookKind::ALL.len(), "no hook route outside the catalogue");
+}
+
+#[test]
+fn bank_facing_routes_take_only_signed_calls_and_hook_routes_their_own_secret() {
+    let t = template();
+    let resources = defaults(&t);
+    let mut bank_routes = Vec::new();
+    for f in t.functions().unwrap() {
+        for e in &f.events {
+            let EventSource::Http { path, iam, .. } = e else { continue };
+            let path = resources.resolve(path).unwrap();
+            if path.starts_with("/api/hooks/") {
+                assert!(!iam, "{path}: MUST cannot sign with our IAM; hooks carry their own secret");
+            } else {
+                assert!(iam, "{path} ({}) is bank-facing and must be IAM-authorized", f.logical_id);
+                bank_routes.push(path);
+            }
+        }
+    }
+    assert_eq!(bank_routes, ["/api/customers/{customerId}/products"]);
 }
 
 #[test]

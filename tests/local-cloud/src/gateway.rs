@@ -12,6 +12,7 @@ use base64::Engine;
 use serde_json::{json, Map, Value};
 
 use crate::runtime::{InvokeError, RuntimeApi};
+use crate::sigv4::{self, Principal};
 
 #[derive(Debug, Clone)]
 pub struct Route {
@@ -19,6 +20,8 @@ pub struct Route {
     /// `/api/hooks/{scoringId}/approved`
     pub path: String,
     pub function: String,
+    /// Only SigV4-signed calls (API Gateway's `AWS_IAM` authorizer).
+    pub iam: bool,
 }
 
 impl Route {
@@ -68,6 +71,8 @@ fn percent_decode(s: &str) -> String {
 pub struct Gateway {
     pub routes: Vec<Route>,
     pub api: Arc<RuntimeApi>,
+    /// Who may call `iam` routes; none means every such call is refused.
+    pub principal: Option<Principal>,
 }
 
 pub fn router(gateway: Arc<Gateway>) -> Router {
@@ -86,6 +91,21 @@ async fn handle(
     else {
         return (StatusCode::NOT_FOUND, axum::Json(json!({"message": "Not Found"}))).into_response();
     };
+    if route.iam {
+        let pairs: Vec<(String, String)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), v.to_str().unwrap_or_default().to_owned()))
+            .collect();
+        let host = headers.get("host").and_then(|v| v.to_str().ok()).unwrap_or("localhost");
+        let url = format!("http://{host}{uri}");
+        let verdict = match &gw.principal {
+            Some(p) => sigv4::verify(p, method.as_str(), &url, &pairs, &body),
+            None => Err("no principal is configured".into()),
+        };
+        if let Err(why) = verdict {
+            return (StatusCode::FORBIDDEN, axum::Json(json!({"message": why}))).into_response();
+        }
+    }
     let mut header_map = Map::new();
     for (name, value) in &headers {
         let value = value.to_str().unwrap_or_default();
@@ -185,6 +205,7 @@ mod tests {
             method: "POST".into(),
             path: "/api/hooks/{scoringId}/documents/upload-failed".into(),
             function: "f".into(),
+            iam: false,
         };
         let p = r.matches(&Method::POST, "/api/hooks/abc-1/documents/upload-failed").unwrap();
         assert_eq!(p["scoringId"], "abc-1");

@@ -9,6 +9,7 @@ pub mod gateway;
 pub mod poller;
 pub mod provision;
 pub mod runtime;
+pub mod sigv4;
 pub mod template;
 
 use std::collections::BTreeMap;
@@ -93,10 +94,11 @@ impl LocalCloud {
             )?;
             for event in &f.events {
                 match event {
-                    EventSource::Http { method, path } => routes.push(Route {
+                    EventSource::Http { method, path, iam } => routes.push(Route {
                         method: method.clone(),
                         path: resources.resolve(path)?,
                         function: f.logical_id.clone(),
+                        iam: *iam,
                     }),
                     EventSource::Sqs { queue, batch_size } => {
                         let Some(Physical::Queue { url, arn, .. }) = resources.by_logical_id.get(queue)
@@ -125,7 +127,13 @@ impl LocalCloud {
         tokio::spawn(async move {
             let _ = axum::serve(runtime, runtime_router).await;
         });
-        let gateway = Arc::new(Gateway { routes: routes.clone(), api: api.clone() });
+        let platform =
+            |name: &str| options.platform_env.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let principal = match (platform("AWS_ACCESS_KEY_ID"), platform("AWS_SECRET_ACCESS_KEY")) {
+            (Some(access_key), Some(secret_key)) => Some(sigv4::Principal { access_key, secret_key }),
+            _ => None,
+        };
+        let gateway = Arc::new(Gateway { routes: routes.clone(), api: api.clone(), principal });
         tokio::spawn(async move {
             let _ = axum::serve(http, gateway::router(gateway)).await;
         });

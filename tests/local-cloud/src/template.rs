@@ -18,8 +18,16 @@ pub struct Template {
 
 #[derive(Debug, Clone)]
 pub enum EventSource {
-    Http { method: String, path: Value },
-    Sqs { queue: String, batch_size: usize },
+    /// `iam`: the route takes only SigV4-signed calls (`AWS_IAM` on the route or as its API's default).
+    Http {
+        method: String,
+        path: Value,
+        iam: bool,
+    },
+    Sqs {
+        queue: String,
+        batch_size: usize,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -112,6 +120,16 @@ impl Template {
         self.resources.iter().filter(move |(_, r)| r.get("Type").and_then(Value::as_str) == Some(kind))
     }
 
+    /// The authorizer of an `HttpApi` event: its own `Auth.Authorizer`, else its API's default.
+    fn route_authorizer(&self, event: &Value) -> Option<String> {
+        let own = event.pointer("/Auth/Authorizer").and_then(Value::as_str);
+        let api_default = || {
+            let api = event.pointer("/ApiId/Ref").and_then(Value::as_str)?;
+            self.resources.get(api)?.pointer("/Properties/Auth/DefaultAuthorizer")?.as_str()
+        };
+        own.or_else(api_default).map(str::to_owned)
+    }
+
     pub fn functions(&self) -> Result<Vec<FunctionDef>, CloudError> {
         let mut out = Vec::new();
         for (id, res) in self.of_type("AWS::Serverless::Function") {
@@ -138,6 +156,7 @@ impl Template {
                                 .unwrap_or("ANY")
                                 .to_uppercase(),
                             path: props.get("Path").cloned().unwrap_or_default(),
+                            iam: self.route_authorizer(&props).as_deref() == Some("AWS_IAM"),
                         }),
                         Some("SQS") => {
                             let queue = props

@@ -1,5 +1,6 @@
-//! `make run`: one truck eOSAGO policy through the whole local stack, printed
-//! as it happens; ends with the archived policy's `s3://` key and SHA-256.
+//! `make run`: one customer's truck eOSAGO policy through MUST and the same
+//! customer's loan insured through BIMA, on the whole local stack, printed as
+//! it happens; ends with the archived files and the customer's "My products".
 //! `demo up` instead leaves the stack running (for `make up`) until Ctrl-C.
 
 use std::path::PathBuf;
@@ -22,6 +23,11 @@ async fn main() -> Result<(), BoxError> {
     );
     println!("  AWS emulator    {}", std::env::var("AWS_ENDPOINT_URL").unwrap_or_default());
     println!("  MUST simulator  {}", h.must.base_url());
+    println!("  BIMA simulator  {}", h.bima.base_url());
+    println!(
+        "  My products     {}/api/customers/{{customerId}}/products  (SigV4-signed, service execute-api)",
+        h.cloud.http_url
+    );
     println!("  bank events in  {}", h.bank_events_url);
     println!("  bank notices    {}", h.notifications_url);
     println!(
@@ -36,6 +42,7 @@ async fn main() -> Result<(), BoxError> {
     }
 
     let process_id = format!("REQ-{}", std::process::id());
+    let customer = format!("CUST-{}", std::process::id());
     let scenario = Scenario {
         insurers: vec![
             InsurerResult {
@@ -53,8 +60,8 @@ async fn main() -> Result<(), BoxError> {
         ],
         ..Scenario::default()
     };
-    println!("\nbank -> truck.policy-requested {process_id} (two insurers will score it)");
-    h.start_truck_process(&process_id, "WMA06XZZ8GP000001", scenario, false).await?;
+    println!("\nbank -> truck.policy-requested {process_id} for {customer} (two insurers will score it)");
+    h.start_truck_process_for(&customer, &process_id, "WMA06XZZ8GP000001", scenario, false).await?;
 
     let issued = watch(&h, &process_id).await?;
     let files = issued["policy"]["files"].as_array().cloned().unwrap_or_default();
@@ -67,6 +74,23 @@ async fn main() -> Result<(), BoxError> {
         println!("  s3://{}/{}", file["bucket"].as_str().unwrap_or_default(), key);
         println!("  sha256 {sha}  ({} bytes, starts with %PDF)", bytes.len());
     }
+
+    let loan_number = format!("LN-{}", std::process::id());
+    println!(
+        "\nbank -> loan.issued {loan_number} for {customer} (500000 somoni, 12 months; insured with BIMA)"
+    );
+    h.send_bank_event(&Harness::loan_event(&loan_number, &customer, "500000")).await?;
+    let loan = h.wait_for_loan_stage(&loan_number, "issued", Duration::from_secs(120)).await?;
+    for n in h.notifications(&loan_number) {
+        println!("  bank <- {n}");
+    }
+    if let Some(key) = loan["print_form"]["key"].as_str() {
+        println!("  print form archived: s3://{}/{key}", h.archive_bucket);
+    }
+
+    let (status, products) = h.products(&customer, "", true).await?;
+    println!("\nGET /api/customers/{customer}/products (signed) -> {status}");
+    println!("{}", serde_json::to_string_pretty(&products)?);
     Ok(())
 }
 

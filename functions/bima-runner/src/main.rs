@@ -1,0 +1,52 @@
+//! bima-runner: SQS FIFO (loan queue) → a loan's credit-life steps and BIMA calls.
+
+use std::time::Duration;
+
+use polis::adapters::bima_http::{BimaCredentials, BimaHttp};
+use polis::adapters::config::{self, list, var};
+use polis::adapters::dynamodb::Table;
+use polis::adapters::http_auth::http_client;
+use polis::adapters::s3::Buckets;
+use polis::adapters::secrets;
+use polis::adapters::sqs::Queue;
+use polis::ports::LoanMessage;
+use polis::services::engine::Engine;
+use polis::services::loan_runner::{bima_refusal, LoanRunner};
+use polis::services::retry::Backoff;
+use polis::services::RetryLater;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_runtime::Error> {
+    polis::telemetry::init();
+    let sdk = config::aws().await;
+    let table = Table::new(config::dynamodb(&sdk), var("TABLE_NAME")?);
+    let bima = BimaHttp::new(
+        http_client(Duration::from_secs(config::number("BIMA_TIMEOUT_SECONDS", 20)?))?,
+        var("BIMA_BASE_URL")?,
+        BimaCredentials {
+            client_id: var("BIMA_CLIENT_ID")?,
+            client_secret: secrets::read(&config::ssm(&sdk), &var("BIMA_CLIENT_SECRET_PARAMETER")?).await?,
+        },
+        &list("BIMA_PRINT_HOSTS"),
+        table.clone(),
+    );
+    let runner = LoanRunner {
+        engine: Engine {
+            store: table,
+            effect_lease: Duration::from_millis(config::number("EFFECT_LEASE_MS", 60_000)?),
+            backoff: Backoff::default(),
+            refusal: bima_refusal,
+        },
+        bima,
+        objects: Buckets::new(config::s3(&sdk)),
+        outbox: Queue::new(config::sqs(&sdk), var("BANK_NOTIFICATIONS_QUEUE_URL")?),
+        archive_bucket: var("ARCHIVE_BUCKET")?,
+    };
+    let runner = &runner;
+    polis_lambda::run_sqs(true, |body| async move {
+        let message: LoanMessage = serde_json::from_str(&body)
+            .map_err(|e| RetryLater::NotYet(format!("unreadable loan message: {e}")))?;
+        runner.handle(message).await
+    })
+    .await
+}
