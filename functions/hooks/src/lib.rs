@@ -6,7 +6,10 @@ use polis::adapters::dynamodb::Table;
 use polis::adapters::secrets;
 use polis::adapters::sqs::Queue;
 use polis::domain::must::hook::HookKind;
-use polis::services::hook_intake::{HookIntake, HookRequest, ID_HEADER, SECRET_HEADER};
+use polis::services::hook_auth::{
+    HookAuth, HookCredentials, ID_HEADER, SECRET_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+};
+use polis::services::hook_intake::{HookIntake, HookRequest};
 
 /// Runs the Lambda for the hook at `/api/hooks/{scoringId}/<kind's path>`.
 pub async fn run(kind: HookKind) -> Result<(), Error> {
@@ -15,19 +18,27 @@ pub async fn run(kind: HookKind) -> Result<(), Error> {
     let intake = HookIntake {
         store: Table::new(config::dynamodb(&sdk), var("TABLE_NAME")?),
         queue: Queue::new(config::sqs(&sdk), var("PROCESS_QUEUE_URL")?),
-        secret: secrets::read(&config::ssm(&sdk), &var("HOOK_SECRET_PARAMETER")?).await?.into_bytes(),
+        auth: HookAuth::from_config(
+            &var("HOOK_AUTH_MODE")?,
+            &secrets::read(&config::ssm(&sdk), &var("HOOK_SECRET_PARAMETER")?).await?,
+        )?,
     };
     let intake = &intake;
     lambda_http::run(service_fn(move |req: Request| async move {
         let params = req.path_parameters();
         let header = |name: &str| req.headers().get(name).map(|v| v.as_bytes());
+        let text = |name: &str| header(name).and_then(|v| std::str::from_utf8(v).ok());
         let reply = intake
             .receive(
                 kind,
                 HookRequest {
                     scoring_id: params.first("scoringId"),
-                    secret: header(SECRET_HEADER),
-                    webhook_id: header(ID_HEADER).and_then(|v| std::str::from_utf8(v).ok()),
+                    credentials: HookCredentials {
+                        secret: header(SECRET_HEADER),
+                        id: text(ID_HEADER),
+                        timestamp: text(TIMESTAMP_HEADER),
+                        signature: text(SIGNATURE_HEADER),
+                    },
                     body: req.body().as_ref(),
                 },
             )

@@ -9,6 +9,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
+use super::hook_auth::{HookAuth, HookCredentials};
 use super::Reply;
 use crate::domain::ids::ScoringId;
 use crate::domain::must::hook::{HookKind, HookPayload};
@@ -19,24 +20,11 @@ use crate::ports::{
 /// Bodies above this are not processed (they are quarantined with their first bytes).
 pub const MAX_HOOK_BODY: usize = 200 * 1024;
 
-/// The header that carries the shared secret.
-pub const SECRET_HEADER: &str = "x-hook-secret";
-/// Standard Webhooks' message id header, used as the hook's id when present.
-pub const ID_HEADER: &str = "webhook-id";
-
 /// The parts of an HTTP request a hook function looks at.
 pub struct HookRequest<'a> {
     pub scoring_id: Option<&'a str>,
-    pub secret: Option<&'a [u8]>,
-    pub webhook_id: Option<&'a str>,
+    pub credentials: HookCredentials<'a>,
     pub body: &'a [u8],
-}
-
-/// Compares secrets in time independent of where they differ (and of their lengths).
-pub fn secrets_match(expected: &[u8], given: &[u8]) -> bool {
-    let a = Sha256::digest(expected);
-    let b = Sha256::digest(given);
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The hook's id: MUST's `webhook-id` when usable, else a digest of kind and body
@@ -58,7 +46,7 @@ pub fn hook_id(kind: HookKind, webhook_id: Option<&str>, body: &[u8]) -> String 
 pub struct HookIntake<S, Q> {
     pub store: S,
     pub queue: Q,
-    pub secret: Vec<u8>,
+    pub auth: HookAuth,
 }
 
 impl<S, Q> HookIntake<S, Q>
@@ -67,8 +55,9 @@ where
     Q: ProcessQueue + Sync,
 {
     pub async fn receive(&self, kind: HookKind, req: HookRequest<'_>) -> Reply {
-        if !req.secret.is_some_and(|s| secrets_match(&self.secret, s)) {
-            tracing::warn!(hook = kind.path(), "hook refused: bad or missing secret");
+        // Before anything is read or stored: a refused call costs no write and no message.
+        if let Err(why) = self.auth.verify(&req.credentials, req.body, (now_ms() / 1000) as i64) {
+            tracing::warn!(hook = kind.path(), reason = %why, "hook refused");
             return Reply::new(401, json!({"error": "unauthorized"}));
         }
         let scoring_id = match ScoringId::parse(req.scoring_id.unwrap_or_default()) {
@@ -80,7 +69,7 @@ where
     }
 
     async fn accept(&self, kind: HookKind, scoring_id: ScoringId, req: HookRequest<'_>) -> Reply {
-        let hook_id = hook_id(kind, req.webhook_id, req.body);
+        let hook_id = hook_id(kind, req.credentials.id, req.body);
         let problem = if req.body.len() > MAX_HOOK_BODY {
             Some(format!("body of {} bytes is over the {MAX_HOOK_BODY}-byte limit", req.body.len()))
         } else {
@@ -153,14 +142,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn secrets_compare_by_content_only() {
-        assert!(secrets_match(b"s3cret", b"s3cret"));
-        assert!(!secrets_match(b"s3cret", b"s3cres"));
-        assert!(!secrets_match(b"s3cret", b"s3cret "));
-        assert!(!secrets_match(b"s3cret", b""));
-    }
 
     #[test]
     fn hook_id_prefers_a_clean_webhook_id_and_else_digests_the_body() {

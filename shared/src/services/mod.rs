@@ -3,6 +3,7 @@
 pub mod bank_intake;
 pub mod batch;
 pub mod engine;
+pub mod hook_auth;
 pub mod hook_intake;
 pub mod loan_runner;
 pub mod products;

@@ -18,6 +18,9 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Secrets the local stack is configured with (local values, not real ones).
 pub const HOOK_SECRET: &str = "local-hook-secret-0123456789";
+/// Standard Webhooks signing secrets mid-rotation: the old one still accepted, MUST signing with the new.
+pub const OLD_SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub const NEW_SIGNING_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
 pub const MUST_LOGIN: &str = "polis";
 pub const MUST_PASSWORD: &str = "polis-local-password";
 pub const BIMA_CLIENT_ID: &str = "imon";
@@ -67,15 +70,45 @@ fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
+/// How MUST authenticates its hooks to this stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookAuthMode {
+    SharedSecret,
+    /// Standard Webhooks signatures, with two secrets configured (a rotation in progress).
+    StandardWebhooks,
+}
+
 impl Harness {
+    /// The stack with hooks authenticated by the shared secret (the template's default).
     pub async fn start(stack: &str, ports: Ports, log_dir: PathBuf) -> Result<Harness, BoxError> {
+        Self::start_with(stack, ports, log_dir, HookAuthMode::SharedSecret).await
+    }
+
+    pub async fn start_with(
+        stack: &str,
+        ports: Ports,
+        log_dir: PathBuf,
+        hook_auth: HookAuthMode,
+    ) -> Result<Harness, BoxError> {
+        let (mode, hook_secret, signing) = match hook_auth {
+            HookAuthMode::SharedSecret => (
+                "shared-secret",
+                HOOK_SECRET.to_owned(),
+                polis_must_sim::HookSigning::Secret(HOOK_SECRET.into()),
+            ),
+            HookAuthMode::StandardWebhooks => (
+                "standard-webhooks",
+                format!("{OLD_SIGNING_SECRET} {NEW_SIGNING_SECRET}"),
+                polis_must_sim::HookSigning::Sign(NEW_SIGNING_SECRET.into()),
+            ),
+        };
         let endpoint = std::env::var("AWS_ENDPOINT_URL")
             .map_err(|_| "AWS_ENDPOINT_URL is not set: start the emulator (make emulator) first")?;
         let sdk = polis::adapters::config::aws().await;
         let must = polis_must_sim::start(
             SimConfig {
                 hook_base_url: format!("http://{}", ports.http),
-                hook_secret: HOOK_SECRET.into(),
+                hook_auth: signing,
                 login: MUST_LOGIN.into(),
                 password: MUST_PASSWORD.into(),
                 ..SimConfig::default()
@@ -100,6 +133,7 @@ impl Harness {
             ("MustLogin", MUST_LOGIN.into()),
             ("MustPasswordParameterName", format!("/{stack}/must-password")),
             ("HookSecretParameterName", format!("/{stack}/hook-secret")),
+            ("HookAuthMode", mode.into()),
             // Retries come back in seconds, not minutes, locally.
             ("RunnerVisibilityTimeout", "4".into()),
             ("EffectLeaseMs", "3000".into()),
@@ -121,7 +155,7 @@ impl Harness {
         let ssm = aws_sdk_ssm::Client::new(&sdk);
         for (name, value) in [
             ("must-password", MUST_PASSWORD),
-            ("hook-secret", HOOK_SECRET),
+            ("hook-secret", hook_secret.as_str()),
             ("bima-client-secret", BIMA_CLIENT_SECRET),
         ] {
             ssm.put_parameter()

@@ -28,7 +28,7 @@ pub use scenario::{InsurerResult, OfferOutcome, Scenario};
 pub struct SimConfig {
     /// Where the partner hosts its hooks: `{hook_base_url}/api/hooks/{scoringId}/...`.
     pub hook_base_url: String,
-    pub hook_secret: String,
+    pub hook_auth: HookSigning,
     pub login: String,
     pub password: String,
     pub token_ttl: Duration,
@@ -45,7 +45,7 @@ impl Default for SimConfig {
     fn default() -> Self {
         SimConfig {
             hook_base_url: "http://127.0.0.1:3000".into(),
-            hook_secret: "local-hook-secret".into(),
+            hook_auth: HookSigning::Secret("local-hook-secret".into()),
             login: "polis".into(),
             password: "polis-local".into(),
             token_ttl: Duration::from_secs(7 * 24 * 3600),
@@ -53,6 +53,39 @@ impl Default for SimConfig {
             first_retry_delay: Duration::from_millis(100),
             max_retry_delay: Duration::from_secs(2),
             payment_delay: Duration::from_millis(200),
+        }
+    }
+}
+
+/// How the simulator proves to the partner that a hook is MUST's.
+#[derive(Debug, Clone)]
+pub enum HookSigning {
+    /// A static secret in `x-hook-secret`.
+    Secret(String),
+    /// Standard Webhooks: `webhook-timestamp` and a `v1,` HMAC-SHA256 signature made with
+    /// this `whsec_…` secret over `{webhook-id}.{timestamp}.{body}`.
+    Sign(String),
+}
+
+impl HookSigning {
+    /// The headers that authenticate a hook with id `id` and `body`, sent at `now_s`.
+    pub fn headers(&self, id: &str, body: &[u8], now_s: u64) -> Vec<(&'static str, String)> {
+        use base64::Engine;
+        use hmac::{KeyInit, Mac};
+        match self {
+            HookSigning::Secret(secret) => vec![("x-hook-secret", secret.clone())],
+            HookSigning::Sign(secret) => {
+                let b64 = base64::engine::general_purpose::STANDARD;
+                let key = b64.decode(secret.trim_start_matches("whsec_")).unwrap_or_default();
+                let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key) else { return Vec::new() };
+                mac.update(format!("{id}.{now_s}.").as_bytes());
+                mac.update(body);
+                let signature = b64.encode(mac.finalize().into_bytes());
+                vec![
+                    ("webhook-timestamp", now_s.to_string()),
+                    ("webhook-signature", format!("v1,{signature}")),
+                ]
+            }
         }
     }
 }
@@ -244,14 +277,16 @@ impl Sim {
             let url = format!("{}/api/hooks/{}/{}", self.config.hook_base_url, hook.scoring_id, hook.path);
             let mut delay = self.config.first_retry_delay;
             loop {
-                let sent = self
+                let body = hook.body.to_string().into_bytes();
+                let mut request = self
                     .http
                     .post(&url)
-                    .header("x-hook-secret", &self.config.hook_secret)
                     .header("webhook-id", &hook.id)
-                    .json(&hook.body)
-                    .send()
-                    .await;
+                    .header("content-type", "application/json");
+                for (name, value) in self.config.hook_auth.headers(&hook.id, &body, now_ms() / 1000) {
+                    request = request.header(name, value);
+                }
+                let sent = request.body(body).send().await;
                 if sent.as_ref().is_ok_and(|r| r.status() == StatusCode::OK) {
                     *self.lock().stats.hooks_delivered.entry(hook.path.to_owned()).or_default() += 1;
                     break;

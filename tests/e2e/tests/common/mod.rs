@@ -6,7 +6,7 @@ use std::sync::{LazyLock, OnceLock};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use polis_e2e::{Harness, Ports};
+use polis_e2e::{Harness, HookAuthMode, Ports};
 
 pub const FLOW_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -15,21 +15,37 @@ static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
 });
 static HARNESS: OnceLock<Harness> = OnceLock::new();
 
-/// Runs a test body on the shared runtime, with the stack started first.
+/// Runs a test body on the shared runtime, with the stack (hooks by shared secret) started first.
+#[allow(dead_code)] // Not every test binary uses each helper.
 pub fn run<F: Future>(f: F) -> F::Output {
-    harness();
+    run_on(HookAuthMode::SharedSecret, f)
+}
+
+/// Runs a test body on the shared runtime, the stack started first with hooks authenticated by
+/// `mode` (one mode per test binary: the first call decides).
+pub fn run_on<F: Future>(mode: HookAuthMode, f: F) -> F::Output {
+    stack(mode);
     RUNTIME.block_on(f)
 }
 
+/// This test binary's stack, once started.
 pub fn harness() -> &'static Harness {
+    HARNESS.get().expect("the stack is started by run() or run_on()")
+}
+
+fn stack(mode: HookAuthMode) -> &'static Harness {
     HARNESS.get_or_init(|| {
         let stack = format!("polis-e2e-{}", std::process::id());
-        let logs =
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.local/logs").join(&stack);
+        let logs = log_dir(&stack);
         RUNTIME
-            .block_on(Harness::start(&stack, Ports::any().expect("free ports"), logs))
+            .block_on(Harness::start_with(&stack, Ports::any().expect("free ports"), logs, mode))
             .expect("the local stack starts")
     })
+}
+
+/// Where this stack's function logs go.
+pub fn log_dir(stack: &str) -> std::path::PathBuf {
+    std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.local/logs").join(stack)
 }
 
 /// A process id and VIN unique to this test run.

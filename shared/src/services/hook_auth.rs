@@ -1,0 +1,305 @@
+//! Who may call our hook endpoints, in the way MUST can offer it, chosen by
+//! configuration (`HOOK_AUTH_MODE`):
+//! - `shared-secret`: a static secret in the `x-hook-secret` header;
+//! - `standard-webhooks`: an HMAC-SHA256 signature over `{id}.{timestamp}.{body}`
+//!   (the Standard Webhooks scheme: `webhook-id`, `webhook-timestamp`,
+//!   `webhook-signature` holding space-separated `v1,<base64>` signatures), with
+//!   several secrets accepted at once so they can be rotated, and a timestamp
+//!   within ±5 minutes of ours.
+//!
+//! Every comparison is constant-time. The secret (or secrets, separated by
+//! whitespace) comes from one SSM SecureString.
+
+use std::time::Duration;
+
+use base64::Engine;
+use hmac::{Hmac, KeyInit, Mac};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+/// The header of the `shared-secret` mode.
+pub const SECRET_HEADER: &str = "x-hook-secret";
+/// Standard Webhooks' headers (the id is also our hook id in either mode).
+pub const ID_HEADER: &str = "webhook-id";
+pub const TIMESTAMP_HEADER: &str = "webhook-timestamp";
+pub const SIGNATURE_HEADER: &str = "webhook-signature";
+
+/// How far a signed hook's timestamp may be from our clock, either way.
+pub const TOLERANCE: Duration = Duration::from_secs(5 * 60);
+
+/// The authentication headers of one request, as sent.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct HookCredentials<'a> {
+    pub secret: Option<&'a [u8]>,
+    pub id: Option<&'a str>,
+    pub timestamp: Option<&'a str>,
+    pub signature: Option<&'a str>,
+}
+
+pub enum HookAuth {
+    SharedSecret(Vec<u8>),
+    StandardWebhooks(Vec<Vec<u8>>),
+}
+
+impl std::fmt::Debug for HookAuth {
+    // Never prints a secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HookAuth::SharedSecret(_) => f.write_str("SharedSecret(..)"),
+            HookAuth::StandardWebhooks(keys) => write!(f, "StandardWebhooks({} keys)", keys.len()),
+        }
+    }
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum AuthConfigError {
+    #[error("HOOK_AUTH_MODE must be shared-secret or standard-webhooks, not {0:?}")]
+    UnknownMode(String),
+    #[error("the hook secret is empty")]
+    Empty,
+    #[error("a shared hook secret needs at least 16 bytes")]
+    TooShort,
+    #[error("signing secret {0} is not whsec_ followed by base64")]
+    BadSigningSecret(usize),
+}
+
+/// Why a hook was refused (said in our log, never in detail to the caller).
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("header {0} missing")]
+    Missing(&'static str),
+    #[error("header {0} malformed")]
+    Malformed(&'static str),
+    #[error("timestamp {0} s outside the tolerance")]
+    OutsideTolerance(i64),
+    #[error("no signature or secret matches")]
+    Mismatch,
+}
+
+/// Constant-time equality of secrets of any lengths (compared as digests).
+pub fn secrets_match(expected: &[u8], given: &[u8]) -> bool {
+    let (a, b) = (Sha256::digest(expected), Sha256::digest(given));
+    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn signing_key(text: &str) -> Option<Vec<u8>> {
+    let encoded = text.strip_prefix("whsec_").unwrap_or(text);
+    base64::engine::general_purpose::STANDARD.decode(encoded).ok().filter(|k| !k.is_empty())
+}
+
+fn mac(key: &[u8], id: &str, timestamp: &str, body: &[u8]) -> Hmac<Sha256> {
+    // HMAC takes keys of any length; `new_from_slice` cannot fail for it.
+    let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+    mac.update(id.as_bytes());
+    mac.update(b".");
+    mac.update(timestamp.as_bytes());
+    mac.update(b".");
+    mac.update(body);
+    mac
+}
+
+/// The `webhook-signature` value for a hook (the sender's side: simulators, tools).
+pub fn sign(signing_secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Option<String> {
+    let key = signing_key(signing_secret)?;
+    let tag = mac(&key, id, &timestamp.to_string(), body).finalize().into_bytes();
+    Some(format!("v1,{}", base64::engine::general_purpose::STANDARD.encode(tag)))
+}
+
+impl HookAuth {
+    /// From the mode and the secret parameter's value (several secrets separated by whitespace).
+    pub fn from_config(mode: &str, secret: &str) -> Result<HookAuth, AuthConfigError> {
+        let secrets: Vec<&str> = secret.split_whitespace().collect();
+        if secrets.is_empty() {
+            return Err(AuthConfigError::Empty);
+        }
+        match mode {
+            "shared-secret" => {
+                let joined = secret.trim();
+                if joined.len() < 16 {
+                    return Err(AuthConfigError::TooShort);
+                }
+                Ok(HookAuth::SharedSecret(joined.as_bytes().to_vec()))
+            }
+            "standard-webhooks" => secrets
+                .iter()
+                .enumerate()
+                .map(|(i, s)| signing_key(s).ok_or(AuthConfigError::BadSigningSecret(i + 1)))
+                .collect::<Result<_, _>>()
+                .map(HookAuth::StandardWebhooks),
+            other => Err(AuthConfigError::UnknownMode(other.to_owned())),
+        }
+    }
+
+    /// Checks a request at `now_s` (seconds since the epoch).
+    pub fn verify(&self, c: &HookCredentials<'_>, body: &[u8], now_s: i64) -> Result<(), AuthError> {
+        match self {
+            HookAuth::SharedSecret(expected) => {
+                let given = c.secret.ok_or(AuthError::Missing(SECRET_HEADER))?;
+                secrets_match(expected, given).then_some(()).ok_or(AuthError::Mismatch)
+            }
+            HookAuth::StandardWebhooks(keys) => {
+                let id = c.id.filter(|i| !i.is_empty()).ok_or(AuthError::Missing(ID_HEADER))?;
+                let timestamp = c.timestamp.ok_or(AuthError::Missing(TIMESTAMP_HEADER))?;
+                let header = c.signature.ok_or(AuthError::Missing(SIGNATURE_HEADER))?;
+                let sent: i64 = timestamp
+                    .parse()
+                    .ok()
+                    .filter(|_| timestamp.bytes().all(|b| b.is_ascii_digit()))
+                    .ok_or(AuthError::Malformed(TIMESTAMP_HEADER))?;
+                let skew = sent.saturating_sub(now_s);
+                if skew.unsigned_abs() > TOLERANCE.as_secs() {
+                    return Err(AuthError::OutsideTolerance(skew));
+                }
+                let signatures: Vec<Vec<u8>> = header
+                    .split_whitespace()
+                    .filter_map(|s| s.strip_prefix("v1,"))
+                    .filter_map(|s| base64::engine::general_purpose::STANDARD.decode(s).ok())
+                    .collect();
+                if signatures.is_empty() {
+                    return Err(AuthError::Malformed(SIGNATURE_HEADER));
+                }
+                // Every pair is checked, so the time taken does not tell which matched.
+                let mut matched = false;
+                for key in keys {
+                    for signature in &signatures {
+                        matched |= mac(key, id, timestamp, body).verify_slice(signature).is_ok();
+                    }
+                }
+                matched.then_some(()).ok_or(AuthError::Mismatch)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: i64 = 1_795_439_400;
+    const OLD: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const NEW: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+    const BODY: &[u8] = br#"{"insuranceCompany":"ingostrah","writtenPremium":17847.29}"#;
+
+    fn signed(auth: &HookAuth, signature: &str, timestamp: i64, body: &[u8]) -> Result<(), AuthError> {
+        let ts = timestamp.to_string();
+        let c = HookCredentials {
+            id: Some("msg_1"),
+            timestamp: Some(&ts),
+            signature: Some(signature),
+            ..Default::default()
+        };
+        auth.verify(&c, body, NOW)
+    }
+
+    fn webhooks(secrets: &str) -> HookAuth {
+        HookAuth::from_config("standard-webhooks", secrets).unwrap()
+    }
+
+    #[test]
+    fn a_shared_secret_must_be_present_and_equal() {
+        let auth = HookAuth::from_config("shared-secret", "local-hook-secret-0123456789").unwrap();
+        let with = |s: Option<&'static [u8]>| {
+            auth.verify(&HookCredentials { secret: s, ..Default::default() }, b"{}", NOW)
+        };
+        assert_eq!(with(Some(b"local-hook-secret-0123456789")), Ok(()));
+        assert_eq!(with(None), Err(AuthError::Missing(SECRET_HEADER)));
+        assert_eq!(with(Some(b"local-hook-secret-012345678")), Err(AuthError::Mismatch));
+        assert_eq!(with(Some(b"")), Err(AuthError::Mismatch));
+    }
+
+    #[test]
+    fn configuration_is_checked_before_any_hook_arrives() {
+        assert_eq!(HookAuth::from_config("shared-secret", "short").unwrap_err(), AuthConfigError::TooShort);
+        assert_eq!(
+            HookAuth::from_config("hmac", OLD).unwrap_err(),
+            AuthConfigError::UnknownMode("hmac".into())
+        );
+        assert_eq!(HookAuth::from_config("standard-webhooks", " ").unwrap_err(), AuthConfigError::Empty);
+        assert_eq!(
+            HookAuth::from_config("standard-webhooks", &format!("{OLD} whsec_%%%")).unwrap_err(),
+            AuthConfigError::BadSigningSecret(2)
+        );
+        assert!(!format!("{:?}", webhooks(OLD)).contains("MfKQ"), "Debug never shows a key");
+    }
+
+    #[test]
+    fn a_valid_signature_is_accepted_and_a_one_byte_change_of_the_body_is_not() {
+        let auth = webhooks(OLD);
+        let sig = sign(OLD, "msg_1", NOW, BODY).unwrap();
+        assert_eq!(signed(&auth, &sig, NOW, BODY), Ok(()));
+        let mut changed = BODY.to_vec();
+        changed[10] ^= 1;
+        assert_eq!(signed(&auth, &sig, NOW, &changed), Err(AuthError::Mismatch));
+        let other_id = HookCredentials {
+            id: Some("msg_2"),
+            timestamp: Some(&NOW.to_string()),
+            signature: Some(&sig),
+            ..Default::default()
+        };
+        assert_eq!(auth.verify(&other_id, BODY, NOW), Err(AuthError::Mismatch), "the id is signed too");
+    }
+
+    #[test]
+    fn one_valid_signature_among_several_is_enough() {
+        let auth = webhooks(OLD);
+        let good = sign(OLD, "msg_1", NOW, BODY).unwrap();
+        let wrong = sign(NEW, "msg_1", NOW, BODY).unwrap();
+        assert_eq!(signed(&auth, &format!("{wrong} v1,AAAA {good}"), NOW, BODY), Ok(()));
+        assert_eq!(signed(&auth, &format!("{wrong} v1,AAAA"), NOW, BODY), Err(AuthError::Mismatch));
+        assert_eq!(
+            signed(&auth, &format!("v2,{}", &good[3..]), NOW, BODY),
+            Err(AuthError::Malformed(SIGNATURE_HEADER))
+        );
+    }
+
+    #[test]
+    fn a_rotated_secret_is_accepted_beside_the_old_one_and_alone_after() {
+        let during = webhooks(&format!("{OLD} {NEW}"));
+        let after = webhooks(NEW);
+        let by_old = sign(OLD, "msg_1", NOW, BODY).unwrap();
+        let by_new = sign(NEW, "msg_1", NOW, BODY).unwrap();
+        assert_eq!(signed(&during, &by_old, NOW, BODY), Ok(()));
+        assert_eq!(signed(&during, &by_new, NOW, BODY), Ok(()));
+        assert_eq!(signed(&after, &by_new, NOW, BODY), Ok(()));
+        assert_eq!(signed(&after, &by_old, NOW, BODY), Err(AuthError::Mismatch));
+    }
+
+    #[test]
+    fn the_timestamp_must_be_within_five_minutes_either_way() {
+        let auth = webhooks(OLD);
+        for (offset, ok) in [(-300, true), (300, true), (-301, false), (301, false)] {
+            let ts = NOW + offset;
+            let sig = sign(OLD, "msg_1", ts, BODY).unwrap();
+            assert_eq!(signed(&auth, &sig, ts, BODY).is_ok(), ok, "offset {offset}");
+        }
+        let sig = sign(OLD, "msg_1", NOW, BODY).unwrap();
+        let c = HookCredentials {
+            id: Some("msg_1"),
+            timestamp: Some("1795439400.0"),
+            signature: Some(&sig),
+            ..Default::default()
+        };
+        assert_eq!(auth.verify(&c, BODY, NOW), Err(AuthError::Malformed(TIMESTAMP_HEADER)));
+    }
+
+    #[test]
+    fn each_missing_header_is_named() {
+        let auth = webhooks(OLD);
+        let sig = sign(OLD, "msg_1", NOW, BODY).unwrap();
+        let ts = NOW.to_string();
+        let full =
+            HookCredentials { id: Some("msg_1"), timestamp: Some(&ts), signature: Some(&sig), secret: None };
+        assert_eq!(
+            auth.verify(&HookCredentials { id: None, ..full }, BODY, NOW),
+            Err(AuthError::Missing(ID_HEADER))
+        );
+        assert_eq!(
+            auth.verify(&HookCredentials { timestamp: None, ..full }, BODY, NOW),
+            Err(AuthError::Missing(TIMESTAMP_HEADER))
+        );
+        assert_eq!(
+            auth.verify(&HookCredentials { signature: None, ..full }, BODY, NOW),
+            Err(AuthError::Missing(SIGNATURE_HEADER))
+        );
+    }
+}
