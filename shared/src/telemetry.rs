@@ -16,3 +16,28 @@ pub fn init() {
         .without_time()
         .try_init();
 }
+
+/// Counts one occurrence of `metric` in CloudWatch (namespace `polis`), by
+/// `dimension`: an Embedded Metric Format line on stdout, which Lambda's log
+/// pipeline turns into a metric without an API call.
+pub fn count(metric: &str, dimension: (&str, &str)) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let (name, value) = dimension;
+    let line = serde_json::json!({
+        "_aws": {
+            "Timestamp": now,
+            "CloudWatchMetrics": [{
+                "Namespace": "polis",
+                // Per source, and in total (what the alarm watches).
+                "Dimensions": [[name], []],
+                "Metrics": [{"Name": metric, "Unit": "Count"}],
+            }],
+        },
+        name: value,
+        metric: 1,
+    });
+    println!("{line}");
+}

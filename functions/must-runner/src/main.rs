@@ -41,6 +41,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         outbox: Queue::new(config::sqs(&sdk), var("BANK_NOTIFICATIONS_QUEUE_URL")?),
         documents_bucket: var("DOCUMENTS_BUCKET")?,
         archive_bucket: var("ARCHIVE_BUCKET")?,
+        unknown_scoring_grace: Duration::from_secs(config::number("UNKNOWN_SCORING_GRACE_SECONDS", 600)?),
     };
     let runner = &runner;
     polis_lambda::run_sqs(true, |body| async move {

@@ -7,6 +7,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
+use super::quarantine::keep;
 use super::RetryLater;
 use crate::domain::bank::truck::{TruckBankEvent, TruckNotice, TruckNotification};
 use crate::domain::bank::{BankEvent, ErrorReport};
@@ -40,23 +41,16 @@ where
     B: BankOutbox + Sync,
 {
     pub async fn handle(&self, body: &str) -> Result<(), RetryLater> {
-        match BankEvent::parse(body) {
-            Err(problem) => self.refuse(body, vec![problem]).await,
-            Ok(BankEvent::Truck(event)) => match event.validate() {
-                Err(problems) => self.refuse(body, problems).await,
-                Ok(()) => {
-                    let span = tracing::info_span!("process", process_id = %event.process_id());
-                    self.route_truck(event).instrument(span).await
-                }
-            },
-            Ok(BankEvent::Loan(LoanBankEvent::Issued(loan))) => match loan.validate() {
-                Err(problems) => self.refuse(body, problems).await,
-                Ok(()) => {
-                    let span =
-                        tracing::info_span!("process", process_id = %format!("LOAN#{}", loan.loan_number));
-                    self.route_loan(*loan).instrument(span).await
-                }
-            },
+        match BankEvent::accept(body) {
+            Err(problems) => self.refuse(body, problems).await,
+            Ok(BankEvent::Truck(event)) => {
+                let span = tracing::info_span!("process", process_id = %event.process_id());
+                self.route_truck(event).instrument(span).await
+            }
+            Ok(BankEvent::Loan(LoanBankEvent::Issued(loan))) => {
+                let span = tracing::info_span!("process", process_id = %format!("LOAN#{}", loan.loan_number));
+                self.route_loan(*loan).instrument(span).await
+            }
         }
     }
 
@@ -114,9 +108,7 @@ where
             origin: serde_json::json!({"eventId": event_id, "type": kind}),
             received_at_ms: now_ms(),
         };
-        self.store.quarantine(&item).await?;
-        let fields: Vec<&str> = problems.iter().map(|p| p.field.as_str()).collect();
-        tracing::warn!(quarantine_id = %item.id, ?fields, "bank event refused");
+        keep(&self.store, &item).await?;
         let notice_id = format!("invalid-{}", &digest[..16]);
         if kind.starts_with("loan.") {
             let notice = LoanNotification {

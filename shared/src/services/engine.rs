@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use super::quarantine::keep;
 use super::retry::Backoff;
 use super::RetryLater;
 use crate::domain::bank::truck::ErrorReport;
@@ -86,15 +87,15 @@ where
         origin: serde_json::Value,
     ) -> Result<(), RetryLater> {
         let item = Quarantined {
-            id: format!("{source}-{id}"),
+            // The attempt's time makes each keeping its own record (see services::quarantine).
+            id: format!("{source}-{id}-{}", now_ms()),
             source: source.into(),
-            reason: reason.clone(),
+            reason,
             body,
             origin,
             received_at_ms: now_ms(),
         };
-        self.store.quarantine(&item).await?;
-        tracing::warn!(quarantine_id = %item.id, %reason, "quarantined");
+        keep(&self.store, &item).await?;
         Ok(())
     }
 

@@ -10,11 +10,13 @@ use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
 use super::hook_auth::{HookAuth, HookCredentials};
+use super::quarantine::keep;
 use super::Reply;
 use crate::domain::ids::ScoringId;
 use crate::domain::must::hook::{HookKind, HookPayload};
 use crate::ports::{
-    now_ms, HookStore, ProcessMessage, ProcessQueue, QuarantineStore, Quarantined, ReceivedHook, Recorded,
+    now_ms, HookStore, InfraError, ProcessMessage, ProcessQueue, QuarantineStore, Quarantined, ReceivedHook,
+    Recorded,
 };
 
 /// Bodies above this are not processed (they are quarantined with their first bytes).
@@ -70,42 +72,30 @@ where
 
     async fn accept(&self, kind: HookKind, scoring_id: ScoringId, req: HookRequest<'_>) -> Reply {
         let hook_id = hook_id(kind, req.credentials.id, req.body);
-        let problem = if req.body.len() > MAX_HOOK_BODY {
-            Some(format!("body of {} bytes is over the {MAX_HOOK_BODY}-byte limit", req.body.len()))
-        } else {
-            match std::str::from_utf8(req.body) {
-                Err(_) => Some("body is not UTF-8".to_owned()),
-                Ok(_) => HookPayload::parse(kind, req.body).err().map(|e| e.to_string()),
-            }
-        };
-        if let Some(reason) = problem {
+        if let Some(reason) = check_body(kind, req.body) {
             return self.quarantine(kind, &scoring_id, &hook_id, req.body, reason).await;
         }
         let hook = ReceivedHook {
-            scoring_id: scoring_id.clone(),
+            scoring_id,
             kind,
             hook_id: hook_id.clone(),
             body: String::from_utf8_lossy(req.body).into_owned(),
             received_at_ms: now_ms(),
         };
-        let recorded = match self.store.record_hook(&hook).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::error!(error = %e, "hook not stored; MUST will retry");
-                return Reply::new(503, json!({"error": "temporarily unavailable, retry"}));
+        match store_and_enqueue(&self.store, &self.queue, hook).await {
+            Ok(recorded) => {
+                let status = match recorded {
+                    Recorded::New => "accepted",
+                    Recorded::Duplicate => "duplicate",
+                };
+                tracing::info!(hook_id, status, "hook accepted");
+                Reply::new(200, json!({"status": status, "hookId": hook_id}))
             }
-        };
-        let message = ProcessMessage::Hook(hook);
-        if let Err(e) = self.queue.enqueue(&message, scoring_id.as_str(), &hook_id).await {
-            tracing::error!(error = %e, "hook stored but not enqueued; MUST will retry");
-            return Reply::new(503, json!({"error": "temporarily unavailable, retry"}));
+            Err(e) => {
+                tracing::error!(error = %e, "hook not stored and enqueued; MUST will retry");
+                Reply::new(503, json!({"error": "temporarily unavailable, retry"}))
+            }
         }
-        let status = match recorded {
-            Recorded::New => "accepted",
-            Recorded::Duplicate => "duplicate",
-        };
-        tracing::info!(hook_id, status, "hook accepted");
-        Reply::new(200, json!({"status": status, "hookId": hook_id}))
     }
 
     async fn quarantine(
@@ -122,21 +112,46 @@ where
             source: "hook".into(),
             reason: reason.clone(),
             body: String::from_utf8_lossy(kept).into_owned(),
-            origin: json!({"kind": kind, "scoringId": scoring_id, "hookId": hook_id}),
+            origin: hook_origin(kind, scoring_id, hook_id),
             received_at_ms: now_ms(),
         };
-        match self.store.quarantine(&item).await {
-            Ok(()) => {
-                tracing::warn!(quarantine_id = %item.id, %reason, "hook quarantined");
-                // 200 so MUST stops retrying: the hook is kept for replay after a fix.
-                Reply::new(200, json!({"status": "quarantined", "reason": reason}))
-            }
+        match keep(&self.store, &item).await {
+            // 200 so MUST stops retrying: the hook is kept for replay after a fix.
+            Ok(()) => Reply::new(200, json!({"status": "quarantined", "reason": reason})),
             Err(e) => {
                 tracing::error!(error = %e, "hook could not be quarantined; MUST will retry");
                 Reply::new(503, json!({"error": "temporarily unavailable, retry"}))
             }
         }
     }
+}
+
+/// Why a hook's body cannot be processed, if it cannot (size, encoding, payload).
+pub fn check_body(kind: HookKind, body: &[u8]) -> Option<String> {
+    if body.len() > MAX_HOOK_BODY {
+        return Some(format!("body of {} bytes is over the {MAX_HOOK_BODY}-byte limit", body.len()));
+    }
+    match std::str::from_utf8(body) {
+        Err(_) => Some("body is not UTF-8".to_owned()),
+        Ok(_) => HookPayload::parse(kind, body).err().map(|e| e.to_string()),
+    }
+}
+
+/// Where a quarantined hook came from, as replay reads it back.
+pub fn hook_origin(kind: HookKind, scoring_id: &ScoringId, hook_id: &str) -> serde_json::Value {
+    json!({"kind": kind, "scoringId": scoring_id, "hookId": hook_id})
+}
+
+/// Stores a hook (once) and puts it on its process's FIFO group; both must succeed.
+pub async fn store_and_enqueue<S, Q>(store: &S, queue: &Q, hook: ReceivedHook) -> Result<Recorded, InfraError>
+where
+    S: HookStore + Sync,
+    Q: ProcessQueue + Sync,
+{
+    let recorded = store.record_hook(&hook).await?;
+    let (group, dedup) = (hook.scoring_id.to_string(), hook.hook_id.clone());
+    queue.enqueue(&ProcessMessage::Hook(hook), &group, &dedup).await?;
+    Ok(recorded)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ pub mod hook_auth;
 pub mod hook_intake;
 pub mod loan_runner;
 pub mod products;
+pub mod quarantine;
 pub mod retry;
 pub mod truck_runner;
 

@@ -5,7 +5,10 @@
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
+use std::time::Duration;
+
 use super::engine::{EffectFailure, Engine, Workflow};
+use super::hook_intake::hook_origin;
 use super::RetryLater;
 use crate::domain::bank::truck::{ArchivedFile, BankDocument, ErrorReport};
 use crate::domain::ids::{BlobId, ProcessId};
@@ -15,8 +18,8 @@ use crate::domain::must::api::{
 use crate::domain::must::hook::HookPayload;
 use crate::domain::must::process::{ArchivePurpose, Effect, Outcome, ProcessEvent, TruckProcess};
 use crate::ports::{
-    BankOutbox, CallError, EffectLog, MustApi, ObjectStore, ProcessMessage, ProcessStore, QuarantineStore,
-    StoredProcess,
+    now_ms, BankOutbox, CallError, EffectLog, MustApi, ObjectStore, ProcessMessage, ProcessStore,
+    QuarantineStore, StoredProcess,
 };
 
 /// Policy files larger than this are refused (a policy PDF is tens of kilobytes).
@@ -107,6 +110,8 @@ pub struct TruckRunner<S, M, O, B> {
     pub outbox: B,
     pub documents_bucket: String,
     pub archive_bucket: String,
+    /// How long a hook for a scoringId we do not know waits for its process before it is quarantined.
+    pub unknown_scoring_grace: Duration,
 }
 
 impl<S, M, O, B> TruckRunner<S, M, O, B>
@@ -121,17 +126,22 @@ where
         let (key, event) = match message {
             ProcessMessage::Hook(hook) => {
                 let alias = scoring_alias(hook.scoring_id.as_str());
+                let origin = hook_origin(hook.kind, &hook.scoring_id, &hook.hook_id);
                 let Some(key) = self.engine.store.resolve_alias(&alias).await? else {
-                    // The init result may not be written yet; the FIFO group waits for it.
-                    return Err(RetryLater::NotYet(format!(
-                        "scoringId {} is not mapped yet",
-                        hook.scoring_id
-                    )));
+                    let waited = Duration::from_millis(now_ms().saturating_sub(hook.received_at_ms));
+                    if waited < self.unknown_scoring_grace {
+                        // The init result may not be written yet; the FIFO group waits for it.
+                        return Err(RetryLater::NotYet(format!(
+                            "scoringId {} is not mapped yet",
+                            hook.scoring_id
+                        )));
+                    }
+                    let reason = format!("unknown scoringId after {}s", waited.as_secs());
+                    return self.engine.quarantine("hook", &hook.hook_id, reason, hook.body, origin).await;
                 };
                 match HookPayload::parse(hook.kind, hook.body.as_bytes()) {
                     Ok(payload) => (key, Some(ProcessEvent::Hook { id: hook.hook_id, payload })),
                     Err(e) => {
-                        let origin = serde_json::json!({"kind": hook.kind, "scoringId": hook.scoring_id});
                         return self
                             .engine
                             .quarantine("hook", &hook.hook_id, e.to_string(), hook.body, origin)

@@ -5,6 +5,7 @@
 //! contacts given (counted in the stats), and serves the print form as a PDF.
 //!
 //! Requests are checked field by field; a refusal is a 422 naming each field.
+//! Faults (500, 429, hangs, slowness) on a share of calls: `Sim::faults`.
 //! Scenarios are chosen per loan by its sum (`CREDIT_SUM`, the one value both
 //! the calc and the sale carry) with `Sim::set_scenario`.
 
@@ -95,6 +96,8 @@ struct Inner {
 }
 
 pub struct Sim {
+    /// Faults injected on BIMA's API (not on the simulator's own routes).
+    pub faults: Arc<polis_must_sim::faults::Faults>,
     config: SimConfig,
     inner: Mutex<Inner>,
     base_url: String,
@@ -124,12 +127,18 @@ fn error(status: StatusCode, message: &str) -> Response {
 pub async fn start(config: SimConfig, listen: SocketAddr) -> std::io::Result<SimHandle> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
-    let sim = Arc::new(Sim { config, inner: Mutex::default(), base_url: format!("http://{addr}") });
+    let sim = Arc::new(Sim {
+        faults: Arc::default(),
+        config,
+        inner: Mutex::default(),
+        base_url: format!("http://{addr}"),
+    });
     let app = Router::new()
         .route("/api/v1/auth/token", post(token))
         .route("/api/v1/premium/calc", post(calc))
         .route("/api/v1/policies/sale", post(sale))
         .route("/api/v1/policies/print/link", post(print_link))
+        .route_layer(axum::middleware::from_fn_with_state(sim.faults.clone(), polis_must_sim::faults::inject))
         .route("/print/{file}", get(print_form))
         .route("/sim/stats", get(stats))
         .with_state(sim.clone());

@@ -63,6 +63,8 @@ pub struct Harness {
     pub archive_bucket: String,
     pub bank_events_url: String,
     pub notifications_url: String,
+    /// Where each function's log goes (`{binary}.log`).
+    pub log_dir: PathBuf,
     notifications: Arc<Mutex<HashMap<String, Vec<Value>>>>,
 }
 
@@ -137,6 +139,7 @@ impl Harness {
             // Retries come back in seconds, not minutes, locally.
             ("RunnerVisibilityTimeout", "4".into()),
             ("EffectLeaseMs", "3000".into()),
+            ("UnknownScoringGraceSeconds", "3".into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -174,7 +177,7 @@ impl Harness {
                 http_listen: ports.http,
                 runtime_listen: ports.runtime,
                 bin_dir: root.join("target/debug"),
-                log_dir,
+                log_dir: log_dir.clone(),
                 parameters,
                 platform_env,
                 instances: 2,
@@ -190,6 +193,7 @@ impl Harness {
             bank_events_url: physical("BankEventsQueue")?,
             notifications_url: physical("BankNotificationsQueue")?,
             notifications: Arc::default(),
+            log_dir,
             cloud,
             must,
             bima,
@@ -482,6 +486,45 @@ impl Harness {
         loan["customerId"] = json!(customer_id);
         loan["sum"] = json!(sum);
         loan
+    }
+
+    /// Runs the operator's `polis-replay` command (`list`, `quarantine`, `dead-letters`, `all`)
+    /// against this stack, as an operator would with the stack's outputs; returns its stdout.
+    pub async fn replay(&self, command: &str) -> Result<String, BoxError> {
+        let physical = |id: &str| self.cloud.physical(id).ok_or_else(|| format!("{id} is not in the stack"));
+        let out = tokio::process::Command::new(workspace_root().join("target/debug/polis-replay"))
+            .arg(command)
+            .env("TABLE_NAME", &self.table)
+            .env("PROCESS_QUEUE_URL", physical("ProcessQueue")?)
+            .env("LOAN_QUEUE_URL", physical("LoanQueue")?)
+            .env("BANK_EVENTS_QUEUE_URL", &self.bank_events_url)
+            .env("PROCESS_DLQ_URL", physical("ProcessDeadLetterQueue")?)
+            .env("LOAN_DLQ_URL", physical("LoanDeadLetterQueue")?)
+            .env("BANK_EVENTS_DLQ_URL", physical("BankEventsDeadLetterQueue")?)
+            .output()
+            .await?;
+        if !out.status.success() {
+            return Err(format!("polis-replay {command}: {}", String::from_utf8_lossy(&out.stderr)).into());
+        }
+        Ok(String::from_utf8(out.stdout)?)
+    }
+
+    /// Every quarantined record (as stored: id, source, reason, body, origin).
+    pub async fn quarantined(&self) -> Result<Vec<Value>, BoxError> {
+        let out = self
+            .dynamodb()
+            .query()
+            .table_name(&self.table)
+            .index_name("gsi1")
+            .key_condition_expression("gsi1pk = :q")
+            .expression_attribute_values(":q", AttributeValue::S("QUARANTINE".into()))
+            .send()
+            .await?;
+        Ok(out
+            .items()
+            .iter()
+            .filter_map(|i| serde_json::from_str::<Value>(i.get("record")?.as_s().ok()?).ok())
+            .collect())
     }
 
     /// Reads an archived object with its metadata.

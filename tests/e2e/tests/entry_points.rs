@@ -5,7 +5,6 @@ mod common;
 
 use std::time::Duration;
 
-use aws_sdk_dynamodb::types::AttributeValue;
 use common::{harness, ids, items, run, FLOW_TIMEOUT};
 use polis_e2e::{Harness, HOOK_SECRET};
 use serde_json::{json, Value};
@@ -71,21 +70,7 @@ fn a_malformed_hook_is_quarantined_with_its_reason_and_answered_200() {
 }
 
 async fn quarantined_for(h: &Harness, needle: &str) -> Vec<Value> {
-    let out = h
-        .dynamodb()
-        .query()
-        .table_name(&h.table)
-        .index_name("gsi1")
-        .key_condition_expression("gsi1pk = :q")
-        .expression_attribute_values(":q", AttributeValue::S("QUARANTINE".into()))
-        .send()
-        .await
-        .unwrap();
-    out.items()
-        .iter()
-        .filter_map(|i| serde_json::from_str::<Value>(i["record"].as_s().ok()?).ok())
-        .filter(|r| r.to_string().contains(needle))
-        .collect()
+    h.quarantined().await.unwrap().into_iter().filter(|r| r.to_string().contains(needle)).collect()
 }
 
 #[test]

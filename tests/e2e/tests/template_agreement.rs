@@ -174,16 +174,27 @@ fn every_queue_a_function_sends_to_and_every_secret_it_reads_is_allowed_and_noth
     for f in t.functions().unwrap() {
         let statements = statements(&t, &f);
         let mut queues_in_env = BTreeSet::new();
-        for value in f.environment.values() {
+        for (name, value) in &f.environment {
             let Some(target) = value.get("Ref").and_then(Value::as_str) else { continue };
             if is_type(&t, target, "AWS::SQS::Queue") {
-                queues_in_env.insert(target.to_owned());
                 let arn = json!({"Fn::GetAtt": [target, "Arn"]});
-                assert!(
-                    allows(&statements, "sqs:SendMessage", &arn),
-                    "{} may not send to {target}",
-                    f.logical_id
-                );
+                if name.ends_with("_DLQ_URL") {
+                    // Dead-letter queues are drained (by replay), never sent to.
+                    for action in ["sqs:ReceiveMessage", "sqs:DeleteMessage"] {
+                        assert!(
+                            allows(&statements, action, &arn),
+                            "{} may not {action} {target}",
+                            f.logical_id
+                        );
+                    }
+                } else {
+                    queues_in_env.insert(target.to_owned());
+                    assert!(
+                        allows(&statements, "sqs:SendMessage", &arn),
+                        "{} may not send to {target}",
+                        f.logical_id
+                    );
+                }
             }
             if target.ends_with("ParameterName") {
                 let arn = json!({"Fn::Sub": format!("arn:${{AWS::Partition}}:ssm:${{AWS::Region}}:${{AWS::AccountId}}:parameter${{{target}}}")});

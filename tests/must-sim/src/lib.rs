@@ -4,6 +4,7 @@
 //!
 //! Scenarios are chosen per process by the vehicle's VIN (`PUT /sim/scenarios/{vin}`).
 
+pub mod faults;
 pub mod pdf;
 mod scenario;
 
@@ -139,6 +140,8 @@ struct Hook {
 }
 
 pub struct Sim {
+    /// Faults injected on the partner API (not on the simulator's own `/sim` routes).
+    pub faults: Arc<faults::Faults>,
     config: SimConfig,
     inner: Mutex<Inner>,
     http: reqwest::Client,
@@ -171,6 +174,7 @@ fn error(status: StatusCode, code: Option<u32>, message: &str) -> Response {
 /// Starts the simulator on `listen` (port 0 for any free port).
 pub async fn start(config: SimConfig, listen: SocketAddr) -> std::io::Result<SimHandle> {
     let sim = Arc::new(Sim {
+        faults: Arc::default(),
         config,
         inner: Mutex::new(Inner::default()),
         http: reqwest::Client::builder()
@@ -188,6 +192,7 @@ pub async fn start(config: SimConfig, listen: SocketAddr) -> std::io::Result<Sim
         .route("/api/scoring/{sid}/payment-link", post(payment_link))
         .route("/api/scoring/{sid}/payment-invoice", post(payment_invoice))
         .route("/api/scoring/scoring/{sid}/payment-order", post(payment_order))
+        .route_layer(axum::middleware::from_fn_with_state(sim.faults.clone(), faults::inject))
         .route("/sim/scenarios/{vin}", put(set_scenario))
         .route("/sim/stats", get(stats))
         .route("/pay/{sid}", get(pay_page))
@@ -412,6 +417,9 @@ async fn init(State(sim): State<Arc<Sim>>, headers: HeaderMap, Json(body): Json<
         return Json(previous).into_response();
     }
     let vin = body.get("vin").and_then(Value::as_str).unwrap_or_default().to_owned();
+    if sim.lock().scenarios.get(&vin).is_some_and(|s| s.unavailable) {
+        return error(StatusCode::SERVICE_UNAVAILABLE, None, "service unavailable");
+    }
     let Some(start) = body.get("policyStartOn").and_then(Value::as_str) else {
         return error(StatusCode::BAD_REQUEST, Some(1403), "invalid policy start on");
     };

@@ -34,6 +34,16 @@ impl BankEvent {
             Err(problem("type", &format!("unknown event type {kind:?}: expected truck.* or loan.*")))
         }
     }
+
+    /// Reads and validates an event: every problem, each naming its field.
+    pub fn accept(body: &str) -> Result<BankEvent, Vec<FieldError>> {
+        let event = BankEvent::parse(body).map_err(|p| vec![p])?;
+        match &event {
+            BankEvent::Truck(truck) => truck.validate()?,
+            BankEvent::Loan(LoanBankEvent::Issued(loan)) => loan.validate()?,
+        }
+        Ok(event)
+    }
 }
 
 /// A file we archived in S3 for the bank.

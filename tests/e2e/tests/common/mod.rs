@@ -57,6 +57,7 @@ pub fn ids(name: &str) -> (String, String) {
     (pid, vin)
 }
 
+#[allow(dead_code)] // Not every test binary uses each helper.
 /// Items under a partition key (e.g. every stored hook of a scoringId).
 pub async fn items(h: &Harness, pk: &str) -> Vec<std::collections::HashMap<String, AttributeValue>> {
     h.dynamodb()

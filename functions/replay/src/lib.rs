@@ -1,0 +1,82 @@
+//! Replay, wired to AWS: the quarantine (re-driven by `polis::services::quarantine::Replay`)
+//! and the three dead-letter queues (moved back to their source queues). The Lambda
+//! (`replay`) and the command (`polis-replay`) are two thin doors to [`Replayer::run`].
+
+use polis::adapters::config::{self, var};
+use polis::adapters::dynamodb::Table;
+use polis::adapters::sqs::{DeadLetters, Queue};
+use polis::ports::{InfraError, QuarantineStore, Quarantined};
+use polis::services::quarantine::{Replay, ReplayReport};
+use serde::{Deserialize, Serialize};
+
+/// What to replay; both by default.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct ReplayRequest {
+    pub quarantine: bool,
+    pub dead_letters: bool,
+}
+
+impl Default for ReplayRequest {
+    fn default() -> Self {
+        ReplayRequest { quarantine: true, dead_letters: true }
+    }
+}
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayOutcome {
+    pub quarantine: Option<ReplayReport>,
+    /// Messages moved back, by dead-letter queue URL.
+    pub dead_letters: Vec<(String, usize)>,
+}
+
+pub struct Replayer {
+    replay: Replay<Table, Queue, Queue, Queue>,
+    dead_letters: Vec<DeadLetters>,
+}
+
+/// The most messages one run moves from each dead-letter queue.
+const REDRIVE_LIMIT: usize = 10_000;
+
+impl Replayer {
+    /// From the environment (the same in the Lambda and in the command).
+    pub async fn from_env() -> Result<Replayer, Box<dyn std::error::Error + Send + Sync>> {
+        let sdk = config::aws().await;
+        let sqs = config::sqs(&sdk);
+        let queue = |url: String| Queue::new(sqs.clone(), url);
+        let (process, loan, bank) =
+            (var("PROCESS_QUEUE_URL")?, var("LOAN_QUEUE_URL")?, var("BANK_EVENTS_QUEUE_URL")?);
+        let dead_letters = vec![
+            DeadLetters::new(sqs.clone(), var("PROCESS_DLQ_URL")?, process.clone()),
+            DeadLetters::new(sqs.clone(), var("LOAN_DLQ_URL")?, loan.clone()),
+            DeadLetters::new(sqs.clone(), var("BANK_EVENTS_DLQ_URL")?, bank.clone()),
+        ];
+        let replay = Replay {
+            store: Table::new(config::dynamodb(&sdk), var("TABLE_NAME")?),
+            trucks: queue(process),
+            loans: queue(loan),
+            bank_events: queue(bank),
+        };
+        Ok(Replayer { replay, dead_letters })
+    }
+
+    pub async fn list(&self) -> Result<Vec<Quarantined>, InfraError> {
+        self.replay.store.list_quarantined().await
+    }
+
+    pub async fn run(&self, request: ReplayRequest) -> Result<ReplayOutcome, InfraError> {
+        let mut outcome = ReplayOutcome::default();
+        if request.quarantine {
+            outcome.quarantine = Some(self.replay.quarantined().await?);
+        }
+        if request.dead_letters {
+            for dlq in &self.dead_letters {
+                let moved = dlq.redrive(REDRIVE_LIMIT).await?;
+                tracing::info!(dlq = %dlq.dlq_url, moved, "dead letters moved back");
+                outcome.dead_letters.push((dlq.dlq_url.clone(), moved));
+            }
+        }
+        Ok(outcome)
+    }
+}
