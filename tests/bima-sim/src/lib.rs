@@ -283,24 +283,29 @@ async fn sale(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> R
         Ok(input) => input,
         Err(problems) => return sim.refuse(problems),
     };
-    sim.delay(&input.credit_sum).await;
     if let Scenario::SaleRefused(message) = sim.scenario(&input.credit_sum) {
         return error(StatusCode::CONFLICT, &message);
     }
     let (key, seen) = sim.replay(&headers);
     if let Some(previous) = seen {
+        sim.delay(&input.credit_sum).await;
         return Json(previous).into_response();
     }
     let id = sim.new_id();
     let policy_id = format!("{}", 100_000 + id);
     let number = format!("CL-{:08}", id);
     let answer = json!({"status": "saved", "policy_id": policy_id, "policy_number": number});
-    let mut inner = sim.lock();
-    inner.policies.insert(policy_id, Policy { number, scenario_key: input.credit_sum });
-    *inner.stats.policies_by_credit.entry(input.credit_number).or_default() += 1;
-    if let Some(k) = key {
-        inner.idempotent.insert(k, answer.clone());
+    let scenario_key = input.credit_sum.clone();
+    {
+        let mut inner = sim.lock();
+        inner.policies.insert(policy_id, Policy { number, scenario_key: input.credit_sum });
+        *inner.stats.policies_by_credit.entry(input.credit_number).or_default() += 1;
+        if let Some(k) = key {
+            inner.idempotent.insert(k, answer.clone());
+        }
     }
+    // A slow sale is done at BIMA before its answer comes (the caller may be gone by then).
+    sim.delay(&scenario_key).await;
     Json(answer).into_response()
 }
 

@@ -140,6 +140,7 @@ impl Harness {
             ("RunnerVisibilityTimeout", "4".into()),
             ("EffectLeaseMs", "3000".into()),
             ("UnknownScoringGraceSeconds", "3".into()),
+            ("InsurerTimeoutSeconds", "2".into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

@@ -5,6 +5,7 @@
 //! template's `HttpApi` events (payload 2.0), and polls each SQS event source
 //! as Lambda does (batch size, partial batch failures, visibility timeout).
 
+pub mod aws_proxy;
 pub mod gateway;
 pub mod poller;
 pub mod provision;
@@ -53,6 +54,8 @@ pub struct CloudOptions {
 
 pub struct LocalCloud {
     pub http_url: String,
+    /// Every AWS call of the functions passes here: counted, and can be cut off.
+    pub aws: Arc<aws_proxy::AwsProxy>,
     pub resources: Resources,
     pub routes: Vec<Route>,
     api: Arc<RuntimeApi>,
@@ -70,6 +73,13 @@ impl LocalCloud {
         let resources = provisioner.create(&template, options.parameters.clone(), &http_url).await?;
 
         let functions = template.functions()?;
+        let emulator = options
+            .platform_env
+            .iter()
+            .find(|(k, _)| k == "AWS_ENDPOINT_URL")
+            .map(|(_, v)| v.clone())
+            .ok_or_else(|| CloudError::Template("platform_env needs AWS_ENDPOINT_URL".into()))?;
+        let aws = aws_proxy::AwsProxy::start(&emulator).await?;
         let api = RuntimeApi::new(
             functions.iter().map(|f| (f.logical_id.clone(), Duration::from_secs(f.timeout_seconds))),
         );
@@ -77,7 +87,12 @@ impl LocalCloud {
         let sqs = aws_sdk_sqs::Client::new(sdk);
         let mut routes = Vec::new();
         for f in &functions {
-            let mut env = options.platform_env.clone();
+            let mut env: Vec<(String, String)> = options
+                .platform_env
+                .iter()
+                .map(|(k, v)| (k.clone(), if k == "AWS_ENDPOINT_URL" { aws.url.clone() } else { v.clone() }))
+                .collect();
+            env.push(("AWS_SDK_UA_APP_ID".into(), f.logical_id.clone()));
             for (name, value) in &f.environment {
                 env.push((name.clone(), resources.resolve(value)?));
             }
@@ -137,12 +152,17 @@ impl LocalCloud {
         tokio::spawn(async move {
             let _ = axum::serve(http, gateway::router(gateway)).await;
         });
-        Ok(LocalCloud { http_url, resources, routes, api })
+        Ok(LocalCloud { http_url, aws, resources, routes, api })
     }
 
     /// The physical name (table, bucket) or URL (queue) of a logical id.
     pub fn physical(&self, logical_id: &str) -> Option<String> {
         self.resources.resolve(&serde_json::json!({"Ref": logical_id})).ok()
+    }
+
+    /// Kills every process of a function (by logical id); they are restarted.
+    pub fn kill(&self, function: &str) -> usize {
+        self.api.kill(function)
     }
 
     /// Stops pollers and restarts; processes end with the runtime that owns them.

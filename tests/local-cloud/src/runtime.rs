@@ -50,6 +50,8 @@ pub struct RuntimeApi {
     slots: HashMap<String, Slot>,
     next_id: AtomicU64,
     pub stopping: AtomicBool,
+    /// Running processes: function → OS process ids (to kill them in fault tests).
+    pids: std::sync::Mutex<HashMap<String, Vec<u32>>>,
 }
 
 fn now_ms() -> u64 {
@@ -57,6 +59,31 @@ fn now_ms() -> u64 {
 }
 
 impl RuntimeApi {
+    /// Kills every running process of `function` at once (SIGKILL, as when Lambda's
+    /// sandbox dies); the supervisor starts new ones. Returns how many were killed.
+    pub fn kill(&self, function: &str) -> usize {
+        let pids =
+            self.pids.lock().unwrap_or_else(|e| e.into_inner()).get(function).cloned().unwrap_or_default();
+        pids.iter()
+            .filter(|pid| {
+                std::process::Command::new("kill")
+                    .arg("-9")
+                    .arg(pid.to_string())
+                    .status()
+                    .is_ok_and(|s| s.success())
+            })
+            .count()
+    }
+
+    fn track(&self, function: &str, pid: u32, running: bool) {
+        let mut pids = self.pids.lock().unwrap_or_else(|e| e.into_inner());
+        let list = pids.entry(function.to_owned()).or_default();
+        list.retain(|p| *p != pid);
+        if running {
+            list.push(pid);
+        }
+    }
+
     pub fn new(functions: impl IntoIterator<Item = (String, Duration)>) -> Arc<RuntimeApi> {
         let slots = functions
             .into_iter()
@@ -67,7 +94,12 @@ impl RuntimeApi {
                 (name, slot)
             })
             .collect();
-        Arc::new(RuntimeApi { slots, next_id: AtomicU64::new(1), stopping: AtomicBool::new(false) })
+        Arc::new(RuntimeApi {
+            slots,
+            next_id: AtomicU64::new(1),
+            stopping: AtomicBool::new(false),
+            pids: std::sync::Mutex::default(),
+        })
     }
 
     pub fn router(self: &Arc<Self>) -> Router {
@@ -189,7 +221,7 @@ pub fn supervise(
         let (api, spec, base) = (api.clone(), spec.clone(), runtime_api_base.clone());
         tokio::spawn(async move {
             while !api.stopping.load(Ordering::Relaxed) {
-                let status = run_once(&spec, &base, instance).await;
+                let status = run_once(&api, &spec, &base, instance).await;
                 if api.stopping.load(Ordering::Relaxed) {
                     break;
                 }
@@ -203,7 +235,7 @@ pub fn supervise(
     Ok(())
 }
 
-async fn run_once(spec: &ProcessSpec, base: &str, instance: usize) -> String {
+async fn run_once(api: &RuntimeApi, spec: &ProcessSpec, base: &str, instance: usize) -> String {
     let mut cmd = tokio::process::Command::new(&spec.binary);
     cmd.env_clear()
         .envs(spec.env.iter().cloned())
@@ -240,8 +272,12 @@ async fn run_once(spec: &ProcessSpec, base: &str, instance: usize) -> String {
             }
         });
     }
-    match child.wait().await {
+    let pid = child.id().unwrap_or_default();
+    api.track(&spec.function, pid, true);
+    let status = match child.wait().await {
         Ok(status) => status.to_string(),
         Err(e) => e.to_string(),
-    }
+    };
+    api.track(&spec.function, pid, false);
+    status
 }

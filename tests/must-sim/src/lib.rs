@@ -137,6 +137,8 @@ struct Hook {
     path: &'static str,
     body: Value,
     id: String,
+    /// Deliveries of this hook at the same instant (a race test; normally 1).
+    concurrent: u32,
 }
 
 pub struct Sim {
@@ -264,6 +266,7 @@ impl Sim {
             path,
             body,
             id: format!("hook-{scoring_id}-{}", process.hooks_sent),
+            concurrent: process.scenario.concurrent_deliveries.max(1),
         };
         let sender = inner.outboxes.entry(scoring_id.to_owned()).or_insert_with(|| {
             let (tx, rx) = mpsc::unbounded_channel();
@@ -279,27 +282,40 @@ impl Sim {
     async fn deliver_in_order(self: Arc<Self>, mut hooks: mpsc::UnboundedReceiver<Hook>) {
         while let Some(hook) = hooks.recv().await {
             tokio::time::sleep(self.config.processing_delay).await;
-            let url = format!("{}/api/hooks/{}/{}", self.config.hook_base_url, hook.scoring_id, hook.path);
-            let mut delay = self.config.first_retry_delay;
-            loop {
-                let body = hook.body.to_string().into_bytes();
-                let mut request = self
-                    .http
-                    .post(&url)
-                    .header("webhook-id", &hook.id)
-                    .header("content-type", "application/json");
-                for (name, value) in self.config.hook_auth.headers(&hook.id, &body, now_ms() / 1000) {
-                    request = request.header(name, value);
-                }
-                let sent = request.body(body).send().await;
-                if sent.as_ref().is_ok_and(|r| r.status() == StatusCode::OK) {
-                    *self.lock().stats.hooks_delivered.entry(hook.path.to_owned()).or_default() += 1;
-                    break;
-                }
-                self.lock().stats.hook_retries += 1;
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(self.config.max_retry_delay);
+            let copies: Vec<_> = (0..hook.concurrent)
+                .map(|_| {
+                    let (sim, hook) = (self.clone(), hook.clone());
+                    tokio::spawn(async move { sim.deliver(&hook).await })
+                })
+                .collect();
+            for copy in copies {
+                let _ = copy.await;
             }
+        }
+    }
+
+    /// One delivery of a hook, retried with backoff until HTTP 200.
+    async fn deliver(&self, hook: &Hook) {
+        let url = format!("{}/api/hooks/{}/{}", self.config.hook_base_url, hook.scoring_id, hook.path);
+        let mut delay = self.config.first_retry_delay;
+        loop {
+            let body = hook.body.to_string().into_bytes();
+            let mut request = self
+                .http
+                .post(&url)
+                .header("webhook-id", &hook.id)
+                .header("content-type", "application/json");
+            for (name, value) in self.config.hook_auth.headers(&hook.id, &body, now_ms() / 1000) {
+                request = request.header(name, value);
+            }
+            let sent = request.body(body).send().await;
+            if sent.as_ref().is_ok_and(|r| r.status() == StatusCode::OK) {
+                *self.lock().stats.hooks_delivered.entry(hook.path.to_owned()).or_default() += 1;
+                return;
+            }
+            self.lock().stats.hook_retries += 1;
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(self.config.max_retry_delay);
         }
     }
 

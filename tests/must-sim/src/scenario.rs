@@ -41,6 +41,8 @@ pub struct Scenario {
     pub fail_with: Option<u32>,
     /// How many files the issued policy has.
     pub policy_files: u32,
+    /// Each hook is delivered this many times at the same instant (0 or 1: once), to race our intake.
+    pub concurrent_deliveries: u32,
     /// MUST is down for this vehicle: `init` answers 503 until the scenario is set again without it.
     pub unavailable: bool,
 }
@@ -61,6 +63,7 @@ impl Default for Scenario {
             duplicate_hooks: false,
             fail_with: None,
             policy_files: 1,
+            concurrent_deliveries: 1,
             unavailable: false,
         }
     }

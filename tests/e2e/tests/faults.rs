@@ -1,0 +1,235 @@
+//! Faults injected through the local stack, each test printing its figures
+//! (how many flows tried, finished, lost: zero): AWS gone mid-flow and back, the
+//! same hook raced 50 times, insurers failing on a share of calls and slow,
+//! tokens expiring mid-process, messages delivered again after their work, and a
+//! runner killed between an insurer call and its state write.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{harness, ids, items, run, FLOW_TIMEOUT};
+use polis_e2e::{kinds, Harness};
+use polis_must_sim::faults::FaultPlan;
+use polis_must_sim::Scenario;
+use serde_json::{json, Value};
+
+const HAPPY: [&str; 4] = ["truck.offer", "truck.payment-link-ready", "truck.paid", "truck.policy-issued"];
+
+/// A loan number, customer and sum unique to this run (the sum keys BIMA's scenario).
+fn loan_ids(name: &str) -> (String, String, String) {
+    let (number, _) = ids(name);
+    let n: u64 = number.rsplit('-').next().unwrap().parse().unwrap();
+    (number.clone(), format!("C-{number}"), (100_000 + n % 899_000).to_string())
+}
+
+/// Waits for every truck process to be issued; checks each was told the bank exactly once per step.
+async fn all_trucks_issued(h: &Harness, pids: &[String]) -> usize {
+    let mut issued = 0;
+    for pid in pids {
+        h.wait_for_stage(pid, "issued", FLOW_TIMEOUT * 2, |_| {}).await.unwrap();
+        h.wait_for_notification(pid, "truck.policy-issued", FLOW_TIMEOUT).await.unwrap();
+        assert_eq!(kinds(&h.notifications(pid)), HAPPY, "{pid}: each notice once, in order");
+        issued += 1;
+    }
+    issued
+}
+
+#[test]
+fn aws_gone_in_the_middle_of_flows_and_back_loses_nothing_and_applies_nothing_twice() {
+    run(async {
+        let h = harness();
+        let retries_before = h.must.sim.stats().hook_retries;
+        let mut pids = Vec::new();
+        for i in 0..5 {
+            let (pid, vin) = ids(&format!("outage{i}"));
+            h.start_truck_process(&pid, &vin, Scenario::default(), false).await.unwrap();
+            pids.push(pid);
+        }
+        // Wait until the first has MUST's scoring under way, then take AWS away for 6 s.
+        let start = Instant::now();
+        while h.process(&pids[0]).await.unwrap().is_none_or(|p| p["stage"] == "initializing") {
+            assert!(start.elapsed() < FLOW_TIMEOUT);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        h.cloud.aws.set_down(true);
+        tokio::time::sleep(Duration::from_secs(6)).await;
+        h.cloud.aws.set_down(false);
+        let issued = all_trucks_issued(h, &pids).await;
+        let retried = h.must.sim.stats().hook_retries - retries_before;
+        for pid in &pids {
+            let p = h.process(pid).await.unwrap().unwrap();
+            let applied: Vec<&str> =
+                p["applied"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+            let mut unique = applied.clone();
+            unique.sort();
+            unique.dedup();
+            assert_eq!(applied.len(), unique.len(), "{pid}: no hook applied twice");
+        }
+        println!("AWS outage of 6 s: {} flows tried, {issued} issued, {retried} hook deliveries answered 5xx and retried by MUST, 0 lost", pids.len());
+        assert!(retried > 0, "the outage was felt: MUST had to retry");
+    });
+}
+
+#[test]
+fn the_same_hook_delivered_50_times_at_once_is_stored_once_and_applied_once() {
+    run(async {
+        let h = harness();
+        let (pid, vin) = ids("race");
+        let scenario = Scenario { concurrent_deliveries: 50, ..Scenario::default() };
+        h.start_truck_process(&pid, &vin, scenario, false).await.unwrap();
+        let p = h.wait_for_stage(&pid, "issued", FLOW_TIMEOUT, |_| {}).await.unwrap();
+        h.wait_for_notification(&pid, "truck.policy-issued", FLOW_TIMEOUT).await.unwrap();
+        let sid = p["scoring_id"].as_str().unwrap();
+        let stored = items(h, &format!("HOOK#{sid}")).await;
+        let applied = p["applied"].as_array().unwrap().len();
+        assert_eq!(stored.len(), applied, "one stored hook per distinct hook, each applied once");
+        assert_eq!(kinds(&h.notifications(&pid)), HAPPY, "one state change per hook: each notice once");
+        println!(
+            "hook race: {} distinct hooks x 50 concurrent deliveries = {} calls; {} stored, {applied} applied, 0 twice",
+            stored.len(),
+            stored.len() * 50,
+            stored.len()
+        );
+    });
+}
+
+#[test]
+fn insurers_failing_on_a_share_of_calls_and_answering_slowly_still_finish_every_flow() {
+    run(async {
+        let h = harness();
+        let plan = FaultPlan {
+            errors_per_mille: 200,
+            hangs_per_mille: 50,
+            hang: Duration::from_secs(3),
+            slow: Duration::from_millis(30),
+        };
+        h.must.sim.faults.set(plan);
+        h.bima.sim.faults.set(plan);
+        let mut pids = Vec::new();
+        let mut loans = Vec::new();
+        for i in 0..4 {
+            let (pid, vin) = ids(&format!("flaky{i}"));
+            h.start_truck_process(&pid, &vin, Scenario::default(), false).await.unwrap();
+            pids.push(pid);
+            let (number, customer, sum) = loan_ids(&format!("flaky{i}"));
+            h.send_bank_event(&Harness::loan_event(&number, &customer, &sum)).await.unwrap();
+            loans.push(number);
+        }
+        // A permanent refusal among the faults still ends in a clear bank event.
+        let (refused, customer, sum) = loan_ids("flaky-refused");
+        h.bima.sim.set_scenario(&sum, polis_bima_sim::Scenario::SaleRefused("stop list".into()));
+        h.send_bank_event(&Harness::loan_event(&refused, &customer, &sum)).await.unwrap();
+
+        let issued = all_trucks_issued(h, &pids).await;
+        for number in &loans {
+            h.wait_for_loan_stage(number, "issued", FLOW_TIMEOUT * 2).await.unwrap();
+            assert_eq!(kinds(&h.notifications(number)), ["bima.policy-issued"]);
+            assert_eq!(h.bima.sim.stats().policies_by_credit.get(number), Some(&1), "{number}: one policy");
+        }
+        let failed = h.wait_for_loan_stage(&refused, "failed", FLOW_TIMEOUT * 2).await.unwrap();
+        assert_eq!(failed["error"]["code"], "bima-http-409");
+        assert_eq!(kinds(&h.notifications(&refused)), ["bima.failed"]);
+        h.must.sim.faults.set(FaultPlan::default());
+        h.bima.sim.faults.set(FaultPlan::default());
+        let (m, b) = (h.must.sim.faults.counts(), h.bima.sim.faults.counts());
+        println!(
+            "insurer faults: MUST {} calls ({} x 500, {} x 429, {} hangs), BIMA {} calls ({} x 500, {} x 429, {} hangs); \
+             {} truck flows and {} loans tried, all issued, 1 refusal told to the bank, 0 lost",
+            m.calls, m.errors_500, m.errors_429, m.hangs, b.calls, b.errors_500, b.errors_429, b.hangs, issued, loans.len()
+        );
+        assert!(m.errors_500 + m.errors_429 + m.hangs > 0 && b.errors_500 + b.errors_429 + b.hangs > 0);
+    });
+}
+
+#[test]
+fn tokens_expiring_in_the_middle_of_a_process_are_fetched_again() {
+    run(async {
+        let h = harness();
+        let (pid, vin) = ids("token");
+        let (number, customer, sum) = loan_ids("token");
+        h.bima.sim.set_scenario(&sum, polis_bima_sim::Scenario::Slow(Duration::from_millis(600)));
+        let (must_tokens, bima_tokens) = (h.must.sim.stats().auth_calls, h.bima.sim.stats().token_calls);
+        h.start_truck_process(&pid, &vin, Scenario::default(), false).await.unwrap();
+        h.send_bank_event(&Harness::loan_event(&number, &customer, &sum)).await.unwrap();
+        // Once each process is under way, every token dies.
+        let start = Instant::now();
+        while h.process(&pid).await.unwrap().is_none_or(|p| p["stage"] == "initializing")
+            || h.loan(&number).await.unwrap().is_none_or(|l| l["stage"] == "calculating")
+        {
+            assert!(start.elapsed() < FLOW_TIMEOUT);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        h.must.sim.expire_tokens();
+        h.bima.sim.expire_tokens();
+        all_trucks_issued(h, std::slice::from_ref(&pid)).await;
+        h.wait_for_loan_stage(&number, "issued", FLOW_TIMEOUT).await.unwrap();
+        let must_new = h.must.sim.stats().auth_calls - must_tokens;
+        let bima_new = h.bima.sim.stats().token_calls - bima_tokens;
+        println!("token expiry: MUST tokens fetched {must_new}, BIMA {bima_new}; both flows issued");
+        assert!(must_new >= 1 && bima_new >= 1, "a new token after the old one died");
+    });
+}
+
+#[test]
+fn messages_delivered_again_after_their_work_was_done_change_nothing() {
+    run(async {
+        let h = harness();
+        let (pid, vin) = ids("again");
+        let (number, customer, sum) = loan_ids("again");
+        h.start_truck_process(&pid, &vin, Scenario::default(), false).await.unwrap();
+        h.send_bank_event(&Harness::loan_event(&number, &customer, &sum)).await.unwrap();
+        let truck = h.wait_for_stage(&pid, "issued", FLOW_TIMEOUT, |_| {}).await.unwrap();
+        let loan = h.wait_for_loan_stage(&number, "issued", FLOW_TIMEOUT).await.unwrap();
+        h.wait_for_notification(&number, "bima.policy-issued", FLOW_TIMEOUT).await.unwrap();
+        // As SQS does when a visibility timeout expires after the work: the same messages again.
+        let sqs = h.sqs();
+        let send = |queue: &str, body: Value, group: &str| {
+            let url = h.cloud.physical(queue).unwrap();
+            sqs.send_message()
+                .queue_url(url)
+                .message_body(body.to_string())
+                .message_group_id(group.to_owned())
+                .message_deduplication_id(format!("again-{}", std::process::id()))
+                .send()
+        };
+        send("ProcessQueue", json!({"message": "drive", "process_id": pid}), &pid).await.unwrap();
+        send("LoanQueue", json!({"message": "drive", "loan_number": number}), &number).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let truck_after = h.process(&pid).await.unwrap().unwrap();
+        let loan_after = h.loan(&number).await.unwrap().unwrap();
+        assert_eq!(truck_after["version"], truck["version"], "truck record unchanged");
+        assert_eq!(loan_after["version"], loan["version"], "loan record unchanged");
+        assert_eq!(kinds(&h.notifications(&pid)), HAPPY);
+        assert_eq!(kinds(&h.notifications(&number)), ["bima.policy-issued"]);
+        println!("redelivery after done: 2 messages delivered again, 0 changes, 0 new notices");
+    });
+}
+
+#[test]
+fn a_runner_killed_between_an_insurer_call_and_its_state_write_makes_one_policy() {
+    run(async {
+        let h = harness();
+        let (number, customer, sum) = loan_ids("killed");
+        // BIMA makes the sale at once but answers 1.5 s later: the runner dies in that gap.
+        h.bima.sim.set_scenario(&sum, polis_bima_sim::Scenario::Slow(Duration::from_millis(1500)));
+        h.send_bank_event(&Harness::loan_event(&number, &customer, &sum)).await.unwrap();
+        let start = Instant::now();
+        while h.bima.sim.stats().policies_by_credit.get(&number).is_none() {
+            assert!(start.elapsed() < FLOW_TIMEOUT, "the sale never reached BIMA");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let killed = h.cloud.kill("BimaRunnerFunction");
+        assert!(killed > 0, "a runner was running");
+        let loan = h.wait_for_loan_stage(&number, "issued", FLOW_TIMEOUT).await.unwrap();
+        h.wait_for_notification(&number, "bima.policy-issued", FLOW_TIMEOUT).await.unwrap();
+        assert_eq!(
+            h.bima.sim.stats().policies_by_credit.get(&number),
+            Some(&1),
+            "the retried sale made no second policy"
+        );
+        assert_eq!(kinds(&h.notifications(&number)), ["bima.policy-issued"]);
+        assert!(loan["policy"]["policy_id"].is_string());
+        println!("runner killed mid-sale: {killed} processes killed, sale retried under its idempotency key, 1 policy, 0 lost");
+    });
+}

@@ -1,0 +1,125 @@
+//! Between the functions and the AWS emulator: every AWS call the functions make
+//! passes here, so the local cloud can count them (per function and per API
+//! call, e.g. `MustRunnerFunction` / `dynamodb:PutItem`) and can take AWS away
+//! (every call answered 503, as during an outage) and give it back, while the
+//! emulator keeps its state. Functions are told who they are through
+//! `AWS_SDK_UA_APP_ID`, which the SDK puts in its user agent.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+
+/// Calls counted so far: (function, call) → count.
+pub type CallCounts = BTreeMap<(String, String), u64>;
+
+pub struct AwsProxy {
+    pub url: String,
+    upstream: String,
+    http: reqwest::Client,
+    down: AtomicBool,
+    counts: Mutex<CallCounts>,
+}
+
+impl AwsProxy {
+    /// Starts a proxy to `upstream` (the emulator's URL) on a free port.
+    pub async fn start(upstream: &str) -> std::io::Result<Arc<AwsProxy>> {
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+        let proxy = Arc::new(AwsProxy {
+            url: format!("http://{}", listener.local_addr()?),
+            upstream: upstream.trim_end_matches('/').to_owned(),
+            http: reqwest::Client::builder().no_proxy().build().map_err(std::io::Error::other)?,
+            down: AtomicBool::new(false),
+            counts: Mutex::default(),
+        });
+        let app = Router::new().fallback(forward).with_state(proxy.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Ok(proxy)
+    }
+
+    /// Takes AWS away (every call answered 503) or gives it back.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    pub fn counts(&self) -> CallCounts {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn count(&self, function: String, call: String) {
+        *self.counts.lock().unwrap_or_else(|e| e.into_inner()).entry((function, call)).or_default() += 1;
+    }
+}
+
+/// `dynamodb:PutItem`, `sqs:SendMessage`, `ssm:GetParameter`, `s3:PutObject`, ...
+fn call_name(method: &Method, headers: &HeaderMap) -> String {
+    if let Some(target) = headers.get("x-amz-target").and_then(|v| v.to_str().ok()) {
+        let (service, action) = target.split_once('.').unwrap_or(("", target));
+        let service = match service {
+            s if s.starts_with("DynamoDB") => "dynamodb",
+            s if s.starts_with("AmazonSQS") => "sqs",
+            s if s.starts_with("AmazonSSM") => "ssm",
+            other => other,
+        };
+        return format!("{service}:{action}");
+    }
+    let action = match *method {
+        Method::GET => "GetObject",
+        Method::PUT => "PutObject",
+        Method::HEAD => "HeadObject",
+        Method::DELETE => "DeleteObject",
+        _ => "Other",
+    };
+    format!("s3:{action}")
+}
+
+/// The `app/<id>` the SDK puts in its user agent.
+fn caller(headers: &HeaderMap) -> String {
+    ["x-amz-user-agent", "user-agent"]
+        .iter()
+        .filter_map(|h| headers.get(*h).and_then(|v| v.to_str().ok()))
+        .find_map(|ua| ua.split_whitespace().find_map(|part| part.strip_prefix("app/")))
+        .unwrap_or("unknown")
+        .to_owned()
+}
+
+async fn forward(
+    State(proxy): State<Arc<AwsProxy>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    proxy.count(caller(&headers), call_name(&method, &headers));
+    if proxy.down.load(Ordering::SeqCst) {
+        let body = r#"{"__type":"ServiceUnavailable","message":"AWS is unavailable (local outage)"}"#;
+        return (StatusCode::SERVICE_UNAVAILABLE, [("content-type", "application/x-amz-json-1.0")], body)
+            .into_response();
+    }
+    let url = format!("{}{}", proxy.upstream, uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+    let mut request = proxy.http.request(method, url).body(body);
+    for (name, value) in &headers {
+        if name != "host" && name != "content-length" {
+            request = request.header(name, value);
+        }
+    }
+    let Ok(answer) = request.send().await else {
+        return (StatusCode::BAD_GATEWAY, "emulator unreachable").into_response();
+    };
+    let mut response = Response::builder().status(answer.status());
+    for (name, value) in answer.headers() {
+        if name != "transfer-encoding" && name != "connection" && name != "content-length" {
+            response = response.header(name, value);
+        }
+    }
+    let bytes = answer.bytes().await.unwrap_or_default();
+    response.body(Body::from(bytes)).unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+}
