@@ -215,7 +215,7 @@ fn a_runner_killed_between_an_insurer_call_and_its_state_write_makes_one_policy(
         h.bima.sim.set_scenario(&sum, polis_bima_sim::Scenario::Slow(Duration::from_millis(1500)));
         h.send_bank_event(&Harness::loan_event(&number, &customer, &sum)).await.unwrap();
         let start = Instant::now();
-        while h.bima.sim.stats().policies_by_credit.get(&number).is_none() {
+        while !h.bima.sim.stats().policies_by_credit.contains_key(&number) {
             assert!(start.elapsed() < FLOW_TIMEOUT, "the sale never reached BIMA");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
