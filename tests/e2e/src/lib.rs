@@ -80,19 +80,34 @@ pub enum HookAuthMode {
     StandardWebhooks,
 }
 
+/// How a stack differs from the template's defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct StackOptions {
+    pub hook_auth: HookAuthMode,
+    /// The functions' `RUST_LOG`, instead of the template's (e.g. `debug`, to prove what even
+    /// debug logs leave out).
+    pub log_filter: Option<&'static str>,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        StackOptions { hook_auth: HookAuthMode::SharedSecret, log_filter: None }
+    }
+}
+
 impl Harness {
-    /// The stack with hooks authenticated by the shared secret (the template's default).
+    /// The stack as the template defines it (hooks authenticated by the shared secret).
     pub async fn start(stack: &str, ports: Ports, log_dir: PathBuf) -> Result<Harness, BoxError> {
-        Self::start_with(stack, ports, log_dir, HookAuthMode::SharedSecret).await
+        Self::start_with(stack, ports, log_dir, StackOptions::default()).await
     }
 
     pub async fn start_with(
         stack: &str,
         ports: Ports,
         log_dir: PathBuf,
-        hook_auth: HookAuthMode,
+        options: StackOptions,
     ) -> Result<Harness, BoxError> {
-        let (mode, hook_secret, signing) = match hook_auth {
+        let (mode, hook_secret, signing) = match options.hook_auth {
             HookAuthMode::SharedSecret => (
                 "shared-secret",
                 HOOK_SECRET.to_owned(),
@@ -181,6 +196,11 @@ impl Harness {
                 log_dir: log_dir.clone(),
                 parameters,
                 platform_env,
+                env_overrides: options
+                    .log_filter
+                    .map(|f| ("RUST_LOG".to_owned(), f.to_owned()))
+                    .into_iter()
+                    .collect(),
                 instances: 2,
             },
             &sdk,

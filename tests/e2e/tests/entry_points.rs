@@ -157,3 +157,109 @@ fn an_invalid_loan_event_is_answered_with_bima_failed_naming_every_field() {
         assert_eq!(quarantined_for(h, &number).await.len(), 1);
     });
 }
+
+/// A small deterministic generator (xorshift), so a failing run can be repeated.
+struct Noise(u64);
+
+impl Noise {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+        from[(self.next() % from.len() as u64) as usize]
+    }
+}
+
+#[test]
+fn random_bad_input_through_the_stack_gets_a_4xx_or_quarantine_never_a_5xx() {
+    run(async {
+        let h = harness();
+        let mut noise = Noise(0x5eed_cafe_f00d);
+        let paths =
+            ["approved", "failed", "policy-issued", "documents/types-required", "payment-link-generated"];
+        let ids = [
+            "ok-id",
+            "a%2Fb",
+            "..",
+            "%2E%2E",
+            "x%00y",
+            "%F0%9F%92%A5",
+            "a%23b",
+            "very-long-id-very-long-id-very-long-id-very-long-id-very-long-id-very-long-id-x",
+        ];
+        let bodies = [
+            "",
+            "{",
+            "[]",
+            "null",
+            "\"text\"",
+            "{\"insuranceCompany\": 5}",
+            "{\"errorCode\": \"x\"}",
+            "{\"documentTypes\": [\"a\", -1]}",
+            "{\"url\": null}",
+            "{\"blobIds\": {}}",
+            "\u{0}\u{1}",
+            "{\"insuranceCompany\":\"ingostrah\",\"writtenPremium\":1e999}",
+        ];
+        let mut statuses = std::collections::BTreeMap::new();
+        let tried = 120;
+        for _ in 0..tried {
+            let path = format!("/api/hooks/{}/{}", noise.pick(&ids), noise.pick(&paths));
+            let mut body = noise.pick(&bodies).as_bytes().to_vec();
+            if noise.next() % 4 == 0 {
+                body = (0..(noise.next() % 300)).map(|_| noise.next() as u8).collect();
+            }
+            let res = reqwest::Client::new()
+                .post(format!("{}{path}", h.cloud.http_url))
+                .header("x-hook-secret", HOOK_SECRET)
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            *statuses.entry(res.status().as_u16()).or_insert(0u32) += 1;
+        }
+        println!("bad hooks: {tried} tried, answers {statuses:?}");
+        assert!(
+            statuses.keys().all(|s| [200, 400, 404].contains(s)),
+            "no 5xx, no 401 for bad input: {statuses:?}"
+        );
+
+        let example = include_str!("../../../shared/examples/bank/truck.policy-requested.json");
+        let breakages =
+            ["null", "\"\"", "-1", "{}", "[]", "\"../../etc\"", "\"2027-02-30\"", "1e400", "\"\\u0000\""];
+        let fields =
+            ["requestId", "customerId", "vehicle", "policy", "documents", "payment", "type", "eventId"];
+        let mut events = 0;
+        for i in 0..30 {
+            let mut event: Value = serde_json::from_str(example).unwrap();
+            event["requestId"] = json!(format!("fuzz-{}-{i}", std::process::id()));
+            event["eventId"] = json!(format!("evt-fuzz-{}-{i}", std::process::id()));
+            let broken = noise.pick(&breakages);
+            event[noise.pick(&fields)] = serde_json::from_str(broken).unwrap_or(Value::Null);
+            h.send_bank_event(&event).await.unwrap();
+            events += 1;
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let dlq = h.cloud.physical("BankEventsDeadLetterQueue").unwrap();
+        let attrs = h
+            .sqs()
+            .get_queue_attributes()
+            .queue_url(&dlq)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+            .send()
+            .await
+            .unwrap();
+        let dead = attrs
+            .attributes()
+            .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages))
+            .cloned()
+            .unwrap_or_default();
+        let intake_log = std::fs::read_to_string(h.log_dir.join("bank-intake.log")).unwrap_or_default();
+        println!("bad bank events: {events} sent, {dead} dead-lettered");
+        assert_eq!(dead, "0", "every bad event was answered, none crashed the intake");
+        assert!(!intake_log.contains("panicked"), "the intake never panicked");
+    });
+}

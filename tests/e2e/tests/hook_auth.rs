@@ -9,10 +9,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::{harness, ids, items, run_on, FLOW_TIMEOUT};
 use polis::services::hook_auth::sign;
-use polis_e2e::{HookAuthMode, NEW_SIGNING_SECRET, OLD_SIGNING_SECRET};
+use polis_e2e::{HookAuthMode, StackOptions, NEW_SIGNING_SECRET, OLD_SIGNING_SECRET};
 use polis_must_sim::Scenario;
 use serde_json::Value;
 
+const SIGNED: StackOptions = StackOptions { hook_auth: HookAuthMode::StandardWebhooks, log_filter: None };
 const BODY: &str = r#"{"insuranceCompany":"ingostrah","writtenPremium":17847.29}"#;
 const RETIRED_SECRET: &str = "whsec_dGhpcyBzZWNyZXQgd2FzIHJldGlyZWQ=";
 
@@ -46,7 +47,7 @@ fn signed(id: &str, ts: i64, secret: &str, body: &str) -> Vec<(&'static str, Str
 
 #[test]
 fn signed_hooks_from_must_carry_a_flow_to_the_policy() {
-    run_on(HookAuthMode::StandardWebhooks, async {
+    run_on(SIGNED, async {
         let h = harness();
         let (pid, vin) = ids("signed");
         h.start_truck_process(&pid, &vin, Scenario::default(), false).await.unwrap();
@@ -57,7 +58,7 @@ fn signed_hooks_from_must_carry_a_flow_to_the_policy() {
 
 #[test]
 fn forged_stale_or_tampered_hooks_are_refused_and_leave_nothing() {
-    run_on(HookAuthMode::StandardWebhooks, async {
+    run_on(SIGNED, async {
         let h = harness();
         let t = now();
         let tampered = BODY.replacen("17847.29", "17847.20", 1);

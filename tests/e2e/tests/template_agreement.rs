@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use polis::domain::must::hook::HookKind;
 use polis_local_cloud::provision::Resources;
-use polis_local_cloud::template::{EventSource, FunctionDef, Template};
+use polis_local_cloud::template::{as_list, EventSource, Template};
 use serde_json::{json, Value};
 
 fn root() -> PathBuf {
@@ -69,25 +69,6 @@ fn variables_read(files: &[PathBuf]) -> BTreeSet<String> {
         }
     }
     names
-}
-
-fn statements(t: &Template, f: &FunctionDef) -> Vec<Value> {
-    t.resources[&f.logical_id]
-        .pointer("/Properties/Policies")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|p| p.get("Statement").and_then(Value::as_array))
-        .flatten()
-        .cloned()
-        .collect()
-}
-
-fn as_list(v: &Value) -> Vec<Value> {
-    match v {
-        Value::Array(items) => items.clone(),
-        other => vec![other.clone()],
-    }
 }
 
 fn allows(statements: &[Value], action: &str, resource: &Value) -> bool {
@@ -172,7 +153,7 @@ fn the_template_sets_exactly_the_environment_the_code_reads() {
 fn every_queue_a_function_sends_to_and_every_secret_it_reads_is_allowed_and_nothing_else() {
     let t = template();
     for f in t.functions().unwrap() {
-        let statements = statements(&t, &f);
+        let statements = t.policy_statements(&f.logical_id);
         let mut queues_in_env = BTreeSet::new();
         for (name, value) in &f.environment {
             let Some(target) = value.get("Ref").and_then(Value::as_str) else { continue };

@@ -16,7 +16,7 @@ use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 
-/// Calls counted so far: (function, call) → count.
+/// Counted so far: (function, API call or IAM action) → count.
 pub type CallCounts = BTreeMap<(String, String), u64>;
 
 pub struct AwsProxy {
@@ -25,6 +25,8 @@ pub struct AwsProxy {
     http: reqwest::Client,
     down: AtomicBool,
     counts: Mutex<CallCounts>,
+    actions: Mutex<CallCounts>,
+    keys: Mutex<CallCounts>,
 }
 
 impl AwsProxy {
@@ -37,6 +39,8 @@ impl AwsProxy {
             http: reqwest::Client::builder().no_proxy().build().map_err(std::io::Error::other)?,
             down: AtomicBool::new(false),
             counts: Mutex::default(),
+            actions: Mutex::default(),
+            keys: Mutex::default(),
         });
         let app = Router::new().fallback(forward).with_state(proxy.clone());
         tokio::spawn(async move {
@@ -50,12 +54,84 @@ impl AwsProxy {
         self.down.store(down, Ordering::SeqCst);
     }
 
+    /// API calls made, e.g. (`MustRunnerFunction`, `dynamodb:TransactWriteItems`).
     pub fn counts(&self) -> CallCounts {
         self.counts.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    fn count(&self, function: String, call: String) {
+    /// The IAM actions those calls needed (a transaction needs each of its parts' actions;
+    /// S3's HEAD needs `s3:GetObject`).
+    pub fn iam_actions(&self) -> CallCounts {
+        self.actions.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The DynamoDB partition keys each function's calls touched (for `dynamodb:LeadingKeys`).
+    pub fn partition_keys(&self) -> CallCounts {
+        self.keys.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn count(&self, function: String, call: String, body: &[u8]) {
+        if call.starts_with("dynamodb:") {
+            let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
+            for key in partition_keys(body) {
+                *keys.entry((function.clone(), key)).or_default() += 1;
+            }
+        }
+        let actions = iam_actions(&call, body);
+        let mut counted = self.actions.lock().unwrap_or_else(|e| e.into_inner());
+        for action in actions {
+            *counted.entry((function.clone(), action)).or_default() += 1;
+        }
+        drop(counted);
         *self.counts.lock().unwrap_or_else(|e| e.into_inner()).entry((function, call)).or_default() += 1;
+    }
+}
+
+/// The partition-key values a DynamoDB request names (items, keys, transaction parts, and
+/// the key condition of a query).
+fn partition_keys(body: &[u8]) -> Vec<String> {
+    let request = serde_json::from_slice::<serde_json::Value>(body).unwrap_or_default();
+    let of = |item: &serde_json::Value| item["pk"]["S"].as_str().map(str::to_owned);
+    let mut keys: Vec<String> = [&request["Item"], &request["Key"]].into_iter().filter_map(of).collect();
+    for part in request["TransactItems"].as_array().into_iter().flatten() {
+        for (_, inner) in part.as_object().into_iter().flatten() {
+            keys.extend([&inner["Item"], &inner["Key"]].into_iter().filter_map(of));
+        }
+    }
+    if let Some(condition) = request["KeyConditionExpression"].as_str() {
+        // `pk = :v` or `gsi1pk = :v`: the value of :v.
+        for clause in condition.split(" AND ").map(str::trim) {
+            if let Some((name, value)) = clause.split_once('=') {
+                if name.trim().ends_with("pk") {
+                    let value = request["ExpressionAttributeValues"][value.trim()]["S"].as_str();
+                    keys.extend(value.map(str::to_owned));
+                }
+            }
+        }
+    }
+    keys
+}
+
+/// The IAM actions an API call needs.
+fn iam_actions(call: &str, body: &[u8]) -> Vec<String> {
+    match call {
+        "s3:HeadObject" => vec!["s3:GetObject".into()],
+        "dynamodb:TransactWriteItems" | "dynamodb:TransactGetItems" => {
+            let parts = serde_json::from_slice::<serde_json::Value>(body).unwrap_or_default();
+            let items = parts["TransactItems"].as_array().cloned().unwrap_or_default();
+            let mut actions: Vec<String> = items
+                .iter()
+                .filter_map(|item| item.as_object()?.keys().next().cloned())
+                .map(|part| match part.as_str() {
+                    "ConditionCheck" => "dynamodb:ConditionCheckItem".to_owned(),
+                    other => format!("dynamodb:{other}Item"),
+                })
+                .collect();
+            actions.sort();
+            actions.dedup();
+            actions
+        }
+        other => vec![other.to_owned()],
     }
 }
 
@@ -98,7 +174,7 @@ async fn forward(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    proxy.count(caller(&headers), call_name(&method, &headers));
+    proxy.count(caller(&headers), call_name(&method, &headers), &body);
     if proxy.down.load(Ordering::SeqCst) {
         let body = r#"{"__type":"ServiceUnavailable","message":"AWS is unavailable (local outage)"}"#;
         return (StatusCode::SERVICE_UNAVAILABLE, [("content-type", "application/x-amz-json-1.0")], body)

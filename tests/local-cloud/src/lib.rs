@@ -48,6 +48,8 @@ pub struct CloudOptions {
     pub parameters: BTreeMap<String, String>,
     /// Environment every function gets besides the template's: the emulator's endpoint and credentials.
     pub platform_env: Vec<(String, String)>,
+    /// Set last, over the template's environment (e.g. a log level for one test stack).
+    pub env_overrides: Vec<(String, String)>,
     /// Processes per function (Lambda's concurrency).
     pub instances: usize,
 }
@@ -96,6 +98,7 @@ impl LocalCloud {
             for (name, value) in &f.environment {
                 env.push((name.clone(), resources.resolve(value)?));
             }
+            env.extend(options.env_overrides.iter().cloned());
             runtime::supervise(
                 api.clone(),
                 ProcessSpec {
@@ -158,6 +161,20 @@ impl LocalCloud {
     /// The physical name (table, bucket) or URL (queue) of a logical id.
     pub fn physical(&self, logical_id: &str) -> Option<String> {
         self.resources.resolve(&serde_json::json!({"Ref": logical_id})).ok()
+    }
+
+    /// Invokes a function directly (as `aws lambda invoke` does) and returns its answer.
+    pub async fn invoke(
+        &self,
+        function: &str,
+        payload: &serde_json::Value,
+    ) -> Result<serde_json::Value, String> {
+        let answer = self
+            .api
+            .invoke(function, payload.to_string().into_bytes())
+            .await
+            .map_err(|e| format!("{e:?}"))?;
+        serde_json::from_slice(&answer).map_err(|e| e.to_string())
     }
 
     /// Kills every process of a function (by logical id); they are restarted.

@@ -28,6 +28,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         log_dir: ".local/logs".into(),
         parameters: BTreeMap::new(),
         platform_env: platform_env(),
+        env_overrides: Vec::new(),
         instances: 1,
     };
     let mut resources_out: Option<PathBuf> = None;

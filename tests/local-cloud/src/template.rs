@@ -116,6 +116,20 @@ impl Template {
         Ok(Template { parameters, globals_env, globals_timeout, resources })
     }
 
+    /// The statements of a function's inline policies.
+    pub fn policy_statements(&self, logical_id: &str) -> Vec<Value> {
+        self.resources
+            .get(logical_id)
+            .and_then(|r| r.pointer("/Properties/Policies"))
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p.get("Statement").and_then(Value::as_array))
+            .flatten()
+            .cloned()
+            .collect()
+    }
+
     pub fn of_type<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = (&'a String, &'a Value)> + 'a {
         self.resources.iter().filter(move |(_, r)| r.get("Type").and_then(Value::as_str) == Some(kind))
     }
@@ -183,5 +197,13 @@ impl Template {
             out.push(FunctionDef { logical_id: id.clone(), binary, environment, events, timeout_seconds });
         }
         Ok(out)
+    }
+}
+
+/// A value that may be one item or a list of them (IAM's `Action`, `Resource`), as a list.
+pub fn as_list(v: &Value) -> Vec<Value> {
+    match v {
+        Value::Array(items) => items.clone(),
+        other => vec![other.clone()],
     }
 }

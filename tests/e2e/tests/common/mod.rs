@@ -6,7 +6,7 @@ use std::sync::{LazyLock, OnceLock};
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
-use polis_e2e::{Harness, HookAuthMode, Ports};
+use polis_e2e::{Harness, Ports, StackOptions};
 
 pub const FLOW_TIMEOUT: Duration = Duration::from_secs(90);
 
@@ -18,13 +18,13 @@ static HARNESS: OnceLock<Harness> = OnceLock::new();
 /// Runs a test body on the shared runtime, with the stack (hooks by shared secret) started first.
 #[allow(dead_code)] // Not every test binary uses each helper.
 pub fn run<F: Future>(f: F) -> F::Output {
-    run_on(HookAuthMode::SharedSecret, f)
+    run_on(StackOptions::default(), f)
 }
 
-/// Runs a test body on the shared runtime, the stack started first with hooks authenticated by
-/// `mode` (one mode per test binary: the first call decides).
-pub fn run_on<F: Future>(mode: HookAuthMode, f: F) -> F::Output {
-    stack(mode);
+/// Runs a test body on the shared runtime, the stack started first with `options` (one stack
+/// per test binary: the first call decides).
+pub fn run_on<F: Future>(options: StackOptions, f: F) -> F::Output {
+    stack(options);
     RUNTIME.block_on(f)
 }
 
@@ -33,12 +33,12 @@ pub fn harness() -> &'static Harness {
     HARNESS.get().expect("the stack is started by run() or run_on()")
 }
 
-fn stack(mode: HookAuthMode) -> &'static Harness {
+fn stack(options: StackOptions) -> &'static Harness {
     HARNESS.get_or_init(|| {
         let stack = format!("polis-e2e-{}", std::process::id());
         let logs = log_dir(&stack);
         RUNTIME
-            .block_on(Harness::start_with(&stack, Ports::any().expect("free ports"), logs, mode))
+            .block_on(Harness::start_with(&stack, Ports::any().expect("free ports"), logs, options))
             .expect("the local stack starts")
     })
 }
