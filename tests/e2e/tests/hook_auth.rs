@@ -1,7 +1,8 @@
 //! Hooks authenticated by Standard Webhooks signatures, through the local stack
 //! configured with `HookAuthMode=standard-webhooks` and two signing secrets (a
 //! rotation in progress): MUST's signed hooks carry a whole flow to the policy;
-//! every forged or stale call is refused with 401 and leaves nothing behind.
+//! every forged or stale call is refused with 401, stores nothing and costs no
+//! queue message (counted at the local cloud's AWS proxy).
 
 mod common;
 
@@ -14,7 +15,7 @@ use polis_must_sim::Scenario;
 use serde_json::Value;
 
 const SIGNED: StackOptions = StackOptions { hook_auth: HookAuthMode::StandardWebhooks, log_filter: None };
-const BODY: &str = r#"{"insuranceCompany":"ingostrah","writtenPremium":17847.29}"#;
+const BODY: &str = r#"{"insuranceCompany":"ingostrah","reason":"fleet too old 17847.29"}"#;
 const RETIRED_SECRET: &str = "whsec_dGhpcyBzZWNyZXQgd2FzIHJldGlyZWQ=";
 
 /// A case: its name, the headers sent, the body, and the status expected.
@@ -24,10 +25,11 @@ fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
-/// Posts `body` to the `approved` hook of `sid` with the given Standard Webhooks headers.
+/// Posts `body` to the `rejected` hook of `sid` (a hook no flow here sends, so every call to
+/// its function is this test's) with the given Standard Webhooks headers.
 async fn post(sid: &str, headers: &[(&str, String)], body: &str) -> (u16, Value) {
     let mut req = reqwest::Client::new()
-        .post(format!("{}/api/hooks/{sid}/approved", harness().cloud.http_url))
+        .post(format!("{}/api/hooks/{sid}/rejected", harness().cloud.http_url))
         .body(body.to_owned());
     for (name, value) in headers {
         req = req.header(*name, value);
@@ -124,10 +126,25 @@ fn forged_stale_or_tampered_hooks_are_refused_and_leave_nothing() {
         ];
         cases.append(&mut refused);
         let (mut tried, mut wrong) = (0, Vec::new());
+        // The hook function's writes and queue messages, as the local cloud counted them.
+        let costs = || {
+            let counts = h.cloud.aws.counts();
+            let of = |call: &str| {
+                counts.get(&("HookRejectedFunction".to_owned(), call.to_owned())).copied().unwrap_or(0)
+            };
+            (of("dynamodb:PutItem"), of("sqs:SendMessage"))
+        };
         for (name, headers, body, expected) in cases {
             let (sid, _) = ids("auth");
+            let before = costs();
             let (status, answer) = post(&sid, &headers, body).await;
+            let after = costs();
+            let spent = (after.0 - before.0, after.1 - before.1);
             tried += 1;
+            let expected_cost = if expected == 200 { (1, 1) } else { (0, 0) };
+            if spent != expected_cost {
+                wrong.push(format!("{name}: {spent:?} writes and messages, expected {expected_cost:?}"));
+            }
             if status != expected {
                 wrong.push(format!("{name}: {status} {answer}"));
             }
