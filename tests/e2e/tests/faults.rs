@@ -40,21 +40,34 @@ fn aws_gone_in_the_middle_of_flows_and_back_loses_nothing_and_applies_nothing_tw
     run(async {
         let h = harness();
         let retries_before = h.must.sim.stats().hook_retries;
+        let inits_before = h.must.sim.stats().init_calls;
         let mut pids = Vec::new();
         for i in 0..5 {
             let (pid, vin) = ids(&format!("outage{i}"));
             h.start_truck_process(&pid, &vin, Scenario::default(), false).await.unwrap();
             pids.push(pid);
         }
-        // Wait until the first has MUST's scoring under way, then take AWS away for 6 s.
+        // AWS goes away the moment MUST has started a process: MUST's first hook for it, and our
+        // write of MUST's answer, both meet the outage.
         let start = Instant::now();
-        while h.process(&pids[0]).await.unwrap().is_none_or(|p| p["stage"] == "initializing") {
+        while h.must.sim.stats().init_calls == inits_before {
             assert!(start.elapsed() < FLOW_TIMEOUT);
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         h.cloud.aws.set_down(true);
-        tokio::time::sleep(Duration::from_secs(6)).await;
+        let outage = Instant::now();
+        // A hook that cannot be stored is not acknowledged: MUST gets a 5xx and will retry.
+        let probe = reqwest::Client::new()
+            .post(format!("{}/api/hooks/{}/approved", h.cloud.http_url, ids("outage-probe").0))
+            .header("x-hook-secret", polis_e2e::HOOK_SECRET)
+            .body(r#"{"insuranceCompany":"ingostrah","writtenPremium":1}"#)
+            .send()
+            .await
+            .unwrap();
+        assert!(probe.status().is_server_error(), "a hook during the outage got {}", probe.status());
+        tokio::time::sleep(Duration::from_secs(6).saturating_sub(outage.elapsed())).await;
         h.cloud.aws.set_down(false);
+        let refused = h.cloud.aws.refused();
         let issued = all_trucks_issued(h, &pids).await;
         let retried = h.must.sim.stats().hook_retries - retries_before;
         for pid in &pids {
@@ -66,8 +79,12 @@ fn aws_gone_in_the_middle_of_flows_and_back_loses_nothing_and_applies_nothing_tw
             unique.dedup();
             assert_eq!(applied.len(), unique.len(), "{pid}: no hook applied twice");
         }
-        println!("AWS outage of 6 s: {} flows tried, {issued} issued, {retried} hook deliveries answered 5xx and retried by MUST, 0 lost", pids.len());
-        assert!(retried > 0, "the outage was felt: MUST had to retry");
+        println!(
+            "AWS outage of 6 s: {refused} AWS calls refused, {retried} hook deliveries answered 5xx and retried by \
+             MUST; {} flows tried, {issued} issued, 0 lost, 0 applied twice",
+            pids.len()
+        );
+        assert!(refused > 0, "the outage was felt: AWS calls were refused");
     });
 }
 

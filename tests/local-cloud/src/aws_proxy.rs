@@ -24,6 +24,7 @@ pub struct AwsProxy {
     upstream: String,
     http: reqwest::Client,
     down: AtomicBool,
+    refused: std::sync::atomic::AtomicU64,
     counts: Mutex<CallCounts>,
     actions: Mutex<CallCounts>,
     keys: Mutex<CallCounts>,
@@ -38,6 +39,7 @@ impl AwsProxy {
             upstream: upstream.trim_end_matches('/').to_owned(),
             http: reqwest::Client::builder().no_proxy().build().map_err(std::io::Error::other)?,
             down: AtomicBool::new(false),
+            refused: Default::default(),
             counts: Mutex::default(),
             actions: Mutex::default(),
             keys: Mutex::default(),
@@ -55,6 +57,11 @@ impl AwsProxy {
     }
 
     /// API calls made, e.g. (`MustRunnerFunction`, `dynamodb:TransactWriteItems`).
+    /// Calls answered 503 because AWS was down.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::SeqCst)
+    }
+
     pub fn counts(&self) -> CallCounts {
         self.counts.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -176,6 +183,7 @@ async fn forward(
 ) -> Response {
     proxy.count(caller(&headers), call_name(&method, &headers), &body);
     if proxy.down.load(Ordering::SeqCst) {
+        proxy.refused.fetch_add(1, Ordering::SeqCst);
         let body = r#"{"__type":"ServiceUnavailable","message":"AWS is unavailable (local outage)"}"#;
         return (StatusCode::SERVICE_UNAVAILABLE, [("content-type", "application/x-amz-json-1.0")], body)
             .into_response();
