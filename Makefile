@@ -11,7 +11,7 @@ export AWS_REGION ?= us-east-1
 export CARGO_TERM_COLOR ?= never
 
 help:
-	@echo "make run    - local stack + MUST simulator + one truck policy, printed as it goes"
+	@echo "make run    - local stack + MUST and BIMA simulators + a truck policy and a loan, printed as they go"
 	@echo "make test   - every test (unit, property, end-to-end through the local stack)"
 	@echo "make up     - leave the local stack running (hook API 127.0.0.1:3000); make down stops it"
 	@echo "make check  - fmt, clippy -D warnings"

@@ -155,7 +155,7 @@ impl Harness {
             ("RunnerVisibilityTimeout", "4".into()),
             ("EffectLeaseMs", "3000".into()),
             ("UnknownScoringGraceSeconds", "3".into()),
-            ("InsurerTimeoutSeconds", "2".into()),
+            ("InsurerTimeoutSeconds", "4".into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

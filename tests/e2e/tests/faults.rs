@@ -118,7 +118,7 @@ fn insurers_failing_on_a_share_of_calls_and_answering_slowly_still_finish_every_
         let plan = FaultPlan {
             errors_per_mille: 200,
             hangs_per_mille: 50,
-            hang: Duration::from_secs(3),
+            hang: Duration::from_secs(6),
             slow: Duration::from_millis(30),
         };
         h.must.sim.faults.set(plan);
