@@ -191,7 +191,7 @@ fn no_secret_value_is_in_the_template_or_the_repository() {
     }
     assert!(!holds_signing_secret(&template), "the template holds a signing secret");
     // Split so this file does not match its own search.
-    let private_key = format!("PRIVATE {}-----", "KEY"); // -----BEGIN (RSA |EC )PRIVATE KEY-----
+    let private_key = format!("PRIVATE {}-----", "KEY"); // the end of any PEM private key header
     for local in [HOOK_SECRET, MUST_PASSWORD, BIMA_CLIENT_SECRET, private_key.as_str()] {
         assert!(!template.contains(local), "the template holds a secret value");
     }
