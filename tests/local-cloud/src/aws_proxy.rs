@@ -19,6 +19,15 @@ use axum::Router;
 /// Counted so far: (function, API call or IAM action) → count.
 pub type CallCounts = BTreeMap<(String, String), u64>;
 
+/// One AWS call as the proxy saw it: from its request arriving to its answer leaving.
+#[derive(Debug, Clone)]
+pub struct CallTiming {
+    pub function: String,
+    pub call: String,
+    pub started: std::time::Instant,
+    pub finished: std::time::Instant,
+}
+
 pub struct AwsProxy {
     pub url: String,
     upstream: String,
@@ -28,6 +37,7 @@ pub struct AwsProxy {
     counts: Mutex<CallCounts>,
     actions: Mutex<CallCounts>,
     keys: Mutex<CallCounts>,
+    timings: Mutex<Vec<CallTiming>>,
 }
 
 impl AwsProxy {
@@ -43,6 +53,7 @@ impl AwsProxy {
             counts: Mutex::default(),
             actions: Mutex::default(),
             keys: Mutex::default(),
+            timings: Mutex::default(),
         });
         let app = Router::new().fallback(forward).with_state(proxy.clone());
         tokio::spawn(async move {
@@ -72,9 +83,20 @@ impl AwsProxy {
         self.actions.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Every call forwarded so far, with its time at AWS (the emulator) and the proxy.
+    pub fn timings(&self) -> Vec<CallTiming> {
+        self.timings.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     /// The DynamoDB partition keys each function's calls touched (for `dynamodb:LeadingKeys`).
     pub fn partition_keys(&self) -> CallCounts {
         self.keys.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Counts a call made on a function's behalf by the Lambda service itself (an SQS event
+    /// source's receives and deletes), which does not pass the proxy.
+    pub fn record_service_call(&self, function: &str, call: &str) {
+        self.count(format!("{function} (event source)"), call.to_owned(), b"");
     }
 
     fn count(&self, function: String, call: String, body: &[u8]) {
@@ -181,7 +203,16 @@ async fn forward(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    proxy.count(caller(&headers), call_name(&method, &headers), &body);
+    let started = std::time::Instant::now();
+    let (function, call) = (caller(&headers), call_name(&method, &headers));
+    proxy.count(function.clone(), call.clone(), &body);
+    let response = answer(&proxy, method, uri, headers, body).await;
+    let timing = CallTiming { function, call, started, finished: std::time::Instant::now() };
+    proxy.timings.lock().unwrap_or_else(|e| e.into_inner()).push(timing);
+    response
+}
+
+async fn answer(proxy: &AwsProxy, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     if proxy.down.load(Ordering::SeqCst) {
         proxy.refused.fetch_add(1, Ordering::SeqCst);
         let body = r#"{"__type":"ServiceUnavailable","message":"AWS is unavailable (local outage)"}"#;

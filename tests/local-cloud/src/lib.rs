@@ -54,8 +54,17 @@ pub struct CloudOptions {
     pub instances: usize,
 }
 
+/// How a function's process is started (for tools that start one themselves, e.g. to time a cold start).
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub function: String,
+    pub binary: PathBuf,
+    pub env: Vec<(String, String)>,
+}
+
 pub struct LocalCloud {
     pub http_url: String,
+    pub launches: Vec<Launch>,
     /// Every AWS call of the functions passes here: counted, and can be cut off.
     pub aws: Arc<aws_proxy::AwsProxy>,
     pub resources: Resources,
@@ -88,6 +97,7 @@ impl LocalCloud {
         std::fs::create_dir_all(&options.log_dir)?;
         let sqs = aws_sdk_sqs::Client::new(sdk);
         let mut routes = Vec::new();
+        let mut launches = Vec::new();
         for f in &functions {
             let mut env: Vec<(String, String)> = options
                 .platform_env
@@ -99,6 +109,11 @@ impl LocalCloud {
                 env.push((name.clone(), resources.resolve(value)?));
             }
             env.extend(options.env_overrides.iter().cloned());
+            launches.push(Launch {
+                function: f.logical_id.clone(),
+                binary: options.bin_dir.join(&f.binary),
+                env: env.clone(),
+            });
             runtime::supervise(
                 api.clone(),
                 ProcessSpec {
@@ -136,6 +151,7 @@ impl LocalCloud {
                                 batch_size: *batch_size,
                                 region: resources.region.clone(),
                             },
+                            aws.clone(),
                         );
                     }
                 }
@@ -155,7 +171,7 @@ impl LocalCloud {
         tokio::spawn(async move {
             let _ = axum::serve(http, gateway::router(gateway)).await;
         });
-        Ok(LocalCloud { http_url, aws, resources, routes, api })
+        Ok(LocalCloud { http_url, launches, aws, resources, routes, api })
     }
 
     /// The physical name (table, bucket) or URL (queue) of a logical id.
@@ -175,6 +191,16 @@ impl LocalCloud {
             .await
             .map_err(|e| format!("{e:?}"))?;
         serde_json::from_slice(&answer).map_err(|e| e.to_string())
+    }
+
+    /// Every finished invocation so far (when handed to the process, when answered).
+    pub fn invocations(&self) -> Vec<runtime::InvocationTiming> {
+        self.api.timings()
+    }
+
+    /// The OS process ids of a function's running processes.
+    pub fn pids(&self, function: &str) -> Vec<u32> {
+        self.api.pids(function)
     }
 
     /// Kills every process of a function (by logical id); they are restarted.

@@ -10,6 +10,7 @@ use std::time::Duration;
 use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName};
 use serde_json::{json, Map, Value};
 
+use crate::aws_proxy::AwsProxy;
 use crate::runtime::RuntimeApi;
 
 pub struct SqsSource {
@@ -20,10 +21,10 @@ pub struct SqsSource {
     pub region: String,
 }
 
-pub fn spawn(api: Arc<RuntimeApi>, sqs: aws_sdk_sqs::Client, source: SqsSource) {
+pub fn spawn(api: Arc<RuntimeApi>, sqs: aws_sdk_sqs::Client, source: SqsSource, aws: Arc<AwsProxy>) {
     tokio::spawn(async move {
         while !api.stopping.load(Ordering::Relaxed) {
-            if let Err(e) = poll_once(&api, &sqs, &source).await {
+            if let Err(e) = poll_once(&api, &sqs, &source, &aws).await {
                 eprintln!("local-cloud: poller {}: {e}", source.function);
                 tokio::time::sleep(Duration::from_millis(500)).await;
             }
@@ -31,7 +32,12 @@ pub fn spawn(api: Arc<RuntimeApi>, sqs: aws_sdk_sqs::Client, source: SqsSource) 
     });
 }
 
-async fn poll_once(api: &RuntimeApi, sqs: &aws_sdk_sqs::Client, source: &SqsSource) -> Result<(), String> {
+async fn poll_once(
+    api: &RuntimeApi,
+    sqs: &aws_sdk_sqs::Client,
+    source: &SqsSource,
+    aws: &AwsProxy,
+) -> Result<(), String> {
     let received = sqs
         .receive_message()
         .queue_url(&source.queue_url)
@@ -43,8 +49,10 @@ async fn poll_once(api: &RuntimeApi, sqs: &aws_sdk_sqs::Client, source: &SqsSour
         .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(e).to_string())?;
     let messages = received.messages();
     if messages.is_empty() {
+        // Idle long polls cost the same whatever the load; only receives that bring work are counted.
         return Ok(());
     }
+    aws.record_service_call(&source.function, "sqs:ReceiveMessage");
     let records: Vec<Value> = messages
         .iter()
         .map(|m| {
@@ -94,6 +102,7 @@ async fn poll_once(api: &RuntimeApi, sqs: &aws_sdk_sqs::Client, source: &SqsSour
         })
         .collect();
     if !entries.is_empty() {
+        aws.record_service_call(&source.function, "sqs:DeleteMessageBatch");
         sqs.delete_message_batch()
             .queue_url(&source.queue_url)
             .set_entries(Some(entries))

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -42,8 +42,17 @@ struct Invocation {
 struct Slot {
     sender: mpsc::Sender<Invocation>,
     receiver: Mutex<mpsc::Receiver<Invocation>>,
-    in_flight: Mutex<HashMap<String, Reply>>,
+    /// Invocations handed to a process, with when.
+    in_flight: Mutex<HashMap<String, (Reply, Instant)>>,
     timeout: Duration,
+}
+
+/// One finished invocation: when the event was handed to the process, when it answered.
+#[derive(Debug, Clone)]
+pub struct InvocationTiming {
+    pub function: String,
+    pub started: Instant,
+    pub finished: Instant,
 }
 
 pub struct RuntimeApi {
@@ -52,6 +61,7 @@ pub struct RuntimeApi {
     pub stopping: AtomicBool,
     /// Running processes: function → OS process ids (to kill them in fault tests).
     pids: std::sync::Mutex<HashMap<String, Vec<u32>>>,
+    timings: std::sync::Mutex<Vec<InvocationTiming>>,
 }
 
 fn now_ms() -> u64 {
@@ -73,6 +83,16 @@ impl RuntimeApi {
                     .is_ok_and(|s| s.success())
             })
             .count()
+    }
+
+    /// The OS process ids of a function's running processes.
+    pub fn pids(&self, function: &str) -> Vec<u32> {
+        self.pids.lock().unwrap_or_else(|e| e.into_inner()).get(function).cloned().unwrap_or_default()
+    }
+
+    /// Every finished invocation so far.
+    pub fn timings(&self) -> Vec<InvocationTiming> {
+        self.timings.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     fn track(&self, function: &str, pid: u32, running: bool) {
@@ -99,6 +119,7 @@ impl RuntimeApi {
             next_id: AtomicU64::new(1),
             stopping: AtomicBool::new(false),
             pids: std::sync::Mutex::default(),
+            timings: std::sync::Mutex::default(),
         })
     }
 
@@ -129,7 +150,7 @@ impl RuntimeApi {
     /// Fails what a dead process was doing.
     async fn abandon(&self, function: &str, why: &str) {
         if let Some(slot) = self.slots.get(function) {
-            for (_, reply) in slot.in_flight.lock().await.drain() {
+            for (_, (reply, _)) in slot.in_flight.lock().await.drain() {
                 let _ = reply.send(Err(InvokeError::Function(why.to_owned())));
             }
         }
@@ -145,7 +166,7 @@ async fn next(State(api): State<Arc<RuntimeApi>>, Path(name): Path<String>) -> R
         return StatusCode::GONE.into_response();
     };
     let id = format!("{:08x}-local-{}", now_ms() as u32, api.next_id.fetch_add(1, Ordering::Relaxed));
-    slot.in_flight.lock().await.insert(id.clone(), invocation.reply);
+    slot.in_flight.lock().await.insert(id.clone(), (invocation.reply, Instant::now()));
     let deadline = now_ms() + slot.timeout.as_millis() as u64;
     let arn = format!("arn:aws:lambda:us-east-1:123456789012:function:{name}");
     (
@@ -185,7 +206,9 @@ async fn complete(api: &RuntimeApi, name: &str, id: &str, result: Result<Bytes, 
         return StatusCode::NOT_FOUND.into_response();
     };
     match slot.in_flight.lock().await.remove(id) {
-        Some(reply) => {
+        Some((reply, started)) => {
+            let timing = InvocationTiming { function: name.to_owned(), started, finished: Instant::now() };
+            api.timings.lock().unwrap_or_else(|e| e.into_inner()).push(timing);
             let _ = reply.send(result);
             StatusCode::ACCEPTED.into_response()
         }
