@@ -16,6 +16,7 @@ help:
 	@echo "make up     - leave the local stack running (hook API 127.0.0.1:3000); make down stops it"
 	@echo "make check  - fmt, clippy -D warnings"
 	@echo "make validate-template - cfn-lint, sam validate --lint, sam build (one bootstrap per function)"
+	@echo "make bench  - release build, then the benchmark table (BENCH_ARGS='--flows 1000' for more)"
 
 $(VENV)/.installed:
 	python3 -m venv $(VENV)
@@ -51,8 +52,13 @@ check:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
+bench: deps emulator
+	@command -v zip >/dev/null || (apt-get update -qq && apt-get install -y -qq zip)
+	cargo build --release --workspace --bins
+	cargo run --release --quiet -p polis-bench -- $(BENCH_ARGS)
+
 validate-template:
 	@mkdir -p .local
 	scripts/validate-template.sh
 
-.PHONY: help deps build emulator run test up down check validate-template
+.PHONY: help deps build emulator run test up down check bench validate-template

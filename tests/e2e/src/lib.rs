@@ -68,7 +68,8 @@ pub struct Harness {
     notifications: Arc<Mutex<HashMap<String, Vec<Value>>>>,
 }
 
-fn workspace_root() -> PathBuf {
+/// The workspace's root directory.
+pub fn workspace_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
@@ -87,11 +88,15 @@ pub struct StackOptions {
     /// The functions' `RUST_LOG`, instead of the template's (e.g. `debug`, to prove what even
     /// debug logs leave out).
     pub log_filter: Option<&'static str>,
+    /// Run the release binaries (`target/release`, as Lambda would) instead of the debug ones.
+    pub release: bool,
+    /// Processes per function (Lambda's concurrency).
+    pub instances: usize,
 }
 
 impl Default for StackOptions {
     fn default() -> Self {
-        StackOptions { hook_auth: HookAuthMode::SharedSecret, log_filter: None }
+        StackOptions { hook_auth: HookAuthMode::SharedSecret, log_filter: None, release: false, instances: 2 }
     }
 }
 
@@ -192,7 +197,7 @@ impl Harness {
                 stack: stack.to_owned(),
                 http_listen: ports.http,
                 runtime_listen: ports.runtime,
-                bin_dir: root.join("target/debug"),
+                bin_dir: root.join(if options.release { "target/release" } else { "target/debug" }),
                 log_dir: log_dir.clone(),
                 parameters,
                 platform_env,
@@ -201,7 +206,7 @@ impl Harness {
                     .map(|f| ("RUST_LOG".to_owned(), f.to_owned()))
                     .into_iter()
                     .collect(),
-                instances: 2,
+                instances: options.instances,
             },
             &sdk,
         )
@@ -528,6 +533,25 @@ impl Harness {
             return Err(format!("polis-replay {command}: {}", String::from_utf8_lossy(&out.stderr)).into());
         }
         Ok(String::from_utf8(out.stdout)?)
+    }
+
+    /// How many messages wait in a queue of the stack (by logical id), as SQS approximates it.
+    pub async fn queue_depth(&self, logical_id: &str) -> Result<u64, BoxError> {
+        use aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages;
+        let url =
+            self.cloud.physical(logical_id).ok_or_else(|| format!("{logical_id} is not in the stack"))?;
+        let out = self
+            .sqs()
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(ApproximateNumberOfMessages)
+            .send()
+            .await?;
+        Ok(out
+            .attributes()
+            .and_then(|a| a.get(&ApproximateNumberOfMessages))
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0))
     }
 
     /// Every quarantined record (as stored: id, source, reason, body, origin).

@@ -14,7 +14,12 @@ use polis_e2e::{HookAuthMode, StackOptions, NEW_SIGNING_SECRET, OLD_SIGNING_SECR
 use polis_must_sim::Scenario;
 use serde_json::Value;
 
-const SIGNED: StackOptions = StackOptions { hook_auth: HookAuthMode::StandardWebhooks, log_filter: None };
+const SIGNED: StackOptions = StackOptions {
+    hook_auth: HookAuthMode::StandardWebhooks,
+    log_filter: None,
+    release: false,
+    instances: 2,
+};
 const BODY: &str = r#"{"insuranceCompany":"ingostrah","reason":"fleet too old 17847.29"}"#;
 const RETIRED_SECRET: &str = "whsec_dGhpcyBzZWNyZXQgd2FzIHJldGlyZWQ=";
 

@@ -135,22 +135,9 @@ fn a_flow_dead_lettered_while_must_was_down_completes_after_replay() {
         h.start_truck_process(&pid, &vin, Scenario { unavailable: true, ..Scenario::default() }, false)
             .await
             .unwrap();
-        let dlq = h.cloud.physical("ProcessDeadLetterQueue").unwrap();
         let start = Instant::now();
         loop {
-            let attrs = h
-                .sqs()
-                .get_queue_attributes()
-                .queue_url(&dlq)
-                .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
-                .send()
-                .await
-                .unwrap();
-            let waiting = attrs
-                .attributes()
-                .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages))
-                .and_then(|n| n.parse::<u32>().ok())
-                .unwrap_or(0);
+            let waiting = h.queue_depth("ProcessDeadLetterQueue").await.unwrap();
             if waiting > 0 {
                 break;
             }

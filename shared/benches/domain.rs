@@ -1,0 +1,80 @@
+//! In-process costs of the hot paths (criterion): what a hook function does
+//! besides its two AWS calls (authenticate, check the body, derive the hook id),
+//! what a runner does per message besides its AWS calls (read the state JSON,
+//! apply the event, write the state JSON), and the bank-intake's validation and
+//! the BIMA sale form. `cargo bench -p polis-shared`.
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use polis::domain::bank::truck::TruckBankEvent;
+use polis::domain::bank::BankEvent;
+use polis::domain::bima::loan::LoanBankEvent;
+use polis::domain::ids::ScoringId;
+use polis::domain::must::hook::{HookKind, HookPayload};
+use polis::domain::must::process::{ProcessEvent, TruckProcess};
+use polis::services::hook_auth::{sign, HookAuth, HookCredentials};
+use polis::services::hook_intake::{check_body, hook_id};
+
+const HOOK: &[u8] = br#"{"insuranceCompany":"ingostrah","writtenPremium":17847.29}"#;
+const TRUCK: &str = include_str!("../examples/bank/truck.policy-requested.json");
+const LOAN: &str = include_str!("../examples/bank/loan.issued.json");
+const SIGNING: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+fn hook_path(c: &mut Criterion) {
+    let shared = HookAuth::from_config("shared-secret", "local-hook-secret-0123456789").unwrap();
+    let signed = HookAuth::from_config("standard-webhooks", SIGNING).unwrap();
+    let now = 1_795_439_400;
+    let signature = sign(SIGNING, "msg_1", now, HOOK).unwrap();
+    let ts = now.to_string();
+    c.bench_function("hook: shared secret, body check, hook id", |b| {
+        b.iter(|| {
+            let creds =
+                HookCredentials { secret: Some(b"local-hook-secret-0123456789"), ..Default::default() };
+            shared.verify(&creds, black_box(HOOK), now).unwrap();
+            ScoringId::parse(black_box("3fa85f64-5717-4562-b3fc-2c963f66afa6")).unwrap();
+            assert!(check_body(HookKind::Approved, black_box(HOOK)).is_none());
+            black_box(hook_id(HookKind::Approved, Some("msg_1"), HOOK));
+        })
+    });
+    c.bench_function("hook: Standard Webhooks signature check", |b| {
+        b.iter(|| {
+            let creds = HookCredentials {
+                id: Some("msg_1"),
+                timestamp: Some(&ts),
+                signature: Some(&signature),
+                secret: None,
+            };
+            signed.verify(&creds, black_box(HOOK), now).unwrap();
+        })
+    });
+}
+
+fn runner_step(c: &mut Criterion) {
+    let TruckBankEvent::PolicyRequested { request, .. } = serde_json::from_str(TRUCK).unwrap() else {
+        panic!("the example is a policy request")
+    };
+    let process = TruckProcess::start(*request);
+    let state = serde_json::to_string(&process).unwrap();
+    let payload = HookPayload::parse(HookKind::Approved, HOOK).unwrap();
+    c.bench_function("runner: state JSON in, apply a hook, state JSON out", |b| {
+        b.iter(|| {
+            let mut p: TruckProcess = serde_json::from_str(black_box(&state)).unwrap();
+            black_box(p.apply(ProcessEvent::Hook { id: "h-1".into(), payload: payload.clone() }));
+            black_box(serde_json::to_string(&p).unwrap());
+        })
+    });
+}
+
+fn bank_events(c: &mut Criterion) {
+    c.bench_function("bank-intake: read and validate loan.issued", |b| {
+        b.iter(|| black_box(BankEvent::accept(black_box(LOAN)).unwrap()))
+    });
+    let Ok(BankEvent::Loan(LoanBankEvent::Issued(loan))) = BankEvent::accept(LOAN) else { panic!("a loan") };
+    c.bench_function("bima-runner: build and serialize the sale form", |b| {
+        b.iter(|| black_box(serde_json::to_vec(&black_box(&loan).sale_request()).unwrap()))
+    });
+}
+
+criterion_group!(benches, hook_path, runner_step, bank_events);
+criterion_main!(benches);

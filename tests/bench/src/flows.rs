@@ -1,0 +1,175 @@
+//! N truck processes at once, then N loans at once, through the local stack:
+//! wall time, throughput, none left unfinished; the AWS requests each kind of
+//! policy took (counted at the local cloud's proxy, and the event sources' SQS
+//! calls) against the minimum its flow needs; the runners' CPU per message.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use polis_e2e::{BoxError, Harness};
+use polis_local_cloud::runtime::InvocationTiming;
+use polis_must_sim::Scenario;
+
+use crate::{function_cpu_ms, Row};
+
+/// What one phase (N policies of one kind) cost.
+pub struct Phase {
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub policies: usize,
+    /// API calls by (function, call) during the phase.
+    pub calls: BTreeMap<(String, String), u64>,
+    pub invocations: Vec<InvocationTiming>,
+    /// The fewest AWS requests one policy of this kind needs (see `minimum_*`).
+    pub minimum_per_policy: f64,
+}
+
+pub struct Measured {
+    pub rows: Vec<Row>,
+    pub phases: Vec<Phase>,
+}
+
+fn delta(
+    before: &BTreeMap<(String, String), u64>,
+    after: BTreeMap<(String, String), u64>,
+) -> BTreeMap<(String, String), u64> {
+    after
+        .into_iter()
+        .map(|(k, v)| {
+            let was = before.get(&k).copied().unwrap_or(0);
+            (k, v - was)
+        })
+        .filter(|(_, v)| *v > 0)
+        .collect()
+}
+
+/// Waits until every id has a notice of `kind`; returns how many did not in time.
+async fn wait_all(h: &Harness, ids: &[String], kind: &str, timeout: Duration) -> usize {
+    let start = Instant::now();
+    loop {
+        let missing = ids.iter().filter(|id| !h.notifications(id).iter().any(|n| n["type"] == kind)).count();
+        if missing == 0 || start.elapsed() > timeout {
+            return missing;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// A truck policy's minimum: the bank's request stored and queued (2), the process read
+/// when driven (1); per hook stored and queued, then read and written by the runner (4);
+/// per MUST call its result written (1); per notice to the bank one send (1); per document
+/// read from S3 (1) and per policy file archived (1).
+async fn minimum_truck(h: &Harness, pid: &str) -> Result<f64, BoxError> {
+    let p = h.process(pid).await?.ok_or("no process")?;
+    let hooks = p["applied"].as_array().map_or(0, Vec::len) as f64;
+    let key = format!("TRUCK#{pid}");
+    let effects = h
+        .dynamodb()
+        .query()
+        .table_name(&h.table)
+        .key_condition_expression("pk = :pk AND begins_with(sk, :e)")
+        .expression_attribute_values(":pk", aws_sdk_dynamodb::types::AttributeValue::S(key))
+        .expression_attribute_values(":e", aws_sdk_dynamodb::types::AttributeValue::S("EFFECT#".into()))
+        .send()
+        .await?
+        .items()
+        .len() as f64;
+    let notices = h.notifications(pid).len() as f64;
+    let documents = p["request"]["documents"].as_array().map_or(0, Vec::len) as f64;
+    let files = p["policy"]["files"].as_array().map_or(0, Vec::len) as f64;
+    Ok(3.0 + 4.0 * hooks + effects + notices + documents + files)
+}
+
+/// A loan's minimum: the event stored and queued (2), the record read when driven (1);
+/// calc, sale and print link each with its result written (3); the print form archived (1
+/// S3 put + 1 write); the bank told (1).
+const MINIMUM_LOAN: f64 = 9.0;
+
+/// One phase: `n` flows started by `start(i)` (which returns the id the bank's notices carry),
+/// all awaited until `notice`; the rows it yields and what it cost.
+async fn phase<F, Fut>(
+    h: &Harness,
+    (kind, plural): (&'static str, &'static str),
+    runner: &str,
+    notice: &str,
+    n: usize,
+    start: F,
+) -> Result<(Vec<Row>, Phase, Vec<String>), BoxError>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<String, BoxError>>,
+{
+    let runner_cpu = function_cpu_ms(h, runner);
+    let calls_before = h.cloud.aws.counts();
+    let since = Instant::now();
+    let mut ids = Vec::with_capacity(n);
+    for i in 0..n {
+        ids.push(start(i).await?);
+    }
+    let unfinished = wait_all(h, &ids, notice, Duration::from_secs(60 + 2 * n as u64)).await;
+    let wall = since.elapsed();
+    let invocations: Vec<_> = h.cloud.invocations().into_iter().filter(|i| i.started >= since).collect();
+    let runner_invocations = invocations.iter().filter(|i| i.function == runner).count().max(1);
+    let runner_cpu = function_cpu_ms(h, runner) - runner_cpu;
+    let rows = vec![
+        Row::new(
+            format!("{n} {plural} at once, through the local stack"),
+            format!(
+                "{:.1} s wall, {:.2} policies/s, {unfinished} unfinished",
+                wall.as_secs_f64(),
+                n as f64 / wall.as_secs_f64()
+            ),
+            "none unfinished",
+        ),
+        Row::new(
+            format!("CPU time per {runner} invocation (a batch of up to 10 messages)"),
+            format!("{:.2} ms over {runner_invocations} invocations", runner_cpu / runner_invocations as f64),
+            "-",
+        ),
+    ];
+    let phase = Phase {
+        kind,
+        plural,
+        policies: n - unfinished,
+        calls: delta(&calls_before, h.cloud.aws.counts()),
+        invocations,
+        minimum_per_policy: 0.0,
+    };
+    Ok((rows, phase, ids))
+}
+
+pub async fn run(h: &Harness, n: usize) -> Result<Measured, BoxError> {
+    let tag = std::process::id();
+    let (mut rows, mut trucks, pids) = phase(
+        h,
+        ("truck eOSAGO policy", "truck eOSAGO policies"),
+        "MustRunnerFunction",
+        "truck.policy-issued",
+        n,
+        |i| async move {
+            let pid = format!("B{tag}-{i}");
+            let vin: String = format!("{:0>17}", format!("B{tag}{i}")).chars().take(17).collect();
+            h.start_truck_process(&pid, &vin, Scenario::default(), false).await?;
+            Ok(pid)
+        },
+    )
+    .await?;
+    trucks.minimum_per_policy = minimum_truck(h, &pids[0]).await?;
+    let (loan_rows, mut loans, _) = phase(
+        h,
+        ("credit-life policy", "credit-life policies"),
+        "BimaRunnerFunction",
+        "bima.policy-issued",
+        n,
+        |i| async move {
+            let number = format!("BL{tag}-{i}");
+            let event = Harness::loan_event(&number, &format!("BC{tag}-{i}"), &(200_000 + i).to_string());
+            h.send_bank_event(&event).await?;
+            Ok(number)
+        },
+    )
+    .await?;
+    loans.minimum_per_policy = MINIMUM_LOAN;
+    rows.extend(loan_rows);
+    Ok(Measured { rows, phases: vec![trucks, loans] })
+}
