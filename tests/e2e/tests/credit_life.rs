@@ -7,18 +7,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{harness, ids, items, run, FLOW_TIMEOUT};
+use common::{harness, ids, items, loan_ids, run, FLOW_TIMEOUT};
 use polis_bima_sim::Scenario;
 use polis_e2e::{kinds, Harness};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
-
-/// A loan number, a customer and a loan sum (the simulator's scenario key) unique to this run.
-fn loan_ids(name: &str) -> (String, String, String) {
-    let (number, _) = ids(name);
-    let n: u64 = number.rsplit('-').next().unwrap().parse().unwrap();
-    (number.clone(), format!("C-{number}"), (100_000 + n % 899_000).to_string())
-}
 
 /// Sends the loan and waits until its record settles in `stage`; returns the record.
 async fn insure(number: &str, customer: &str, sum: &str, stage: &str) -> Value {

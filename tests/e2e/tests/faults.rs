@@ -8,20 +8,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{harness, ids, items, run, FLOW_TIMEOUT};
+use common::{harness, ids, items, loan_ids, run, FLOW_TIMEOUT};
 use polis_e2e::{kinds, Harness};
 use polis_must_sim::faults::FaultPlan;
 use polis_must_sim::Scenario;
 use serde_json::{json, Value};
 
 const HAPPY: [&str; 4] = ["truck.offer", "truck.payment-link-ready", "truck.paid", "truck.policy-issued"];
-
-/// A loan number, customer and sum unique to this run (the sum keys BIMA's scenario).
-fn loan_ids(name: &str) -> (String, String, String) {
-    let (number, _) = ids(name);
-    let n: u64 = number.rsplit('-').next().unwrap().parse().unwrap();
-    (number.clone(), format!("C-{number}"), (100_000 + n % 899_000).to_string())
-}
 
 /// Waits for every truck process to be issued; checks each was told the bank exactly once per step.
 async fn all_trucks_issued(h: &Harness, pids: &[String]) -> usize {

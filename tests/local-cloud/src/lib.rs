@@ -141,18 +141,22 @@ impl LocalCloud {
                                 f.logical_id
                             )));
                         };
-                        poller::spawn(
-                            api.clone(),
-                            sqs.clone(),
-                            poller::SqsSource {
-                                function: f.logical_id.clone(),
-                                queue_url: url.clone(),
-                                queue_arn: arn.clone(),
-                                batch_size: *batch_size,
-                                region: resources.region.clone(),
-                            },
-                            aws.clone(),
-                        );
+                        // As Lambda's pollers: several batches in flight at once (FIFO still
+                        // hands out one batch per message group at a time).
+                        for _ in 0..options.instances {
+                            poller::spawn(
+                                api.clone(),
+                                sqs.clone(),
+                                poller::SqsSource {
+                                    function: f.logical_id.clone(),
+                                    queue_url: url.clone(),
+                                    queue_arn: arn.clone(),
+                                    batch_size: *batch_size,
+                                    region: resources.region.clone(),
+                                },
+                                aws.clone(),
+                            );
+                        }
                     }
                 }
             }

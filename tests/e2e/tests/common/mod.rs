@@ -58,6 +58,14 @@ pub fn ids(name: &str) -> (String, String) {
 }
 
 #[allow(dead_code)] // Not every test binary uses each helper.
+/// A loan number, a customer and a loan sum (the BIMA simulator's scenario key) unique to this run.
+pub fn loan_ids(name: &str) -> (String, String, String) {
+    let (number, _) = ids(name);
+    let n: u64 = number.rsplit('-').next().unwrap().parse().unwrap();
+    (number.clone(), format!("C-{number}"), (100_000 + n % 899_000).to_string())
+}
+
+#[allow(dead_code)] // Not every test binary uses each helper.
 /// Items under a partition key (e.g. every stored hook of a scoringId).
 pub async fn items(h: &Harness, pk: &str) -> Vec<std::collections::HashMap<String, AttributeValue>> {
     h.dynamodb()
