@@ -211,8 +211,10 @@ fn no_secret_value_is_in_the_template_or_the_repository() {
         }
         // Signing secrets and local passwords live only in the test harness, as local stand-ins.
         if holds_signing_secret(&text) || text.contains("polis-local-password") {
-            let test_fixture =
-                file.starts_with("tests/") || file.contains("/tests/") || file.ends_with("hook_auth.rs");
+            let test_fixture = file.starts_with("tests/")
+                || file.contains("/tests/")
+                || file.contains("/benches/")
+                || file.ends_with("hook_auth.rs");
             assert!(test_fixture, "{file} holds a secret value outside the tests' local stand-ins");
         }
     }
