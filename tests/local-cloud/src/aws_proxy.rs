@@ -220,6 +220,8 @@ async fn answer(proxy: &AwsProxy, method: Method, uri: Uri, headers: HeaderMap, 
             .into_response();
     }
     let url = format!("{}{}", proxy.upstream, uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+    // A HEAD answer has no body: its length header is the object's size, not the body's.
+    let is_head = method == Method::HEAD;
     let mut request = proxy.http.request(method, url).body(body);
     for (name, value) in &headers {
         if name != "host" && name != "content-length" {
@@ -231,7 +233,7 @@ async fn answer(proxy: &AwsProxy, method: Method, uri: Uri, headers: HeaderMap, 
     };
     let mut response = Response::builder().status(answer.status());
     for (name, value) in answer.headers() {
-        if name != "transfer-encoding" && name != "connection" && name != "content-length" {
+        if name != "transfer-encoding" && name != "connection" && (is_head || name != "content-length") {
             response = response.header(name, value);
         }
     }
