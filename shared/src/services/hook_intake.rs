@@ -82,7 +82,9 @@ where
             body: String::from_utf8_lossy(req.body).into_owned(),
             received_at_ms: now_ms(),
         };
-        match store_and_enqueue(&self.store, &self.queue, hook).await {
+        // MUST's retries of one hook share its id, so the queue keeps one of them.
+        let dedup = hook_id.clone();
+        match store_and_enqueue(&self.store, &self.queue, hook, &dedup).await {
             Ok(recorded) => {
                 let status = match recorded {
                     Recorded::New => "accepted",
@@ -142,15 +144,21 @@ pub fn hook_origin(kind: HookKind, scoring_id: &ScoringId, hook_id: &str) -> ser
     json!({"kind": kind, "scoringId": scoring_id, "hookId": hook_id})
 }
 
-/// Stores a hook (once) and puts it on its process's FIFO group; both must succeed.
-pub async fn store_and_enqueue<S, Q>(store: &S, queue: &Q, hook: ReceivedHook) -> Result<Recorded, InfraError>
+/// Stores a hook (once) and puts it on its process's FIFO group under `dedup` (the
+/// queue drops a repeat of it for five minutes); both must succeed.
+pub async fn store_and_enqueue<S, Q>(
+    store: &S,
+    queue: &Q,
+    hook: ReceivedHook,
+    dedup: &str,
+) -> Result<Recorded, InfraError>
 where
     S: HookStore + Sync,
     Q: ProcessQueue + Sync,
 {
     let recorded = store.record_hook(&hook).await?;
-    let (group, dedup) = (hook.scoring_id.to_string(), hook.hook_id.clone());
-    queue.enqueue(&ProcessMessage::Hook(hook), &group, &dedup).await?;
+    let group = hook.scoring_id.to_string();
+    queue.enqueue(&ProcessMessage::Hook(hook), &group, dedup).await?;
     Ok(recorded)
 }
 

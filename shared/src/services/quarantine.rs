@@ -93,7 +93,10 @@ where
                     body: item.body.clone(),
                     received_at_ms: now_ms(),
                 };
-                store_and_enqueue(&self.store, &self.trucks, hook).await?;
+                // Not the hook's own id: its first delivery used that, and the queue would
+                // drop this one as a repeat if it came within five minutes of it.
+                let dedup = format!("replay-{}-{}", hook.hook_id, now_ms());
+                store_and_enqueue(&self.store, &self.trucks, hook, &dedup).await?;
                 Ok(Ok(()))
             }
             "bank-event" => match BankEvent::accept(&item.body) {
