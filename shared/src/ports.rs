@@ -85,8 +85,10 @@ pub struct Versioned<T> {
     pub version: u64,
 }
 
-/// The record of one insurer call, so a redelivered message does not redo finished work.
-#[derive(Debug, Clone, PartialEq)]
+/// What earlier attempts left of an insurer call's intent record. The call's result
+/// is kept in the process record, written right after the call; an intent without
+/// that write means the attempt died, or is still running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EffectRecord {
     /// No attempt before this one.
     Fresh,
@@ -95,8 +97,6 @@ pub enum EffectRecord {
     Retaken,
     /// Another attempt started within the lease and may still be running.
     InFlight,
-    /// Done; this is what it returned.
-    Done(serde_json::Value),
 }
 
 #[derive(Debug, Error)]
@@ -156,12 +156,6 @@ pub trait EffectLog {
         key: &str,
         lease_ms: u64,
     ) -> impl Future<Output = Result<EffectRecord, InfraError>> + Send;
-    fn finish(
-        &self,
-        process: &str,
-        key: &str,
-        result: &serde_json::Value,
-    ) -> impl Future<Output = Result<(), InfraError>> + Send;
 }
 
 pub trait ProcessQueue {
@@ -199,19 +193,15 @@ pub struct StoredObject {
 
 pub trait ObjectStore {
     fn get(&self, bucket: &str, key: &str) -> impl Future<Output = Result<Vec<u8>, InfraError>> + Send;
-    fn head(
-        &self,
-        bucket: &str,
-        key: &str,
-    ) -> impl Future<Output = Result<Option<StoredObject>, InfraError>> + Send;
-    fn put(
+    /// Writes the object unless `key` already holds one; then answers what is there.
+    fn put_new(
         &self,
         bucket: &str,
         key: &str,
         bytes: Vec<u8>,
         content_type: &str,
         sha256: &str,
-    ) -> impl Future<Output = Result<(), InfraError>> + Send;
+    ) -> impl Future<Output = Result<Option<StoredObject>, InfraError>> + Send;
 }
 
 /// Milliseconds since the epoch; the one clock the services read.

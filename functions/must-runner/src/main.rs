@@ -12,7 +12,7 @@ use polis::adapters::sqs::Queue;
 use polis::ports::ProcessMessage;
 use polis::services::engine::Engine;
 use polis::services::retry::Backoff;
-use polis::services::truck_runner::{must_refusal, TruckRunner};
+use polis::services::truck_runner::{must_refusal, KnownScorings, TruckRunner};
 use polis::services::RetryLater;
 
 #[tokio::main]
@@ -42,6 +42,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         documents_bucket: var("DOCUMENTS_BUCKET")?,
         archive_bucket: var("ARCHIVE_BUCKET")?,
         unknown_scoring_grace: Duration::from_secs(config::number("UNKNOWN_SCORING_GRACE_SECONDS", 600)?),
+        known_scorings: KnownScorings::default(),
     };
     let runner = &runner;
     polis_lambda::run_sqs(true, |body| async move {

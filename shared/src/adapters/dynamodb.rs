@@ -5,7 +5,7 @@
 //! | truck process (JSON state, version) | `TRUCK#{processId}` | `PROCESS` |
 //! | credit-life process | `LOAN#{loanNumber}` | `PROCESS` |
 //! | alias → process (e.g. `SCORING#{scoringId}`) | the alias | `ALIAS` |
-//! | effect intent/result | the process key | `EFFECT#{key}` |
+//! | effect intent (its result is in the process record) | the process key | `EFFECT#{key}` |
 //! | received hook (raw) | `HOOK#{scoringId}` | `{kind}#{hookId}` |
 //! | quarantined input | `QUARANTINE#{id}` | `QUARANTINE` |
 //! | insurer token | `TOKEN#{name}` | `TOKEN` |
@@ -206,7 +206,6 @@ impl EffectLog for Table {
         let now = crate::ports::now_ms();
         let sk = format!("EFFECT#{key}");
         let mut item = Table::key(process.to_owned(), &sk);
-        item.insert("status".into(), s("started"));
         item.insert("startedAtMs".into(), n(now));
         item.insert("expiresAt".into(), ttl_from(now));
         if self.put_new(item).await? {
@@ -216,27 +215,21 @@ impl EffectLog for Table {
             .get(process.to_owned(), &sk)
             .await?
             .ok_or_else(|| InfraError::Corrupt(format!("effect {key} vanished")))?;
-        if get_s(&existing, "status")? == "done" {
-            let result = serde_json::from_str(get_s(&existing, "result")?)
-                .map_err(|e| InfraError::Corrupt(format!("effect {key}: {e}")))?;
-            return Ok(EffectRecord::Done(result));
-        }
         let started = get_n(&existing, "startedAtMs")?;
         if now < started + lease_ms {
             return Ok(EffectRecord::InFlight);
         }
         // Take the lease over; of two takers racing, one wins the condition.
+        let mut item = Table::key(process.to_owned(), &sk);
+        item.insert("startedAtMs".into(), n(now));
+        item.insert("expiresAt".into(), ttl_from(now));
         let taken = self
             .client
-            .update_item()
+            .put_item()
             .table_name(&self.name)
-            .set_key(Some(Table::key(process.to_owned(), &sk)))
-            .update_expression("SET startedAtMs = :now")
-            .condition_expression("startedAtMs = :seen AND #status = :started")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_values(":now", n(now))
+            .set_item(Some(item))
+            .condition_expression("startedAtMs = :seen")
             .expression_attribute_values(":seen", n(started))
-            .expression_attribute_values(":started", s("started"))
             .send()
             .await;
         match taken {
@@ -244,23 +237,6 @@ impl EffectLog for Table {
             Err(e) if is_condition_failure(&e) => Ok(EffectRecord::InFlight),
             Err(e) => Err(call_error(e)),
         }
-    }
-
-    async fn finish(&self, process: &str, key: &str, result: &serde_json::Value) -> Result<(), InfraError> {
-        self.client
-            .update_item()
-            .table_name(&self.name)
-            .set_key(Some(Table::key(process.to_owned(), &format!("EFFECT#{key}"))))
-            .update_expression("SET #status = :done, #result = :result, finishedAtMs = :now")
-            .expression_attribute_names("#status", "status")
-            .expression_attribute_names("#result", "result")
-            .expression_attribute_values(":done", s("done"))
-            .expression_attribute_values(":result", s(result.to_string()))
-            .expression_attribute_values(":now", n(crate::ports::now_ms()))
-            .send()
-            .await
-            .map_err(call_error)?;
-        Ok(())
     }
 }
 

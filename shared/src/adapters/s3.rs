@@ -30,36 +30,40 @@ impl ObjectStore for Buckets {
         Ok(bytes.into_bytes().to_vec())
     }
 
-    async fn head(&self, bucket: &str, key: &str) -> Result<Option<StoredObject>, InfraError> {
-        match self.client.head_object().bucket(bucket).key(key).send().await {
-            Ok(out) => Ok(Some(StoredObject {
-                size: out.content_length().unwrap_or(0).max(0) as u64,
-                sha256: out.metadata().and_then(|m| m.get(SHA256_METADATA)).cloned(),
-            })),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_not_found()) => Ok(None),
-            Err(e) => Err(call_error(e)),
-        }
-    }
-
-    async fn put(
+    async fn put_new(
         &self,
         bucket: &str,
         key: &str,
         bytes: Vec<u8>,
         content_type: &str,
         sha256: &str,
-    ) -> Result<(), InfraError> {
-        self.client
+    ) -> Result<Option<StoredObject>, InfraError> {
+        // A conditional write: one request when the key is free, which it is but
+        // after a crash between an earlier attempt's write and its state write.
+        let put = self
+            .client
             .put_object()
             .bucket(bucket)
             .key(key)
+            .if_none_match("*")
             .content_type(content_type)
             .metadata(SHA256_METADATA, sha256)
             .body(ByteStream::from(bytes))
             .send()
-            .await
-            .map_err(call_error)?;
-        Ok(())
+            .await;
+        match put {
+            Ok(_) => Ok(None),
+            // 412: the key holds an object; 409: another write of it raced this one.
+            Err(e) if e.raw_response().is_some_and(|r| matches!(r.status().as_u16(), 409 | 412)) => {
+                let out =
+                    self.client.head_object().bucket(bucket).key(key).send().await.map_err(call_error)?;
+                Ok(Some(StoredObject {
+                    size: out.content_length().unwrap_or(0).max(0) as u64,
+                    sha256: out.metadata().and_then(|m| m.get(SHA256_METADATA)).cloned(),
+                }))
+            }
+            Err(e) => Err(call_error(e)),
+        }
     }
 }
 

@@ -4,7 +4,7 @@
 
 use tracing::Instrument;
 
-use super::engine::{EffectFailure, Engine, Workflow};
+use super::engine::{Draft, EffectFailure, Engine, Workflow};
 use super::truck_runner::archive_pdf;
 use super::RetryLater;
 use crate::domain::bank::ErrorReport;
@@ -48,8 +48,14 @@ impl Workflow for CreditLifeProcess {
     fn next_effect(&self) -> Option<&LoanEffect> {
         self.pending.first()
     }
+    fn is_pending(&self, effect_key: &str) -> bool {
+        self.pending.iter().any(|e| e.key() == effect_key)
+    }
     fn effect_key(effect: &LoanEffect) -> String {
         effect.key()
+    }
+    fn is_repeatable(effect: &LoanEffect) -> bool {
+        effect.is_repeatable()
     }
     fn complete(&mut self, effect_key: &str) {
         CreditLifeProcess::complete(self, effect_key)
@@ -103,7 +109,7 @@ where
             let Some(current) = self.engine.load::<CreditLifeProcess>(&key).await? else {
                 return Err(RetryLater::NotYet(format!("{key} is not stored yet")));
             };
-            self.engine.drive(current, |p, e| async move { self.perform(&p, &e).await }).await
+            self.engine.drive(Draft::new(current), |p, e| async move { self.perform(&p, &e).await }).await
         }
         .instrument(span)
         .await
@@ -114,19 +120,18 @@ where
         p: &CreditLifeProcess,
         effect: &LoanEffect,
     ) -> Result<Option<LoanEvent>, EffectFailure> {
-        let record = p.key();
         let key = effect.key();
         let idem = format!("{}:{key}", p.loan.loan_number);
         let engine = &self.engine;
         match effect {
             LoanEffect::Calculate => {
                 let request = p.loan.calc_request();
-                let calculation = engine.once(&record, &key, || self.bima.calculate(&request)).await?;
+                let calculation = engine.retry(&key, || self.bima.calculate(&request)).await?;
                 Ok(Some(LoanEvent::Calculated { calculation }))
             }
             LoanEffect::Sell => {
                 let request = p.loan.sale_request();
-                let policy = engine.once(&record, &key, || self.bima.sell(&request, &idem)).await?;
+                let policy = engine.retry(&key, || self.bima.sell(&request, &idem)).await?;
                 Ok(Some(LoanEvent::Sold { policy }))
             }
             LoanEffect::RequestPrintLink => {
@@ -135,7 +140,7 @@ where
                 })?;
                 let (email, phone) = p.loan.borrower.contacts();
                 let request = PrintLinkRequest { policy_id, email, phone };
-                let link = engine.once(&record, &key, || self.bima.print_link(&request, &idem)).await?;
+                let link = engine.retry(&key, || self.bima.print_link(&request, &idem)).await?;
                 Ok(Some(LoanEvent::PrintLinkReady { url: link.print_link }))
             }
             LoanEffect::ArchivePrintForm { url } => {
@@ -145,10 +150,7 @@ where
                 let file = match form {
                     None => None,
                     Some(bytes) => Some(
-                        archive_pdf(&self.objects, &self.archive_bucket, &s3_key, policy_id, || async {
-                            Ok(bytes)
-                        })
-                        .await?,
+                        archive_pdf(&self.objects, &self.archive_bucket, &s3_key, policy_id, bytes).await?,
                     ),
                 };
                 Ok(Some(LoanEvent::PrintFormArchived { file }))

@@ -7,7 +7,7 @@ use tracing::Instrument;
 
 use std::time::Duration;
 
-use super::engine::{EffectFailure, Engine, Workflow};
+use super::engine::{Draft, EffectFailure, Engine, Workflow};
 use super::hook_intake::hook_origin;
 use super::RetryLater;
 use crate::domain::bank::truck::{ArchivedFile, BankDocument, ErrorReport};
@@ -18,8 +18,8 @@ use crate::domain::must::api::{
 use crate::domain::must::hook::HookPayload;
 use crate::domain::must::process::{ArchivePurpose, Effect, Outcome, ProcessEvent, TruckProcess};
 use crate::ports::{
-    now_ms, BankOutbox, CallError, EffectLog, MustApi, ObjectStore, ProcessMessage, ProcessStore,
-    QuarantineStore, StoredProcess,
+    now_ms, BankOutbox, CallError, EffectLog, InfraError, MustApi, ObjectStore, ProcessMessage, ProcessStore,
+    QuarantineStore, StoredObject, StoredProcess,
 };
 
 /// Policy files larger than this are refused (a policy PDF is tens of kilobytes).
@@ -68,8 +68,14 @@ impl Workflow for TruckProcess {
     fn next_effect(&self) -> Option<&Effect> {
         self.pending.first()
     }
+    fn is_pending(&self, effect_key: &str) -> bool {
+        self.pending.iter().any(|e| e.key() == effect_key)
+    }
     fn effect_key(effect: &Effect) -> String {
         effect.key()
+    }
+    fn is_repeatable(effect: &Effect) -> bool {
+        effect.is_repeatable()
     }
     fn complete(&mut self, effect_key: &str) {
         TruckProcess::complete(self, effect_key)
@@ -103,6 +109,28 @@ pub fn must_refusal(e: CallError) -> EffectFailure {
     }
 }
 
+/// The process each scoringId leads to, remembered by a container: the mapping
+/// never changes once written (the store refuses to move an alias), so a hit
+/// saves a read per hook. Bounded: forgotten wholesale when full.
+#[derive(Default)]
+pub struct KnownScorings(std::sync::Mutex<std::collections::HashMap<String, String>>);
+
+impl KnownScorings {
+    const MAX: usize = 10_000;
+
+    fn get(&self, alias: &str) -> Option<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(alias).cloned()
+    }
+
+    fn remember(&self, alias: String, key: String) {
+        let mut known = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if known.len() >= Self::MAX {
+            known.clear();
+        }
+        known.insert(alias, key);
+    }
+}
+
 pub struct TruckRunner<S, M, O, B> {
     pub engine: Engine<S>,
     pub must: M,
@@ -112,6 +140,7 @@ pub struct TruckRunner<S, M, O, B> {
     pub archive_bucket: String,
     /// How long a hook for a scoringId we do not know waits for its process before it is quarantined.
     pub unknown_scoring_grace: Duration,
+    pub known_scorings: KnownScorings,
 }
 
 impl<S, M, O, B> TruckRunner<S, M, O, B>
@@ -127,7 +156,7 @@ where
             ProcessMessage::Hook(hook) => {
                 let alias = scoring_alias(hook.scoring_id.as_str());
                 let origin = hook_origin(hook.kind, &hook.scoring_id, &hook.hook_id);
-                let Some(key) = self.engine.store.resolve_alias(&alias).await? else {
+                let Some(key) = self.process_of(&alias).await? else {
                     let waited = Duration::from_millis(now_ms().saturating_sub(hook.received_at_ms));
                     if waited < self.unknown_scoring_grace {
                         // The init result may not be written yet; the FIFO group waits for it.
@@ -154,7 +183,7 @@ where
         };
         let span = tracing::info_span!("process", process_id = %key.trim_start_matches("TRUCK#"));
         async move {
-            let Some(mut current) = self.engine.load::<TruckProcess>(&key).await? else {
+            let Some(current) = self.engine.load::<TruckProcess>(&key).await? else {
                 let body = serde_json::to_string(&event).unwrap_or_default();
                 let origin = serde_json::json!({"process": key});
                 return self
@@ -162,13 +191,25 @@ where
                     .quarantine("process-event", &key, "unknown process".into(), body, origin)
                     .await;
             };
-            if let Some(event) = event {
-                current = self.engine.apply(current, event).await?;
-            }
-            self.engine.drive(current, |p, e| async move { self.perform(&p, &e).await }).await
+            let draft = match event {
+                Some(event) => self.engine.apply(current, event).await?,
+                None => Draft::new(current),
+            };
+            self.engine.drive(draft, |p, e| async move { self.perform(&p, &e).await }).await
         }
         .instrument(span)
         .await
+    }
+
+    async fn process_of(&self, alias: &str) -> Result<Option<String>, RetryLater> {
+        if let Some(key) = self.known_scorings.get(alias) {
+            return Ok(Some(key));
+        }
+        let key = self.engine.store.resolve_alias(alias).await?;
+        if let Some(key) = &key {
+            self.known_scorings.remember(alias.to_owned(), key.clone());
+        }
+        Ok(key)
     }
 
     fn idempotency_key(process: &TruckProcess, key: &str) -> String {
@@ -187,13 +228,12 @@ where
         effect: &Effect,
     ) -> Result<Option<ProcessEvent>, EffectFailure> {
         let key = effect.key();
-        let record = p.key();
         let idem = Self::idempotency_key(p, &key);
         let engine = &self.engine;
         match effect {
             Effect::InitScoring => {
                 let request = InitRequest::for_request(&p.request);
-                let scoring_id = engine.once(&record, &key, || self.must.init(&request, &idem)).await?;
+                let scoring_id = engine.retry(&key, || self.must.init(&request, &idem)).await?;
                 Ok(Some(ProcessEvent::Initialized { scoring_id }))
             }
             Effect::SubmitDocuments { round, type_ids } => {
@@ -216,23 +256,19 @@ where
                 let request = DocumentsRequest { documents };
                 let assoc = format!("{key}-associate");
                 let assoc_idem = Self::idempotency_key(p, &assoc);
-                engine
-                    .once(&record, &assoc, || self.must.associate_documents(sid, &request, &assoc_idem))
-                    .await?;
+                engine.retry(&assoc, || self.must.associate_documents(sid, &request, &assoc_idem)).await?;
                 Ok(Some(ProcessEvent::DocumentsSubmitted { round: *round }))
             }
             Effect::SubmitContract => {
                 let sid = Self::scoring_id(p)?;
                 let card = ContractCard::for_request(&p.request);
-                engine.once(&record, &key, || self.must.submit_contract(sid, &card, &idem)).await?;
+                engine.retry(&key, || self.must.submit_contract(sid, &card, &idem)).await?;
                 Ok(Some(ProcessEvent::ContractSubmitted))
             }
             Effect::RequestPayment { insurer, method } => {
                 let sid = Self::scoring_id(p)?;
                 let request = PaymentRequest { insurance_company: insurer.clone() };
-                engine
-                    .once(&record, &key, || self.must.request_payment(sid, *method, &request, &idem))
-                    .await?;
+                engine.retry(&key, || self.must.request_payment(sid, *method, &request, &idem)).await?;
                 Ok(Some(ProcessEvent::PaymentRequested { insurer: insurer.clone() }))
             }
             Effect::ArchiveFiles { purpose, blob_ids } => {
@@ -246,7 +282,7 @@ where
                 let sid = Self::scoring_id(p)?;
                 let blob_id = self.upload(p, &format!("{key}-upload"), document).await?;
                 let request = PaymentOrderRequest { blob_id };
-                engine.once(&record, &key, || self.must.submit_payment_order(sid, &request, &idem)).await?;
+                engine.retry(&key, || self.must.submit_payment_order(sid, &request, &idem)).await?;
                 Ok(Some(ProcessEvent::PaymentOrderSubmitted))
             }
             Effect::Notify(notification) => {
@@ -256,20 +292,21 @@ where
         }
     }
 
-    /// Uploads one of the bank's documents to MUST (`POST /api/blob`), once.
+    /// Uploads one of the bank's documents to MUST (`POST /api/blob`). Not guarded on
+    /// its own: a blob repeated after a crash is one MUST never sees associated, and
+    /// the upload carries an `Idempotency-Key` for MUST to recognise it.
     async fn upload(&self, p: &TruckProcess, key: &str, doc: &BankDocument) -> Result<BlobId, EffectFailure> {
         let idem = Self::idempotency_key(p, key);
         let bucket = &self.documents_bucket;
         self.engine
-            .once(&p.key(), key, || async {
+            .retry(key, || async {
                 let bytes = self.objects.get(bucket, &doc.s3_key).await?;
                 self.must.upload_blob(&doc.file_name, bytes, &idem).await
             })
             .await
     }
 
-    /// Downloads a MUST blob into S3 at a key fixed by process and blob; a file
-    /// already archived (its SHA-256 in the metadata) is not fetched again.
+    /// Downloads a MUST blob into S3 at a key fixed by process and blob.
     async fn archive(
         &self,
         process: &ProcessId,
@@ -281,47 +318,42 @@ where
             ArchivePurpose::Invoice => "invoices",
         };
         let key = format!("{folder}/{process}/{blob_id}.pdf");
-        let bytes = || self.engine.retry("download", || self.must.download_blob(blob_id));
+        let bytes = self.engine.retry("download", || self.must.download_blob(blob_id)).await?;
         archive_pdf(&self.objects, &self.archive_bucket, &key, blob_id.as_str(), bytes).await
     }
 }
 
-/// Stores a PDF in S3 under `key` with its SHA-256 in the metadata, once: an
-/// object already there with its digest is reused and the download skipped.
-pub async fn archive_pdf<O, F, Fut>(
+/// Stores a PDF in S3 under `key` with its SHA-256 in the metadata, once: when an
+/// earlier attempt stored it already (and died before recording it), that object
+/// is the archived file.
+pub async fn archive_pdf<O: ObjectStore + Sync>(
     objects: &O,
     bucket: &str,
     key: &str,
     source_id: &str,
-    download: F,
-) -> Result<ArchivedFile, EffectFailure>
-where
-    O: ObjectStore + Sync,
-    F: FnOnce() -> Fut,
-    Fut: std::future::Future<Output = Result<Vec<u8>, EffectFailure>>,
-{
-    let file = |size, sha256| ArchivedFile {
-        blob_id: source_id.to_owned(),
-        bucket: bucket.to_owned(),
-        key: key.to_owned(),
-        size,
-        sha256,
-    };
-    if let Some(existing) = objects.head(bucket, key).await? {
-        if let Some(sha) = existing.sha256 {
-            return Ok(file(existing.size, sha));
-        }
-    }
-    let bytes = download().await?;
+    bytes: Vec<u8>,
+) -> Result<ArchivedFile, EffectFailure> {
     if bytes.len() < 8 || bytes.len() > MAX_FILE_BYTES || !bytes.starts_with(b"%PDF-") {
         return Err(EffectFailure::permanent(
             "not-a-pdf",
             format!("{source_id} is not a PDF of a sane size ({} bytes)", bytes.len()),
         ));
     }
-    let sha = hex::encode(Sha256::digest(&bytes));
+    let sha256 = hex::encode(Sha256::digest(&bytes));
     let size = bytes.len() as u64;
-    objects.put(bucket, key, bytes, "application/pdf", &sha).await?;
-    tracing::info!(source = source_id, size, sha256 = %sha, "archived");
-    Ok(file(size, sha))
+    let (size, sha256) = match objects.put_new(bucket, key, bytes, "application/pdf", &sha256).await? {
+        None => (size, sha256),
+        Some(StoredObject { size, sha256: Some(stored) }) => (size, stored),
+        Some(StoredObject { sha256: None, .. }) => {
+            return Err(InfraError::Corrupt(format!("{key} is in the archive without its SHA-256")).into());
+        }
+    };
+    tracing::info!(source = source_id, size, sha256 = %sha256, "archived");
+    Ok(ArchivedFile {
+        blob_id: source_id.to_owned(),
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        size,
+        sha256,
+    })
 }

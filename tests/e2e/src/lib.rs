@@ -13,6 +13,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use polis_local_cloud::{CloudOptions, LocalCloud};
 use polis_must_sim::{Scenario, SimConfig, SimHandle};
 use serde_json::{json, Value};
+use sha2::Digest;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -570,6 +571,51 @@ impl Harness {
             .iter()
             .filter_map(|i| serde_json::from_str::<Value>(i.get("record")?.as_s().ok()?).ok())
             .collect())
+    }
+
+    /// Sends a loan whose print form is already in the archive when the runner comes to
+    /// store it, as an attempt that died after its S3 write would have left it: BIMA's
+    /// print link is down for a while, and in that gap, once the sale is recorded, the
+    /// form is put where the runner will write it. Returns that object's (SHA-256, size).
+    pub async fn loan_with_print_form_already_archived(
+        &self,
+        loan_number: &str,
+        customer_id: &str,
+        sum: &str,
+    ) -> Result<(String, usize), BoxError> {
+        self.bima.sim.set_scenario(sum, polis_bima_sim::Scenario::PrintLinkDown(3));
+        self.send_bank_event(&Harness::loan_event(loan_number, customer_id, sum)).await?;
+        let start = Instant::now();
+        let policy_id = loop {
+            let loan = self.loan(loan_number).await?;
+            if let Some(id) = loan.as_ref().and_then(|l| l["policy"]["policy_id"].as_str()) {
+                break id.to_owned();
+            }
+            if start.elapsed() > Duration::from_secs(60) {
+                return Err(format!("{loan_number}: no sale recorded; {loan:?}").into());
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        if self.loan(loan_number).await?.is_some_and(|l| !l["print_form"].is_null()) {
+            return Err(format!("{loan_number}: archived before the test could put the earlier copy").into());
+        }
+        let earlier = format!("%PDF-1.4\n% an earlier attempt's copy of {policy_id}\n%%EOF\n").into_bytes();
+        let sha = hex::encode(sha2::Sha256::digest(&earlier));
+        self.s3()
+            .put_object()
+            .bucket(&self.archive_bucket)
+            .key(format!("credit-life/{loan_number}/{policy_id}.pdf"))
+            .metadata("sha256", &sha)
+            .body(earlier.clone().into())
+            .send()
+            .await?;
+        Ok((sha, earlier.len()))
+    }
+
+    /// How many versions of an archived object the (versioned) bucket holds.
+    pub async fn archived_versions(&self, key: &str) -> Result<usize, BoxError> {
+        let out = self.s3().list_object_versions().bucket(&self.archive_bucket).prefix(key).send().await?;
+        Ok(out.versions().iter().filter(|v| v.key() == Some(key)).count())
     }
 
     /// Reads an archived object with its metadata.

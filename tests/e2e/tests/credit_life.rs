@@ -88,7 +88,7 @@ fn a_loan_event_delivered_many_times_gives_one_policy_and_one_notice() {
         assert_eq!(kinds(&h.notifications(&number)), ["bima.policy-issued"]);
         let records = items(h, &format!("LOAN#{number}")).await;
         let sales: Vec<_> = records.iter().filter(|i| i["sk"].as_s().unwrap() == "EFFECT#sale").collect();
-        assert_eq!(sales.len(), 1, "one recorded sale intent and result");
+        assert_eq!(sales.len(), 1, "one recorded sale intent");
         let (_, products) = h.products(&customer, "", true).await.unwrap();
         assert_eq!(products["loans"].as_array().unwrap().len(), 1, "{products}");
     });
@@ -147,6 +147,26 @@ fn the_print_link_service_down_for_a_while_is_retried_until_the_policy_is_issued
         let calls = h.bima.sim.stats().calls.get("print-link").copied().unwrap_or(0) - before;
         assert!(calls >= 4, "three 503s and a success: {calls} calls");
         assert_eq!(kinds(&h.notifications(&number)), ["bima.policy-issued"]);
+    });
+}
+
+/// An attempt that stored the print form in S3 and died before recording it: the
+/// retry's conditional write finds the object and records that one; the bucket
+/// keeps one version, and the bank is told of the stored copy.
+#[test]
+fn a_print_form_an_earlier_attempt_archived_is_adopted_not_written_again() {
+    run(async {
+        let h = harness();
+        let (number, customer, sum) = loan_ids("adopt");
+        let (sha, size) = h.loan_with_print_form_already_archived(&number, &customer, &sum).await.unwrap();
+        let record = h.wait_for_loan_stage(&number, "issued", FLOW_TIMEOUT).await.unwrap();
+        let form = &record["print_form"];
+        assert_eq!((form["sha256"].as_str(), form["size"].as_u64()), (Some(sha.as_str()), Some(size as u64)));
+        let key = form["key"].as_str().unwrap();
+        assert_eq!(h.archived_versions(key).await.unwrap(), 1, "written once, by the earlier attempt");
+        let notice = h.wait_for_notification(&number, "bima.policy-issued", FLOW_TIMEOUT).await.unwrap();
+        assert_eq!(&notice["printForm"], form);
+        println!("print form found archived by an earlier attempt: adopted, 1 object version");
     });
 }
 

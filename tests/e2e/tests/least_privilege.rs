@@ -1,9 +1,10 @@
 //! Each function may do exactly what its code does: flows that reach every
-//! function (a truck policy, a loan's policy, My products, quarantined input, a
-//! replay) run through the local stack while every AWS call the functions make
-//! is counted by the local cloud; then, per function, every call made must be
-//! allowed by its policy in `template.yaml`, and every action its policy allows
-//! must have been used. And no secret value is in the template or the repository.
+//! function (a truck policy, a loan's policy whose print form an earlier attempt
+//! archived, My products, quarantined input, a replay) run through the local
+//! stack while every AWS call the functions make is counted by the local cloud;
+//! then, per function, every call made must be allowed by its policy in
+//! `template.yaml`, and every action its policy allows must have been used. And
+//! no secret value is in the template or the repository.
 
 mod common;
 
@@ -31,8 +32,9 @@ fn root() -> std::path::PathBuf {
 async fn exercise_every_function(h: &Harness) {
     let (pid, vin) = ids("lp");
     h.start_truck_process_for("CUST-LP", &pid, &vin, Scenario::default(), false).await.unwrap();
+    // A loan whose print form an earlier attempt already archived: the runner reads it back.
     let (number, _) = ids("lp-loan");
-    h.send_bank_event(&Harness::loan_event(&number, "CUST-LP", "654000")).await.unwrap();
+    h.loan_with_print_form_already_archived(&number, "CUST-LP", "654000").await.unwrap();
     let post = |sid: String, body: &'static str| {
         reqwest::Client::new()
             .post(format!("{}/api/hooks/{sid}/approved", h.cloud.http_url))

@@ -75,6 +75,14 @@ impl LoanEffect {
             LoanEffect::Notify(n) => format!("notify-{}", n.event_id),
         }
     }
+
+    /// Whether doing this again after a crash is harmless, so no intent record need
+    /// guard it: the premium calculation changes nothing at BIMA, the print form is
+    /// found in S3, the bank de-duplicates notices by `eventId`. The sale and the
+    /// print link (BIMA sends it to the customer) are not.
+    pub fn is_repeatable(&self) -> bool {
+        matches!(self, LoanEffect::Calculate | LoanEffect::ArchivePrintForm { .. } | LoanEffect::Notify(_))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -136,6 +136,13 @@ impl Effect {
             Effect::Notify(n) => format!("notify-{}", n.event_id),
         }
     }
+
+    /// Whether doing this again after a crash is harmless, so no intent record need
+    /// guard it: downloads into S3 (the object is found there), notices (the bank
+    /// de-duplicates by `eventId`). Every call that changes the process at MUST is not.
+    pub fn is_repeatable(&self) -> bool {
+        matches!(self, Effect::ArchiveFiles { .. } | Effect::Notify(_))
+    }
 }
 
 /// What happened, from MUST, the bank, or the runner's own completed effects.
