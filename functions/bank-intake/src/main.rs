@@ -5,7 +5,7 @@ use polis::adapters::dynamodb::Table;
 use polis::adapters::sqs::Queue;
 use polis::services::bank_intake::BankIntake;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     polis::telemetry::init();
     let sdk = config::aws().await;
@@ -17,5 +17,5 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         outbox: Queue::new(sqs, var("BANK_NOTIFICATIONS_QUEUE_URL")?),
     };
     let intake = &intake;
-    polis_lambda::run_sqs(false, |body| async move { intake.handle(&body).await }).await
+    polis_lambda::run_sqs(|body| async move { intake.handle(&body).await }).await
 }

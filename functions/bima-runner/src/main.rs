@@ -15,7 +15,7 @@ use polis::services::loan_runner::{bima_refusal, LoanRunner};
 use polis::services::retry::Backoff;
 use polis::services::RetryLater;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     polis::telemetry::init();
     let sdk = config::aws().await;
@@ -43,7 +43,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         archive_bucket: var("ARCHIVE_BUCKET")?,
     };
     let runner = &runner;
-    polis_lambda::run_sqs(true, |body| async move {
+    polis_lambda::run_sqs(|body| async move {
         let message: LoanMessage = serde_json::from_str(&body)
             .map_err(|e| RetryLater::NotYet(format!("unreadable loan message: {e}")))?;
         runner.handle(message).await

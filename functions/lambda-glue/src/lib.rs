@@ -8,9 +8,14 @@ use lambda_runtime::{service_fn, Error, LambdaEvent};
 use polis::services::batch::{handle_batch, Record};
 
 /// Serves an SQS event source with `ReportBatchItemFailures`: each record is
-/// handed to `handle`; those that fail are reported for redelivery. On a FIFO
-/// queue everything after a failure in the batch is reported too.
-pub async fn run_sqs<F, Fut, E>(fifo: bool, handle: F) -> Result<(), Error>
+/// handed to `handle`; those that fail are reported for redelivery. Records of
+/// one FIFO message group keep their order; groups run concurrently (see
+/// [`handle_batch`]).
+///
+/// Every polis function runs tokio's current-thread runtime: a Lambda process
+/// serves one invocation at a time, so worker threads would only add start-up
+/// time and cross-thread wake-ups; concurrency within a batch is async I/O.
+pub async fn run_sqs<F, Fut, E>(handle: F) -> Result<(), Error>
 where
     F: Fn(String) -> Fut,
     Fut: Future<Output = Result<(), E>>,
@@ -23,12 +28,13 @@ where
             .payload
             .records
             .into_iter()
-            .map(|r| Record {
+            .map(|mut r| Record {
+                group: r.attributes.remove("MessageGroupId"),
                 message_id: r.message_id.unwrap_or_default(),
                 body: r.body.unwrap_or_default(),
             })
             .collect();
-        let failed = handle_batch(records, fifo, handle).await;
+        let failed = handle_batch(records, handle).await;
         let mut response = SqsBatchResponse::default();
         for id in failed {
             response.add_failure(id);

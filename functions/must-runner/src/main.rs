@@ -15,7 +15,7 @@ use polis::services::retry::Backoff;
 use polis::services::truck_runner::{must_refusal, KnownScorings, TruckRunner};
 use polis::services::RetryLater;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
     polis::telemetry::init();
     let sdk = config::aws().await;
@@ -45,7 +45,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         known_scorings: KnownScorings::default(),
     };
     let runner = &runner;
-    polis_lambda::run_sqs(true, |body| async move {
+    polis_lambda::run_sqs(|body| async move {
         let message: ProcessMessage = serde_json::from_str(&body)
             .map_err(|e| RetryLater::NotYet(format!("unreadable process message: {e}")))?;
         runner.handle(message).await

@@ -10,7 +10,7 @@ use polis::adapters::dynamodb::Table;
 use polis::adapters::s3::Buckets;
 use polis::services::products::Products;
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     polis::telemetry::init();
     let sdk = config::aws().await;

@@ -10,7 +10,7 @@
 
 use polis_replay::{ReplayRequest, Replayer};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let command = std::env::args().nth(1).unwrap_or_default();
     let request = match command.as_str() {

@@ -4,7 +4,7 @@
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use polis_replay::{ReplayRequest, Replayer};
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     polis::telemetry::init();
     let replayer = Replayer::from_env().await?;
