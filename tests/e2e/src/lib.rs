@@ -536,9 +536,12 @@ impl Harness {
         Ok(String::from_utf8(out.stdout)?)
     }
 
-    /// How many messages wait in a queue of the stack (by logical id), as SQS approximates it.
+    /// How many messages are in a queue of the stack (by logical id), waiting or being
+    /// handled, as SQS approximates it.
     pub async fn queue_depth(&self, logical_id: &str) -> Result<u64, BoxError> {
-        use aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages;
+        use aws_sdk_sqs::types::QueueAttributeName::{
+            ApproximateNumberOfMessages, ApproximateNumberOfMessagesNotVisible,
+        };
         let url =
             self.cloud.physical(logical_id).ok_or_else(|| format!("{logical_id} is not in the stack"))?;
         let out = self
@@ -546,13 +549,13 @@ impl Harness {
             .get_queue_attributes()
             .queue_url(url)
             .attribute_names(ApproximateNumberOfMessages)
+            .attribute_names(ApproximateNumberOfMessagesNotVisible)
             .send()
             .await?;
-        Ok(out
-            .attributes()
-            .and_then(|a| a.get(&ApproximateNumberOfMessages))
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0))
+        let count = |name| {
+            out.attributes().and_then(|a| a.get(&name)).and_then(|n| n.parse::<u64>().ok()).unwrap_or(0)
+        };
+        Ok(count(ApproximateNumberOfMessages) + count(ApproximateNumberOfMessagesNotVisible))
     }
 
     /// Every quarantined record (as stored: id, source, reason, body, origin).
