@@ -28,16 +28,13 @@ where
     let mut groups: Vec<Vec<Record>> = Vec::new();
     let mut group_of: HashMap<String, usize> = HashMap::new();
     for record in records {
-        let existing = record.group.as_ref().and_then(|g| group_of.get(g).copied());
-        match existing {
-            Some(i) => groups[i].push(record),
-            None => {
-                if let Some(g) = &record.group {
-                    group_of.insert(g.clone(), groups.len());
-                }
-                groups.push(vec![record]);
-            }
-        }
+        // A record of a standard queue has no group: it is a group of its own.
+        let group = record.group.clone().unwrap_or_else(|| record.message_id.clone());
+        let i = *group_of.entry(group).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[i].push(record);
     }
     let handle = &handle;
     let failed = join_all(groups.into_iter().map(|group| async move {

@@ -32,8 +32,8 @@ pub trait Workflow: StoredProcess + Clone {
     type Effect: Clone + Send + Sync;
 
     fn apply(&mut self, event: Self::Event) -> Outcome;
-    fn next_effect(&self) -> Option<&Self::Effect>;
-    fn is_pending(&self, effect_key: &str) -> bool;
+    /// The outbox: effects still to perform, in order.
+    fn pending(&self) -> &[Self::Effect];
     fn effect_key(effect: &Self::Effect) -> String;
     /// Harmless to perform again after a crash: needs no intent record.
     fn is_repeatable(effect: &Self::Effect) -> bool;
@@ -44,6 +44,13 @@ pub trait Workflow: StoredProcess + Clone {
     fn external_id(event: &Self::Event) -> Option<&str>;
     fn stage(&self) -> String;
     fn is_terminal(&self) -> bool;
+
+    fn next_effect(&self) -> Option<&Self::Effect> {
+        self.pending().first()
+    }
+    fn is_pending(&self, effect_key: &str) -> bool {
+        self.pending().iter().any(|e| Self::effect_key(e) == effect_key)
+    }
 }
 
 /// One change made to a draft since it was read.
@@ -230,6 +237,18 @@ where
         }
     }
 
+    /// Records the intent to perform `key`, unless another attempt holds it within its lease.
+    async fn take_intent(&self, process: &str, key: &str) -> Result<(), RetryLater> {
+        match self.store.begin(process, key, self.effect_lease.as_millis() as u64).await? {
+            EffectRecord::Fresh => Ok(()),
+            EffectRecord::Retaken => {
+                tracing::warn!(effect = %key, "an earlier attempt died; calling again");
+                Ok(())
+            }
+            EffectRecord::InFlight => Err(RetryLater::NotYet(format!("effect {key} is running elsewhere"))),
+        }
+    }
+
     /// Performs pending effects in order until none is left, then writes the process.
     pub async fn drive<W, P, Fut>(&self, mut draft: Draft<W>, perform: P) -> Result<(), RetryLater>
     where
@@ -242,19 +261,7 @@ where
             let key = W::effect_key(&effect);
             let guarded = !W::is_repeatable(&effect);
             if guarded {
-                let lease = self.effect_lease.as_millis() as u64;
-                let taken = match self.store.begin(&process, &key, lease).await {
-                    Ok(EffectRecord::InFlight) => {
-                        Err(RetryLater::NotYet(format!("effect {key} is running elsewhere")))
-                    }
-                    Ok(EffectRecord::Retaken) => {
-                        tracing::warn!(effect = %key, "an earlier attempt died; calling again");
-                        Ok(())
-                    }
-                    Ok(EffectRecord::Fresh) => Ok(()),
-                    Err(e) => Err(e.into()),
-                };
-                if let Err(e) = taken {
+                if let Err(e) = self.take_intent(&process, &key).await {
                     self.keep_progress(&mut draft).await;
                     return Err(e);
                 }
@@ -335,11 +342,8 @@ mod tests {
             }
             Outcome::Advanced
         }
-        fn next_effect(&self) -> Option<&String> {
-            self.pending.first()
-        }
-        fn is_pending(&self, effect_key: &str) -> bool {
-            self.pending.iter().any(|e| e == effect_key)
+        fn pending(&self) -> &[String] {
+            &self.pending
         }
         fn effect_key(effect: &String) -> String {
             effect.clone()

@@ -45,11 +45,8 @@ impl Workflow for CreditLifeProcess {
     fn apply(&mut self, event: LoanEvent) -> Outcome {
         CreditLifeProcess::apply(self, event)
     }
-    fn next_effect(&self) -> Option<&LoanEffect> {
-        self.pending.first()
-    }
-    fn is_pending(&self, effect_key: &str) -> bool {
-        self.pending.iter().any(|e| e.key() == effect_key)
+    fn pending(&self) -> &[LoanEffect] {
+        &self.pending
     }
     fn effect_key(effect: &LoanEffect) -> String {
         effect.key()

@@ -65,11 +65,8 @@ impl Workflow for TruckProcess {
     fn apply(&mut self, event: ProcessEvent) -> Outcome {
         TruckProcess::apply(self, event)
     }
-    fn next_effect(&self) -> Option<&Effect> {
-        self.pending.first()
-    }
-    fn is_pending(&self, effect_key: &str) -> bool {
-        self.pending.iter().any(|e| e.key() == effect_key)
+    fn pending(&self) -> &[Effect] {
+        &self.pending
     }
     fn effect_key(effect: &Effect) -> String {
         effect.key()
