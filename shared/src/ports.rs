@@ -31,10 +31,16 @@ impl InfraError {
 pub struct ReceivedHook {
     pub scoring_id: ScoringId,
     pub kind: HookKind,
-    /// `webhook-id` when MUST sends one, else a digest of kind and body.
+    /// `webhook-id` when MUST sends one, else a digest of scoringId, kind and body.
     pub hook_id: String,
+    /// The id was derived from the content (MUST sent no delivery id).
+    #[serde(default)]
+    pub by_content: bool,
     pub body: String,
     pub received_at_ms: u64,
+    /// How many times an operator has replayed this hook (kept again under the next number).
+    #[serde(default)]
+    pub replays: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,19 +49,77 @@ pub enum Recorded {
     Duplicate,
 }
 
-/// Something we could not process, kept raw with its reason for a person and the replay tool.
+/// Where something kept for a person came from, and what replaying it means.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "kebab-case", rename_all_fields = "camelCase")]
+pub enum KeptOrigin {
+    /// A hook we could not process (replay: stored and queued again).
+    Hook { kind: HookKind, scoring_id: ScoringId, hook_id: String, by_content: bool, replays: u32 },
+    /// A bank event we could not accept (replay: put back on the bank-events queue).
+    BankEvent { event_id: String, event_type: String },
+    /// An event a process rejected (replay: queued to the process again).
+    ProcessEvent { process: String, event_id: String, replays: u32 },
+    /// A call whose outcome is unknown: the process is held until an operator resolves it.
+    Review { process: String, effect: String, attempt: u32 },
+    /// Files an issued policy has that could not be archived (replay: archived again);
+    /// `attempt` is the archive attempt that gave up.
+    ArchivePending { process: String, attempt: u32 },
+}
+
+impl KeptOrigin {
+    pub fn source(&self) -> &'static str {
+        match self {
+            KeptOrigin::Hook { .. } => "hook",
+            KeptOrigin::BankEvent { .. } => "bank-event",
+            KeptOrigin::ProcessEvent { .. } => "process-event",
+            KeptOrigin::Review { .. } => "review",
+            KeptOrigin::ArchivePending { .. } => "archive-pending",
+        }
+    }
+
+    /// The kept record's id: the same input kept again is the same record; a replayed
+    /// input that fails again is kept under its next replay number.
+    fn record_id(&self, body: &str) -> String {
+        let digest = |text: &str| {
+            use sha2::{Digest, Sha256};
+            hex::encode(Sha256::digest(text.as_bytes()))[..24].to_owned()
+        };
+        match self {
+            KeptOrigin::Hook { kind, scoring_id, hook_id, replays, .. } => {
+                format!("hook-{scoring_id}-{}-{}-r{replays}", kind.path().replace('/', "-"), digest(hook_id))
+            }
+            // A refused bank event may name no usable id: the same body is the same event.
+            KeptOrigin::BankEvent { .. } => format!("bank-event-{}", digest(body)),
+            KeptOrigin::ProcessEvent { process, event_id, replays } => {
+                format!("process-event-{}-r{replays}", digest(&format!("{process}\n{event_id}")))
+            }
+            KeptOrigin::Review { process, effect, attempt } => {
+                format!("review-{}-a{attempt}", digest(&format!("{process}\n{effect}")))
+            }
+            KeptOrigin::ArchivePending { process, attempt } => {
+                format!("archive-pending-{}-a{attempt}", digest(process))
+            }
+        }
+    }
+}
+
+/// Something kept for a person: input we could not process (raw, with why), a call
+/// held for review, files not archived. Listed and replayed by the operator's command.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Quarantined {
     pub id: String,
-    /// `hook`, `bank-event`, or `process-event`.
-    pub source: String,
+    pub origin: KeptOrigin,
     pub reason: String,
-    /// The raw input, verbatim.
+    /// The raw input, verbatim (empty for reviews and pending archives).
     pub body: String,
-    /// Where it came from: hook kind and scoringId, queue name, ...
-    pub origin: serde_json::Value,
     pub received_at_ms: u64,
+}
+
+impl Quarantined {
+    pub fn new(origin: KeptOrigin, reason: String, body: String, at_ms: u64) -> Quarantined {
+        Quarantined { id: origin.record_id(&body), origin, reason, body, received_at_ms: at_ms }
+    }
 }
 
 /// What flows on the process FIFO queue; MessageGroupId keeps each process in order.
@@ -64,8 +128,14 @@ pub struct Quarantined {
 pub enum ProcessMessage {
     /// A stored hook, to apply to the process that owns its scoringId.
     Hook(ReceivedHook),
-    /// Apply a bank event to a process.
-    BankEvent { process_id: ProcessId, event: ProcessEvent },
+    /// Apply a bank's (or an operator's) event to a process.
+    BankEvent {
+        process_id: ProcessId,
+        event: ProcessEvent,
+        /// How many times an operator has replayed this event.
+        #[serde(default)]
+        replays: u32,
+    },
     /// Perform whatever the process has pending (sent when a process is created).
     Drive { process_id: ProcessId },
 }
@@ -76,6 +146,8 @@ pub enum ProcessMessage {
 pub enum LoanMessage {
     /// Perform whatever the loan's insurance has pending.
     Drive { loan_number: String },
+    /// Apply an operator's event (a review resolved, an archive retried), then drive.
+    Event { loan_number: String, event: crate::domain::bima::process::LoanEvent },
 }
 
 /// A process with the version it was read at (for optimistic concurrency).
@@ -113,13 +185,16 @@ pub trait HookStore {
 }
 
 pub trait QuarantineStore {
-    fn quarantine(&self, item: &Quarantined) -> impl Future<Output = Result<(), InfraError>> + Send;
+    /// Keeps `item` unless a record with its id is kept already; `true` when new.
+    fn quarantine(&self, item: &Quarantined) -> impl Future<Output = Result<bool, InfraError>> + Send;
     fn list_quarantined(&self) -> impl Future<Output = Result<Vec<Quarantined>, InfraError>> + Send;
     fn release(&self, id: &str) -> impl Future<Output = Result<(), InfraError>> + Send;
 }
 
 /// A process as the store keeps it: JSON state under a key, with a version.
 pub trait StoredProcess: serde::Serialize + serde::de::DeserializeOwned + Send + Sync {
+    /// The product line, for logs and metrics: `truck` or `loan`.
+    fn kind(&self) -> &'static str;
     /// The record's partition key, e.g. `TRUCK#REQ-1` or `LOAN#L-42`.
     fn key(&self) -> String;
     /// Other keys that must lead to this record (e.g. `SCORING#{scoringId}`).
@@ -212,25 +287,50 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// How an insurer call failed.
+/// How a call to a partner failed: what the partner may have done decides what we may do next.
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum CallError {
-    /// Throttling, 5xx, timeouts, connection errors: retry with backoff.
-    #[error("transient failure: {0}")]
-    Transient(String),
-    /// The insurer refused the request; retrying will not help.
+    /// The request surely did not reach the partner (connection refused, DNS, TLS, a
+    /// token we could not get), or the partner says it processed nothing (429, 408, a
+    /// 401 with a fresh token): safe to send again.
+    #[error("not sent: {0}")]
+    NotSent(String),
+    /// The partner may have processed it: a timeout, a 5xx, a reset or a redirect
+    /// after the request was written, an unreadable success answer.
+    #[error("outcome unknown: {0}")]
+    Ambiguous(String),
+    /// The partner refused the request; retrying will not help.
     #[error("refused with HTTP {status}: {message}")]
     Refused { status: u16, code: Option<u32>, message: String },
+    /// The partner answered, and the answer cannot be used (a file over the size cap,
+    /// a body we cannot read where it is required); retrying will not help.
+    #[error("unusable answer: {0}")]
+    Unusable(String),
+}
+
+impl CallError {
+    /// Worth another try of a call that changes nothing at the partner.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, CallError::NotSent(_) | CallError::Ambiguous(_))
+    }
 }
 
 impl From<InfraError> for CallError {
     fn from(e: InfraError) -> CallError {
-        CallError::Transient(e.to_string())
+        CallError::NotSent(e.to_string())
     }
 }
 
+/// A file downloaded from a partner, and the type it said it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Download {
+    pub bytes: Vec<u8>,
+    pub content_type: Option<String>,
+}
+
 /// MUST's partner API, as the truck runner uses it. `idempotency_key` is sent as
-/// `Idempotency-Key` so a call repeated after a crash can be recognised by MUST.
+/// `Idempotency-Key`: MUST's documents promise nothing for it, so we never rely on it
+/// unless MUST confirms in writing (`MustHonoursIdempotencyKey`).
 pub trait MustApi {
     fn init(
         &self,
@@ -249,10 +349,11 @@ pub trait MustApi {
         request: &crate::domain::must::api::DocumentsRequest,
         idempotency_key: &str,
     ) -> impl Future<Output = Result<(), CallError>> + Send;
+    /// The contract card as JSON (ours over what recognition pre-filled).
     fn submit_contract(
         &self,
         scoring_id: &ScoringId,
-        card: &crate::domain::must::api::ContractCard,
+        card: &serde_json::Value,
         idempotency_key: &str,
     ) -> impl Future<Output = Result<(), CallError>> + Send;
     fn request_payment(
@@ -268,10 +369,12 @@ pub trait MustApi {
         request: &crate::domain::must::api::PaymentOrderRequest,
         idempotency_key: &str,
     ) -> impl Future<Output = Result<(), CallError>> + Send;
+    /// A file MUST issued, read up to `max_bytes` (over that: `Unusable`).
     fn download_blob(
         &self,
         blob_id: &crate::domain::ids::BlobId,
-    ) -> impl Future<Output = Result<Vec<u8>, CallError>> + Send;
+        max_bytes: u64,
+    ) -> impl Future<Output = Result<Download, CallError>> + Send;
 }
 
 /// Where the MUST token is shared between containers (one token, reused until it expires).
@@ -304,8 +407,13 @@ pub trait BimaApi {
         request: &crate::domain::bima::api::PrintLinkRequest,
         idempotency_key: &str,
     ) -> impl Future<Output = Result<crate::domain::bima::api::PrintLink, CallError>> + Send;
-    /// The print form behind a link, when it is served as a PDF from a host we trust.
-    fn fetch_print_form(&self, url: &str) -> impl Future<Output = Result<Option<Vec<u8>>, CallError>> + Send;
+    /// The print form behind a link (redirects followed), when the link and every
+    /// redirect are on hosts we trust; `None` for a link elsewhere (linked, not archived).
+    fn fetch_print_form(
+        &self,
+        url: &str,
+        max_bytes: u64,
+    ) -> impl Future<Output = Result<Option<Download>, CallError>> + Send;
 }
 
 /// One page of a customer's products from the index, oldest first.

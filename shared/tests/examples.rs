@@ -58,5 +58,5 @@ fn notification_examples_parse() {
             matches!((prefix, n), ("bima.", Notification::Loan(_)) | ("truck.", Notification::Truck(_)));
         assert!(matches, "{name} parsed as the other product");
     });
-    assert_eq!(n, 11);
+    assert_eq!(n, 14);
 }

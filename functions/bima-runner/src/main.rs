@@ -11,7 +11,7 @@ use polis::adapters::secrets;
 use polis::adapters::sqs::Queue;
 use polis::ports::LoanMessage;
 use polis::services::engine::Engine;
-use polis::services::loan_runner::{bima_refusal, LoanRunner};
+use polis::services::loan_runner::{bima_refusal, LoanRunner, PrintLinkCaller};
 use polis::services::retry::Backoff;
 use polis::services::RetryLater;
 
@@ -36,11 +36,16 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             effect_lease: Duration::from_millis(config::number("EFFECT_LEASE_MS", 60_000)?),
             backoff: Backoff::default(),
             refusal: bima_refusal,
+            partner_idempotent: config::flag("BIMA_HONOURS_IDEMPOTENCY_KEY")?,
         },
         bima,
         objects: Buckets::new(config::s3(&sdk)),
         outbox: Queue::new(config::sqs(&sdk), var("BANK_NOTIFICATIONS_QUEUE_URL")?),
         archive_bucket: var("ARCHIVE_BUCKET")?,
+        print_link: match config::choice("BIMA_PRINT_LINK_BY", &["polis", "bima"])? {
+            "bima" => PrintLinkCaller::Bima,
+            _ => PrintLinkCaller::Polis,
+        },
     };
     let runner = &runner;
     polis_lambda::run_sqs(|body| async move {

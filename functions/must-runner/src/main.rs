@@ -35,6 +35,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             effect_lease: Duration::from_millis(config::number("EFFECT_LEASE_MS", 60_000)?),
             backoff: Backoff::default(),
             refusal: must_refusal,
+            partner_idempotent: config::flag("MUST_HONOURS_IDEMPOTENCY_KEY")?,
         },
         must,
         objects: Buckets::new(config::s3(&sdk)),

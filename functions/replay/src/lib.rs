@@ -1,31 +1,44 @@
-//! Replay, wired to AWS: the quarantine (re-driven by `polis::services::quarantine::Replay`)
-//! and the three dead-letter queues (moved back to their source queues). The Lambda
-//! (`replay`) and the command (`polis-replay`) are two thin doors to [`Replayer::run`].
+//! Replay, wired to AWS: what is kept for an operator (re-driven or resolved by
+//! `polis::services::quarantine::Replay`) and the three dead-letter queues (moved
+//! back to their source queues). The Lambda (`replay`) and the command
+//! (`polis-replay`) are two thin doors to [`Replayer::run`].
 
 use polis::adapters::config::{self, var};
 use polis::adapters::dynamodb::Table;
 use polis::adapters::sqs::{DeadLetters, Queue};
+use polis::domain::workflow::Resolution;
 use polis::ports::{InfraError, QuarantineStore, Quarantined};
-use polis::services::quarantine::{Replay, ReplayReport};
+use polis::services::quarantine::{ProcessRef, Replay, ReplayReport};
 use serde::{Deserialize, Serialize};
 
-/// What to replay; both by default.
-#[derive(Debug, Clone, Copy, Deserialize)]
+/// An operator's answer to a review: `process` is `TRUCK#{requestId}` or `LOAN#{loanNumber}`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Resolve {
+    pub process: String,
+    #[serde(flatten)]
+    pub resolution: Resolution,
+}
+
+/// What to do; by default the quarantine and the dead letters are replayed.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct ReplayRequest {
     pub quarantine: bool,
     pub dead_letters: bool,
+    pub resolve: Option<Resolve>,
 }
 
 impl Default for ReplayRequest {
     fn default() -> Self {
-        ReplayRequest { quarantine: true, dead_letters: true }
+        ReplayRequest { quarantine: true, dead_letters: true, resolve: None }
     }
 }
 
 #[derive(Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReplayOutcome {
+    /// The process whose review was answered.
+    pub resolved: Option<String>,
     pub quarantine: Option<ReplayReport>,
     /// Messages moved back, by dead-letter queue URL.
     pub dead_letters: Vec<(String, usize)>,
@@ -65,8 +78,14 @@ impl Replayer {
         self.replay.store.list_quarantined().await
     }
 
-    pub async fn run(&self, request: ReplayRequest) -> Result<ReplayOutcome, InfraError> {
+    pub async fn run(&self, request: ReplayRequest) -> Result<ReplayOutcome, ReplayError> {
         let mut outcome = ReplayOutcome::default();
+        if let Some(resolve) = request.resolve {
+            let process = ProcessRef::from_key(&resolve.process).map_err(ReplayError::Request)?;
+            self.replay.resolve(&process, resolve.resolution).await?;
+            tracing::info!(process = %resolve.process, "review answered");
+            outcome.resolved = Some(resolve.process);
+        }
         if request.quarantine {
             outcome.quarantine = Some(self.replay.quarantined().await?);
         }
@@ -79,4 +98,12 @@ impl Replayer {
         }
         Ok(outcome)
     }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReplayError {
+    #[error("{0}")]
+    Request(String),
+    #[error(transparent)]
+    Infra(#[from] InfraError),
 }

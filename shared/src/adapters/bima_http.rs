@@ -4,12 +4,12 @@
 use reqwest::{Client, Response};
 use serde::Serialize;
 
-use super::http_auth::{classify, read, transport_error, AuthorizedClient};
+use super::http_auth::{classify, download, host_of, read, read_capped, transport_error, AuthorizedClient};
 use crate::domain::bima::api::{
     CalcRequest, Calculation, PrintLink, PrintLinkRequest, SaleAccepted, TokenResponse,
 };
 use crate::domain::bima::sale::SaleRequest;
-use crate::ports::{BimaApi, CallError, TokenStore};
+use crate::ports::{BimaApi, CallError, Download, TokenStore};
 
 /// BIMA does not say how long a token lives; one hour, refreshed on 401 anyway.
 const TOKEN_LIFETIME_MS: u64 = 3600 * 1000;
@@ -24,13 +24,6 @@ pub struct BimaHttp<T> {
     credentials: BimaCredentials,
     /// Hosts whose print forms we download (BIMA's API host and any configured).
     print_hosts: Vec<String>,
-}
-
-/// The `host[:port]` part of an http(s) URL.
-fn host_of(url: &str) -> Option<&str> {
-    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
-    let host = rest.split(['/', '?', '#']).next()?;
-    (!host.is_empty() && !host.contains('@')).then_some(host)
 }
 
 impl<T: TokenStore + Sync> BimaHttp<T> {
@@ -76,38 +69,25 @@ impl<T: TokenStore + Sync + Send> BimaApi for BimaHttp<T> {
         read(self.post("/api/v1/premium/calc", request, None).await?).await
     }
 
+    /// The seed promises `200 OK (сохранено)` and nothing more: any success is a sale,
+    /// its answer read for the policy's id and number where it has them.
     async fn sell(&self, request: &SaleRequest, key: &str) -> Result<SaleAccepted, CallError> {
-        read(self.post("/api/v1/policies/sale", request, Some(key)).await?).await
+        let response = self.post("/api/v1/policies/sale", request, Some(key)).await?;
+        let body = read_capped(response, 64 * 1024).await.unwrap_or_default();
+        Ok(SaleAccepted::from_answer(&body))
     }
 
     async fn print_link(&self, request: &PrintLinkRequest, key: &str) -> Result<PrintLink, CallError> {
         read(self.post("/api/v1/policies/print/link", request, Some(key)).await?).await
     }
 
-    async fn fetch_print_form(&self, url: &str) -> Result<Option<Vec<u8>>, CallError> {
-        let trusted = host_of(url).is_some_and(|h| self.print_hosts.iter().any(|t| t == h));
-        if !trusted {
+    async fn fetch_print_form(&self, url: &str, max_bytes: u64) -> Result<Option<Download>, CallError> {
+        let trusted = |host: &str| self.print_hosts.iter().any(|t| t == host);
+        if !host_of(url).is_some_and(trusted) {
             tracing::warn!("print link is not on a trusted host; not archived");
             return Ok(None);
         }
-        let response = classify(self.api.http.get(url).send().await.map_err(transport_error)?).await?;
-        let is_pdf = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|v| v.starts_with("application/pdf"));
-        let bytes = response.bytes().await.map_err(transport_error)?;
-        Ok((is_pdf || bytes.starts_with(b"%PDF-")).then(|| bytes.to_vec()))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn host_of_reads_host_and_port_and_refuses_userinfo_tricks() {
-        assert_eq!(super::host_of("https://print.bima.tj/p/1.pdf"), Some("print.bima.tj"));
-        assert_eq!(super::host_of("http://127.0.0.1:4020/print/1"), Some("127.0.0.1:4020"));
-        assert_eq!(super::host_of("https://bima.tj@evil.example/x"), None);
-        assert_eq!(super::host_of("ftp://x/y"), None);
+        let first = self.api.http.get(url).send().await.map_err(transport_error)?;
+        download(&self.api.http, first, trusted, max_bytes).await.map(Some)
     }
 }

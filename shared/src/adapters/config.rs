@@ -26,6 +26,31 @@ pub fn number(name: &'static str, default: u64) -> Result<u64, NotANumber> {
     }
 }
 
+#[derive(Debug, Error)]
+#[error("environment variable {name} must be one of {allowed:?}, not {value:?}")]
+pub struct NotAChoice {
+    pub name: &'static str,
+    pub allowed: &'static [&'static str],
+    pub value: String,
+}
+
+/// An optional `true`/`false` setting, `false` when unset.
+pub fn flag(name: &'static str) -> Result<bool, NotAChoice> {
+    Ok(choice(name, &["false", "true"])? == "true")
+}
+
+/// An optional setting among `allowed` (the first when unset).
+pub fn choice(name: &'static str, allowed: &'static [&'static str]) -> Result<&'static str, NotAChoice> {
+    match std::env::var(name) {
+        Err(_) => Ok(allowed[0]),
+        Ok(value) => allowed
+            .iter()
+            .find(|a| a.eq_ignore_ascii_case(value.trim()))
+            .copied()
+            .ok_or(NotAChoice { name, allowed, value }),
+    }
+}
+
 /// An optional comma-separated list; empty when unset.
 pub fn list(name: &'static str) -> Vec<String> {
     std::env::var(name)

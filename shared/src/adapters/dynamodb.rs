@@ -5,9 +5,9 @@
 //! | truck process (JSON state, version) | `TRUCK#{processId}` | `PROCESS` |
 //! | credit-life process | `LOAN#{loanNumber}` | `PROCESS` |
 //! | alias → process (e.g. `SCORING#{scoringId}`) | the alias | `ALIAS` |
-//! | effect intent (its result is in the process record) | the process key | `EFFECT#{key}` |
+//! | intent of one attempt at a partner call (its outcome is in the process's journal) | the process key | `EFFECT#{effect}#{attempt}` |
 //! | received hook (raw) | `HOOK#{scoringId}` | `{kind}#{hookId}` |
-//! | quarantined input | `QUARANTINE#{id}` | `QUARANTINE` |
+//! | kept for an operator (input, review, pending archive) | `QUARANTINE#{id}` | `QUARANTINE` |
 //! | insurer token | `TOKEN#{name}` | `TOKEN` |
 //!
 //! Index `gsi1` (`gsi1pk`, `gsi1sk`) lists a customer's products and the quarantine.
@@ -254,15 +254,15 @@ impl HookStore for Table {
 }
 
 impl QuarantineStore for Table {
-    async fn quarantine(&self, q: &Quarantined) -> Result<(), InfraError> {
+    async fn quarantine(&self, q: &Quarantined) -> Result<bool, InfraError> {
         let mut item = Table::key(format!("QUARANTINE#{}", q.id), "QUARANTINE");
         let json = serde_json::to_string(q).map_err(|e| InfraError::Corrupt(e.to_string()))?;
         item.insert("record".into(), s(json));
         item.insert("reason".into(), s(&q.reason));
         item.insert("gsi1pk".into(), s("QUARANTINE"));
         item.insert("gsi1sk".into(), s(format!("{:013}#{}", q.received_at_ms, q.id)));
-        // The same input quarantined twice is one record.
-        self.put_new(item).await.map(|_| ())
+        // The same input kept twice is one record.
+        self.put_new(item).await
     }
 
     async fn list_quarantined(&self) -> Result<Vec<Quarantined>, InfraError> {

@@ -1,6 +1,7 @@
 //! An insurer's HTTPS API behind a bearer token: one token reused until it
 //! expires (shared between containers through the token store), refreshed once
-//! when the insurer answers 401; answers classified as transient or refused.
+//! when the insurer answers 401; every outcome classified by what the insurer may
+//! have done with the request (see [`CallError`]); files read with a size cap.
 
 use std::future::Future;
 use std::time::Duration;
@@ -9,12 +10,16 @@ use reqwest::{Client, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 
-use crate::ports::{now_ms, CallError, TokenStore};
+use crate::ports::{now_ms, CallError, Download, TokenStore};
 
 /// A token this close to expiry is replaced rather than used.
 const TOKEN_MARGIN_MS: u64 = 10 * 60 * 1000;
 
-/// An HTTP client for the insurers: rustls, bounded timeouts, no redirects.
+/// Redirects followed when downloading a file.
+const MAX_REDIRECTS: usize = 3;
+
+/// An HTTP client for the insurers: rustls, bounded timeouts, no automatic redirects
+/// (a redirected POST is an unknown outcome; downloads follow redirects themselves).
 pub fn http_client(timeout: Duration) -> Result<Client, reqwest::Error> {
     Client::builder()
         .timeout(timeout)
@@ -23,26 +28,50 @@ pub fn http_client(timeout: Duration) -> Result<Client, reqwest::Error> {
         .build()
 }
 
+/// A transport failure, classified, without the URL (print links are personal data).
 pub fn transport_error(e: reqwest::Error) -> CallError {
-    CallError::Transient(format!("{e}"))
+    // Only a failure to connect (DNS, refused, TLS, connect timeout) surely left the request unsent.
+    let connect = e.is_connect();
+    let e = e.without_url();
+    let mut text = e.to_string();
+    // The causes say whether it was refused, reset or timed out; none of them carries the URL.
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    if connect {
+        CallError::NotSent(text)
+    } else {
+        CallError::Ambiguous(text)
+    }
 }
 
-/// Turns an answer into a result: 2xx ok; 408/425/429/5xx transient; other 4xx refused,
-/// with the insurer's code and message when its body has them.
+/// Turns an answer into a result: 2xx ok; 408/425/429 and a 401 (after a fresh token)
+/// processed nothing; 3xx and 5xx may have processed it; other 4xx are refusals, with
+/// the insurer's code and message when its body has them.
 pub async fn classify(response: Response) -> Result<Response, CallError> {
     let status = response.status();
     if status.is_success() {
         return Ok(response);
     }
-    let text = response.text().await.unwrap_or_default();
-    if status.is_server_error()
-        || matches!(
-            status,
-            StatusCode::TOO_MANY_REQUESTS | StatusCode::REQUEST_TIMEOUT | StatusCode::TOO_EARLY
-        )
-    {
-        return Err(CallError::Transient(format!("HTTP {status}")));
+    if matches!(
+        status,
+        StatusCode::TOO_MANY_REQUESTS
+            | StatusCode::REQUEST_TIMEOUT
+            | StatusCode::TOO_EARLY
+            | StatusCode::UNAUTHORIZED
+    ) {
+        return Err(CallError::NotSent(format!("HTTP {status}")));
     }
+    if status.is_server_error() || status.is_redirection() || status.is_informational() {
+        return Err(CallError::Ambiguous(format!("HTTP {status}")));
+    }
+    let text = read_capped(response, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
     let json: serde_json::Value = serde_json::from_str(&text).unwrap_or_default();
     let code = ["errorCode", "code"]
         .iter()
@@ -52,22 +81,81 @@ pub async fn classify(response: Response) -> Result<Response, CallError> {
     let mut message = ["errorMessage", "message", "title"]
         .iter()
         .find_map(|f| json.get(f).and_then(|v| v.as_str()))
-        .map(str::to_owned)
+        .map(|m| m.chars().take(500).collect())
         .unwrap_or_else(|| format!("HTTP {status}"));
     if let Some(errors) = json.get("errors").filter(|e| !e.is_null()) {
+        let errors: String = errors.to_string().chars().take(1000).collect();
         message = format!("{message}: {errors}");
     }
     Err(CallError::Refused { status: status.as_u16(), code, message })
 }
 
-/// Reads a JSON answer; an unreadable one is a refusal (retrying will not fix it).
+/// Reads a JSON answer. A success whose body cannot be read is an unknown outcome: the
+/// insurer acted, and we do not know what it answered.
 pub async fn read<R: DeserializeOwned>(response: Response) -> Result<R, CallError> {
-    let status = response.status().as_u16();
-    response.json().await.map_err(|e| CallError::Refused {
-        status,
-        code: None,
-        message: format!("unreadable answer: {e}"),
+    let bytes = read_capped(response, 1024 * 1024).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        CallError::Ambiguous(format!("unreadable answer at line {} column {}", e.line(), e.column()))
     })
+}
+
+/// The body, read chunk by chunk up to `max` bytes (`Content-Length` checked first).
+pub async fn read_capped(mut response: Response, max: u64) -> Result<Vec<u8>, CallError> {
+    let over = |n: u64| CallError::Unusable(format!("{n} bytes or more, over the {max}-byte cap"));
+    if let Some(length) = response.content_length().filter(|n| *n > max) {
+        return Err(over(length));
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(transport_error)? {
+        if (bytes.len() + chunk.len()) as u64 > max {
+            return Err(over((bytes.len() + chunk.len()) as u64));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
+/// The `host[:port]` part of an http(s) URL.
+pub fn host_of(url: &str) -> Option<&str> {
+    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
+    let host = rest.split(['/', '?', '#']).next()?;
+    (!host.is_empty() && !host.contains('@')).then_some(host)
+}
+
+/// A file from the answer to a GET, following up to three redirects to hosts `allowed`
+/// accepts (the first request may carry a token; the redirects go without it), read up
+/// to `max` bytes.
+pub async fn download(
+    http: &Client,
+    mut response: Response,
+    allowed: impl Fn(&str) -> bool,
+    max: u64,
+) -> Result<Download, CallError> {
+    for _ in 0..MAX_REDIRECTS {
+        if !response.status().is_redirection() {
+            break;
+        }
+        let next = response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|l| response.url().join(l).ok())
+            .ok_or_else(|| {
+                CallError::Ambiguous(format!("HTTP {} without a usable Location", response.status()))
+            })?;
+        if !host_of(next.as_str()).is_some_and(&allowed) {
+            return Err(CallError::Unusable("redirected to a host we do not download from".into()));
+        }
+        response = http.get(next).send().await.map_err(transport_error)?;
+    }
+    let response = classify(response).await?;
+    let content_type = response
+        .headers()
+        .get(reqwest::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or(v).trim().to_owned())
+        .filter(|v| !v.is_empty());
+    Ok(Download { bytes: read_capped(response, max).await?, content_type })
 }
 
 pub struct AuthorizedClient<T> {
@@ -93,12 +181,17 @@ impl<T: TokenStore + Sync> AuthorizedClient<T> {
         format!("{}{path}", self.base_url)
     }
 
-    /// The current token, or a new one from `fetch` (token, lifetime in ms).
+    /// The current token, or a new one from `fetch` (token, lifetime in ms). Any failure
+    /// to have a token means the request itself was not sent.
     async fn token<F, Fut>(&self, refresh: bool, fetch: &F) -> Result<String, CallError>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<(String, u64), CallError>>,
     {
+        let not_sent = |e: CallError| match e {
+            CallError::NotSent(m) => CallError::NotSent(m),
+            other => CallError::NotSent(format!("no token: {other}")),
+        };
         let mut cached = self.cached.lock().await;
         let fresh = |t: &(String, u64)| t.1 > now_ms() + TOKEN_MARGIN_MS;
         if !refresh {
@@ -110,7 +203,7 @@ impl<T: TokenStore + Sync> AuthorizedClient<T> {
                 return Ok(t.0);
             }
         }
-        let (token, lifetime_ms) = fetch().await?;
+        let (token, lifetime_ms) = fetch().await.map_err(not_sent)?;
         let expires = now_ms() + lifetime_ms;
         self.tokens.save_token(self.token_name, &token, expires).await?;
         *cached = Some((token.clone(), expires));
@@ -118,8 +211,24 @@ impl<T: TokenStore + Sync> AuthorizedClient<T> {
         Ok(token)
     }
 
-    /// Sends an authorised request, refreshing the token once on 401.
+    /// Sends an authorised request, refreshing the token once on 401. The answer is
+    /// classified; a 401 with a fresh token is `NotSent` (nothing was processed).
     pub async fn send<F, Fut>(
+        &self,
+        build: impl Fn(&Client) -> RequestBuilder,
+        idempotency_key: Option<&str>,
+        fetch_token: F,
+    ) -> Result<Response, CallError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<(String, u64), CallError>>,
+    {
+        let response = self.send_raw(build, idempotency_key, fetch_token).await?;
+        classify(response).await
+    }
+
+    /// As [`AuthorizedClient::send`], the answer not classified (a download follows redirects first).
+    pub async fn send_raw<F, Fut>(
         &self,
         build: impl Fn(&Client) -> RequestBuilder,
         idempotency_key: Option<&str>,
@@ -142,7 +251,7 @@ impl<T: TokenStore + Sync> AuthorizedClient<T> {
                 refresh = true;
                 continue;
             }
-            return classify(response).await;
+            return Ok(response);
         }
     }
 
@@ -161,5 +270,16 @@ impl<T: TokenStore + Sync> AuthorizedClient<T> {
     {
         let url = self.url(path);
         self.send(|c| c.post(&url).json(body), idempotency_key, fetch_token).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn host_of_reads_host_and_port_and_refuses_userinfo_tricks() {
+        assert_eq!(super::host_of("https://print.bima.tj/p/1.pdf"), Some("print.bima.tj"));
+        assert_eq!(super::host_of("http://127.0.0.1:4020/print/1"), Some("127.0.0.1:4020"));
+        assert_eq!(super::host_of("https://bima.tj@evil.example/x"), None);
+        assert_eq!(super::host_of("ftp://x/y"), None);
     }
 }

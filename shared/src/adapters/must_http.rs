@@ -5,14 +5,14 @@
 use reqwest::{Client, RequestBuilder, Response};
 use serde::Serialize;
 
-use super::http_auth::{classify, read, transport_error, AuthorizedClient};
+use super::http_auth::{classify, download, read, transport_error, AuthorizedClient};
 use crate::domain::bank::truck::PaymentMethod;
 use crate::domain::ids::{BlobId, ScoringId};
 use crate::domain::must::api::{
-    AuthRequest, AuthResponse, BlobCreated, ContractCard, DocumentsRequest, InitRequest, InitResponse,
-    PaymentOrderRequest, PaymentRequest,
+    AuthRequest, AuthResponse, BlobCreated, DocumentsRequest, InitRequest, InitResponse, PaymentOrderRequest,
+    PaymentRequest,
 };
-use crate::ports::{CallError, MustApi, TokenStore};
+use crate::ports::{CallError, Download, MustApi, TokenStore};
 
 /// MUST's documented token lifetime.
 const TOKEN_LIFETIME_MS: u64 = 7 * 24 * 3600 * 1000;
@@ -100,7 +100,7 @@ impl<T: TokenStore + Sync + Send> MustApi for MustHttp<T> {
     async fn submit_contract(
         &self,
         sid: &ScoringId,
-        card: &ContractCard,
+        card: &serde_json::Value,
         key: &str,
     ) -> Result<(), CallError> {
         self.post_json(&format!("/api/scoring/{sid}/contract"), card, key).await.map(drop)
@@ -129,9 +129,12 @@ impl<T: TokenStore + Sync + Send> MustApi for MustHttp<T> {
         self.post_json(&format!("/api/scoring/scoring/{sid}/payment-order"), request, key).await.map(drop)
     }
 
-    async fn download_blob(&self, blob_id: &BlobId) -> Result<Vec<u8>, CallError> {
+    /// `GET /api/blob/{blobId}`, whatever the file's type; a redirect (to MUST's storage)
+    /// is followed without our token.
+    async fn download_blob(&self, blob_id: &BlobId, max_bytes: u64) -> Result<Download, CallError> {
         let url = self.api.url(&format!("/api/blob/{blob_id}"));
-        let response = self.send(|c| c.get(&url), None).await?;
-        Ok(response.bytes().await.map_err(transport_error)?.to_vec())
+        let first = self.api.send_raw(|c| c.get(&url), None, || self.fetch_token()).await?;
+        // MUST's own storage may live on another host; our token does not go there.
+        download(&self.api.http, first, |_| true, max_bytes).await
     }
 }

@@ -83,6 +83,10 @@ identifier!(
     /// The bank's id of a customer.
     CustomerId, "customerId", 64
 );
+identifier!(
+    /// BIMA's id of a policy (it becomes part of an S3 key).
+    PolicyId, "policy_id", 64
+);
 
 #[cfg(test)]
 mod tests {

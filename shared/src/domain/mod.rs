@@ -6,3 +6,4 @@ pub mod ids;
 pub mod must;
 pub mod outcome;
 pub mod validation;
+pub mod workflow;

@@ -8,6 +8,7 @@ use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
 use super::quarantine::keep;
+use super::truck_runner::message_group;
 use super::RetryLater;
 use crate::domain::bank::truck::{TruckBankEvent, TruckNotice, TruckNotification};
 use crate::domain::bank::{BankEvent, ErrorReport};
@@ -17,8 +18,8 @@ use crate::domain::ids::ProcessId;
 use crate::domain::must::process::{ProcessEvent, TruckProcess};
 use crate::domain::validation::FieldError;
 use crate::ports::{
-    now_ms, BankOutbox, LoanMessage, LoanQueue, ProcessMessage, ProcessQueue, ProcessStore, QuarantineStore,
-    Quarantined,
+    now_ms, BankOutbox, KeptOrigin, LoanMessage, LoanQueue, ProcessMessage, ProcessQueue, ProcessStore,
+    QuarantineStore, Quarantined,
 };
 
 pub struct BankIntake<S, Q, L, B> {
@@ -54,26 +55,39 @@ where
         }
     }
 
+    /// Every message about a process goes to its one FIFO group (its scoringId once MUST
+    /// gave one, the hooks' group), so one runner at a time works on it.
     async fn route_truck(&self, event: TruckBankEvent) -> Result<(), RetryLater> {
         let process_id = event.process_id().clone();
         let dedup = dedup_id(event.event_id());
-        let message = match event {
+        let (message, created) = match event {
             TruckBankEvent::PolicyRequested { request, .. } => {
-                if !self.store.create(&TruckProcess::start(*request)).await? {
+                let created = self.store.create(&TruckProcess::start(*request)).await?;
+                if !created {
                     tracing::info!("process already exists; driving it again");
                 }
-                ProcessMessage::Drive { process_id: process_id.clone() }
+                (ProcessMessage::Drive { process_id: process_id.clone() }, created)
             }
-            TruckBankEvent::DocumentsCorrected { event_id, documents, .. } => ProcessMessage::BankEvent {
-                process_id: process_id.clone(),
-                event: ProcessEvent::DocumentsCorrected { id: event_id, documents },
-            },
-            TruckBankEvent::PaymentOrder { event_id, document, .. } => ProcessMessage::BankEvent {
-                process_id: process_id.clone(),
-                event: ProcessEvent::PaymentOrderReceived { id: event_id, document },
-            },
+            TruckBankEvent::DocumentsCorrected { event_id, documents, .. } => (
+                ProcessMessage::BankEvent {
+                    process_id: process_id.clone(),
+                    event: ProcessEvent::DocumentsCorrected { id: event_id, documents },
+                    replays: 0,
+                },
+                false,
+            ),
+            TruckBankEvent::PaymentOrder { event_id, document, .. } => (
+                ProcessMessage::BankEvent {
+                    process_id: process_id.clone(),
+                    event: ProcessEvent::PaymentOrderReceived { id: event_id, document },
+                    replays: 0,
+                },
+                false,
+            ),
         };
-        self.trucks.enqueue(&message, process_id.as_str(), &dedup).await?;
+        let group =
+            if created { process_id.to_string() } else { message_group(&self.store, &process_id).await? };
+        self.trucks.enqueue(&message, &group, &dedup).await?;
         tracing::info!("bank event accepted");
         Ok(())
     }
@@ -96,18 +110,10 @@ where
         let field = |name: &str| json.get(name).and_then(Value::as_str).unwrap_or_default().to_owned();
         let (event_id, kind) = (field("eventId"), field("type"));
         let digest = hex::encode(Sha256::digest(body.as_bytes()));
-        let item = Quarantined {
-            id: format!("bank-event-{digest}"),
-            source: "bank-event".into(),
-            reason: problems
-                .iter()
-                .map(|p| format!("{}: {}", p.field, p.problem))
-                .collect::<Vec<_>>()
-                .join("; "),
-            body: body.to_owned(),
-            origin: serde_json::json!({"eventId": event_id, "type": kind}),
-            received_at_ms: now_ms(),
-        };
+        let reason =
+            problems.iter().map(|p| format!("{}: {}", p.field, p.problem)).collect::<Vec<_>>().join("; ");
+        let origin = KeptOrigin::BankEvent { event_id: event_id.clone(), event_type: kind.clone() };
+        let item = Quarantined::new(origin, reason, body.to_owned(), now_ms());
         keep(&self.store, &item).await?;
         let notice_id = format!("invalid-{}", &digest[..16]);
         if kind.starts_with("loan.") {

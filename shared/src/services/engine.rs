@@ -1,64 +1,44 @@
 //! What every step runner does, whatever the process: apply an event, perform the
 //! pending effects in order, and write the process with optimistic concurrency.
 //!
-//! Writes are few on purpose. Effects that are harmless to repeat (downloads into
-//! S3, notices, a premium calculation) are folded into the next write. An effect
-//! that changes something at an insurer is guarded by an intent record (a
-//! conditional put before the call) and its result is written right after the
-//! call; a redelivered message finds the intent and waits, or, once the lease has
-//! run out (the attempt died), calls again under the same `Idempotency-Key`.
+//! A call that changes something at the partner is made at most once per attempt,
+//! and a new attempt is made only when the last one surely did not reach the
+//! partner: right before the call an intent record (`{effect}#{attempt}`) is
+//! written with a conditional put, and the attempt's outcome goes into the
+//! process's journal with the next write. An attempt that ends ambiguously (a
+//! timeout, a 5xx, a reset after sending), or one that died without recording
+//! its outcome, holds the process for review instead of being sent again, unless
+//! the partner has confirmed that it honours `Idempotency-Key`.
+//!
+//! Writes are few on purpose: effects that are harmless to repeat (downloads into
+//! S3, notices, a premium calculation) are folded into the next write; the result
+//! of a call that changed something at the partner is written right after it.
 
 use std::future::Future;
 use std::time::Duration;
 
-use serde::Serialize;
-
 use super::quarantine::keep;
 use super::retry::Backoff;
 use super::RetryLater;
-use crate::domain::bank::truck::ErrorReport;
+use crate::domain::bank::ErrorReport;
 use crate::domain::outcome::Outcome;
+use crate::domain::workflow::{CallOutcome, CallRecord, EffectClass, EffectSpec, Workflow};
 use crate::ports::{
-    now_ms, CallError, EffectLog, EffectRecord, InfraError, ProcessStore, QuarantineStore, Quarantined,
-    SaveError, StoredProcess, Versioned,
+    now_ms, CallError, EffectLog, EffectRecord, InfraError, KeptOrigin, ProcessStore, QuarantineStore,
+    Quarantined, SaveError, StoredProcess, Versioned,
 };
 
 /// Attempts at an optimistic write before the message is retried later.
 const SAVE_ATTEMPTS: u32 = 5;
 
-/// A process the engine can run: a state machine with an outbox of effects.
-pub trait Workflow: StoredProcess + Clone {
-    type Event: Clone + Serialize + Send + Sync;
-    type Effect: Clone + Send + Sync;
-
-    fn apply(&mut self, event: Self::Event) -> Outcome;
-    /// The outbox: effects still to perform, in order.
-    fn pending(&self) -> &[Self::Effect];
-    fn effect_key(effect: &Self::Effect) -> String;
-    /// Harmless to perform again after a crash: needs no intent record.
-    fn is_repeatable(effect: &Self::Effect) -> bool;
-    fn complete(&mut self, effect_key: &str);
-    /// The event that records an effect's permanent failure.
-    fn effect_failed(error: ErrorReport) -> Self::Event;
-    /// The event's id when it comes from outside (hooks, bank events).
-    fn external_id(event: &Self::Event) -> Option<&str>;
-    fn stage(&self) -> String;
-    fn is_terminal(&self) -> bool;
-
-    fn next_effect(&self) -> Option<&Self::Effect> {
-        self.pending().first()
-    }
-    fn is_pending(&self, effect_key: &str) -> bool {
-        self.pending().iter().any(|e| Self::effect_key(e) == effect_key)
-    }
-}
-
 /// One change made to a draft since it was read.
-enum Change<E> {
-    /// An event from outside (a hook, a bank event).
-    Event(E),
-    /// A performed effect and the event that records its result, if any.
-    Completed { effect: String, result: Option<E> },
+enum Change<W: Workflow> {
+    /// An event applied to the process.
+    Event(W::Event),
+    /// A performed effect, whether it happened, and the event that records its result.
+    Completed { effect: String, happened: bool, result: Option<W::Event> },
+    /// An attempt at an effect, for the journal.
+    Call(CallRecord),
 }
 
 /// A process with changes not yet written: the version it was read at and the
@@ -66,7 +46,7 @@ enum Change<E> {
 pub struct Draft<W: Workflow> {
     stored: Versioned<W>,
     value: W,
-    changes: Vec<Change<W::Event>>,
+    changes: Vec<Change<W>>,
 }
 
 impl<W: Workflow> Draft<W> {
@@ -74,13 +54,30 @@ impl<W: Workflow> Draft<W> {
         Draft { value: stored.value.clone(), stored, changes: Vec::new() }
     }
 
-    fn complete(&mut self, effect: String, result: Option<W::Event>) {
-        Self::complete_on(&mut self.value, &effect, result.clone());
-        self.changes.push(Change::Completed { effect, result });
+    pub fn value(&self) -> &W {
+        &self.value
     }
 
-    fn complete_on(value: &mut W, effect: &str, result: Option<W::Event>) {
-        value.complete(effect);
+    fn apply(&mut self, event: W::Event) -> Outcome {
+        let outcome = self.value.apply(event.clone());
+        if outcome == Outcome::Advanced {
+            self.changes.push(Change::Event(event));
+        }
+        outcome
+    }
+
+    fn record(&mut self, call: CallRecord) {
+        self.value.outbox_mut().record(call.clone());
+        self.changes.push(Change::Call(call));
+    }
+
+    fn complete(&mut self, effect: String, happened: bool, result: Option<W::Event>) {
+        Self::complete_on(&mut self.value, &effect, happened, result.clone());
+        self.changes.push(Change::Completed { effect, happened, result });
+    }
+
+    fn complete_on(value: &mut W, effect: &str, happened: bool, result: Option<W::Event>) {
+        value.outbox_mut().complete(effect, happened);
         if let Some(event) = result {
             if let Outcome::Rejected(reason) = value.apply(event) {
                 tracing::error!(%effect, %reason, "effect result contradicts the process");
@@ -88,8 +85,9 @@ impl<W: Workflow> Draft<W> {
         }
     }
 
-    /// Rebuilds the draft on `fresh`: events again (the process ignores those it has
-    /// seen), effect results where the effect is still pending there.
+    /// Rebuilds the draft on `fresh`: events again (the process knows those it has
+    /// seen), journal entries not there yet, effect results where the effect is still
+    /// pending there.
     fn rebase(&mut self, fresh: Versioned<W>) {
         let mut value = fresh.value.clone();
         for change in &self.changes {
@@ -97,8 +95,18 @@ impl<W: Workflow> Draft<W> {
                 Change::Event(event) => {
                     value.apply(event.clone());
                 }
-                Change::Completed { effect, result } if value.is_pending(effect) => {
-                    Self::complete_on(&mut value, effect, result.clone());
+                Change::Call(call) => {
+                    let known = value
+                        .outbox()
+                        .calls()
+                        .iter()
+                        .any(|c| c.effect == call.effect && c.attempt == call.attempt);
+                    if !known {
+                        value.outbox_mut().record(call.clone());
+                    }
+                }
+                Change::Completed { effect, happened, result } if value.outbox().is_pending(effect) => {
+                    Self::complete_on(&mut value, effect, *happened, result.clone());
                 }
                 Change::Completed { .. } => {}
             }
@@ -108,12 +116,34 @@ impl<W: Workflow> Draft<W> {
     }
 }
 
+/// The kept review record of a hold that `after` no longer has.
+fn lifted_review<W: Workflow + StoredProcess>(before: &W, after: &W) -> Option<String> {
+    let review = before.outbox().review()?;
+    if after.outbox().review().is_some() {
+        return None;
+    }
+    let attempt = after
+        .outbox()
+        .calls()
+        .iter()
+        .rev()
+        .find(|c| c.effect == review.effect && matches!(c.outcome, CallOutcome::Ambiguous { .. }))?
+        .attempt;
+    let origin = KeptOrigin::Review { process: after.key(), effect: review.effect.clone(), attempt };
+    Some(Quarantined::new(origin, String::new(), String::new(), 0).id)
+}
+
 /// Why an effect did not complete.
+#[derive(Debug)]
 pub enum EffectFailure {
-    /// Ends the process; the bank is told.
+    /// The partner refused, or answered something unusable: the process decides what it means.
     Permanent(ErrorReport),
-    /// Try again on the next delivery.
+    /// Not done, and the partner surely did not act on it: try again on a later delivery.
     Later(RetryLater),
+    /// Another attempt holds the effect's intent and may still be running.
+    Busy(String),
+    /// A call that changes something at the partner may or may not have happened.
+    Uncertain(String),
 }
 
 impl EffectFailure {
@@ -128,80 +158,81 @@ impl From<InfraError> for EffectFailure {
     }
 }
 
+/// The attempt at an effect that a `perform` is making: what its intent record is named after.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub process: String,
+    pub effect: String,
+    pub number: u32,
+}
+
 pub struct Engine<S> {
     pub store: S,
-    /// How long an unfinished effect is presumed still running elsewhere.
+    /// How long an unfinished call is presumed still running elsewhere.
     pub effect_lease: Duration,
     pub backoff: Backoff,
-    /// Turns an insurer's refusal into the report the bank receives.
-    pub refusal: fn(CallError) -> EffectFailure,
+    /// Turns a partner's refusal into the report the bank receives.
+    pub refusal: fn(&CallError) -> ErrorReport,
+    /// The partner has confirmed in writing that it honours `Idempotency-Key`: a changing
+    /// call whose outcome is unknown is sent again under the same key instead of held.
+    pub partner_idempotent: bool,
 }
 
 impl<S> Engine<S>
 where
     S: ProcessStore + EffectLog + QuarantineStore + Sync,
 {
-    pub async fn load<W: Workflow>(&self, key: &str) -> Result<Option<Versioned<W>>, RetryLater> {
+    pub async fn load<W: Workflow + StoredProcess>(
+        &self,
+        key: &str,
+    ) -> Result<Option<Versioned<W>>, RetryLater> {
         Ok(self.store.load(key).await?)
     }
 
     /// Keeps `body` with its reason for a person and the replay tool.
     pub async fn quarantine(
         &self,
-        source: &str,
-        id: &str,
+        origin: KeptOrigin,
         reason: String,
         body: String,
-        origin: serde_json::Value,
     ) -> Result<(), RetryLater> {
-        let item = Quarantined {
-            // The attempt's time makes each keeping its own record (see services::quarantine).
-            id: format!("{source}-{id}-{}", now_ms()),
-            source: source.into(),
-            reason,
-            body,
-            origin,
-            received_at_ms: now_ms(),
-        };
-        keep(&self.store, &item).await?;
+        keep(&self.store, &Quarantined::new(origin, reason, body, now_ms())).await?;
         Ok(())
     }
 
-    /// Applies an event to the process (written with the next save). An event the
-    /// process rejects, or one that arrives after it ended, is quarantined.
-    pub async fn apply<W: Workflow>(
+    /// Applies an event from outside to the process (written with the next save). An
+    /// event the process rejects (including a new one after it ended) is quarantined; a
+    /// repeat of one it applied is a counted no-op.
+    pub async fn apply<W: Workflow + StoredProcess>(
         &self,
         current: Versioned<W>,
         event: W::Event,
+        replays: u32,
     ) -> Result<Draft<W>, RetryLater> {
         let mut draft = Draft::new(current);
-        let mut next = draft.value.clone();
-        let was_terminal = next.is_terminal();
-        let id = W::external_id(&event).unwrap_or("internal").to_owned();
-        let body = || serde_json::to_string(&event).unwrap_or_default();
-        let origin = serde_json::json!({"process": draft.value.key()});
-        match next.apply(event.clone()) {
-            Outcome::Advanced => {
-                draft.value = next;
-                draft.changes.push(Change::Event(event));
-            }
-            Outcome::Ignored(_) if was_terminal && W::external_id(&event).is_some() => {
-                self.quarantine("process-event", &id, "process has ended".into(), body(), origin).await?;
+        match draft.apply(event.clone()) {
+            Outcome::Advanced => {}
+            Outcome::Duplicate => {
+                tracing::info!("event applied before; nothing to do");
+                crate::telemetry::count("DuplicateEvent", ("Process", draft.value.kind()));
             }
             Outcome::Ignored(reason) => tracing::info!(%reason, "event ignored"),
             Outcome::Rejected(reason) => {
-                self.quarantine("process-event", &id, reason, body(), origin).await?;
+                let id = W::external_id(&event).unwrap_or("internal").to_owned();
+                let origin = KeptOrigin::ProcessEvent { process: draft.value.key(), event_id: id, replays };
+                let body = serde_json::to_string(&event).unwrap_or_default();
+                self.quarantine(origin, reason, body).await?;
             }
         }
         Ok(draft)
     }
 
-    async fn reload<W: Workflow>(&self, key: &str) -> Result<Versioned<W>, RetryLater> {
+    async fn reload<W: Workflow + StoredProcess>(&self, key: &str) -> Result<Versioned<W>, RetryLater> {
         self.store.load(key).await?.ok_or_else(|| RetryLater::NotYet(format!("process {key} vanished")))
     }
 
     /// Writes the draft's changes, if any, re-reading and replaying them on conflict.
-    async fn save<W: Workflow>(&self, draft: &mut Draft<W>) -> Result<(), RetryLater> {
+    async fn save<W: Workflow + StoredProcess>(&self, draft: &mut Draft<W>) -> Result<(), RetryLater> {
         for _ in 0..SAVE_ATTEMPTS {
             if draft.changes.is_empty() {
                 return Ok(());
@@ -211,12 +242,19 @@ where
                 draft.value.aliases().into_iter().filter(|a| !known.contains(a)).collect();
             match self.store.save(&draft.value, draft.stored.version, &new_aliases).await {
                 Ok(version) => {
-                    let (from, to) = (draft.stored.value.stage(), draft.value.stage());
+                    let (from, to) = (draft.stored.value.stage_name(), draft.value.stage_name());
                     if from != to {
                         tracing::info!(%from, %to, "stage changed");
                     }
+                    let lifted = lifted_review(&draft.stored.value, &draft.value);
                     draft.stored = Versioned { value: draft.value.clone(), version };
                     draft.changes.clear();
+                    if let Some(item) = lifted {
+                        // Resolved (by a proof from the partner, or an operator): off the list.
+                        if let Err(e) = self.store.release(&item).await {
+                            tracing::warn!(error = %e, "a resolved review stays listed");
+                        }
+                    }
                     return Ok(());
                 }
                 Err(SaveError::Conflict) => {
@@ -231,181 +269,154 @@ where
 
     /// Before giving a message back for a retry: what was done so far is written,
     /// so the retry does not do it again. If that fails too, the retry redoes it.
-    async fn keep_progress<W: Workflow>(&self, draft: &mut Draft<W>) {
+    async fn keep_progress<W: Workflow + StoredProcess>(&self, draft: &mut Draft<W>) {
         if let Err(e) = self.save(draft).await {
             tracing::warn!(error = %e, "progress not written; the retry redoes it");
         }
     }
 
-    /// Records the intent to perform `key`, unless another attempt holds it within its lease.
-    async fn take_intent(&self, process: &str, key: &str) -> Result<(), RetryLater> {
-        match self.store.begin(process, key, self.effect_lease.as_millis() as u64).await? {
-            EffectRecord::Fresh => Ok(()),
-            EffectRecord::Retaken => {
-                tracing::warn!(effect = %key, "an earlier attempt died; calling again");
-                Ok(())
-            }
-            EffectRecord::InFlight => Err(RetryLater::NotYet(format!("effect {key} is running elsewhere"))),
-        }
-    }
-
-    /// Performs pending effects in order until none is left, then writes the process.
+    /// Performs pending effects in order until none is left (or the process is held),
+    /// then writes the process.
     pub async fn drive<W, P, Fut>(&self, mut draft: Draft<W>, perform: P) -> Result<(), RetryLater>
     where
-        W: Workflow,
-        P: Fn(W, W::Effect) -> Fut,
+        W: Workflow + StoredProcess,
+        P: Fn(W, W::Effect, Attempt) -> Fut,
         Fut: Future<Output = Result<Option<W::Event>, EffectFailure>>,
     {
         let process = draft.value.key();
-        while let Some(effect) = draft.value.next_effect().cloned() {
-            let key = W::effect_key(&effect);
-            let guarded = !W::is_repeatable(&effect);
-            if guarded {
-                if let Err(e) = self.take_intent(&process, &key).await {
+        loop {
+            let Some(effect) = draft.value.outbox().next().cloned() else {
+                self.save(&mut draft).await?;
+                // A write that met another writer's changes may have brought new work.
+                if draft.value.outbox().next().is_none() {
+                    return Ok(());
+                }
+                continue;
+            };
+            let key = effect.key();
+            let changes = effect.class() == EffectClass::ChangesPartner;
+            let notice = effect.is_notice();
+            let attempt = Attempt {
+                process: process.clone(),
+                effect: key.clone(),
+                number: draft.value.outbox().attempts(&key) + 1,
+            };
+            let number = attempt.number;
+            let started = now_ms();
+            // Boxed: effect futures are large and deeply nested.
+            let result = Box::pin(perform(draft.value.clone(), effect, attempt)).await;
+            let call = |outcome| CallRecord {
+                effect: key.clone(),
+                attempt: number,
+                at_ms: started,
+                duration_ms: now_ms().saturating_sub(started),
+                outcome,
+            };
+            match result {
+                Ok(event) => {
+                    if !notice {
+                        draft.record(call(CallOutcome::Done));
+                    }
+                    draft.complete(key.clone(), true, event);
+                }
+                Err(EffectFailure::Permanent(error)) => {
+                    tracing::warn!(effect = %key, code = %error.code, "effect failed permanently");
+                    draft.record(call(CallOutcome::Refused { detail: error.message.clone() }));
+                    draft.complete(key.clone(), false, Some(W::effect_failed(&key, error)));
+                }
+                Err(EffectFailure::Uncertain(detail)) => {
+                    tracing::error!(effect = %key, %detail, "outcome unknown; held for review, not sent again");
+                    // Kept for an operator first: if the hold is not written, the retry keeps it again.
+                    let origin =
+                        KeptOrigin::Review { process: process.clone(), effect: key.clone(), attempt: number };
+                    keep(&self.store, &Quarantined::new(origin, detail.clone(), String::new(), started))
+                        .await?;
+                    draft.record(call(CallOutcome::Ambiguous { detail: detail.clone() }));
+                    draft.apply(W::effect_uncertain(&key, started, detail));
+                }
+                Err(EffectFailure::Busy(why)) => {
+                    self.keep_progress(&mut draft).await;
+                    return Err(RetryLater::NotYet(why));
+                }
+                Err(EffectFailure::Later(e)) => {
+                    if let RetryLater::Call(cause) = &e {
+                        let detail = cause.to_string();
+                        draft.record(call(if changes {
+                            CallOutcome::NotSent { detail }
+                        } else {
+                            CallOutcome::Failed { detail }
+                        }));
+                    }
                     self.keep_progress(&mut draft).await;
                     return Err(e);
                 }
             }
-            // Boxed: effect futures are large and deeply nested.
-            let result = match Box::pin(perform(draft.value.clone(), effect)).await {
-                Ok(event) => event,
-                Err(EffectFailure::Permanent(error)) => {
-                    tracing::warn!(effect = %key, code = %error.code, "effect failed permanently");
-                    Some(W::effect_failed(error))
-                }
-                Err(EffectFailure::Later(e)) => {
-                    self.keep_progress(&mut draft).await;
-                    return Err(e);
-                }
-            };
-            draft.complete(key, result);
-            if guarded {
-                // The insurer has acted: its result is written before anything else happens.
+            if changes {
+                // The partner has acted (or may have): that is written before anything else happens.
                 self.save(&mut draft).await?;
             }
         }
-        self.save(&mut draft).await
     }
 
-    /// Runs an idempotent call with the engine's backoff; a refusal becomes the process's failure.
-    pub async fn retry<T, F, Fut>(&self, what: &str, call: F) -> Result<T, EffectFailure>
+    /// A call that changes nothing at the partner, with the engine's backoff for
+    /// transient failures; a refusal becomes a permanent failure.
+    pub async fn call<T, F, Fut>(&self, what: &str, call: F) -> Result<T, EffectFailure>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, CallError>>,
     {
-        self.backoff.run(what, call).await.map_err(|e| match e {
-            CallError::Transient(_) => EffectFailure::Later(RetryLater::Call(e)),
-            refused => (self.refusal)(refused),
-        })
+        self.backoff.run(what, CallError::is_transient, call).await.map_err(|e| self.failure(e))
+    }
+
+    /// A call that changes something at the partner: first its intent is recorded
+    /// (one attempt, one call); it is repeated within this attempt only while it surely
+    /// did not reach the partner (or the partner honours idempotency keys); an
+    /// ambiguous outcome is `Uncertain`.
+    pub async fn call_once<T, F, Fut>(&self, attempt: &Attempt, call: F) -> Result<T, EffectFailure>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, CallError>>,
+    {
+        let lease = self.effect_lease.as_millis() as u64;
+        let intent = format!("{}#{}", attempt.effect, attempt.number);
+        match self.store.begin(&attempt.process, &intent, lease).await? {
+            EffectRecord::Fresh => {}
+            EffectRecord::InFlight => {
+                return Err(EffectFailure::Busy(format!("{} is being attempted elsewhere", attempt.effect)));
+            }
+            EffectRecord::Retaken if self.partner_idempotent => {
+                tracing::warn!(effect = %attempt.effect, "an earlier attempt died; sending again under its idempotency key");
+            }
+            EffectRecord::Retaken => {
+                return Err(EffectFailure::Uncertain(format!(
+                    "attempt {} started earlier and never recorded its outcome",
+                    attempt.number
+                )));
+            }
+        }
+        let idempotent = self.partner_idempotent;
+        let retry = move |e: &CallError| match e {
+            CallError::NotSent(_) => true,
+            CallError::Ambiguous(_) => idempotent,
+            CallError::Refused { .. } | CallError::Unusable(_) => false,
+        };
+        match self.backoff.run(&attempt.effect, retry, call).await {
+            Ok(value) => Ok(value),
+            Err(CallError::Ambiguous(detail)) if !idempotent => Err(EffectFailure::Uncertain(detail)),
+            Err(e) => Err(self.failure(e)),
+        }
+    }
+
+    fn failure(&self, e: CallError) -> EffectFailure {
+        match e {
+            CallError::Refused { .. } | CallError::Unusable(_) => {
+                EffectFailure::Permanent((self.refusal)(&e))
+            }
+            transient => EffectFailure::Later(RetryLater::Call(transient)),
+        }
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use serde::Deserialize;
-
-    use super::*;
-
-    /// A toy process: each event `e` not seen before asks for effect `call-e`, whose
-    /// result event is `result:e`.
-    #[derive(Clone, Default, Serialize, Deserialize)]
-    struct Toy {
-        seen: Vec<String>,
-        pending: Vec<String>,
-        results: Vec<String>,
-    }
-
-    impl StoredProcess for Toy {
-        fn key(&self) -> String {
-            "TOY#1".into()
-        }
-        fn aliases(&self) -> Vec<String> {
-            Vec::new()
-        }
-        fn index(&self) -> Vec<(&'static str, String)> {
-            Vec::new()
-        }
-    }
-
-    impl Workflow for Toy {
-        type Event = String;
-        type Effect = String;
-
-        fn apply(&mut self, event: String) -> Outcome {
-            if event.starts_with("result:") {
-                self.results.push(event);
-            } else if self.seen.contains(&event) {
-                return Outcome::Ignored(format!("{event} seen"));
-            } else {
-                self.pending.push(format!("call-{event}"));
-                self.seen.push(event);
-            }
-            Outcome::Advanced
-        }
-        fn pending(&self) -> &[String] {
-            &self.pending
-        }
-        fn effect_key(effect: &String) -> String {
-            effect.clone()
-        }
-        fn is_repeatable(_: &String) -> bool {
-            false
-        }
-        fn complete(&mut self, effect_key: &str) {
-            self.pending.retain(|e| e != effect_key);
-        }
-        fn effect_failed(_: ErrorReport) -> String {
-            "result:failed".into()
-        }
-        fn external_id(event: &String) -> Option<&str> {
-            Some(event)
-        }
-        fn stage(&self) -> String {
-            "running".into()
-        }
-        fn is_terminal(&self) -> bool {
-            false
-        }
-    }
-
-    fn toy(events: &[&str], completed: &[(&str, &str)]) -> Toy {
-        let mut t = Toy::default();
-        for e in events {
-            t.apply((*e).to_owned());
-        }
-        for (effect, result) in completed {
-            t.complete(effect);
-            t.apply((*result).to_owned());
-        }
-        t
-    }
-
-    /// Our draft: event `a` applied and its call made; read at version 1.
-    fn ours() -> Draft<Toy> {
-        let mut draft = Draft::new(Versioned { value: Toy::default(), version: 1 });
-        draft.value.apply("a".into());
-        draft.changes.push(Change::Event("a".into()));
-        draft.complete("call-a".into(), Some("result:a".into()));
-        draft
-    }
-
-    #[test]
-    fn a_conflict_replays_our_changes_on_what_the_other_writer_stored() {
-        let mut draft = ours();
-        // Meanwhile version 2 was written with event b, and a (a redelivery) too.
-        draft.rebase(Versioned { value: toy(&["b", "a"], &[]), version: 2 });
-        assert_eq!(draft.value.seen, ["b", "a"], "a is not applied twice");
-        assert_eq!(draft.value.pending, ["call-b"], "our effect done, theirs still to do");
-        assert_eq!(draft.value.results, ["result:a"]);
-        assert_eq!(draft.stored.version, 2, "the next write expects their version");
-        assert_eq!(draft.changes.len(), 2, "still unwritten");
-    }
-
-    #[test]
-    fn an_effect_the_other_writer_completed_is_not_completed_again() {
-        let mut draft = ours();
-        draft.rebase(Versioned { value: toy(&["a"], &[("call-a", "result:a-theirs")]), version: 2 });
-        assert_eq!(draft.value.results, ["result:a-theirs"], "their result stands, ours is dropped");
-        assert!(draft.value.pending.is_empty());
-    }
-}
+#[path = "engine_tests.rs"]
+mod tests;

@@ -2,8 +2,14 @@
 //!
 //! The answer is 200 only once the hook is durable in DynamoDB *and* on the
 //! FIFO queue; otherwise 5xx, so MUST retries, and the retry completes
-//! whatever part was missing (a stored duplicate is enqueued again; the FIFO
-//! deduplication id and the process's applied-event list absorb the repeat).
+//! whatever part was missing (a stored duplicate is enqueued again; the
+//! process's applied-event list absorbs the repeat).
+//!
+//! MUST's documents define no delivery id. When MUST sends none, the hook's id is
+//! a digest of its scoringId, path and body, and every delivery goes on the queue:
+//! a repeat and a new hook with the same body (a second `upload-failed` after a
+//! re-sent document) look alike here, and only the process, which knows whether
+//! we called MUST in between, can tell them apart.
 
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -15,8 +21,8 @@ use super::Reply;
 use crate::domain::ids::ScoringId;
 use crate::domain::must::hook::{HookKind, HookPayload};
 use crate::ports::{
-    now_ms, HookStore, InfraError, ProcessMessage, ProcessQueue, QuarantineStore, Quarantined, ReceivedHook,
-    Recorded,
+    now_ms, HookStore, InfraError, KeptOrigin, ProcessMessage, ProcessQueue, QuarantineStore, Quarantined,
+    ReceivedHook, Recorded,
 };
 
 /// Bodies above this are not processed (they are quarantined with their first bytes).
@@ -29,20 +35,39 @@ pub struct HookRequest<'a> {
     pub body: &'a [u8],
 }
 
-/// The hook's id: MUST's `webhook-id` when usable, else a digest of kind and body
-/// (MUST retries the same hook with the same body).
-pub fn hook_id(kind: HookKind, webhook_id: Option<&str>, body: &[u8]) -> String {
+/// The hook's id, and whether it was derived from the content: MUST's `webhook-id`
+/// when it sends a usable one, else a digest of scoringId, path and body (MUST retries
+/// a hook with the same body; hooks of different processes never share an id).
+pub fn hook_id(
+    scoring_id: &ScoringId,
+    kind: HookKind,
+    webhook_id: Option<&str>,
+    body: &[u8],
+) -> (String, bool) {
     if let Some(id) = webhook_id.filter(|id| {
         (1..=100).contains(&id.len())
             && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     }) {
-        return id.to_owned();
+        return (id.to_owned(), false);
     }
     let mut h = Sha256::new();
+    h.update(scoring_id.as_str().as_bytes());
+    h.update(b"\n");
     h.update(kind.path().as_bytes());
     h.update(b"\n");
     h.update(body);
-    hex::encode(h.finalize())
+    (hex::encode(h.finalize()), true)
+}
+
+/// The FIFO deduplication id of one delivery: a delivery id absorbs MUST's retries for
+/// five minutes; a content id must not (a new hook may have the same content), so each
+/// delivery is its own message.
+fn dedup_id(hook: &ReceivedHook) -> String {
+    if hook.by_content {
+        format!("{}-{}", hook.hook_id, hook.received_at_ms)
+    } else {
+        hook.hook_id.clone()
+    }
 }
 
 pub struct HookIntake<S, Q> {
@@ -71,19 +96,21 @@ where
     }
 
     async fn accept(&self, kind: HookKind, scoring_id: ScoringId, req: HookRequest<'_>) -> Reply {
-        let hook_id = hook_id(kind, req.credentials.id, req.body);
+        let (hook_id, by_content) = hook_id(&scoring_id, kind, req.credentials.id, req.body);
         if let Some(reason) = check_body(kind, req.body) {
-            return self.quarantine(kind, &scoring_id, &hook_id, req.body, reason).await;
+            let origin = KeptOrigin::Hook { kind, scoring_id, hook_id, by_content, replays: 0 };
+            return self.quarantine(origin, req.body, reason).await;
         }
         let hook = ReceivedHook {
             scoring_id,
             kind,
             hook_id: hook_id.clone(),
+            by_content,
             body: String::from_utf8_lossy(req.body).into_owned(),
             received_at_ms: now_ms(),
+            replays: 0,
         };
-        // MUST's retries of one hook share its id, so the queue keeps one of them.
-        let dedup = hook_id.clone();
+        let dedup = dedup_id(&hook);
         match store_and_enqueue(&self.store, &self.queue, hook, &dedup).await {
             Ok(recorded) => {
                 let status = match recorded {
@@ -100,23 +127,10 @@ where
         }
     }
 
-    async fn quarantine(
-        &self,
-        kind: HookKind,
-        scoring_id: &ScoringId,
-        hook_id: &str,
-        body: &[u8],
-        reason: String,
-    ) -> Reply {
+    async fn quarantine(&self, origin: KeptOrigin, body: &[u8], reason: String) -> Reply {
         let kept = &body[..body.len().min(MAX_HOOK_BODY)];
-        let item = Quarantined {
-            id: format!("hook-{scoring_id}-{}-{hook_id}", kind.path().replace('/', "-")),
-            source: "hook".into(),
-            reason: reason.clone(),
-            body: String::from_utf8_lossy(kept).into_owned(),
-            origin: hook_origin(kind, scoring_id, hook_id),
-            received_at_ms: now_ms(),
-        };
+        let item =
+            Quarantined::new(origin, reason.clone(), String::from_utf8_lossy(kept).into_owned(), now_ms());
         match keep(&self.store, &item).await {
             // 200 so MUST stops retrying: the hook is kept for replay after a fix.
             Ok(()) => Reply::new(200, json!({"status": "quarantined", "reason": reason})),
@@ -137,11 +151,6 @@ pub fn check_body(kind: HookKind, body: &[u8]) -> Option<String> {
         Err(_) => Some("body is not UTF-8".to_owned()),
         Ok(_) => HookPayload::parse(kind, body).err().map(|e| e.to_string()),
     }
-}
-
-/// Where a quarantined hook came from, as replay reads it back.
-pub fn hook_origin(kind: HookKind, scoring_id: &ScoringId, hook_id: &str) -> serde_json::Value {
-    json!({"kind": kind, "scoringId": scoring_id, "hookId": hook_id})
 }
 
 /// Stores a hook (once) and puts it on its process's FIFO group under `dedup` (the
@@ -167,13 +176,31 @@ mod tests {
     use super::*;
 
     #[test]
-    fn hook_id_prefers_a_clean_webhook_id_and_else_digests_the_body() {
-        assert_eq!(hook_id(HookKind::Started, Some("msg_2KW"), b"{}"), "msg_2KW");
-        let a = hook_id(HookKind::Started, Some("bad id/../"), b"{}");
-        let b = hook_id(HookKind::Started, None, b"{}");
-        assert_eq!(a, b);
+    fn hook_id_prefers_a_clean_webhook_id_and_else_digests_scoring_id_path_and_body() {
+        let sid = ScoringId::parse("sc-1").unwrap();
+        assert_eq!(hook_id(&sid, HookKind::Started, Some("msg_2KW"), b"{}"), ("msg_2KW".to_owned(), false));
+        let (a, by_content) = hook_id(&sid, HookKind::Started, Some("bad id/../"), b"{}");
+        assert!(by_content);
+        assert_eq!((a.clone(), true), hook_id(&sid, HookKind::Started, None, b"{}"));
         assert_eq!(a.len(), 64);
-        assert_ne!(b, hook_id(HookKind::Approved, None, b"{}"), "kind is part of the digest");
-        assert_ne!(b, hook_id(HookKind::Started, None, b"{ }"));
+        assert_ne!(a, hook_id(&sid, HookKind::Approved, None, b"{}").0, "kind is part of the digest");
+        assert_ne!(a, hook_id(&sid, HookKind::Started, None, b"{ }").0);
+        let other = ScoringId::parse("sc-2").unwrap();
+        assert_ne!(a, hook_id(&other, HookKind::Started, None, b"{}").0, "two processes never share an id");
+    }
+
+    #[test]
+    fn each_delivery_of_a_content_identified_hook_is_its_own_message() {
+        let hook = |id: &str, by_content, at| ReceivedHook {
+            scoring_id: ScoringId::parse("sc-1").unwrap(),
+            kind: HookKind::DocumentsUploadFailed,
+            hook_id: id.into(),
+            by_content,
+            body: "{}".into(),
+            received_at_ms: at,
+            replays: 0,
+        };
+        assert_ne!(dedup_id(&hook("d", true, 1)), dedup_id(&hook("d", true, 2)));
+        assert_eq!(dedup_id(&hook("msg_1", false, 1)), dedup_id(&hook("msg_1", false, 2)));
     }
 }

@@ -1,19 +1,21 @@
 //! The BIMA step runner: drives a loan's credit-life insurance through the
-//! [`Engine`]: calc, sale (once per loan, whatever the deliveries), print link,
-//! the print form archived when it is a PDF, the bank told.
+//! [`Engine`]: calc, sale (once per loan, whatever the deliveries; never resent
+//! after an unknown outcome), print link, the print form archived whatever its
+//! type, the bank told.
 
 use tracing::Instrument;
 
-use super::engine::{Draft, EffectFailure, Engine, Workflow};
-use super::truck_runner::archive_pdf;
+use super::archive::{archive_file, ARCHIVE_ATTEMPTS, MAX_FILE_BYTES};
+use super::engine::{Attempt, Draft, EffectFailure, Engine};
 use super::RetryLater;
 use crate::domain::bank::ErrorReport;
 use crate::domain::bima::api::PrintLinkRequest;
-use crate::domain::bima::process::{CreditLifeProcess, LoanEffect, LoanEvent, LoanStage};
-use crate::domain::outcome::Outcome;
+use crate::domain::bima::process::{CreditLifeProcess, LoanEffect, LoanEvent};
+use crate::domain::ids::PolicyId;
+use crate::domain::workflow::{EffectSpec, Workflow};
 use crate::ports::{
-    BankOutbox, BimaApi, CallError, EffectLog, LoanMessage, ObjectStore, ProcessStore, QuarantineStore,
-    StoredProcess,
+    now_ms, BankOutbox, BimaApi, CallError, EffectLog, KeptOrigin, LoanMessage, ObjectStore, ProcessStore,
+    QuarantineStore, Quarantined, StoredProcess,
 };
 
 /// The key of a loan's credit-life record.
@@ -22,6 +24,9 @@ pub fn loan_key(loan_number: &str) -> String {
 }
 
 impl StoredProcess for CreditLifeProcess {
+    fn kind(&self) -> &'static str {
+        "loan"
+    }
     fn key(&self) -> String {
         loan_key(&self.loan.loan_number)
     }
@@ -30,7 +35,7 @@ impl StoredProcess for CreditLifeProcess {
     }
     fn index(&self) -> Vec<(&'static str, String)> {
         vec![
-            ("stage", Workflow::stage(self)),
+            ("stage", self.stage_name()),
             ("customerId", self.loan.customer_id.to_string()),
             ("gsi1pk", format!("CUSTOMER#{}", self.loan.customer_id)),
             ("gsi1sk", format!("LOAN#{}", self.loan.loan_number)),
@@ -38,49 +43,25 @@ impl StoredProcess for CreditLifeProcess {
     }
 }
 
-impl Workflow for CreditLifeProcess {
-    type Event = LoanEvent;
-    type Effect = LoanEffect;
-
-    fn apply(&mut self, event: LoanEvent) -> Outcome {
-        CreditLifeProcess::apply(self, event)
-    }
-    fn pending(&self) -> &[LoanEffect] {
-        &self.pending
-    }
-    fn effect_key(effect: &LoanEffect) -> String {
-        effect.key()
-    }
-    fn is_repeatable(effect: &LoanEffect) -> bool {
-        effect.is_repeatable()
-    }
-    fn complete(&mut self, effect_key: &str) {
-        CreditLifeProcess::complete(self, effect_key)
-    }
-    fn effect_failed(error: ErrorReport) -> LoanEvent {
-        LoanEvent::Failed { error }
-    }
-    fn external_id(_: &LoanEvent) -> Option<&str> {
-        None
-    }
-    fn stage(&self) -> String {
-        serde_json::to_value(self.stage).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-    }
-    fn is_terminal(&self) -> bool {
-        matches!(self.stage, LoanStage::Issued | LoanStage::Failed)
-    }
+/// BIMA's refusal as the bank sees it: the HTTP status and BIMA's message.
+pub fn bima_refusal(e: &CallError) -> ErrorReport {
+    let mut report = match e {
+        CallError::Refused { status, message, .. } => {
+            ErrorReport::integration(&format!("bima-http-{status}"), message.clone())
+        }
+        other => ErrorReport::integration("bima-unusable-answer", other.to_string()),
+    };
+    report.category = "bima".into();
+    report
 }
 
-/// BIMA's refusal as the bank sees it: the HTTP status and BIMA's message.
-pub fn bima_refusal(e: CallError) -> EffectFailure {
-    match e {
-        CallError::Transient(_) => EffectFailure::Later(RetryLater::Call(e)),
-        CallError::Refused { status, message, .. } => {
-            let mut report = ErrorReport::integration(&format!("bima-http-{status}"), message);
-            report.category = "bima".into();
-            EffectFailure::Permanent(report)
-        }
-    }
+/// Who asks BIMA's print-link service for the link the customer receives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrintLinkCaller {
+    /// We do, once BIMA's sale answer names the policy (the brief's reading).
+    Polis,
+    /// BIMA's API does it by itself after the sale (the seed's reading): we never call it.
+    Bima,
 }
 
 pub struct LoanRunner<S, A, O, B> {
@@ -89,6 +70,7 @@ pub struct LoanRunner<S, A, O, B> {
     pub objects: O,
     pub outbox: B,
     pub archive_bucket: String,
+    pub print_link: PrintLinkCaller,
 }
 
 impl<S, A, O, B> LoanRunner<S, A, O, B>
@@ -99,14 +81,21 @@ where
     B: BankOutbox + Sync,
 {
     pub async fn handle(&self, message: LoanMessage) -> Result<(), RetryLater> {
-        let LoanMessage::Drive { loan_number } = message;
+        let (loan_number, event) = match message {
+            LoanMessage::Drive { loan_number } => (loan_number, None),
+            LoanMessage::Event { loan_number, event } => (loan_number, Some(event)),
+        };
         let key = loan_key(&loan_number);
         let span = tracing::info_span!("process", process_id = %key);
         async move {
             let Some(current) = self.engine.load::<CreditLifeProcess>(&key).await? else {
                 return Err(RetryLater::NotYet(format!("{key} is not stored yet")));
             };
-            self.engine.drive(Draft::new(current), |p, e| async move { self.perform(&p, &e).await }).await
+            let draft = match event {
+                Some(event) => self.engine.apply(current, event, 0).await?,
+                None => Draft::new(current),
+            };
+            self.engine.drive(draft, |p, e, a| async move { self.perform(&p, &e, &a).await }).await
         }
         .instrument(span)
         .await
@@ -116,6 +105,7 @@ where
         &self,
         p: &CreditLifeProcess,
         effect: &LoanEffect,
+        attempt: &Attempt,
     ) -> Result<Option<LoanEvent>, EffectFailure> {
         let key = effect.key();
         let idem = format!("{}:{key}", p.loan.loan_number);
@@ -123,39 +113,74 @@ where
         match effect {
             LoanEffect::Calculate => {
                 let request = p.loan.calc_request();
-                let calculation = engine.retry(&key, || self.bima.calculate(&request)).await?;
+                let calculation = engine.call(&key, || self.bima.calculate(&request)).await?;
                 Ok(Some(LoanEvent::Calculated { calculation }))
             }
             LoanEffect::Sell => {
                 let request = p.loan.sale_request();
-                let policy = engine.retry(&key, || self.bima.sell(&request, &idem)).await?;
+                let policy = engine.call_once(attempt, || self.bima.sell(&request, &idem)).await?;
                 Ok(Some(LoanEvent::Sold { policy }))
             }
+            LoanEffect::RequestPrintLink if self.print_link == PrintLinkCaller::Bima => {
+                Ok(Some(LoanEvent::PrintLinkByBima))
+            }
             LoanEffect::RequestPrintLink => {
-                let policy_id = p.policy.as_ref().map(|s| s.policy_id.clone()).ok_or_else(|| {
-                    EffectFailure::permanent("no-policy", "print link asked before the sale".into())
+                let policy_id = p.policy.as_ref().and_then(|s| s.policy_id.clone()).ok_or_else(|| {
+                    EffectFailure::permanent(
+                        "no-policy",
+                        "print link asked before the sale named a policy".into(),
+                    )
                 })?;
                 let (email, phone) = p.loan.borrower.contacts();
                 let request = PrintLinkRequest { policy_id, email, phone };
-                let link = engine.retry(&key, || self.bima.print_link(&request, &idem)).await?;
+                let link = engine.call_once(attempt, || self.bima.print_link(&request, &idem)).await?;
                 Ok(Some(LoanEvent::PrintLinkReady { url: link.print_link }))
             }
-            LoanEffect::ArchivePrintForm { url } => {
-                let policy_id = p.policy.as_ref().map(|s| s.policy_id.as_str()).unwrap_or_default();
-                let s3_key = format!("credit-life/{}/{policy_id}.pdf", p.loan.loan_number);
-                let form = engine.retry("print-form", || self.bima.fetch_print_form(url)).await?;
-                let file = match form {
-                    None => None,
-                    Some(bytes) => Some(
-                        archive_pdf(&self.objects, &self.archive_bucket, &s3_key, policy_id, bytes).await?,
-                    ),
-                };
-                Ok(Some(LoanEvent::PrintFormArchived { file }))
-            }
+            LoanEffect::ArchivePrintForm { url } => self.archive(p, url, attempt).await,
             LoanEffect::Notify(notification) => {
                 self.outbox.publish(notification.as_ref()).await?;
                 Ok(None)
             }
         }
+    }
+
+    /// The print form into S3 when its link is on a trusted host. One that cannot be had
+    /// (an expired link, over the size cap, still failing after [`ARCHIVE_ATTEMPTS`]) is
+    /// noted on the issued policy and kept for an operator's replay.
+    async fn archive(
+        &self,
+        p: &CreditLifeProcess,
+        url: &str,
+        attempt: &Attempt,
+    ) -> Result<Option<LoanEvent>, EffectFailure> {
+        let policy_id = p.policy.as_ref().and_then(|s| s.policy_id.clone()).unwrap_or_default();
+        // The id goes into an S3 key: only one that is a safe key part is used there.
+        let name =
+            PolicyId::parse(&policy_id).map(|id| id.to_string()).unwrap_or_else(|_| "print-form".into());
+        let last_try = p.outbox.failures(&attempt.effect) + 1 >= ARCHIVE_ATTEMPTS;
+        let problem =
+            match self.engine.call("print-form", || self.bima.fetch_print_form(url, MAX_FILE_BYTES)).await {
+                Ok(None) => return Ok(Some(LoanEvent::PrintFormArchived { file: None, problem: None })),
+                Ok(Some(form)) => {
+                    let stem = format!("credit-life/{}/{name}", p.loan.loan_number);
+                    let file =
+                        archive_file(&self.objects, &self.archive_bucket, &stem, &policy_id, form).await?;
+                    return Ok(Some(LoanEvent::PrintFormArchived { file: Some(file), problem: None }));
+                }
+                Err(EffectFailure::Permanent(report)) => report.message,
+                Err(EffectFailure::Later(RetryLater::Call(e))) if last_try => {
+                    format!("still failing after {ARCHIVE_ATTEMPTS} attempts: {e}")
+                }
+                Err(other) => return Err(other),
+            };
+        tracing::warn!(%problem, "print form not archived; marked pending");
+        let origin = KeptOrigin::ArchivePending { process: p.key(), attempt: attempt.number };
+        let reason = format!("print form not archived: {problem}");
+        super::quarantine::keep(
+            &self.engine.store,
+            &Quarantined::new(origin, reason, String::new(), now_ms()),
+        )
+        .await?;
+        Ok(Some(LoanEvent::PrintFormArchived { file: None, problem: Some(problem) }))
     }
 }

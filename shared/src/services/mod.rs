@@ -1,5 +1,6 @@
 //! What each Lambda does, written against [`crate::ports`].
 
+pub mod archive;
 pub mod bank_intake;
 pub mod batch;
 pub mod engine;

@@ -7,9 +7,11 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::Reply;
+use crate::domain::bank::ArchivedFile;
 use crate::domain::bima::process::CreditLifeProcess;
 use crate::domain::ids::CustomerId;
 use crate::domain::must::process::{Offer, TruckProcess};
+use crate::domain::workflow::Workflow;
 use crate::ports::{Presigner, ProductIndex};
 
 pub const DEFAULT_PAGE: u32 = 20;
@@ -39,17 +41,20 @@ fn bad_request(message: impl Into<String>) -> Reply {
 }
 
 fn loan_view(p: &CreditLifeProcess) -> Value {
-    let stage = serde_json::to_value(p.stage).unwrap_or_default();
+    let stage = p.stage_name();
     let credit_life = p.policy.as_ref().map(|policy| {
         let calc = p.calculation.as_ref();
         json!({
             "policyId": policy.policy_id,
             "policyNumber": policy.policy_number,
+            // BIMA saved the sale without naming the policy: its number is still to come.
+            "numberPending": policy.policy_number.is_none(),
             "premium": calc.map(|c| c.premium.clone()),
             "sumInsured": calc.map(|c| c.sum_insured.clone()),
             "risks": calc.map(|c| c.risks.clone()).unwrap_or_default(),
             "status": stage,
             "printLink": p.print_link,
+            "printFormPending": p.print_form_pending,
         })
     });
     json!({
@@ -67,27 +72,38 @@ where
     I: ProductIndex + Sync,
     P: Presigner + Sync,
 {
+    /// Short-lived links to archived files.
+    async fn links(&self, files: &[ArchivedFile]) -> Vec<Value> {
+        let mut links = Vec::new();
+        for file in files {
+            match self.presigner.presign_get(&file.bucket, &file.key, self.link_ttl).await {
+                Ok(url) => links.push(json!({
+                    "url": url,
+                    "expiresInSeconds": self.link_ttl.as_secs(),
+                    "sha256": file.sha256,
+                    "contentType": file.content_type,
+                })),
+                Err(e) => tracing::warn!(error = %e, "no link to an archived file"),
+            }
+        }
+        links
+    }
+
     async fn truck_view(&self, p: &TruckProcess) -> Value {
         let premium = p.chosen.as_ref().and_then(|i| match p.offers.get(i) {
             Some(Offer::Approved { premium }) => *premium,
             _ => None,
         });
-        let mut documents = Vec::new();
-        for file in p.policy.iter().flat_map(|policy| &policy.files) {
-            match self.presigner.presign_get(&file.bucket, &file.key, self.link_ttl).await {
-                Ok(url) => documents.push(
-                    json!({"url": url, "expiresInSeconds": self.link_ttl.as_secs(), "sha256": file.sha256}),
-                ),
-                Err(e) => tracing::warn!(error = %e, "no link to a policy file"),
-            }
-        }
+        let policy_files = p.policy.as_ref().map(|policy| policy.files.clone()).unwrap_or_default();
         json!({
             "processId": p.id,
-            "status": p.stage,
+            "status": p.stage_name(),
             "insurer": p.chosen,
             "premium": premium,
             "policyNumber": p.policy.as_ref().and_then(|policy| policy.number.clone()),
-            "documents": documents,
+            "documents": self.links(&policy_files).await,
+            "pendingFiles": p.policy.as_ref().map(|policy| policy.pending_files.clone()).unwrap_or_default(),
+            "drafts": self.links(&p.draft_files).await,
         })
     }
 

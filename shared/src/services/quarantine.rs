@@ -1,32 +1,37 @@
-//! Input we cannot process is kept, never dropped: stored raw with its reason
-//! (and counted as the `Quarantined` metric, which has an alarm), then replayed
-//! after a fix by [`Replay`], from the `polis-replay` command or the replay Lambda.
+//! Nothing is dropped: what we cannot process (a hook, a bank event, an event a
+//! process rejects), a call held for review, files an issued policy could not
+//! archive: each is kept for a person with its reason (and counted as the
+//! `Quarantined` metric, by source, which has an alarm), then replayed or
+//! resolved by [`Replay`], from the `polis-replay` command or the replay Lambda.
 //!
-//! Replay re-drives each kept item the way it first came in, after checking it
-//! again with the same code the entry point uses; an item that still fails stays
-//! kept with its new reason. A replayed hook or event that fails again later is
-//! kept again under a new id (its attempt's time is part of the id), so releasing
-//! the old record never races with keeping the new one.
+//! Replay re-drives each kept input the way it first came in, after checking it
+//! again with the code the entry point uses; one that still fails stays kept with
+//! its new reason. A replayed input that fails again later is kept under its next
+//! replay number, so releasing the old record never races with keeping the new one.
 
 use serde::Serialize;
-use serde_json::Value;
-use sha2::Digest;
 
 use super::hook_intake::{check_body, store_and_enqueue};
+use super::truck_runner::{message_group, truck_key};
 use crate::domain::bank::BankEvent;
-use crate::domain::ids::{ProcessId, ScoringId};
-use crate::domain::must::hook::HookKind;
+use crate::domain::bima::process::LoanEvent;
+use crate::domain::ids::ProcessId;
 use crate::domain::must::process::ProcessEvent;
+use crate::domain::workflow::Resolution;
 use crate::ports::{
-    now_ms, BankOutbox, HookStore, InfraError, LoanMessage, LoanQueue, ProcessMessage, ProcessQueue,
-    QuarantineStore, Quarantined, ReceivedHook,
+    now_ms, BankOutbox, HookStore, InfraError, KeptOrigin, LoanMessage, LoanQueue, ProcessMessage,
+    ProcessQueue, ProcessStore, QuarantineStore, Quarantined, ReceivedHook,
 };
 
-/// Stores `item`, logs it (ids and reason only) and counts it.
+/// Stores `item` (once), logs it (ids and reason only) and counts it.
 pub async fn keep<S: QuarantineStore + Sync>(store: &S, item: &Quarantined) -> Result<(), InfraError> {
-    store.quarantine(item).await?;
-    tracing::warn!(quarantine_id = %item.id, source = %item.source, reason = %item.reason, "quarantined");
-    crate::telemetry::count("Quarantined", ("Source", &item.source));
+    if store.quarantine(item).await? {
+        let source = item.origin.source();
+        tracing::warn!(kept_id = %item.id, source, reason = %item.reason, "kept for an operator");
+        crate::telemetry::count("Quarantined", ("Source", source));
+    } else {
+        tracing::info!(kept_id = %item.id, "kept already");
+    }
     Ok(())
 }
 
@@ -35,8 +40,28 @@ pub async fn keep<S: QuarantineStore + Sync>(store: &S, item: &Quarantined) -> R
 #[serde(rename_all = "camelCase")]
 pub struct ReplayReport {
     pub replayed: Vec<String>,
-    /// Still not processable: id and why.
+    /// Still not processable (or waiting for a person): id and why.
     pub still_failing: Vec<(String, String)>,
+}
+
+/// The process a kept item or an operator's command is about: a truck request or a loan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProcessRef {
+    Truck(ProcessId),
+    Loan(String),
+}
+
+impl ProcessRef {
+    /// From a record key (`TRUCK#…`, `LOAN#…`).
+    pub fn from_key(key: &str) -> Result<ProcessRef, String> {
+        if let Some(id) = key.strip_prefix("TRUCK#") {
+            return ProcessId::parse(id).map(ProcessRef::Truck).map_err(|e| e.to_string());
+        }
+        match key.strip_prefix("LOAN#") {
+            Some(number) if !number.is_empty() => Ok(ProcessRef::Loan(number.to_owned())),
+            _ => Err(format!("{key:?} names no truck request (TRUCK#…) or loan (LOAN#…)")),
+        }
+    }
 }
 
 pub struct Replay<S, P, L, B> {
@@ -49,7 +74,7 @@ pub struct Replay<S, P, L, B> {
 
 impl<S, P, L, B> Replay<S, P, L, B>
 where
-    S: QuarantineStore + HookStore + Sync,
+    S: QuarantineStore + HookStore + ProcessStore + Sync,
     P: ProcessQueue + Sync,
     L: LoanQueue + Sync,
     B: BankOutbox + Sync,
@@ -61,7 +86,7 @@ where
             match self.redrive(&item).await? {
                 Ok(()) => {
                     self.store.release(&item.id).await?;
-                    tracing::info!(quarantine_id = %item.id, "replayed");
+                    tracing::info!(kept_id = %item.id, "replayed");
                     report.replayed.push(item.id);
                 }
                 Err(why) => report.still_failing.push((item.id, why)),
@@ -70,38 +95,75 @@ where
         Ok(report)
     }
 
-    /// `Ok(Err(why))`: the item still fails its checks and stays kept.
+    /// An operator's answer to a review: the held call happened (with the partner's
+    /// reference where one is needed) or it did not (it is sent again).
+    pub async fn resolve(&self, process: &ProcessRef, resolution: Resolution) -> Result<(), InfraError> {
+        let key = match process {
+            ProcessRef::Truck(pid) => truck_key(pid),
+            ProcessRef::Loan(number) => format!("LOAN#{number}"),
+        };
+        // Listed before the answer goes out: a review the answer leads to is not released.
+        let open: Vec<String> = self
+            .store
+            .list_quarantined()
+            .await?
+            .into_iter()
+            .filter(|item| matches!(&item.origin, KeptOrigin::Review { process, .. } if *process == key))
+            .map(|item| item.id)
+            .collect();
+        let id = format!("review-resolved-{}", now_ms());
+        match process {
+            ProcessRef::Truck(pid) => {
+                self.to_truck(pid, ProcessEvent::ReviewResolved { id, resolution }, 0).await?;
+            }
+            ProcessRef::Loan(number) => {
+                self.to_loan(number, LoanEvent::ReviewResolved { id, resolution }).await?;
+            }
+        }
+        for id in open {
+            self.store.release(&id).await?;
+        }
+        Ok(())
+    }
+
+    async fn to_truck(&self, pid: &ProcessId, event: ProcessEvent, replays: u32) -> Result<(), InfraError> {
+        let group = message_group(&self.store, pid).await?;
+        let dedup = format!("replay-{}-{}", short(&format!("{pid}{event:?}")), now_ms());
+        let message = ProcessMessage::BankEvent { process_id: pid.clone(), event, replays };
+        self.trucks.enqueue(&message, &group, &dedup).await
+    }
+
+    async fn to_loan(&self, number: &str, event: LoanEvent) -> Result<(), InfraError> {
+        let dedup = format!("replay-{}-{}", short(&format!("{number}{event:?}")), now_ms());
+        let message = LoanMessage::Event { loan_number: number.to_owned(), event };
+        self.loans.enqueue(&message, number, &dedup).await
+    }
+
+    /// `Ok(Err(why))`: the item still fails its checks, or waits for a person, and stays kept.
     async fn redrive(&self, item: &Quarantined) -> Result<Result<(), String>, InfraError> {
-        let text = |field: &str| item.origin.get(field).and_then(Value::as_str).unwrap_or_default();
-        match item.source.as_str() {
-            "hook" => {
-                let kind: HookKind = match serde_json::from_value(item.origin["kind"].clone()) {
-                    Ok(kind) => kind,
-                    Err(e) => return Ok(Err(format!("origin names no hook kind: {e}"))),
-                };
-                let scoring_id = match ScoringId::parse(text("scoringId")) {
-                    Ok(id) => id,
-                    Err(e) => return Ok(Err(e.to_string())),
-                };
-                if let Some(problem) = check_body(kind, item.body.as_bytes()) {
+        match &item.origin {
+            KeptOrigin::Hook { kind, scoring_id, hook_id, by_content, replays } => {
+                if let Some(problem) = check_body(*kind, item.body.as_bytes()) {
                     return Ok(Err(problem));
                 }
                 let hook = ReceivedHook {
-                    scoring_id,
-                    kind,
-                    hook_id: text("hookId").to_owned(),
+                    scoring_id: scoring_id.clone(),
+                    kind: *kind,
+                    hook_id: hook_id.clone(),
+                    by_content: *by_content,
                     body: item.body.clone(),
                     received_at_ms: now_ms(),
+                    replays: replays + 1,
                 };
-                // Not the hook's own id: its first delivery used that, and the queue would
-                // drop this one as a repeat if it came within five minutes of it.
-                let dedup = format!("replay-{}-{}", hook.hook_id, now_ms());
+                // Not the hook's own deduplication id: the queue would drop this one as a
+                // repeat if it came within five minutes of the first delivery.
+                let dedup = format!("replay-{}-r{}", short(hook_id), replays + 1);
                 store_and_enqueue(&self.store, &self.trucks, hook, &dedup).await?;
                 Ok(Ok(()))
             }
-            "bank-event" => match BankEvent::accept(&item.body) {
+            KeptOrigin::BankEvent { .. } => match BankEvent::accept(&item.body) {
                 Ok(_) => {
-                    let event: Value = serde_json::from_str(&item.body).unwrap_or_default();
+                    let event: serde_json::Value = serde_json::from_str(&item.body).unwrap_or_default();
                     self.bank_events.publish(&event).await?;
                     Ok(Ok(()))
                 }
@@ -111,29 +173,46 @@ where
                     .collect::<Vec<_>>()
                     .join("; "))),
             },
-            "process-event" => {
-                let key = text("process");
-                let digest = hex::encode(sha2::Sha256::digest(item.id.as_bytes()));
-                let dedup = format!("replay-{digest}-{}", now_ms());
-                if let Some(number) = key.strip_prefix("LOAN#") {
-                    // A loan's events come from its own effects: driving it again re-derives them.
-                    let message = LoanMessage::Drive { loan_number: number.to_owned() };
-                    self.loans.enqueue(&message, number, &dedup).await?;
-                    return Ok(Ok(()));
+            KeptOrigin::ProcessEvent { process, replays, .. } => match ProcessRef::from_key(process) {
+                Err(why) => Ok(Err(why)),
+                Ok(ProcessRef::Truck(pid)) => match serde_json::from_str::<ProcessEvent>(&item.body) {
+                    Ok(event) => self.to_truck(&pid, event, replays + 1).await.map(Ok),
+                    Err(e) => Ok(Err(format!("not a truck process event: {e}"))),
+                },
+                Ok(ProcessRef::Loan(number)) => match serde_json::from_str::<LoanEvent>(&item.body) {
+                    Ok(event) => self.to_loan(&number, event).await.map(Ok),
+                    // A loan's own effect results are re-derived by driving it again.
+                    Err(_) => {
+                        let dedup = format!("replay-{}-{}", short(&item.id), now_ms());
+                        self.loans
+                            .enqueue(&LoanMessage::Drive { loan_number: number.clone() }, &number, &dedup)
+                            .await?;
+                        Ok(Ok(()))
+                    }
+                },
+            },
+            KeptOrigin::Review { process, effect, .. } => Ok(Err(format!(
+                "{process} is held: was {effect} received by the partner? \
+                 answer with `polis-replay resolve {process} happened|did-not-happen`"
+            ))),
+            KeptOrigin::ArchivePending { process, .. } => {
+                let id = format!("retry-archive-{}", now_ms());
+                match ProcessRef::from_key(process) {
+                    Err(why) => Ok(Err(why)),
+                    Ok(ProcessRef::Truck(pid)) => {
+                        self.to_truck(&pid, ProcessEvent::RetryArchive { id }, 0).await.map(Ok)
+                    }
+                    Ok(ProcessRef::Loan(number)) => {
+                        self.to_loan(&number, LoanEvent::RetryArchive { id }).await.map(Ok)
+                    }
                 }
-                let process_id = match ProcessId::parse(key.trim_start_matches("TRUCK#")) {
-                    Ok(id) => id,
-                    Err(e) => return Ok(Err(e.to_string())),
-                };
-                let event: ProcessEvent = match serde_json::from_str(&item.body) {
-                    Ok(event) => event,
-                    Err(e) => return Ok(Err(format!("not a process event: {e}"))),
-                };
-                let group = process_id.to_string();
-                self.trucks.enqueue(&ProcessMessage::BankEvent { process_id, event }, &group, &dedup).await?;
-                Ok(Ok(()))
             }
-            other => Ok(Err(format!("unknown source {other:?}"))),
         }
     }
+}
+
+/// A short digest for deduplication ids (SQS allows 128 characters).
+fn short(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(text.as_bytes()))[..32].to_owned()
 }

@@ -2,28 +2,25 @@
 //! process and performs its pending effects (MUST calls, S3 archive, bank
 //! notices) through the [`Engine`].
 
-use sha2::{Digest, Sha256};
-use tracing::Instrument;
-
 use std::time::Duration;
 
-use super::engine::{Draft, EffectFailure, Engine, Workflow};
-use super::hook_intake::hook_origin;
+use tracing::Instrument;
+
+use super::archive::{archive_file, ARCHIVE_ATTEMPTS, MAX_FILE_BYTES};
+use super::engine::{Attempt, Draft, EffectFailure, Engine};
 use super::RetryLater;
-use crate::domain::bank::truck::{ArchivedFile, BankDocument, ErrorReport};
+use crate::domain::bank::truck::{BankDocument, ErrorReport, PendingFile};
 use crate::domain::ids::{BlobId, ProcessId};
 use crate::domain::must::api::{
-    BlobRef, ContractCard, DocumentRef, DocumentsRequest, InitRequest, PaymentOrderRequest, PaymentRequest,
+    BlobRef, DocumentRef, DocumentsRequest, InitRequest, PaymentOrderRequest, PaymentRequest,
 };
 use crate::domain::must::hook::HookPayload;
-use crate::domain::must::process::{ArchivePurpose, Effect, Outcome, ProcessEvent, TruckProcess};
+use crate::domain::must::process::{ArchivePurpose, Effect, ProcessEvent, TruckProcess, PAYMENT_REFUSED};
+use crate::domain::workflow::{EffectSpec, Workflow};
 use crate::ports::{
-    now_ms, BankOutbox, CallError, EffectLog, InfraError, MustApi, ObjectStore, ProcessMessage, ProcessStore,
-    QuarantineStore, StoredObject, StoredProcess,
+    now_ms, BankOutbox, CallError, EffectLog, InfraError, KeptOrigin, MustApi, ObjectStore, ProcessMessage,
+    ProcessStore, QuarantineStore, Quarantined, StoredProcess,
 };
-
-/// Policy files larger than this are refused (a policy PDF is tens of kilobytes).
-const MAX_FILE_BYTES: usize = 20 * 1024 * 1024;
 
 /// The key of a truck process's record.
 pub fn truck_key(id: &ProcessId) -> String {
@@ -35,7 +32,19 @@ pub fn scoring_alias(scoring_id: &str) -> String {
     format!("SCORING#{scoring_id}")
 }
 
+/// The FIFO group of every message about a truck process (see [`TruckProcess::message_group`]).
+pub async fn message_group<S: ProcessStore + Sync>(store: &S, id: &ProcessId) -> Result<String, InfraError> {
+    Ok(match store.load::<TruckProcess>(&truck_key(id)).await? {
+        Some(p) => p.value.message_group(),
+        None => id.to_string(),
+    })
+}
+
 impl StoredProcess for TruckProcess {
+    fn kind(&self) -> &'static str {
+        "truck"
+    }
+
     fn key(&self) -> String {
         truck_key(&self.id)
     }
@@ -46,7 +55,7 @@ impl StoredProcess for TruckProcess {
 
     fn index(&self) -> Vec<(&'static str, String)> {
         let mut index = vec![
-            ("stage", Workflow::stage(self)),
+            ("stage", self.stage_name()),
             ("customerId", self.request.customer_id.to_string()),
             ("gsi1pk", format!("CUSTOMER#{}", self.request.customer_id)),
             ("gsi1sk", format!("TRUCK#{}", self.id)),
@@ -58,51 +67,18 @@ impl StoredProcess for TruckProcess {
     }
 }
 
-impl Workflow for TruckProcess {
-    type Event = ProcessEvent;
-    type Effect = Effect;
-
-    fn apply(&mut self, event: ProcessEvent) -> Outcome {
-        TruckProcess::apply(self, event)
-    }
-    fn pending(&self) -> &[Effect] {
-        &self.pending
-    }
-    fn effect_key(effect: &Effect) -> String {
-        effect.key()
-    }
-    fn is_repeatable(effect: &Effect) -> bool {
-        effect.is_repeatable()
-    }
-    fn complete(&mut self, effect_key: &str) {
-        TruckProcess::complete(self, effect_key)
-    }
-    fn effect_failed(error: ErrorReport) -> ProcessEvent {
-        ProcessEvent::EffectFailed { error }
-    }
-    fn external_id(event: &ProcessEvent) -> Option<&str> {
-        event.external_id()
-    }
-    fn stage(&self) -> String {
-        serde_json::to_value(self.stage).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-    }
-    fn is_terminal(&self) -> bool {
-        self.stage.is_terminal()
-    }
-}
-
 /// MUST's refusal as the bank sees it: MUST's code and text when it gave one.
-pub fn must_refusal(e: CallError) -> EffectFailure {
+pub fn must_refusal(e: &CallError) -> ErrorReport {
     match e {
-        CallError::Transient(_) => EffectFailure::Later(RetryLater::Call(e)),
         CallError::Refused { status, code: Some(code), message } => {
-            let mut report = ErrorReport::from_must(code, Some(&message));
+            let mut report = ErrorReport::from_must(*code, Some(message));
             report.message = format!("HTTP {status}: {}", report.message);
-            EffectFailure::Permanent(report)
+            report
         }
         CallError::Refused { status, code: None, message } => {
-            EffectFailure::permanent(&format!("must-http-{status}"), message)
+            ErrorReport::integration(&format!("must-http-{status}"), message.clone())
         }
+        other => ErrorReport::integration("must-unusable-answer", other.to_string()),
     }
 }
 
@@ -149,10 +125,16 @@ where
 {
     /// Handles one message from the process queue.
     pub async fn handle(&self, message: ProcessMessage) -> Result<(), RetryLater> {
-        let (key, event) = match message {
+        let (key, event, replays) = match message {
             ProcessMessage::Hook(hook) => {
                 let alias = scoring_alias(hook.scoring_id.as_str());
-                let origin = hook_origin(hook.kind, &hook.scoring_id, &hook.hook_id);
+                let origin = KeptOrigin::Hook {
+                    kind: hook.kind,
+                    scoring_id: hook.scoring_id.clone(),
+                    hook_id: hook.hook_id.clone(),
+                    by_content: hook.by_content,
+                    replays: hook.replays,
+                };
                 let Some(key) = self.process_of(&alias).await? else {
                     let waited = Duration::from_millis(now_ms().saturating_sub(hook.received_at_ms));
                     if waited < self.unknown_scoring_grace {
@@ -163,36 +145,35 @@ where
                         )));
                     }
                     let reason = format!("unknown scoringId after {}s", waited.as_secs());
-                    return self.engine.quarantine("hook", &hook.hook_id, reason, hook.body, origin).await;
+                    return self.engine.quarantine(origin, reason, hook.body).await;
                 };
                 match HookPayload::parse(hook.kind, hook.body.as_bytes()) {
-                    Ok(payload) => (key, Some(ProcessEvent::Hook { id: hook.hook_id, payload })),
-                    Err(e) => {
-                        return self
-                            .engine
-                            .quarantine("hook", &hook.hook_id, e.to_string(), hook.body, origin)
-                            .await;
+                    Ok(payload) => {
+                        let event =
+                            ProcessEvent::Hook { id: hook.hook_id, by_content: hook.by_content, payload };
+                        (key, Some(event), hook.replays)
                     }
+                    Err(e) => return self.engine.quarantine(origin, e.to_string(), hook.body).await,
                 }
             }
-            ProcessMessage::BankEvent { process_id, event } => (truck_key(&process_id), Some(event)),
-            ProcessMessage::Drive { process_id } => (truck_key(&process_id), None),
+            ProcessMessage::BankEvent { process_id, event, replays } => {
+                (truck_key(&process_id), Some(event), replays)
+            }
+            ProcessMessage::Drive { process_id } => (truck_key(&process_id), None, 0),
         };
         let span = tracing::info_span!("process", process_id = %key.trim_start_matches("TRUCK#"));
         async move {
             let Some(current) = self.engine.load::<TruckProcess>(&key).await? else {
                 let body = serde_json::to_string(&event).unwrap_or_default();
-                let origin = serde_json::json!({"process": key});
-                return self
-                    .engine
-                    .quarantine("process-event", &key, "unknown process".into(), body, origin)
-                    .await;
+                let event_id = event.as_ref().and_then(|e| e.external_id()).unwrap_or("drive").to_owned();
+                let origin = KeptOrigin::ProcessEvent { process: key.clone(), event_id, replays };
+                return self.engine.quarantine(origin, "unknown process".into(), body).await;
             };
             let draft = match event {
-                Some(event) => self.engine.apply(current, event).await?,
+                Some(event) => self.engine.apply(current, event, replays).await?,
                 None => Draft::new(current),
             };
-            self.engine.drive(draft, |p, e| async move { self.perform(&p, &e).await }).await
+            self.engine.drive(draft, |p, e, a| async move { self.perform(&p, &e, &a).await }).await
         }
         .instrument(span)
         .await
@@ -209,6 +190,7 @@ where
         Ok(key)
     }
 
+    /// Sent as `Idempotency-Key` (useful only if MUST honours it): one per effect, not per attempt.
     fn idempotency_key(process: &TruckProcess, key: &str) -> String {
         format!("{}:{key}", process.id)
     }
@@ -223,6 +205,7 @@ where
         &self,
         p: &TruckProcess,
         effect: &Effect,
+        attempt: &Attempt,
     ) -> Result<Option<ProcessEvent>, EffectFailure> {
         let key = effect.key();
         let idem = Self::idempotency_key(p, &key);
@@ -230,7 +213,7 @@ where
         match effect {
             Effect::InitScoring => {
                 let request = InitRequest::for_request(&p.request);
-                let scoring_id = engine.retry(&key, || self.must.init(&request, &idem)).await?;
+                let scoring_id = engine.call_once(attempt, || self.must.init(&request, &idem)).await?;
                 Ok(Some(ProcessEvent::Initialized { scoring_id }))
             }
             Effect::SubmitDocuments { round, type_ids } => {
@@ -251,35 +234,42 @@ where
                     });
                 }
                 let request = DocumentsRequest { documents };
-                let assoc = format!("{key}-associate");
-                let assoc_idem = Self::idempotency_key(p, &assoc);
-                engine.retry(&assoc, || self.must.associate_documents(sid, &request, &assoc_idem)).await?;
+                engine.call_once(attempt, || self.must.associate_documents(sid, &request, &idem)).await?;
                 Ok(Some(ProcessEvent::DocumentsSubmitted { round: *round }))
             }
-            Effect::SubmitContract => {
+            Effect::SubmitContract { round } => {
                 let sid = Self::scoring_id(p)?;
-                let card = ContractCard::for_request(&p.request);
-                engine.retry(&key, || self.must.submit_contract(sid, &card, &idem)).await?;
-                Ok(Some(ProcessEvent::ContractSubmitted))
+                let card = p.contract_card();
+                engine.call_once(attempt, || self.must.submit_contract(sid, &card, &idem)).await?;
+                Ok(Some(ProcessEvent::ContractSubmitted { round: *round }))
             }
             Effect::RequestPayment { insurer, method } => {
                 let sid = Self::scoring_id(p)?;
                 let request = PaymentRequest { insurance_company: insurer.clone() };
-                engine.retry(&key, || self.must.request_payment(sid, *method, &request, &idem)).await?;
-                Ok(Some(ProcessEvent::PaymentRequested { insurer: insurer.clone() }))
+                // Changelog v2: 403 means this insurer did not approve; the process takes the next offer.
+                let refused = engine
+                    .call_once(attempt, || async {
+                        match self.must.request_payment(sid, *method, &request, &idem).await {
+                            Ok(()) => Ok(None),
+                            Err(CallError::Refused { status: 403, message, .. }) => Ok(Some(message)),
+                            Err(e) => Err(e),
+                        }
+                    })
+                    .await?;
+                Ok(Some(match refused {
+                    None => ProcessEvent::PaymentRequested { insurer: insurer.clone() },
+                    Some(message) => ProcessEvent::PaymentRefused {
+                        insurer: insurer.clone(),
+                        error: ErrorReport::integration(PAYMENT_REFUSED, format!("HTTP 403: {message}")),
+                    },
+                }))
             }
-            Effect::ArchiveFiles { purpose, blob_ids } => {
-                let mut files = Vec::new();
-                for blob_id in blob_ids {
-                    files.push(self.archive(&p.id, *purpose, blob_id).await?);
-                }
-                Ok(Some(ProcessEvent::FilesArchived { purpose: *purpose, files }))
-            }
+            Effect::ArchiveFiles { purpose, blob_ids } => self.archive(p, *purpose, blob_ids, attempt).await,
             Effect::SubmitPaymentOrder { document } => {
                 let sid = Self::scoring_id(p)?;
                 let blob_id = self.upload(p, &format!("{key}-upload"), document).await?;
                 let request = PaymentOrderRequest { blob_id };
-                engine.retry(&key, || self.must.submit_payment_order(sid, &request, &idem)).await?;
+                engine.call_once(attempt, || self.must.submit_payment_order(sid, &request, &idem)).await?;
                 Ok(Some(ProcessEvent::PaymentOrderSubmitted))
             }
             Effect::Notify(notification) => {
@@ -289,68 +279,62 @@ where
         }
     }
 
-    /// Uploads one of the bank's documents to MUST (`POST /api/blob`). Not guarded on
-    /// its own: a blob repeated after a crash is one MUST never sees associated, and
-    /// the upload carries an `Idempotency-Key` for MUST to recognise it.
+    /// Uploads one of the bank's documents to MUST (`POST /api/blob`). Repeatable: a blob
+    /// uploaded again after a crash is one nothing refers to.
     async fn upload(&self, p: &TruckProcess, key: &str, doc: &BankDocument) -> Result<BlobId, EffectFailure> {
         let idem = Self::idempotency_key(p, key);
         let bucket = &self.documents_bucket;
-        self.engine
-            .retry(key, || async {
-                let bytes = self.objects.get(bucket, &doc.s3_key).await?;
-                self.must.upload_blob(&doc.file_name, bytes, &idem).await
-            })
-            .await
+        let bytes = self.objects.get(bucket, &doc.s3_key).await?;
+        self.engine.call(key, || self.must.upload_blob(&doc.file_name, bytes.clone(), &idem)).await
     }
 
-    /// Downloads a MUST blob into S3 at a key fixed by process and blob.
+    /// Downloads MUST blobs into S3. A file that cannot be had (refused, over the size
+    /// cap, or still failing after [`ARCHIVE_ATTEMPTS`]) is marked pending, kept for an
+    /// operator's replay, and the rest goes on: an issued policy never fails for it.
     async fn archive(
         &self,
-        process: &ProcessId,
+        p: &TruckProcess,
         purpose: ArchivePurpose,
-        blob_id: &BlobId,
-    ) -> Result<ArchivedFile, EffectFailure> {
+        blob_ids: &[BlobId],
+        attempt: &Attempt,
+    ) -> Result<Option<ProcessEvent>, EffectFailure> {
         let folder = match purpose {
             ArchivePurpose::Policy => "policies",
             ArchivePurpose::Invoice => "invoices",
+            ArchivePurpose::Draft => "drafts",
         };
-        let key = format!("{folder}/{process}/{blob_id}.pdf");
-        let bytes = self.engine.retry("download", || self.must.download_blob(blob_id)).await?;
-        archive_pdf(&self.objects, &self.archive_bucket, &key, blob_id.as_str(), bytes).await
-    }
-}
-
-/// Stores a PDF in S3 under `key` with its SHA-256 in the metadata, once: when an
-/// earlier attempt stored it already (and died before recording it), that object
-/// is the archived file.
-pub async fn archive_pdf<O: ObjectStore + Sync>(
-    objects: &O,
-    bucket: &str,
-    key: &str,
-    source_id: &str,
-    bytes: Vec<u8>,
-) -> Result<ArchivedFile, EffectFailure> {
-    if bytes.len() < 8 || bytes.len() > MAX_FILE_BYTES || !bytes.starts_with(b"%PDF-") {
-        return Err(EffectFailure::permanent(
-            "not-a-pdf",
-            format!("{source_id} is not a PDF of a sane size ({} bytes)", bytes.len()),
-        ));
-    }
-    let sha256 = hex::encode(Sha256::digest(&bytes));
-    let size = bytes.len() as u64;
-    let (size, sha256) = match objects.put_new(bucket, key, bytes, "application/pdf", &sha256).await? {
-        None => (size, sha256),
-        Some(StoredObject { size, sha256: Some(stored) }) => (size, stored),
-        Some(StoredObject { sha256: None, .. }) => {
-            return Err(InfraError::Corrupt(format!("{key} is in the archive without its SHA-256")).into());
+        let last_try = p.outbox.failures(&attempt.effect) + 1 >= ARCHIVE_ATTEMPTS;
+        let (mut files, mut pending) = (Vec::new(), Vec::new());
+        for blob_id in blob_ids {
+            let download =
+                self.engine.call("download", || self.must.download_blob(blob_id, MAX_FILE_BYTES)).await;
+            let reason = match download {
+                Ok(file) => {
+                    let stem = format!("{folder}/{}/{blob_id}", p.id);
+                    files.push(
+                        archive_file(&self.objects, &self.archive_bucket, &stem, blob_id.as_str(), file)
+                            .await?,
+                    );
+                    continue;
+                }
+                Err(EffectFailure::Permanent(report)) => report.message,
+                Err(EffectFailure::Later(RetryLater::Call(e))) if last_try => {
+                    format!("still failing after {ARCHIVE_ATTEMPTS} attempts: {e}")
+                }
+                Err(other) => return Err(other),
+            };
+            tracing::warn!(blob = %blob_id, %reason, "file not archived; marked pending");
+            pending.push(PendingFile { blob_id: blob_id.to_string(), reason });
         }
-    };
-    tracing::info!(source = source_id, size, sha256 = %sha256, "archived");
-    Ok(ArchivedFile {
-        blob_id: source_id.to_owned(),
-        bucket: bucket.to_owned(),
-        key: key.to_owned(),
-        size,
-        sha256,
-    })
+        if !pending.is_empty() && purpose != ArchivePurpose::Draft {
+            let origin = KeptOrigin::ArchivePending { process: p.key(), attempt: attempt.number };
+            let reason = format!("{} {} file(s) not archived", pending.len(), purpose.name());
+            super::quarantine::keep(
+                &self.engine.store,
+                &Quarantined::new(origin, reason, String::new(), now_ms()),
+            )
+            .await?;
+        }
+        Ok(Some(ProcessEvent::FilesArchived { purpose, files, pending }))
+    }
 }

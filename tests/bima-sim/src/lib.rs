@@ -8,6 +8,10 @@
 //! Faults (500, 429, hangs, slowness) on a share of calls: `Sim::faults`.
 //! Scenarios are chosen per loan by its sum (`CREDIT_SUM`, the one value both
 //! the calc and the sale carry) with `Sim::set_scenario`.
+//!
+//! Where the seed is silent, the least helpful reading is the default: the sale
+//! answers a bare `200` with an empty body (the seed's "200 OK (сохранено)"), and
+//! BIMA's API then asks for the print link itself; `Idempotency-Key` is ignored.
 
 mod validate;
 
@@ -35,6 +39,22 @@ pub struct SimConfig {
     pub token_ttl: Duration,
     /// Yearly premium rate in basis points of the sum (60 = 0.6 % a year).
     pub rate_bp_per_year: u64,
+    /// What a sale answers (a loan's scenario may say otherwise).
+    pub sale_answer: SaleAnswer,
+    /// Answer a repeated `Idempotency-Key` with the first answer (the seed promises nothing).
+    pub honour_idempotency_keys: bool,
+    /// How long a call that "times out" takes to answer (longer than the caller waits).
+    pub hang: Duration,
+}
+
+/// What a successful sale answers.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SaleAnswer {
+    /// `200` and an empty body, as much as the seed promises; BIMA asks for the print link itself.
+    #[default]
+    Bare,
+    /// `200` with `{status, policy_id, policy_number}`.
+    WithIds,
 }
 
 impl Default for SimConfig {
@@ -44,23 +64,46 @@ impl Default for SimConfig {
             client_secret: "bima-local-secret".into(),
             token_ttl: Duration::from_secs(3600),
             rate_bp_per_year: 60,
+            sale_answer: SaleAnswer::Bare,
+            honour_idempotency_keys: false,
+            hang: Duration::from_secs(6),
         }
     }
 }
 
 /// What happens to one loan (chosen by its `CREDIT_SUM`).
 #[derive(Debug, Clone, Default, PartialEq)]
-pub enum Scenario {
-    #[default]
-    Normal,
+pub struct Scenario {
     /// The calc is refused (422) with this message.
-    CalcError(String),
+    pub calc_error: Option<String>,
     /// The sale is refused (409) with this message.
-    SaleRefused(String),
+    pub sale_refused: Option<String>,
+    /// The first sale fails this way, after (`true`) or before BIMA saved it.
+    pub sale_fault: Option<(Failure, bool)>,
     /// The print-link service answers 503 this many times, then works.
-    PrintLinkDown(u32),
+    pub print_link_down: u32,
     /// Every answer about this loan comes after this delay.
-    Slow(Duration),
+    pub slow: Option<Duration>,
+    /// How the print form is served.
+    pub print_form: PrintForm,
+    /// What the sale answers, instead of the simulator's setting.
+    pub sale_answer: Option<SaleAnswer>,
+}
+
+/// How the print form behind a print link is served.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PrintForm {
+    /// A PDF.
+    #[default]
+    Pdf,
+    /// A 302 to where the PDF is.
+    Redirected,
+    /// 403: the link has expired.
+    Expired,
+    /// A JPEG scan of the form.
+    Jpeg,
+    /// A file of this many megabytes.
+    Huge(u32),
 }
 
 /// What the simulator counted.
@@ -78,6 +121,8 @@ pub struct Stats {
     pub refused: u64,
 }
 
+pub use polis_must_sim::Failure;
+
 #[derive(Debug, Clone)]
 struct Policy {
     number: String,
@@ -89,6 +134,8 @@ struct Inner {
     tokens: HashMap<String, u64>,
     scenarios: HashMap<String, Scenario>,
     print_link_failures: HashMap<String, u32>,
+    /// Loans whose planned sale fault has fired.
+    sale_faulted: std::collections::HashSet<String>,
     policies: HashMap<String, Policy>,
     idempotent: HashMap<String, Value>,
     next_id: u64,
@@ -140,6 +187,7 @@ pub async fn start(config: SimConfig, listen: SocketAddr) -> std::io::Result<Sim
         .route("/api/v1/policies/print/link", post(print_link))
         .route_layer(axum::middleware::from_fn_with_state(sim.faults.clone(), polis_must_sim::faults::inject))
         .route("/print/{file}", get(print_form))
+        .route("/print-store/{file}", get(print_form_stored))
         .route("/sim/stats", get(stats))
         .with_state(sim.clone());
     tokio::spawn(async move {
@@ -161,9 +209,7 @@ impl Sim {
     /// The scenario of the loan whose `CREDIT_SUM` is `credit_sum`.
     pub fn set_scenario(&self, credit_sum: &str, scenario: Scenario) {
         let mut inner = self.lock();
-        if let Scenario::PrintLinkDown(n) = scenario {
-            inner.print_link_failures.insert(credit_sum.to_owned(), n);
-        }
+        inner.print_link_failures.insert(credit_sum.to_owned(), scenario.print_link_down);
         inner.scenarios.insert(credit_sum.to_owned(), scenario);
     }
 
@@ -212,13 +258,16 @@ impl Sim {
     }
 
     fn replay(&self, headers: &HeaderMap) -> (Option<String>, Option<Value>) {
+        if !self.config.honour_idempotency_keys {
+            return (None, None);
+        }
         let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let seen = key.as_ref().and_then(|k| self.lock().idempotent.get(k).cloned());
         (key, seen)
     }
 
     async fn delay(&self, key: &str) {
-        if let Scenario::Slow(delay) = self.scenario(key) {
+        if let Some(delay) = self.scenario(key).slow {
             tokio::time::sleep(delay).await;
         }
     }
@@ -260,7 +309,7 @@ async fn calc(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> R
     };
     let key = input.sum.to_string();
     sim.delay(&key).await;
-    if let Scenario::CalcError(message) = sim.scenario(&key) {
+    if let Some(message) = sim.scenario(&key).calc_error {
         return error(StatusCode::UNPROCESSABLE_ENTITY, &message);
     }
     // premium = sum × yearly rate × years, in dirams, rounded down.
@@ -283,7 +332,8 @@ async fn sale(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> R
         Ok(input) => input,
         Err(problems) => return sim.refuse(problems),
     };
-    if let Scenario::SaleRefused(message) = sim.scenario(&input.credit_sum) {
+    let scenario = sim.scenario(&input.credit_sum);
+    if let Some(message) = scenario.sale_refused.clone() {
         return error(StatusCode::CONFLICT, &message);
     }
     let (key, seen) = sim.replay(&headers);
@@ -291,22 +341,48 @@ async fn sale(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> R
         sim.delay(&input.credit_sum).await;
         return Json(previous).into_response();
     }
+    let fault = scenario.sale_fault.filter(|_| sim.lock().sale_faulted.insert(input.credit_sum.clone()));
+    if let Some((failure, false)) = fault {
+        return fail(&sim, failure, StatusCode::OK.into_response()).await;
+    }
     let id = sim.new_id();
     let policy_id = format!("{}", 100_000 + id);
     let number = format!("CL-{:08}", id);
     let answer = json!({"status": "saved", "policy_id": policy_id, "policy_number": number});
     let scenario_key = input.credit_sum.clone();
+    let bare = scenario.sale_answer.unwrap_or(sim.config.sale_answer) == SaleAnswer::Bare;
     {
         let mut inner = sim.lock();
         inner.policies.insert(policy_id, Policy { number, scenario_key: input.credit_sum });
         *inner.stats.policies_by_credit.entry(input.credit_number).or_default() += 1;
+        if bare {
+            // The seed: BIMA's API asks its print-link service itself and the link goes out.
+            *inner.stats.deliveries.entry("sms".into()).or_default() += 1;
+        }
         if let Some(k) = key {
             inner.idempotent.insert(k, answer.clone());
         }
     }
     // A slow sale is done at BIMA before its answer comes (the caller may be gone by then).
     sim.delay(&scenario_key).await;
-    Json(answer).into_response()
+    let ok = if bare { StatusCode::OK.into_response() } else { Json(answer).into_response() };
+    match fault {
+        Some((failure, _)) => fail(&sim, failure, ok).await,
+        None => ok,
+    }
+}
+
+/// How a call ends for the caller when it fails: late, 502, or with the connection dropped.
+async fn fail(sim: &Sim, failure: Failure, ok: Response) -> Response {
+    match failure {
+        Failure::Timeout => {
+            tokio::time::sleep(sim.config.hang).await;
+            ok
+        }
+        Failure::BadGateway => error(StatusCode::BAD_GATEWAY, "bad gateway"),
+        // No answer at all (no panic message: `resume_unwind`).
+        Failure::Reset => std::panic::resume_unwind(Box::new("simulated connection reset")),
+    }
 }
 
 async fn print_link(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -339,6 +415,32 @@ async fn print_link(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes
 }
 
 async fn print_form(State(sim): State<Arc<Sim>>, Path(file): Path<String>) -> Response {
+    let policy_id = file.strip_suffix(".pdf").unwrap_or(&file);
+    let Some(policy) = sim.lock().policies.get(policy_id).cloned() else {
+        return error(StatusCode::NOT_FOUND, "no such policy");
+    };
+    let title = format!("BIMA credit-life policy {}", policy.number);
+    match sim.scenario(&policy.scenario_key).print_form {
+        PrintForm::Pdf => {
+            ([(header::CONTENT_TYPE, "application/pdf")], polis_must_sim::pdf::one_page(&title))
+                .into_response()
+        }
+        PrintForm::Redirected => {
+            (StatusCode::FOUND, [(header::LOCATION, format!("/print-store/{file}"))]).into_response()
+        }
+        PrintForm::Expired => error(StatusCode::FORBIDDEN, "link expired"),
+        PrintForm::Jpeg => {
+            ([(header::CONTENT_TYPE, "image/jpeg")], polis_must_sim::pdf::jpeg_scan(&title)).into_response()
+        }
+        PrintForm::Huge(mb) => {
+            ([(header::CONTENT_TYPE, "application/pdf")], vec![b'%'; mb as usize * 1024 * 1024])
+                .into_response()
+        }
+    }
+}
+
+/// Where a redirected print link leads.
+async fn print_form_stored(State(sim): State<Arc<Sim>>, Path(file): Path<String>) -> Response {
     let policy_id = file.strip_suffix(".pdf").unwrap_or(&file);
     let Some(policy) = sim.lock().policies.get(policy_id).cloned() else {
         return error(StatusCode::NOT_FOUND, "no such policy");

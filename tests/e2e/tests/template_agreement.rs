@@ -59,7 +59,7 @@ fn variables_read(files: &[PathBuf]) -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     for file in files {
         let text = std::fs::read_to_string(file).unwrap_or_default();
-        for marker in ["var(\"", "number(\"", "list(\""] {
+        for marker in ["var(\"", "number(\"", "list(\"", "flag(\"", "choice(\""] {
             for (at, _) in text.match_indices(marker) {
                 let rest = &text[at + marker.len()..];
                 if let Some(end) = rest.find('"') {

@@ -2,7 +2,14 @@
 //! partner, blob storage, asynchronous scoring, and hooks delivered to the
 //! partner **one at a time** per process, **retried with backoff until HTTP 200**.
 //!
-//! Scenarios are chosen per process by the vehicle's VIN (`PUT /sim/scenarios/{vin}`).
+//! Where MUST's documents are silent, the simulator takes the least helpful
+//! reading by default: hooks carry no `webhook-id`; `Idempotency-Key` is ignored;
+//! answers to documents, contract and payment calls have empty bodies; the token
+//! answer gives no lifetime; policy files are served as `application/octet-stream`
+//! with bytes before their `%PDF-` header; recognition may overwrite our contract.
+//!
+//! Scenarios are chosen per process by the vehicle's VIN (`PUT /sim/scenarios/{vin}`),
+//! including calls that fail after (or before) MUST acted on them.
 
 pub mod faults;
 pub mod pdf;
@@ -22,7 +29,7 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 
-pub use scenario::{InsurerResult, OfferOutcome, Scenario};
+pub use scenario::{Call, CallFault, Failure, InsurerResult, OfferOutcome, PolicyFile, Scenario};
 
 /// How the simulator is set up.
 #[derive(Debug, Clone)]
@@ -40,6 +47,12 @@ pub struct SimConfig {
     pub max_retry_delay: Duration,
     /// The customer pays this long after the payment link is sent.
     pub payment_delay: Duration,
+    /// Send a `webhook-id` with each hook (MUST's documents define none; signed hooks always carry one).
+    pub send_webhook_ids: bool,
+    /// Answer a repeated `Idempotency-Key` with the first answer (MUST's documents promise nothing).
+    pub honour_idempotency_keys: bool,
+    /// How long a call that "times out" takes to answer (longer than the caller waits).
+    pub hang: Duration,
 }
 
 impl Default for SimConfig {
@@ -54,6 +67,9 @@ impl Default for SimConfig {
             first_retry_delay: Duration::from_millis(100),
             max_retry_delay: Duration::from_secs(2),
             payment_delay: Duration::from_millis(200),
+            send_webhook_ids: false,
+            honour_idempotency_keys: false,
+            hang: Duration::from_secs(6),
         }
     }
 }
@@ -103,15 +119,23 @@ pub struct Stats {
     /// Delivery attempts that got anything but 200.
     pub hook_retries: u64,
     pub unauthorized: u64,
+    /// Changes MUST made for each vehicle, by call (`init`, `documents`, `contract`, ...): what
+    /// the partner saw, whatever the caller was told.
+    pub changes: HashMap<String, HashMap<String, u64>>,
+    /// The contract card MUST holds for each vehicle, last written.
+    pub contracts: HashMap<String, Value>,
 }
 
 #[derive(Debug, Default)]
 struct SimProcess {
+    vin: String,
     scenario: Scenario,
     documents_round: u32,
     associated_types: HashSet<u32>,
     documents_accepted: bool,
-    contract_accepted: bool,
+    /// The last contract card MUST holds came from the partner (not from recognition).
+    contract_from_partner: bool,
+    recognition_done: bool,
     scoring_started: bool,
     approved: HashSet<String>,
     payment_requested: bool,
@@ -119,14 +143,23 @@ struct SimProcess {
     hooks_sent: u32,
 }
 
+/// A file MUST holds: uploaded by the partner, or issued (drafts, invoices, policies).
+#[derive(Debug, Clone)]
+struct StoredBlob {
+    content_type: String,
+    bytes: Vec<u8>,
+}
+
 #[derive(Default)]
 struct Inner {
     tokens: HashMap<String, u64>,
-    blobs: HashMap<String, (String, Vec<u8>)>,
+    blobs: HashMap<String, StoredBlob>,
     scenarios: HashMap<String, Scenario>,
     processes: HashMap<String, SimProcess>,
     idempotent: HashMap<String, Value>,
     outboxes: HashMap<String, mpsc::UnboundedSender<Hook>>,
+    /// Planned faults that have fired, by vehicle and call (each fires once).
+    fired: HashSet<(String, Call)>,
     next_id: u64,
     stats: Stats,
 }
@@ -300,11 +333,10 @@ impl Sim {
         let mut delay = self.config.first_retry_delay;
         loop {
             let body = hook.body.to_string().into_bytes();
-            let mut request = self
-                .http
-                .post(&url)
-                .header("webhook-id", &hook.id)
-                .header("content-type", "application/json");
+            let mut request = self.http.post(&url).header("content-type", "application/json");
+            if self.config.send_webhook_ids || matches!(self.config.hook_auth, HookSigning::Sign(_)) {
+                request = request.header("webhook-id", &hook.id);
+            }
             for (name, value) in self.config.hook_auth.headers(&hook.id, &body, now_ms() / 1000) {
                 request = request.header(name, value);
             }
@@ -326,7 +358,8 @@ impl Sim {
     /// Both steps 3 and 4 done: scoring starts by itself (step 5).
     fn maybe_start_scoring(self: &Arc<Self>, sid: &str) {
         let Some((scenario, start)) = self.with_process(sid, |p| {
-            let start = p.documents_accepted && p.contract_accepted && !p.scoring_started;
+            let start =
+                p.documents_accepted && p.contract_from_partner && p.recognition_done && !p.scoring_started;
             if start {
                 p.scoring_started = true;
             }
@@ -371,36 +404,113 @@ impl Sim {
             }
         }
         if scenario.insurers.iter().any(|i| i.outcome == OfferOutcome::Approved) {
-            let draft = self.store_blob("draft.pdf", pdf::one_page("eOSAGO draft"));
+            let draft = self.store_blob(pdf::one_page("eOSAGO draft"), "application/pdf");
             self.send_hook(sid, "draft-issued", json!({"blobIds": [draft]}));
         }
     }
 
-    fn store_blob(&self, name: &str, bytes: Vec<u8>) -> String {
+    /// The planned fault for this call of the vehicle, if it has not fired yet (it fires now).
+    fn take_fault(&self, vin: &str, scenario: &Scenario, call: Call) -> Option<CallFault> {
+        let fault = scenario.faults.iter().find(|f| f.call == call).copied()?;
+        self.lock().fired.insert((vin.to_owned(), call)).then_some(fault)
+    }
+
+    /// Counts a change MUST made for the vehicle.
+    fn changed(&self, vin: &str, call: Call) {
+        let mut inner = self.lock();
+        *inner.stats.changes.entry(vin.to_owned()).or_default().entry(call.name().to_owned()).or_default() +=
+            1;
+    }
+
+    /// How the vehicle's `call` ends for the caller, given `ok` for a plain success.
+    async fn answer(&self, fault: Option<CallFault>, ok: Response) -> Response {
+        match fault.map(|f| f.failure) {
+            None => ok,
+            Some(Failure::Timeout) => {
+                tokio::time::sleep(self.config.hang).await;
+                ok
+            }
+            Some(Failure::BadGateway) => error(StatusCode::BAD_GATEWAY, None, "bad gateway"),
+            // The connection is dropped without an answer (no panic message: `resume_unwind`).
+            Some(Failure::Reset) => std::panic::resume_unwind(Box::new("simulated connection reset")),
+        }
+    }
+
+    /// The changes MUST made for a vehicle, by call.
+    pub fn changes(&self, vin: &str) -> HashMap<String, u64> {
+        self.lock().stats.changes.get(vin).cloned().unwrap_or_default()
+    }
+
+    /// The contract card MUST holds for a vehicle.
+    pub fn contract(&self, vin: &str) -> Option<Value> {
+        self.lock().stats.contracts.get(vin).cloned()
+    }
+
+    /// Recognition pre-fills (or overwrites) the contract from the documents and says so.
+    fn recognise(self: &Arc<Self>, sid: &str) {
+        let Some(vin) = self.with_process(sid, |p| {
+            p.recognition_done = true;
+            p.contract_from_partner = false;
+            p.vin.clone()
+        }) else {
+            return;
+        };
+        let recognised = json!({
+            "vin": format!("{}X", &vin[..vin.len().saturating_sub(1)]),
+            "engineNumber": "5738777",
+            "owner": {"name": "распознанный собственник", "ogrn": "1027700132195"},
+            "source": "recognition",
+        });
+        self.lock().stats.contracts.insert(vin, recognised.clone());
+        self.send_hook(sid, "contract/update-completed", json!({"contract": recognised}));
+    }
+
+    fn store_blob(&self, bytes: Vec<u8>, content_type: &str) -> String {
         let id = self.new_id("blob");
-        self.lock().blobs.insert(id.clone(), (name.to_owned(), bytes));
+        let blob = StoredBlob { content_type: content_type.to_owned(), bytes };
+        self.lock().blobs.insert(id.clone(), blob);
         id
     }
 
     /// Paid: the insurer issues the policy and MUST sends its files.
     fn issue_policy(self: &Arc<Self>, sid: &str) {
-        let Some(files) = self.with_process(sid, |p| {
+        let Some((files, kind, issued_first)) = self.with_process(sid, |p| {
             p.paid = true;
-            p.scenario.policy_files.max(1)
+            (p.scenario.policy_files.max(1), p.scenario.policy_file, p.scenario.issued_before_paid)
         }) else {
             return;
         };
-        self.send_hook(sid, "policy-is-paid", json!({}));
+        if !issued_first {
+            self.send_hook(sid, "policy-is-paid", json!({}));
+        }
         let number = format!("XXX {:010}", now_ms() % 10_000_000_000);
         let blobs: Vec<Value> = (1..=files)
             .map(|n| {
-                let name = format!("policy-{n}.pdf");
-                let id =
-                    self.store_blob(&name, pdf::one_page(&format!("eOSAGO policy {number} ({n}/{files})")));
-                json!({"blobId": id, "name": name})
+                let title = format!("eOSAGO policy {number} ({n}/{files})");
+                let (name, bytes, content_type) = match kind {
+                    PolicyFile::Pdf => {
+                        (format!("policy-{n}.pdf"), pdf::with_preamble(&title), "application/octet-stream")
+                    }
+                    PolicyFile::Jpeg => (format!("policy-{n}.jpg"), pdf::jpeg_scan(&title), "image/jpeg"),
+                    PolicyFile::Zip => (
+                        format!("policy-{n}.zip"),
+                        pdf::zip_of("policy.pdf", &pdf::one_page(&title)),
+                        "application/octet-stream",
+                    ),
+                    PolicyFile::Huge(mb) => {
+                        (format!("policy-{n}.pdf"), vec![b'%'; mb as usize * 1024 * 1024], "application/pdf")
+                    }
+                    PolicyFile::Missing => {
+                        return json!({"blobId": self.new_id("gone"), "name": format!("policy-{n}.pdf")});
+                    }
+                };
+                json!({"blobId": self.store_blob(bytes, content_type), "name": name})
             })
             .collect();
         self.send_hook(sid, "policy-issued", json!({"policyNumber": number, "documents": blobs}));
+        if issued_first {
+            self.send_hook(sid, "policy-is-paid", json!({}));
+        }
     }
 }
 
@@ -414,13 +524,21 @@ async fn auth(State(sim): State<Arc<Sim>>, Json(body): Json<Value>) -> Response 
     let token = sim.new_id("token");
     let ttl = sim.config.token_ttl;
     sim.lock().tokens.insert(token.clone(), now_ms() + ttl.as_millis() as u64);
-    Json(json!({"token": token, "expiresInSeconds": ttl.as_secs()})).into_response()
+    Json(json!({"token": token})).into_response()
 }
 
 fn idempotent_replay(sim: &Sim, headers: &HeaderMap) -> (Option<String>, Option<Value>) {
+    if !sim.config.honour_idempotency_keys {
+        return (None, None);
+    }
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_owned);
     let seen = key.as_ref().and_then(|k| sim.lock().idempotent.get(k).cloned());
     (key, seen)
+}
+
+/// A success with an empty body: all MUST's documents promise for these calls.
+fn bare_ok() -> Response {
+    StatusCode::OK.into_response()
 }
 
 async fn init(State(sim): State<Arc<Sim>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
@@ -442,19 +560,26 @@ async fn init(State(sim): State<Arc<Sim>>, headers: HeaderMap, Json(body): Json<
     if start.len() != 10 {
         return error(StatusCode::BAD_REQUEST, Some(1403), "invalid policy start on");
     }
-    let sid = sim.new_id("sc");
     let scenario = sim.lock().scenarios.get(&vin).cloned().unwrap_or_default();
+    let fault = sim.take_fault(&vin, &scenario, Call::Init);
+    if fault.is_some_and(|f| !f.committed) {
+        return sim.answer(fault, bare_ok()).await;
+    }
+    let sid = sim.new_id("sc");
     let required = scenario.required_types.clone();
     let answer = json!({"scoringId": sid});
     {
         let mut inner = sim.lock();
-        inner.processes.insert(sid.clone(), SimProcess { scenario, ..SimProcess::default() });
+        inner
+            .processes
+            .insert(sid.clone(), SimProcess { vin: vin.clone(), scenario, ..SimProcess::default() });
         if let Some(k) = key {
             inner.idempotent.insert(k, answer.clone());
         }
     }
+    sim.changed(&vin, Call::Init);
     sim.send_hook(&sid, "documents/types-required", json!({"documentTypes": required}));
-    Json(answer).into_response()
+    sim.answer(fault, Json(answer).into_response()).await
 }
 
 async fn upload_blob(State(sim): State<Arc<Sim>>, headers: HeaderMap, mut form: Multipart) -> Response {
@@ -464,10 +589,10 @@ async fn upload_blob(State(sim): State<Arc<Sim>>, headers: HeaderMap, mut form: 
     sim.count("blob");
     while let Ok(Some(field)) = form.next_field().await {
         if field.name() == Some("Blob") {
-            let name = field.file_name().unwrap_or("file").to_owned();
             return match field.bytes().await {
                 Ok(bytes) if !bytes.is_empty() => {
-                    Json(json!({"blobId": sim.store_blob(&name, bytes.to_vec())})).into_response()
+                    let id = sim.store_blob(bytes.to_vec(), "application/octet-stream");
+                    Json(json!({"blobId": id})).into_response()
                 }
                 _ => error(StatusCode::BAD_REQUEST, None, "empty file"),
             };
@@ -486,8 +611,8 @@ async fn download_blob(
     }
     sim.count("download");
     match sim.lock().blobs.get(&blob_id) {
-        Some((_, bytes)) => {
-            ([("content-type", "application/pdf")], Bytes::from(bytes.clone())).into_response()
+        Some(blob) => {
+            ([("content-type", blob.content_type.clone())], Bytes::from(blob.bytes.clone())).into_response()
         }
         None => error(StatusCode::NOT_FOUND, None, "no such blob"),
     }
@@ -532,16 +657,25 @@ async fn documents(
             }
         }
     }
-    let Some((round, scenario, missing)) = sim.with_process(&sid, |p| {
+    let Some((vin, scenario)) = sim.with_process(&sid, |p| (p.vin.clone(), p.scenario.clone())) else {
+        return error(StatusCode::NOT_FOUND, None, "no such scoring process");
+    };
+    let fault = sim.take_fault(&vin, &scenario, Call::Documents);
+    if fault.is_some_and(|f| !f.committed) {
+        return sim.answer(fault, bare_ok()).await;
+    }
+    sim.changed(&vin, Call::Documents);
+    let Some((round, missing)) = sim.with_process(&sid, |p| {
         p.documents_round += 1;
         p.associated_types.extend(types.iter().copied());
         let missing: Vec<u32> =
             p.scenario.required_types.iter().copied().filter(|t| !p.associated_types.contains(t)).collect();
-        (p.documents_round, p.scenario.clone(), missing)
+        (p.documents_round, missing)
     }) else {
         return error(StatusCode::NOT_FOUND, None, "no such scoring process");
     };
-    if scenario.upload_failed_once && round == 1 {
+    if round <= scenario.upload_failures {
+        // The same body every time: only the order of events tells a repeat from a new round.
         let first = scenario.required_types.first().copied().unwrap_or(11);
         sim.send_hook(
             &sid,
@@ -551,21 +685,17 @@ async fn documents(
     } else if !missing.is_empty() {
         sim.send_hook(&sid, "documents/upload-failed", json!({"missingTypeIds": missing}));
     } else {
-        sim.with_process(&sid, |p| p.documents_accepted = true);
-        if scenario.prefilled_contract {
-            sim.send_hook(
-                &sid,
-                "contract/update-completed",
-                json!({"contract": {"vin": "recognised", "hasTrailer": true, "source": "recognition"}}),
-            );
-        }
-        let contract_done = sim.with_process(&sid, |p| p.contract_accepted).unwrap_or(false);
-        if !scenario.contract_hook_first || contract_done {
-            sim.send_hook(&sid, "documents/upload-completed", json!({}));
+        sim.with_process(&sid, |p| {
+            p.documents_accepted = true;
+            p.recognition_done = !p.scenario.prefilled_contract;
+        });
+        sim.send_hook(&sid, "documents/upload-completed", json!({}));
+        if scenario.prefilled_contract && !scenario.late_recognition {
+            sim.recognise(&sid);
         }
         sim.maybe_start_scoring(&sid);
     }
-    Json(json!({})).into_response()
+    sim.answer(fault, bare_ok()).await
 }
 
 async fn contract(
@@ -588,28 +718,46 @@ async fn contract(
             }
         }
     }
-    let Some((documents_done, hold_documents_hook)) = sim.with_process(&sid, |p| {
-        p.contract_accepted = true;
-        (p.documents_accepted, p.scenario.contract_hook_first)
+    let Some((vin, scenario, recognition_pending)) = sim.with_process(&sid, |p| {
+        (p.vin.clone(), p.scenario.clone(), p.scenario.prefilled_contract && !p.recognition_done)
     }) else {
         return error(StatusCode::NOT_FOUND, None, "no such scoring process");
     };
+    let fault = sim.take_fault(&vin, &scenario, Call::Contract);
+    if fault.is_some_and(|f| !f.committed) {
+        return sim.answer(fault, bare_ok()).await;
+    }
+    sim.changed(&vin, Call::Contract);
+    sim.lock().stats.contracts.insert(vin, card);
+    sim.with_process(&sid, |p| p.contract_from_partner = true);
     sim.send_hook(&sid, "contract/update-completed", json!({}));
-    if documents_done && hold_documents_hook {
-        sim.send_hook(&sid, "documents/upload-completed", json!({}));
+    if recognition_pending {
+        // Changelog v3: recognition overwrites a contract that came before it finished.
+        sim.recognise(&sid);
     }
     sim.maybe_start_scoring(&sid);
-    Json(json!({})).into_response()
+    sim.answer(fault, bare_ok()).await
 }
 
-/// The insurer a payment is asked for, if it approved (changelog v2: otherwise HTTP 403).
+/// The insurer a payment is asked for, if it approved and can be paid (changelog v2: otherwise HTTP 403).
 fn approved_insurer(sim: &Sim, sid: &str, body: &Value) -> Option<String> {
     let insurer = body.get("insuranceCompany").and_then(Value::as_str).unwrap_or_default().to_owned();
-    let approved = sim.with_process(sid, |p| p.approved.contains(&insurer)).unwrap_or(false);
-    approved.then(|| {
+    let payable = sim
+        .with_process(sid, |p| {
+            p.approved.contains(&insurer) && !p.scenario.payment_refused.contains(&insurer)
+        })
+        .unwrap_or(false);
+    payable.then(|| {
         sim.with_process(sid, |p| p.payment_requested = true);
         insurer
     })
+}
+
+/// The vehicle, scenario and planned fault of a payment call.
+fn payment_call(sim: &Sim, sid: &str, call: Call) -> (String, Option<CallFault>) {
+    let (vin, scenario) = sim.with_process(sid, |p| (p.vin.clone(), p.scenario.clone())).unwrap_or_default();
+    let fault = sim.take_fault(&vin, &scenario, call);
+    (vin, fault)
 }
 
 fn not_approved() -> Response {
@@ -625,18 +773,24 @@ async fn payment_link(
     if let Some(refused) = guard(&sim, &headers, &sid, "payment-link") {
         return refused;
     }
+    let (vin, fault) = payment_call(&sim, &sid, Call::PaymentLink);
+    if fault.is_some_and(|f| !f.committed) {
+        return sim.answer(fault, bare_ok()).await;
+    }
     let Some(insurer) = approved_insurer(&sim, &sid, &body) else {
         return not_approved();
     };
-    let link = format!("http://127.0.0.1/pay/{sid}");
+    sim.changed(&vin, Call::PaymentLink);
+    let link = format!("https://pay.must.example/pay/{sid}");
     sim.send_hook(&sid, "payment-link-generated", json!({"insuranceCompany": insurer, "paymentLink": link}));
     // The customer follows the link and pays a little later.
     let sim2 = sim.clone();
+    let paying = sid.clone();
     tokio::spawn(async move {
         tokio::time::sleep(sim2.config.payment_delay).await;
-        sim2.issue_policy(&sid);
+        sim2.issue_policy(&paying);
     });
-    Json(json!({})).into_response()
+    sim.answer(fault, bare_ok()).await
 }
 
 async fn payment_invoice(
@@ -648,16 +802,21 @@ async fn payment_invoice(
     if let Some(refused) = guard(&sim, &headers, &sid, "payment-invoice") {
         return refused;
     }
+    let (vin, fault) = payment_call(&sim, &sid, Call::PaymentInvoice);
+    if fault.is_some_and(|f| !f.committed) {
+        return sim.answer(fault, bare_ok()).await;
+    }
     let Some(insurer) = approved_insurer(&sim, &sid, &body) else {
         return not_approved();
     };
-    let invoice = sim.store_blob("invoice.pdf", pdf::one_page(&format!("Invoice for {sid}")));
+    sim.changed(&vin, Call::PaymentInvoice);
+    let invoice = sim.store_blob(pdf::one_page(&format!("Invoice for {sid}")), "application/pdf");
     sim.send_hook(
         &sid,
         "payment-invoice-generated",
         json!({"insuranceCompany": insurer, "paymentInvoiceBlobId": invoice}),
     );
-    Json(json!({})).into_response()
+    sim.answer(fault, bare_ok()).await
 }
 
 async fn payment_order(
@@ -678,11 +837,16 @@ async fn payment_order(
             "a known blobId of a payment order, after an invoice, is required",
         );
     }
+    let (vin, fault) = payment_call(&sim, &sid, Call::PaymentOrder);
+    if fault.is_some_and(|f| !f.committed) {
+        return sim.answer(fault, bare_ok()).await;
+    }
+    sim.changed(&vin, Call::PaymentOrder);
     let already_paid = sim.with_process(&sid, |p| p.paid).unwrap_or(true);
     if !already_paid {
         sim.issue_policy(&sid);
     }
-    Json(json!({})).into_response()
+    sim.answer(fault, bare_ok()).await
 }
 
 async fn set_scenario(

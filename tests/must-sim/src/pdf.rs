@@ -1,4 +1,6 @@
-//! A minimal, valid one-page PDF, so archived "policies" open in a viewer.
+//! Files MUST serves: a minimal, valid one-page PDF (so archived "policies" open in
+//! a viewer), and the other shapes a policy file takes in real life (a PDF with a
+//! preamble, a JPEG scan, a ZIP).
 
 /// A PDF whose page shows `title` (ASCII; other characters become `?`).
 pub fn one_page(title: &str) -> Vec<u8> {
@@ -34,6 +36,69 @@ pub fn one_page(title: &str) -> Vec<u8> {
     out
 }
 
+/// A PDF as some servers send it: a few bytes before the `%PDF-` header (readers look
+/// for it in the first kilobyte).
+pub fn with_preamble(title: &str) -> Vec<u8> {
+    let mut out = b"\xEF\xBB\xBF\r\n".to_vec();
+    out.extend(one_page(title));
+    out
+}
+
+/// The first bytes of a JPEG scan (SOI, JFIF header) and its end marker: what a
+/// scanned policy looks like to anything that sniffs it.
+pub fn jpeg_scan(label: &str) -> Vec<u8> {
+    let mut out = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10, b'J', b'F', b'I', b'F', 0x00, 0x01, 0x01, 0x00];
+    out.extend_from_slice(&[0x00, 0x01, 0x00, 0x01, 0x00, 0x00, 0xFF, 0xFE]);
+    out.extend_from_slice(&((label.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(label.as_bytes());
+    out.extend_from_slice(&[0xFF, 0xD9]);
+    out
+}
+
+/// A valid ZIP archive holding one stored (uncompressed) file.
+pub fn zip_of(name: &str, content: &[u8]) -> Vec<u8> {
+    let crc = crc32(content);
+    let (n, size) = (name.len() as u16, content.len() as u32);
+    let mut out = Vec::new();
+    let local = |out: &mut Vec<u8>| {
+        out.extend_from_slice(b"PK\x03\x04\x14\x00\x00\x00\x00\x00\x00\x00\x00\x00");
+        out.extend_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(&size.to_le_bytes());
+        out.extend_from_slice(&size.to_le_bytes());
+        out.extend_from_slice(&n.to_le_bytes());
+        out.extend_from_slice(&0u16.to_le_bytes());
+    };
+    local(&mut out);
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(content);
+    let central = out.len() as u32;
+    out.extend_from_slice(b"PK\x01\x02\x14\x00\x14\x00\x00\x00\x00\x00\x00\x00\x00\x00");
+    out.extend_from_slice(&crc.to_le_bytes());
+    out.extend_from_slice(&size.to_le_bytes());
+    out.extend_from_slice(&size.to_le_bytes());
+    out.extend_from_slice(&n.to_le_bytes());
+    out.extend_from_slice(&[0u8; 12]);
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(name.as_bytes());
+    let central_size = out.len() as u32 - central;
+    out.extend_from_slice(b"PK\x05\x06\x00\x00\x00\x00\x01\x00\x01\x00");
+    out.extend_from_slice(&central_size.to_le_bytes());
+    out.extend_from_slice(&central.to_le_bytes());
+    out.extend_from_slice(&0u16.to_le_bytes());
+    out
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for b in bytes {
+        crc ^= u32::from(*b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 { (crc >> 1) ^ 0xEDB8_8320 } else { crc >> 1 };
+        }
+    }
+    !crc
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -46,5 +111,12 @@ mod tests {
         assert!(text[start..].starts_with("xref"));
         let first: usize = text[start..].lines().nth(3).unwrap()[..10].parse().unwrap();
         assert!(text[first..].starts_with("1 0 obj"));
+    }
+
+    #[test]
+    fn zip_checksums_are_crc32() {
+        assert_eq!(super::crc32(b"123456789"), 0xCBF4_3926);
+        let zip = super::zip_of("policy.pdf", b"x");
+        assert!(zip.starts_with(b"PK\x03\x04") && zip.ends_with(&[0, 0]));
     }
 }

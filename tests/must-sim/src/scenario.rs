@@ -22,6 +22,79 @@ pub struct InsurerResult {
     pub error_code: Option<u32>,
 }
 
+/// A call of ours that changes something at MUST.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Call {
+    Init,
+    Documents,
+    Contract,
+    PaymentLink,
+    PaymentInvoice,
+    PaymentOrder,
+}
+
+impl Call {
+    pub const ALL: [Call; 6] = [
+        Call::Init,
+        Call::Documents,
+        Call::Contract,
+        Call::PaymentLink,
+        Call::PaymentInvoice,
+        Call::PaymentOrder,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Call::Init => "init",
+            Call::Documents => "documents",
+            Call::Contract => "contract",
+            Call::PaymentLink => "payment-link",
+            Call::PaymentInvoice => "payment-invoice",
+            Call::PaymentOrder => "payment-order",
+        }
+    }
+}
+
+/// How a call ends for the caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Failure {
+    /// The answer comes after the caller's timeout.
+    Timeout,
+    /// HTTP 502, as a gateway in front of MUST answers.
+    BadGateway,
+    /// The connection is closed without an answer.
+    Reset,
+}
+
+/// One call that fails, after (or before) MUST has acted on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallFault {
+    pub call: Call,
+    pub failure: Failure,
+    /// MUST acts on the request before the failure (the change is made); otherwise it does not.
+    pub committed: bool,
+}
+
+/// The policy files MUST serves, and how.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyFile {
+    /// A PDF with a few bytes before its `%PDF-` header, served as `application/octet-stream`
+    /// (MUST's documents say nothing of file types: the least helpful reading).
+    Pdf,
+    /// A scan: a JPEG, served as `image/jpeg`.
+    Jpeg,
+    /// A ZIP of documents, served as `application/octet-stream`.
+    Zip,
+    /// A file of this many megabytes (over any sane cap).
+    Huge(u32),
+    /// The download answers 404.
+    Missing,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct Scenario {
@@ -29,22 +102,30 @@ pub struct Scenario {
     pub required_types: Vec<u32>,
     /// Each insurer's answer, in the order MUST sends them.
     pub insurers: Vec<InsurerResult>,
-    /// The first document association fails (`upload-failed` for the first type).
-    pub upload_failed_once: bool,
-    /// `contract/update-completed` arrives before `documents/upload-completed`.
-    pub contract_hook_first: bool,
-    /// Document recognition sends a pre-filled contract (changelog v3).
+    /// The first this many document associations fail with the same `upload-failed` body.
+    pub upload_failures: u32,
+    /// Document recognition pre-fills the contract (changelog v3) and says so with
+    /// `contract/update-completed`, right after the documents are accepted.
     pub prefilled_contract: bool,
-    /// Every hook is delivered twice (same `webhook-id`).
+    /// Recognition finishes only after our contract card has arrived, and overwrites it.
+    pub late_recognition: bool,
+    /// Every hook is delivered twice.
     pub duplicate_hooks: bool,
     /// Scoring ends with the `failed` hook and this code.
     pub fail_with: Option<u32>,
-    /// How many files the issued policy has.
+    /// How many files the issued policy has, and what they are.
     pub policy_files: u32,
+    pub policy_file: PolicyFile,
+    /// `policy-issued` comes before `policy-is-paid`.
+    pub issued_before_paid: bool,
+    /// Insurers whose payment link or invoice MUST refuses with 403, though they approved.
+    pub payment_refused: Vec<String>,
     /// Each hook is delivered this many times at the same instant (0 or 1: once), to race our intake.
     pub concurrent_deliveries: u32,
     /// MUST is down for this vehicle: `init` answers 503 until the scenario is set again without it.
     pub unavailable: bool,
+    /// Calls that fail once, committed or not.
+    pub faults: Vec<CallFault>,
 }
 
 impl Default for Scenario {
@@ -57,14 +138,18 @@ impl Default for Scenario {
                 premium: 17847.29,
                 error_code: None,
             }],
-            upload_failed_once: false,
-            contract_hook_first: false,
+            upload_failures: 0,
             prefilled_contract: false,
+            late_recognition: false,
             duplicate_hooks: false,
             fail_with: None,
             policy_files: 1,
+            policy_file: PolicyFile::Pdf,
+            issued_before_paid: false,
+            payment_refused: Vec::new(),
             concurrent_deliveries: 1,
             unavailable: false,
+            faults: Vec::new(),
         }
     }
 }

@@ -46,7 +46,7 @@ impl BankEvent {
     }
 }
 
-/// A file we archived in S3 for the bank.
+/// A file we archived in S3 for the bank, whatever its type.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ArchivedFile {
@@ -55,6 +55,16 @@ pub struct ArchivedFile {
     pub key: String,
     pub size: u64,
     pub sha256: String,
+    /// As the partner labelled it, or as sniffed from its first bytes.
+    pub content_type: String,
+}
+
+/// A file the partner has for us that is not archived yet: a person can replay it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PendingFile {
+    pub blob_id: String,
+    pub reason: String,
 }
 
 /// An error as the bank receives it: MUST's code, its category and the customer's text.

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use super::{ArchivedFile, ErrorReport};
+pub use super::{ArchivedFile, ErrorReport, PendingFile};
 use crate::domain::ids::{CustomerId, ProcessId};
 use crate::domain::must::hook::DocumentProblem;
 use crate::domain::must::insurer::Insurer;
@@ -278,18 +278,57 @@ pub enum TruckNotice {
     #[serde(rename = "truck.payment-link-ready")]
     PaymentLinkReady { insurer: Insurer, url: String },
     #[serde(rename = "truck.invoice-ready")]
-    InvoiceReady { insurer: Insurer, files: Vec<ArchivedFile> },
+    InvoiceReady {
+        insurer: Insurer,
+        files: Vec<ArchivedFile>,
+        /// Invoice files MUST has that could not be archived yet.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pending_files: Vec<PendingFile>,
+    },
     #[serde(rename = "truck.paid")]
     Paid,
+    /// The insurer issued the policy. Sent again when files pending at first are archived later.
     #[serde(rename = "truck.policy-issued")]
-    PolicyIssued { insurer: Option<Insurer>, policy_number: Option<String>, files: Vec<ArchivedFile> },
+    PolicyIssued {
+        insurer: Option<Insurer>,
+        policy_number: Option<String>,
+        files: Vec<ArchivedFile>,
+        /// Policy files not archived yet (the policy is issued all the same; a replay finishes them).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        pending_files: Vec<PendingFile>,
+        /// The draft documents MUST issued before payment, archived.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        drafts: Vec<ArchivedFile>,
+    },
     #[serde(rename = "truck.rejected")]
     Rejected,
     #[serde(rename = "truck.failed")]
     Failed { error: ErrorReport },
+    /// A call that changes something at MUST ended without a known outcome; the process
+    /// waits for an operator (or MUST's next hook) to say whether it happened.
+    #[serde(rename = "truck.needs-review")]
+    NeedsReview { effect: String, since_ms: u64, detail: String },
     /// The bank's own event could not be accepted; every bad field is named.
     #[serde(rename = "truck.request-invalid")]
     RequestInvalid { rejected_event_id: String, problems: Vec<FieldError> },
+}
+
+impl TruckNotice {
+    /// The notice's `type`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            TruckNotice::DocumentsToFix { .. } => "truck.documents-to-fix",
+            TruckNotice::Offer { .. } => "truck.offer",
+            TruckNotice::PaymentLinkReady { .. } => "truck.payment-link-ready",
+            TruckNotice::InvoiceReady { .. } => "truck.invoice-ready",
+            TruckNotice::Paid => "truck.paid",
+            TruckNotice::PolicyIssued { .. } => "truck.policy-issued",
+            TruckNotice::Rejected => "truck.rejected",
+            TruckNotice::Failed { .. } => "truck.failed",
+            TruckNotice::NeedsReview { .. } => "truck.needs-review",
+            TruckNotice::RequestInvalid { .. } => "truck.request-invalid",
+        }
+    }
 }
 
 /// The envelope of every notification: who it is about, and an id the bank can de-duplicate by.

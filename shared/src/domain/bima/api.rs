@@ -16,7 +16,7 @@ pub struct CalcRequest {
 }
 
 /// `{premium, sum_insured, risks}`; amounts kept as the decimal text BIMA sent.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Calculation {
     #[serde(deserialize_with = "amount")]
     pub premium: String,
@@ -26,13 +26,37 @@ pub struct Calculation {
     pub risks: Vec<String>,
 }
 
-/// The sale's answer: BIMA's id and number of the new policy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// The sale's answer. The seed promises only `200 OK (сохранено)`: the policy's id and
+/// number are read when BIMA's answer carries them, and are `None` when it does not.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SaleAccepted {
-    #[serde(deserialize_with = "text")]
-    pub policy_id: String,
+    #[serde(default, deserialize_with = "optional_text")]
+    pub policy_id: Option<String>,
     #[serde(default, deserialize_with = "optional_text")]
     pub policy_number: Option<String>,
+}
+
+/// Where BIMA's sale answer may name the policy (field names we accept, first wins).
+const POLICY_ID: &[&str] = &["policy_id", "policyId", "id"];
+const POLICY_NUMBER: &[&str] = &["policy_number", "policyNumber", "number"];
+
+impl SaleAccepted {
+    /// Reads whatever a successful sale answered: an empty body, text, or JSON with or
+    /// without the policy's id and number. A policy id must be usable in a key.
+    pub fn from_answer(body: &[u8]) -> SaleAccepted {
+        let json: Value = serde_json::from_slice(body).unwrap_or_default();
+        let field = |names: &[&str]| {
+            names.iter().find_map(|n| match json.get(*n) {
+                Some(Value::String(s)) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+                Some(Value::Number(n)) => Some(n.to_string()),
+                _ => None,
+            })
+        };
+        SaleAccepted {
+            policy_id: field(POLICY_ID).filter(|id| crate::domain::ids::PolicyId::parse(id).is_ok()),
+            policy_number: field(POLICY_NUMBER).filter(|n| n.chars().count() <= 64),
+        }
+    }
 }
 
 /// `POST /api/v1/policies/print/link`: BIMA sends the link by e-mail and/or SMS to what is given.
@@ -121,9 +145,14 @@ mod tests {
     }
 
     #[test]
-    fn sale_answer_accepts_a_numeric_policy_id() {
-        let s: SaleAccepted = serde_json::from_str(r#"{"policy_id": 123456}"#).unwrap();
-        assert_eq!((s.policy_id.as_str(), s.policy_number), ("123456", None));
+    fn a_sale_answer_is_read_whatever_bima_sends() {
+        let s = SaleAccepted::from_answer(br#"{"policy_id": 123456}"#);
+        assert_eq!((s.policy_id.as_deref(), s.policy_number), (Some("123456"), None));
+        let s = SaleAccepted::from_answer(br#"{"status":"saved","policyId":"77","policyNumber":"CL-1"}"#);
+        assert_eq!((s.policy_id.as_deref(), s.policy_number.as_deref()), (Some("77"), Some("CL-1")));
+        for bare in [&b""[..], b"OK", b"{}", b"[1]", br#"{"policy_id":"../../x"}"#] {
+            assert_eq!(SaleAccepted::from_answer(bare), SaleAccepted::default(), "{bare:?}");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! Swagger is not public, so these structs are the one place to correct them.
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 use crate::domain::bank::truck::{Party, PartyKind, TruckPolicyRequest};
 use crate::domain::ids::{BlobId, ScoringId};
@@ -173,6 +174,59 @@ impl ContractCard {
     }
 }
 
+impl ContractCard {
+    /// The card we send: ours laid over the contract MUST pre-filled from the recognised
+    /// documents (changelog v3), so the bank's values win where the bank gave them and
+    /// the recognised ones fill the gaps.
+    pub fn merged_with(&self, prefilled: Option<&Value>) -> Value {
+        let ours = serde_json::to_value(self).unwrap_or_default();
+        match prefilled {
+            Some(base @ Value::Object(_)) => {
+                let mut card = base.clone();
+                overlay(&mut card, &ours);
+                card
+            }
+            _ => ours,
+        }
+    }
+
+    /// Whether a contract MUST holds differs from this card in a value the bank gave
+    /// (recognition overwrote ours).
+    pub fn is_overridden_by(&self, theirs: &Value) -> bool {
+        differs(&serde_json::to_value(self).unwrap_or_default(), theirs)
+    }
+}
+
+/// Lays `ours` over `base`: objects field by field, anything else replaced where ours is not null.
+fn overlay(base: &mut Value, ours: &Value) {
+    match (base, ours) {
+        (Value::Object(b), Value::Object(o)) => {
+            for (k, v) in o {
+                match b.get_mut(k) {
+                    Some(existing) if v.is_object() => overlay(existing, v),
+                    _ if v.is_null() => {}
+                    _ => {
+                        b.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+        }
+        (b, o) if !o.is_null() => *b = o.clone(),
+        _ => {}
+    }
+}
+
+/// Whether `theirs` has, at a path where `ours` has a value, a different one.
+fn differs(ours: &Value, theirs: &Value) -> bool {
+    match (ours, theirs) {
+        (Value::Object(o), Value::Object(t)) => {
+            o.iter().any(|(k, v)| t.get(k).is_some_and(|tv| differs(v, tv)))
+        }
+        (Value::Null, _) | (_, Value::Null) => false,
+        (o, t) => o != t,
+    }
+}
+
 /// `POST /api/scoring/{scoringId}/payment-link` and `/payment-invoice`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -185,4 +239,44 @@ pub struct PaymentRequest {
 #[serde(rename_all = "camelCase")]
 pub struct PaymentOrderRequest {
     pub blob_id: BlobId,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn card() -> ContractCard {
+        let json = include_str!("../../../examples/bank/truck.policy-requested.json");
+        let crate::domain::bank::truck::TruckBankEvent::PolicyRequested { request, .. } =
+            serde_json::from_str(json).unwrap()
+        else {
+            unreachable!("the example is a policy request")
+        };
+        ContractCard::for_request(&request)
+    }
+
+    #[test]
+    fn the_banks_values_win_and_recognition_fills_the_gaps() {
+        let prefilled = json!({
+            "vin": "RECOGNISED0000001", "engineNumber": "5738777",
+            "owner": {"name": "recognised name", "registrationCity": "Самара", "ogrn": "1027700132195"},
+        });
+        let merged = card().merged_with(Some(&prefilled));
+        assert_eq!(merged["vin"], "WMA06XZZ8GP000001", "the bank gave the VIN");
+        assert_eq!(merged["engineNumber"], "5738777", "only recognition knows the engine number");
+        assert_eq!(merged["owner"]["name"], "ООО «Грузовые перевозки»");
+        assert_eq!(merged["owner"]["registrationCity"], "Москва");
+        assert_eq!(merged["owner"]["ogrn"], "1027700132195");
+        assert_eq!(card().merged_with(None), serde_json::to_value(card()).unwrap());
+    }
+
+    #[test]
+    fn a_contract_is_overridden_only_where_it_contradicts_the_bank() {
+        let ours = card().merged_with(Some(&json!({"engineNumber": "1"})));
+        assert!(!card().is_overridden_by(&ours), "our own card, with gaps filled, is ours");
+        assert!(!card().is_overridden_by(&json!({"engineNumber": "2", "vin": null})));
+        assert!(card().is_overridden_by(&json!({"vin": "RECOGNISED0000001"})));
+        assert!(card().is_overridden_by(&json!({"owner": {"inn": "7700000000"}})));
+    }
 }

@@ -1,25 +1,36 @@
 //! The MUST truck-eOSAGO process as a state machine.
 //!
 //! `apply` is total: every (state, event) pair either advances the process
-//! (possibly queueing effects for the step runner), is ignored as a duplicate
-//! or stale event, or is rejected with a reason. It never panics. Effects are
-//! kept in the process itself (an outbox), so a runner that dies between two
-//! effects finds the rest still pending on its next delivery.
+//! (possibly queueing effects for the step runner), is a duplicate, is ignored
+//! as stale, or is rejected with a reason. It never panics. Effects are kept in
+//! the process itself (an [`Outbox`]), so a runner that dies between two effects
+//! finds the rest still pending on its next delivery.
+//!
+//! Money rules the process keeps, whatever the order of events:
+//! - a call that changes something at MUST and ended without a known outcome
+//!   holds the process for review; a hook that can only follow that call
+//!   (`payment-link-generated` after the payment request, ...) proves it happened;
+//! - once the insurer has issued the policy, nothing turns the process into
+//!   `failed`: later errors are kept beside it, files not archived are marked
+//!   pending for a replay.
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
+use super::api::ContractCard;
 use super::hook::{DocumentProblem, HookPayload};
 use super::insurer::Insurer;
 use crate::domain::bank::truck::{
-    ArchivedFile, BankDocument, ErrorReport, OfferOutcome, PaymentMethod, TruckNotice, TruckNotification,
-    TruckPolicyRequest,
+    ArchivedFile, BankDocument, ErrorReport, OfferOutcome, PaymentMethod, PendingFile, TruckNotice,
+    TruckNotification, TruckPolicyRequest,
 };
 use crate::domain::ids::{BlobId, ProcessId, ScoringId};
 pub use crate::domain::outcome::Outcome;
+use crate::domain::workflow::{self, EffectClass, EffectSpec, Outbox, Resolution, Workflow};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Stage {
     /// Waiting for our `init` call to return a scoringId (steps 1-2).
@@ -34,17 +45,22 @@ pub enum Stage {
     AwaitingPolicy,
     /// Issued; downloading the policy files into S3.
     Archiving,
-    /// Done: the policy is archived and the bank told.
+    /// Done: the insurer issued the policy (its files archived, or marked pending).
     Issued,
     /// Done: no insurer approved.
     Rejected,
-    /// Done: an error ended the process.
+    /// Done: an error ended the process before a policy was issued.
     Failed,
 }
 
 impl Stage {
     pub fn is_terminal(self) -> bool {
         matches!(self, Stage::Issued | Stage::Rejected | Stage::Failed)
+    }
+
+    /// The later of two stages in the flow's order (hooks only move a process forward).
+    fn max_with(self, other: Stage) -> Stage {
+        self.max(other)
     }
 }
 
@@ -63,15 +79,19 @@ pub enum Documents {
     Accepted,
 }
 
+/// Our contract card. It goes after MUST has accepted and recognised the documents
+/// (changelog v3: recognition may overwrite the contract), merged over what was recognised.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "kebab-case")]
 pub enum Contract {
-    /// Not sent: it goes after the documents (changelog v3).
     NotSent,
-    Submitting,
-    Submitted,
+    Submitting { round: u32 },
+    Submitted { round: u32 },
     Accepted,
 }
+
+/// Our card is sent again at most this many times when recognition overwrites it.
+const CONTRACT_ROUNDS: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "kebab-case")]
@@ -100,9 +120,20 @@ pub enum Payment {
 pub enum ArchivePurpose {
     Policy,
     Invoice,
+    Draft,
 }
 
-/// Work the step runner must do; each is idempotent under its `key`.
+impl ArchivePurpose {
+    pub fn name(self) -> &'static str {
+        match self {
+            ArchivePurpose::Policy => "policy",
+            ArchivePurpose::Invoice => "invoice",
+            ArchivePurpose::Draft => "draft",
+        }
+    }
+}
+
+/// Work the step runner must do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "effect", rename_all = "kebab-case")]
 pub enum Effect {
@@ -110,8 +141,8 @@ pub enum Effect {
     InitScoring,
     /// Step 3: upload the bank's documents of these types and associate them.
     SubmitDocuments { round: u32, type_ids: Vec<u32> },
-    /// Step 4: the contract card.
-    SubmitContract,
+    /// Step 4: the contract card (ours over what recognition pre-filled).
+    SubmitContract { round: u32 },
     /// Step 6: payment link or invoice for the chosen insurer.
     RequestPayment { insurer: Insurer, method: PaymentMethod },
     /// Download MUST blobs and store them in S3.
@@ -122,36 +153,53 @@ pub enum Effect {
     Notify(TruckNotification),
 }
 
-impl Effect {
-    /// A key that names this piece of work within its process, for intent records.
-    pub fn key(&self) -> String {
+impl EffectSpec for Effect {
+    fn key(&self) -> String {
         match self {
             Effect::InitScoring => "init".into(),
             Effect::SubmitDocuments { round, .. } => format!("documents-{round}"),
-            Effect::SubmitContract => "contract".into(),
+            Effect::SubmitContract { round } => format!("contract-{round}"),
             Effect::RequestPayment { insurer, .. } => format!("payment-{insurer}"),
-            Effect::ArchiveFiles { purpose: ArchivePurpose::Policy, .. } => "archive-policy".into(),
-            Effect::ArchiveFiles { purpose: ArchivePurpose::Invoice, .. } => "archive-invoice".into(),
-            Effect::SubmitPaymentOrder { document } => format!("payment-order-{}", document.s3_key),
+            Effect::ArchiveFiles { purpose, blob_ids } => match blob_ids.first() {
+                Some(first) => format!("archive-{}-{first}", purpose.name()),
+                None => format!("archive-{}", purpose.name()),
+            },
+            Effect::SubmitPaymentOrder { document } => {
+                format!("payment-order-{}", short_digest(&document.s3_key))
+            }
             Effect::Notify(n) => format!("notify-{}", n.event_id),
         }
     }
 
-    /// Whether doing this again after a crash is harmless, so no intent record need
-    /// guard it: downloads into S3 (the object is found there), notices (the bank
-    /// de-duplicates by `eventId`). Every call that changes the process at MUST is not.
-    pub fn is_repeatable(&self) -> bool {
-        matches!(self, Effect::ArchiveFiles { .. } | Effect::Notify(_))
+    /// Downloads into S3 (the object is found there) and notices (the bank de-duplicates
+    /// by `eventId`) are repeatable; every call that changes the process at MUST is not.
+    fn class(&self) -> EffectClass {
+        match self {
+            Effect::ArchiveFiles { .. } | Effect::Notify(_) => EffectClass::Repeatable,
+            _ => EffectClass::ChangesPartner,
+        }
+    }
+
+    fn is_notice(&self) -> bool {
+        matches!(self, Effect::Notify(_))
     }
 }
 
-/// What happened, from MUST, the bank, or the runner's own completed effects.
+fn short_digest(text: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(text.as_bytes()))[..16].to_owned()
+}
+
+/// What happened, from MUST, the bank, an operator, or the runner's own effects.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
 pub enum ProcessEvent {
-    /// A hook from MUST; `id` is its stored id (the de-duplication key).
+    /// A hook from MUST. `id` is its stored id; `by_content` when it was derived from
+    /// the hook's content because MUST sent no delivery id (see `Outbox::applied_key`).
     Hook {
         id: String,
+        #[serde(default)]
+        by_content: bool,
         payload: HookPayload,
     },
     /// The bank sent replacement documents.
@@ -164,6 +212,15 @@ pub enum ProcessEvent {
         id: String,
         document: BankDocument,
     },
+    /// An operator resolved the review of a call whose outcome was unknown.
+    ReviewResolved {
+        id: String,
+        resolution: Resolution,
+    },
+    /// An operator asks for the files not archived yet to be tried again.
+    RetryArchive {
+        id: String,
+    },
     /// Results of effects, applied by the runner that performed them.
     Initialized {
         scoring_id: ScoringId,
@@ -171,18 +228,34 @@ pub enum ProcessEvent {
     DocumentsSubmitted {
         round: u32,
     },
-    ContractSubmitted,
+    ContractSubmitted {
+        round: u32,
+    },
     PaymentRequested {
         insurer: Insurer,
+    },
+    /// MUST refused the payment for this insurer (changelog v2: 403, it did not approve).
+    PaymentRefused {
+        insurer: Insurer,
+        error: ErrorReport,
     },
     FilesArchived {
         purpose: ArchivePurpose,
         files: Vec<ArchivedFile>,
+        #[serde(default)]
+        pending: Vec<PendingFile>,
     },
     PaymentOrderSubmitted,
     /// An effect failed permanently.
     EffectFailed {
+        effect: String,
         error: ErrorReport,
+    },
+    /// A call that changes something at MUST ended without a known outcome.
+    CallUncertain {
+        effect: String,
+        at_ms: u64,
+        detail: String,
     },
 }
 
@@ -192,8 +265,32 @@ impl ProcessEvent {
         match self {
             ProcessEvent::Hook { id, .. }
             | ProcessEvent::DocumentsCorrected { id, .. }
-            | ProcessEvent::PaymentOrderReceived { id, .. } => Some(id),
+            | ProcessEvent::PaymentOrderReceived { id, .. }
+            | ProcessEvent::ReviewResolved { id, .. }
+            | ProcessEvent::RetryArchive { id } => Some(id),
             _ => None,
+        }
+    }
+
+    /// What caused the notices this event gives: the same cause, the same notice ids.
+    fn cause(&self) -> String {
+        match self {
+            ProcessEvent::Initialized { .. } => "initialized".into(),
+            ProcessEvent::DocumentsSubmitted { round } => format!("documents-submitted-{round}"),
+            ProcessEvent::ContractSubmitted { round } => format!("contract-submitted-{round}"),
+            ProcessEvent::PaymentRequested { insurer } => format!("payment-requested-{insurer}"),
+            ProcessEvent::PaymentRefused { insurer, .. } => format!("payment-refused-{insurer}"),
+            ProcessEvent::FilesArchived { purpose, files, pending } => format!(
+                "archived-{}-{}-{}",
+                purpose.name(),
+                files.first().map_or("", |f| f.blob_id.as_str()),
+                pending.len()
+            ),
+            ProcessEvent::PaymentOrderSubmitted => "payment-order-submitted".into(),
+            ProcessEvent::EffectFailed { effect, .. } => format!("failed-{effect}"),
+            ProcessEvent::CallUncertain { effect, at_ms, .. } => format!("uncertain-{effect}-{at_ms}"),
+            // External events are caused by themselves (`apply` passes their applied key).
+            _ => String::new(),
         }
     }
 }
@@ -203,6 +300,16 @@ pub struct IssuedPolicy {
     pub number: Option<String>,
     pub blob_ids: Vec<BlobId>,
     pub files: Vec<ArchivedFile>,
+    /// Files MUST has for us that are not archived yet (a replay finishes them).
+    #[serde(default)]
+    pub pending_files: Vec<PendingFile>,
+}
+
+/// The cause of the event being applied, and the notices it produced so far (for their ids).
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Cause {
+    id: String,
+    notices: Vec<&'static str>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -217,19 +324,24 @@ pub struct TruckProcess {
     pub document_rounds: u32,
     pub contract: Contract,
     /// The contract MUST pre-filled from recognised documents, if it sent one.
-    pub prefilled_contract: Option<serde_json::Value>,
+    pub prefilled_contract: Option<Value>,
     pub offers: BTreeMap<Insurer, Offer>,
     pub chosen: Option<Insurer>,
     pub payment: Payment,
+    /// Draft blobs MUST issued, and those archived.
     pub drafts: Vec<BlobId>,
+    #[serde(default)]
+    pub draft_files: Vec<ArchivedFile>,
     pub policy: Option<IssuedPolicy>,
     pub error: Option<ErrorReport>,
-    /// Effects not yet performed, oldest first.
-    pub pending: Vec<Effect>,
-    /// Ids of external events already applied.
+    /// Errors reported after the policy was issued: kept, never turning it into `failed`.
+    #[serde(default)]
+    pub late_errors: Vec<ErrorReport>,
+    pub outbox: Outbox<Effect>,
+    /// Keys of external events already applied.
     pub applied: Vec<String>,
-    /// Notifications issued so far; numbers the next one's id.
-    pub notices: u32,
+    #[serde(skip)]
+    cause: Cause,
 }
 
 impl TruckProcess {
@@ -249,101 +361,148 @@ impl TruckProcess {
             chosen: None,
             payment: Payment::NotRequested,
             drafts: Vec::new(),
+            draft_files: Vec::new(),
             policy: None,
             error: None,
-            pending: vec![Effect::InitScoring],
+            late_errors: Vec::new(),
+            outbox: Outbox::new(vec![Effect::InitScoring]),
             applied: Vec::new(),
-            notices: 0,
+            cause: Cause::default(),
         }
     }
 
-    /// Applies one event. On `Ignored` or `Rejected` the process is unchanged.
-    pub fn apply(&mut self, event: ProcessEvent) -> Outcome {
-        if let Some(id) = event.external_id() {
-            if self.applied.iter().any(|a| a == id) {
-                return Outcome::Ignored(format!("duplicate event {id}"));
-            }
+    /// The FIFO message group of everything about this process: MUST's scoringId once
+    /// known (the hooks' group), our process id before.
+    pub fn message_group(&self) -> String {
+        match &self.scoring_id {
+            Some(sid) => sid.to_string(),
+            None => self.id.to_string(),
         }
-        let external_id = event.external_id().map(str::to_owned);
-        if self.stage.is_terminal() {
-            return Outcome::Ignored(format!("process has ended ({:?})", self.stage));
+    }
+
+    /// The card we send MUST: ours over what recognition pre-filled.
+    pub fn contract_card(&self) -> Value {
+        ContractCard::for_request(&self.request).merged_with(self.prefilled_contract.as_ref())
+    }
+
+    /// Applies one event. On anything but `Advanced` the process is unchanged.
+    pub fn apply(&mut self, event: ProcessEvent) -> Outcome {
+        let key = match &event {
+            ProcessEvent::Hook { id, by_content, .. } => Some(self.outbox.applied_key(id, *by_content)),
+            other => other.external_id().map(str::to_owned),
+        };
+        if key.as_ref().is_some_and(|k| self.applied.contains(k)) {
+            return Outcome::Duplicate;
         }
         let mut next = self.clone();
+        next.cause = Cause { id: key.clone().unwrap_or_else(|| event.cause()), notices: Vec::new() };
         let outcome = next.transition(event);
         if outcome == Outcome::Advanced {
-            if let Some(id) = external_id {
-                next.applied.push(id);
-            }
+            next.cause = Cause::default();
+            next.applied.extend(key);
             *self = next;
         }
         outcome
     }
 
-    /// Removes a performed effect from the outbox.
-    pub fn complete(&mut self, effect_key: &str) {
-        self.pending.retain(|e| e.key() != effect_key);
-    }
-
     fn notify(&mut self, notice: TruckNotice) {
-        self.notices += 1;
+        let kind = notice.kind();
+        let nth = self.cause.notices.iter().filter(|k| **k == kind).count();
+        self.cause.notices.push(kind);
         let n = TruckNotification {
-            event_id: format!("{}-{}", self.id, self.notices),
+            event_id: workflow::notice_id(self.id.as_str(), &self.cause.id, kind, nth),
             process_id: self.id.clone(),
             notice,
         };
-        self.pending.push(Effect::Notify(n));
+        self.outbox.push(Effect::Notify(n));
     }
 
     fn fail(&mut self, error: ErrorReport) {
+        if self.policy.is_some() {
+            // The insurer has issued: the policy stays issued, the error is kept beside it.
+            self.late_errors.push(error);
+            return;
+        }
         self.stage = Stage::Failed;
         // Work that can no longer matter is dropped; notices already due are still sent.
-        self.pending.retain(|e| matches!(e, Effect::Notify(_)));
+        self.outbox.drop_work();
         self.error = Some(error.clone());
         self.notify(TruckNotice::Failed { error });
     }
 
+    /// What an ended process still takes: history MUST sends late (payment, drafts, a
+    /// policy issued after all), files archived late, an operator's retry.
+    fn takes_after_end(&self, event: &ProcessEvent) -> bool {
+        match event {
+            ProcessEvent::Hook { payload, .. } => match payload {
+                HookPayload::PolicyIsPaid => self.chosen.is_some(),
+                HookPayload::DraftIssued { .. } => self.stage == Stage::Issued,
+                HookPayload::PolicyIssued { .. } => self.stage == Stage::Failed && self.chosen.is_some(),
+                // Kept beside the issued policy, never turning it into failed.
+                HookPayload::Failed { .. } | HookPayload::CompanyFailed { .. } => self.stage == Stage::Issued,
+                _ => false,
+            },
+            ProcessEvent::EffectFailed { .. } => self.stage == Stage::Issued,
+            ProcessEvent::FilesArchived { .. } | ProcessEvent::RetryArchive { .. } => true,
+            _ => false,
+        }
+    }
+
     fn transition(&mut self, event: ProcessEvent) -> Outcome {
         use Outcome::{Advanced, Ignored, Rejected};
+        if self.stage.is_terminal() && !self.takes_after_end(&event) {
+            let why = format!("the process has ended ({:?})", self.stage);
+            return if event.external_id().is_some() { Rejected(why) } else { Ignored(why) };
+        }
         match event {
             ProcessEvent::Initialized { scoring_id } => match &self.scoring_id {
                 Some(existing) if *existing == scoring_id => Ignored("already initialized".into()),
                 Some(existing) => Rejected(format!("already initialized as {existing}, not {scoring_id}")),
                 None => {
                     self.scoring_id = Some(scoring_id);
-                    self.stage = Stage::Preparing;
+                    self.stage = self.stage.max_with(Stage::Preparing);
                     Advanced
                 }
             },
             ProcessEvent::Hook { payload, .. } if self.scoring_id.is_none() => {
                 Rejected(format!("hook {:?} before the process was initialized", hook_name(&payload)))
             }
-            ProcessEvent::Hook { payload, .. } => self.on_hook(payload),
+            ProcessEvent::Hook { payload, .. } => {
+                self.proven_by(&payload);
+                self.on_hook(payload)
+            }
             ProcessEvent::DocumentsCorrected { documents, .. } => self.on_documents_corrected(documents),
             ProcessEvent::PaymentOrderReceived { document, .. } => match self.payment {
                 Payment::InvoiceReady { .. } | Payment::OrderSubmitted => {
                     self.payment = Payment::OrderSubmitting;
-                    self.pending.push(Effect::SubmitPaymentOrder { document });
+                    self.outbox.push(Effect::SubmitPaymentOrder { document });
                     Advanced
                 }
                 _ => Rejected("payment order for a process with no invoice".into()),
             },
+            ProcessEvent::ReviewResolved { resolution, .. } => self.resolve(resolution),
+            ProcessEvent::RetryArchive { .. } => match self.policy.as_ref() {
+                Some(policy) if !policy.pending_files.is_empty() => {
+                    let blob_ids =
+                        policy.pending_files.iter().filter_map(|f| BlobId::parse(&f.blob_id).ok()).collect();
+                    self.outbox.push(Effect::ArchiveFiles { purpose: ArchivePurpose::Policy, blob_ids });
+                    Advanced
+                }
+                _ => Ignored("no policy file is pending".into()),
+            },
             ProcessEvent::DocumentsSubmitted { round } => match self.documents {
                 Documents::Submitting { round: r } if r == round => {
                     self.documents = Documents::Submitted { round };
-                    if self.contract == Contract::NotSent {
-                        self.contract = Contract::Submitting;
-                        self.pending.push(Effect::SubmitContract);
-                    }
                     Advanced
                 }
                 _ => Ignored(format!("documents round {round} is not the one in flight")),
             },
-            ProcessEvent::ContractSubmitted => match self.contract {
-                Contract::Submitting => {
-                    self.contract = Contract::Submitted;
+            ProcessEvent::ContractSubmitted { round } => match self.contract {
+                Contract::Submitting { round: r } if r == round => {
+                    self.contract = Contract::Submitted { round };
                     Advanced
                 }
-                _ => Ignored("contract is not being submitted".into()),
+                _ => Ignored(format!("contract round {round} is not the one in flight")),
             },
             ProcessEvent::PaymentRequested { insurer } => {
                 if self.payment == Payment::Requesting && self.chosen.as_ref() == Some(&insurer) {
@@ -353,23 +512,22 @@ impl TruckProcess {
                     Ignored("no payment request in flight for that insurer".into())
                 }
             }
-            ProcessEvent::FilesArchived { purpose: ArchivePurpose::Invoice, files } => {
-                let Some(insurer) = self.chosen.clone() else {
-                    return Rejected("invoice archived with no insurer chosen".into());
-                };
-                self.payment = Payment::InvoiceReady { files: files.clone() };
-                self.notify(TruckNotice::InvoiceReady { insurer, files });
-                Advanced
+            ProcessEvent::PaymentRefused { insurer, error } => {
+                if self.chosen.as_ref() != Some(&insurer) || self.is_paid_or_further() {
+                    return Ignored("no payment request in flight for that insurer".into());
+                }
+                // Changelog v2: that insurer cannot be paid; the next approved offer can.
+                self.record_offer(insurer.clone(), Offer::Failed { error: error.clone() });
+                self.notify(TruckNotice::Offer {
+                    insurer,
+                    outcome: OfferOutcome::Failed,
+                    premium: None,
+                    error: Some(error),
+                });
+                self.decide()
             }
-            ProcessEvent::FilesArchived { purpose: ArchivePurpose::Policy, files } => {
-                let Some(policy) = self.policy.as_mut() else {
-                    return Rejected("policy archived before it was issued".into());
-                };
-                policy.files = files.clone();
-                let policy_number = policy.number.clone();
-                self.stage = Stage::Issued;
-                self.notify(TruckNotice::PolicyIssued { insurer: self.chosen.clone(), policy_number, files });
-                Advanced
+            ProcessEvent::FilesArchived { purpose, files, pending } => {
+                self.on_archived(purpose, files, pending)
             }
             ProcessEvent::PaymentOrderSubmitted => match self.payment {
                 Payment::OrderSubmitting => {
@@ -378,10 +536,84 @@ impl TruckProcess {
                 }
                 _ => Ignored("no payment order in flight".into()),
             },
-            ProcessEvent::EffectFailed { error } => {
+            ProcessEvent::EffectFailed { error, .. } => {
                 self.fail(error);
                 Advanced
             }
+            ProcessEvent::CallUncertain { effect, at_ms, detail } => {
+                if !self.outbox.hold(&effect, at_ms, detail.clone()) {
+                    return Ignored(format!("{effect} is not pending or a review is open"));
+                }
+                self.notify(TruckNotice::NeedsReview { effect, since_ms: at_ms, detail });
+                Advanced
+            }
+        }
+    }
+
+    /// A hook that can only follow a held call proves the call happened.
+    fn proven_by(&mut self, payload: &HookPayload) {
+        let Some(held) = self.outbox.held() else { return };
+        let proven = match (held, payload) {
+            (
+                Effect::SubmitDocuments { .. },
+                HookPayload::DocumentsUploadFailed { .. }
+                | HookPayload::DocumentsUploadCompleted
+                | HookPayload::ContractUpdateCompleted { prefilled_contract: Some(_) },
+            ) => true,
+            (
+                Effect::SubmitContract { .. },
+                HookPayload::ContractUpdateCompleted { .. } | HookPayload::Started { .. },
+            ) => true,
+            (
+                Effect::RequestPayment { .. },
+                HookPayload::PaymentLinkGenerated { .. }
+                | HookPayload::PaymentInvoiceGenerated { .. }
+                | HookPayload::PolicyIsPaid
+                | HookPayload::PolicyIssued { .. },
+            ) => true,
+            (
+                Effect::SubmitPaymentOrder { .. },
+                HookPayload::PolicyIsPaid | HookPayload::PolicyIssued { .. },
+            ) => true,
+            _ => false,
+        };
+        if proven {
+            self.resolve(Resolution::Happened { reference: None, number: None });
+        }
+    }
+
+    /// Lifts a review: the held call happened (its result is applied), or it did not (it is sent again).
+    fn resolve(&mut self, resolution: Resolution) -> Outcome {
+        use Outcome::{Advanced, Rejected};
+        let Some(held) = self.outbox.held().cloned() else {
+            return Rejected("no call is held for review".into());
+        };
+        let reference = match resolution {
+            Resolution::DidNotHappen => {
+                self.outbox.release();
+                return Advanced;
+            }
+            Resolution::Happened { reference, .. } => reference,
+        };
+        let result = match &held {
+            Effect::InitScoring => match reference.as_deref().map(ScoringId::parse) {
+                Some(Ok(scoring_id)) => ProcessEvent::Initialized { scoring_id },
+                _ => return Rejected("init happened: give MUST's scoringId as the reference".into()),
+            },
+            Effect::SubmitDocuments { round, .. } => ProcessEvent::DocumentsSubmitted { round: *round },
+            Effect::SubmitContract { round } => ProcessEvent::ContractSubmitted { round: *round },
+            Effect::RequestPayment { insurer, .. } => {
+                ProcessEvent::PaymentRequested { insurer: insurer.clone() }
+            }
+            Effect::SubmitPaymentOrder { .. } => ProcessEvent::PaymentOrderSubmitted,
+            Effect::ArchiveFiles { .. } | Effect::Notify(_) => {
+                return Rejected("only calls that change something at MUST are held".into())
+            }
+        };
+        self.outbox.complete(&held.key(), true);
+        match self.transition(result) {
+            Outcome::Rejected(why) => Rejected(why),
+            _ => Advanced,
         }
     }
 
@@ -405,17 +637,13 @@ impl TruckProcess {
             },
             HookPayload::DocumentsUploadCompleted => {
                 self.documents = Documents::Accepted;
+                if self.contract == Contract::NotSent {
+                    self.submit_contract(1);
+                }
                 Advanced
             }
             HookPayload::ContractUpdateCompleted { prefilled_contract } => {
-                if prefilled_contract.is_some() {
-                    self.prefilled_contract = prefilled_contract;
-                }
-                // A pre-filled contract from recognition, before ours was sent, does not
-                // accept our card: ours still goes, after the documents.
-                if self.contract == Contract::Submitted {
-                    self.contract = Contract::Accepted;
-                }
+                self.on_contract_updated(prefilled_contract);
                 Advanced
             }
             HookPayload::Started { insurers } => {
@@ -472,17 +700,21 @@ impl TruckProcess {
                 self.decide()
             }
             HookPayload::DraftIssued { blob_ids, .. } => {
-                for id in blob_ids {
-                    if !self.drafts.contains(&id) {
-                        self.drafts.push(id);
-                    }
+                let new: Vec<BlobId> = blob_ids.into_iter().filter(|id| !self.drafts.contains(id)).collect();
+                if new.is_empty() {
+                    return Ignored("drafts already known".into());
                 }
+                self.drafts.extend(new.iter().cloned());
+                self.outbox.push(Effect::ArchiveFiles { purpose: ArchivePurpose::Draft, blob_ids: new });
                 Advanced
             }
             HookPayload::PaymentLinkGenerated { url, .. } => {
                 let Some(insurer) = self.chosen.clone() else {
                     return Rejected("payment link for a process that requested none".into());
                 };
+                if self.is_paid_or_further() {
+                    return Ignored("already paid".into());
+                }
                 self.payment = Payment::LinkReady { url: url.clone() };
                 self.notify(TruckNotice::PaymentLinkReady { insurer, url });
                 Advanced
@@ -491,15 +723,21 @@ impl TruckProcess {
                 if self.chosen.is_none() {
                     return Rejected("invoice for a process that requested none".into());
                 }
-                self.pending.push(Effect::ArchiveFiles { purpose: ArchivePurpose::Invoice, blob_ids });
+                self.outbox.push(Effect::ArchiveFiles { purpose: ArchivePurpose::Invoice, blob_ids });
                 Advanced
             }
             HookPayload::PolicyIsPaid => {
                 if self.chosen.is_none() {
                     return Rejected("paid before any payment was requested".into());
                 }
+                if self.payment == Payment::Paid {
+                    return Ignored("already paid".into());
+                }
+                // May come after `policy-issued` (MUST sends them close together): history, recorded.
                 self.payment = Payment::Paid;
-                self.stage = Stage::AwaitingPolicy;
+                if !self.stage.is_terminal() {
+                    self.stage = self.stage.max_with(Stage::AwaitingPolicy);
+                }
                 self.notify(TruckNotice::Paid);
                 Advanced
             }
@@ -510,18 +748,91 @@ impl TruckProcess {
                 if self.policy.is_some() {
                     return Ignored("policy already issued".into());
                 }
+                // Issued after all (even after an error ended the process): the policy exists.
+                self.error = None;
                 self.stage = Stage::Archiving;
                 self.policy = Some(IssuedPolicy {
                     number: policy_number,
                     blob_ids: blob_ids.clone(),
                     files: Vec::new(),
+                    pending_files: Vec::new(),
                 });
-                self.pending.push(Effect::ArchiveFiles { purpose: ArchivePurpose::Policy, blob_ids });
+                self.outbox.push(Effect::ArchiveFiles { purpose: ArchivePurpose::Policy, blob_ids });
                 Advanced
             }
             HookPayload::Failed { code, message } => {
                 self.fail(ErrorReport::from_must(code, message.as_deref()));
                 Advanced
+            }
+        }
+    }
+
+    fn submit_contract(&mut self, round: u32) {
+        self.contract = Contract::Submitting { round };
+        self.outbox.push(Effect::SubmitContract { round });
+    }
+
+    /// `contract/update-completed`: an acknowledgement of our card, or (changelog v3) the
+    /// contract recognition pre-filled. Ours goes after recognition; a recognised contract
+    /// that overwrote ours afterwards gets ours sent again, not silently kept.
+    fn on_contract_updated(&mut self, prefilled: Option<Value>) {
+        let overridden = prefilled
+            .as_ref()
+            .is_some_and(|theirs| ContractCard::for_request(&self.request).is_overridden_by(theirs));
+        if let Some(contract) = prefilled.clone() {
+            self.prefilled_contract = Some(contract);
+        }
+        match self.contract.clone() {
+            Contract::NotSent if prefilled.is_some() => self.submit_contract(1),
+            Contract::NotSent | Contract::Submitting { .. } => {}
+            Contract::Submitted { round } if overridden && round < CONTRACT_ROUNDS => {
+                self.submit_contract(round + 1)
+            }
+            Contract::Submitted { .. } => self.contract = Contract::Accepted,
+            Contract::Accepted => {}
+        }
+    }
+
+    fn on_archived(
+        &mut self,
+        purpose: ArchivePurpose,
+        files: Vec<ArchivedFile>,
+        pending: Vec<PendingFile>,
+    ) -> Outcome {
+        match purpose {
+            ArchivePurpose::Draft => {
+                self.draft_files.extend(files);
+                Outcome::Advanced
+            }
+            ArchivePurpose::Invoice => {
+                let Some(insurer) = self.chosen.clone() else {
+                    return Outcome::Rejected("invoice archived with no insurer chosen".into());
+                };
+                if self.is_paid_or_further() {
+                    return Outcome::Ignored("already paid".into());
+                }
+                self.payment = Payment::InvoiceReady { files: files.clone() };
+                self.notify(TruckNotice::InvoiceReady { insurer, files, pending_files: pending });
+                Outcome::Advanced
+            }
+            ArchivePurpose::Policy => {
+                let Some(policy) = self.policy.as_mut() else {
+                    return Outcome::Rejected("policy archived before it was issued".into());
+                };
+                let retried: Vec<&str> = files.iter().map(|f| f.blob_id.as_str()).collect();
+                policy.files.retain(|f| !retried.contains(&f.blob_id.as_str()));
+                policy.files.extend(files);
+                policy.pending_files = pending;
+                let notice = TruckNotice::PolicyIssued {
+                    insurer: self.chosen.clone(),
+                    policy_number: policy.number.clone(),
+                    files: policy.files.clone(),
+                    pending_files: policy.pending_files.clone(),
+                    drafts: self.draft_files.clone(),
+                };
+                self.stage = Stage::Issued;
+                self.notify(notice);
+                Outcome::Advanced
             }
         }
     }
@@ -549,7 +860,7 @@ impl TruckProcess {
             None => self.required_types.clone(),
         };
         self.documents = Documents::Submitting { round };
-        self.pending.push(Effect::SubmitDocuments { round, type_ids });
+        self.outbox.push(Effect::SubmitDocuments { round, type_ids });
         Outcome::Advanced
     }
 
@@ -585,12 +896,12 @@ impl TruckProcess {
         let withdrawn = !matches!(offer, Offer::Approved { .. });
         self.offers.insert(insurer.clone(), offer);
         if withdrawn && self.chosen.as_ref() == Some(&insurer) {
-            // The chosen insurer dropped out (e.g. 1502/1602, payment link error):
+            // The chosen insurer dropped out (e.g. 1502/1602, or payment refused with 403):
             // before payment, fall back to the next approved offer; `decide` follows.
             self.chosen = None;
             self.payment = Payment::NotRequested;
             self.stage = Stage::Scoring;
-            self.pending.retain(|e| !matches!(e, Effect::RequestPayment { .. }));
+            self.outbox.retain(|e| !matches!(e, Effect::RequestPayment { .. }));
         }
     }
 
@@ -631,12 +942,26 @@ impl TruckProcess {
                 self.chosen = Some(insurer.clone());
                 self.stage = Stage::AwaitingPayment;
                 self.payment = Payment::Requesting;
-                self.pending.push(Effect::RequestPayment { insurer, method: self.request.payment.method });
+                self.outbox.push(Effect::RequestPayment { insurer, method: self.request.payment.method });
             }
             None if !any_pending && !self.offers.is_empty() => {
-                self.stage = Stage::Rejected;
-                self.pending.retain(|e| matches!(e, Effect::Notify(_)));
-                self.notify(TruckNotice::Rejected);
+                let payment_refusals: Vec<&ErrorReport> = self
+                    .offers
+                    .values()
+                    .filter_map(|o| match o {
+                        Offer::Failed { error } if error.code == PAYMENT_REFUSED => Some(error),
+                        _ => None,
+                    })
+                    .collect();
+                if let Some(last) = payment_refusals.last() {
+                    // Approved, but no approved insurer could be paid: that is a failure, with its reason.
+                    let error = (*last).clone();
+                    self.fail(error);
+                } else {
+                    self.stage = Stage::Rejected;
+                    self.outbox.drop_work();
+                    self.notify(TruckNotice::Rejected);
+                }
             }
             None => {}
         }
@@ -644,14 +969,36 @@ impl TruckProcess {
     }
 }
 
-impl Stage {
-    /// The later of two stages in the flow's order (hooks only move a process forward).
-    fn max_with(self, other: Stage) -> Stage {
-        if (other as u8) > (self as u8) {
-            other
-        } else {
-            self
-        }
+/// The code of a payment MUST refused for an insurer (changelog v2: HTTP 403).
+pub const PAYMENT_REFUSED: &str = "must-payment-refused";
+
+impl Workflow for TruckProcess {
+    type Event = ProcessEvent;
+    type Effect = Effect;
+
+    fn apply(&mut self, event: ProcessEvent) -> Outcome {
+        TruckProcess::apply(self, event)
+    }
+    fn outbox(&self) -> &Outbox<Effect> {
+        &self.outbox
+    }
+    fn outbox_mut(&mut self) -> &mut Outbox<Effect> {
+        &mut self.outbox
+    }
+    fn stage_name(&self) -> String {
+        workflow::stage_name(&self.stage, self.outbox.review().is_some())
+    }
+    fn is_terminal(&self) -> bool {
+        self.stage.is_terminal()
+    }
+    fn external_id(event: &ProcessEvent) -> Option<&str> {
+        event.external_id()
+    }
+    fn effect_failed(effect: &str, error: ErrorReport) -> ProcessEvent {
+        ProcessEvent::EffectFailed { effect: effect.to_owned(), error }
+    }
+    fn effect_uncertain(effect: &str, at_ms: u64, detail: String) -> ProcessEvent {
+        ProcessEvent::CallUncertain { effect: effect.to_owned(), at_ms, detail }
     }
 }
 

@@ -2,6 +2,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::domain::bank::truck::{PaymentChoice, TruckBankEvent};
+use crate::domain::workflow::EffectSpec;
 
 fn request(method: PaymentMethod, preferred: Option<&str>) -> TruckPolicyRequest {
     let json = include_str!("../../../examples/bank/truck.policy-requested.json");
@@ -18,55 +19,72 @@ fn ins(code: &str) -> Insurer {
     Insurer::parse(code).unwrap()
 }
 
+/// A hook with a delivery id.
 fn hook(id: &str, payload: HookPayload) -> ProcessEvent {
-    ProcessEvent::Hook { id: id.into(), payload }
+    ProcessEvent::Hook { id: id.into(), by_content: false, payload }
 }
 
-/// Plays the step runner: performs every pending effect successfully, feeding
-/// its result back, and collects the notifications it would send.
+/// A hook known only by its content (MUST sent no delivery id).
+fn content_hook(digest: &str, payload: HookPayload) -> ProcessEvent {
+    ProcessEvent::Hook { id: digest.into(), by_content: true, payload }
+}
+
+fn file(blob: &str) -> ArchivedFile {
+    ArchivedFile {
+        blob_id: blob.into(),
+        bucket: "bucket".into(),
+        key: format!("k/{blob}.pdf"),
+        size: 10,
+        sha256: "00".into(),
+        content_type: "application/pdf".into(),
+    }
+}
+
+/// The result the runner would apply after performing `effect` successfully.
+fn success(effect: &Effect) -> Option<ProcessEvent> {
+    match effect {
+        Effect::InitScoring => {
+            Some(ProcessEvent::Initialized { scoring_id: ScoringId::parse("sc-1").unwrap() })
+        }
+        Effect::SubmitDocuments { round, .. } => Some(ProcessEvent::DocumentsSubmitted { round: *round }),
+        Effect::SubmitContract { round } => Some(ProcessEvent::ContractSubmitted { round: *round }),
+        Effect::RequestPayment { insurer, .. } => {
+            Some(ProcessEvent::PaymentRequested { insurer: insurer.clone() })
+        }
+        Effect::ArchiveFiles { purpose, blob_ids } => Some(ProcessEvent::FilesArchived {
+            purpose: *purpose,
+            files: blob_ids.iter().map(|b| file(b.as_str())).collect(),
+            pending: Vec::new(),
+        }),
+        Effect::SubmitPaymentOrder { .. } => Some(ProcessEvent::PaymentOrderSubmitted),
+        Effect::Notify(_) => None,
+    }
+}
+
+/// Plays the step runner: performs every runnable effect successfully, feeding its
+/// result back, and collects the notifications it would send.
 fn run_effects(p: &mut TruckProcess, sent: &mut Vec<TruckNotification>) {
-    while let Some(effect) = p.pending.first().cloned() {
-        let result = match &effect {
-            Effect::InitScoring => {
-                Some(ProcessEvent::Initialized { scoring_id: ScoringId::parse("sc-1").unwrap() })
-            }
-            Effect::SubmitDocuments { round, .. } => Some(ProcessEvent::DocumentsSubmitted { round: *round }),
-            Effect::SubmitContract => Some(ProcessEvent::ContractSubmitted),
-            Effect::RequestPayment { insurer, .. } => {
-                Some(ProcessEvent::PaymentRequested { insurer: insurer.clone() })
-            }
-            Effect::ArchiveFiles { purpose, blob_ids } => Some(ProcessEvent::FilesArchived {
-                purpose: *purpose,
-                files: blob_ids
-                    .iter()
-                    .map(|b| ArchivedFile {
-                        blob_id: b.to_string(),
-                        bucket: "bucket".into(),
-                        key: format!("k/{b}"),
-                        size: 10,
-                        sha256: "00".into(),
-                    })
-                    .collect(),
-            }),
-            Effect::SubmitPaymentOrder { .. } => Some(ProcessEvent::PaymentOrderSubmitted),
-            Effect::Notify(n) => {
-                sent.push(n.clone());
-                None
-            }
-        };
-        p.complete(&effect.key());
-        if let Some(event) = result {
+    while let Some(effect) = p.outbox.next().cloned() {
+        if let Effect::Notify(n) = &effect {
+            sent.push(n.clone());
+        }
+        p.outbox.complete(&effect.key(), true);
+        if let Some(event) = success(&effect) {
             let outcome = p.apply(event);
-            assert!(outcome != Outcome::Rejected(String::new()), "{outcome:?}");
+            assert!(!matches!(outcome, Outcome::Rejected(_)), "{outcome:?}");
         }
     }
 }
 
-fn started() -> (TruckProcess, Vec<TruckNotification>) {
-    let mut p = TruckProcess::start(request(PaymentMethod::Link, None));
+fn started_with(request: TruckPolicyRequest) -> (TruckProcess, Vec<TruckNotification>) {
+    let mut p = TruckProcess::start(request);
     let mut sent = Vec::new();
     run_effects(&mut p, &mut sent);
     (p, sent)
+}
+
+fn started() -> (TruckProcess, Vec<TruckNotification>) {
+    started_with(request(PaymentMethod::Link, None))
 }
 
 fn feed(p: &mut TruckProcess, sent: &mut Vec<TruckNotification>, events: Vec<ProcessEvent>) {
@@ -97,50 +115,94 @@ fn happy_hooks() -> Vec<ProcessEvent> {
     ]
 }
 
-fn kinds(sent: &[TruckNotification]) -> Vec<String> {
-    sent.iter()
-        .map(|n| serde_json::to_value(&n.notice).unwrap()["type"].as_str().unwrap().to_owned())
-        .collect()
+fn kinds(sent: &[TruckNotification]) -> Vec<&'static str> {
+    sent.iter().map(|n| n.notice.kind()).collect()
 }
 
+const HAPPY: [&str; 4] = ["truck.offer", "truck.payment-link-ready", "truck.paid", "truck.policy-issued"];
+
 #[test]
-fn happy_path_issues_and_archives_the_policy() {
+fn happy_path_issues_and_archives_the_policy_and_its_draft() {
     let (mut p, mut sent) = started();
     assert_eq!(p.stage, Stage::Preparing);
     feed(&mut p, &mut sent, happy_hooks());
     assert_eq!(p.stage, Stage::Issued);
-    assert!(p.pending.is_empty());
+    assert!(p.outbox.is_empty());
     assert_eq!(p.contract, Contract::Accepted);
     assert_eq!(p.documents, Documents::Accepted);
     assert_eq!(p.chosen, Some(ins("ingostrah")));
-    assert_eq!(p.policy.as_ref().unwrap().files.len(), 1);
-    assert_eq!(
-        kinds(&sent),
-        ["truck.offer", "truck.payment-link-ready", "truck.paid", "truck.policy-issued"]
-    );
-    assert_eq!(sent[3].event_id, "REQ-2026-0001-4");
+    assert_eq!(p.policy.as_ref().unwrap().files, [file("p1")]);
+    assert_eq!(p.draft_files, [file("d1")]);
+    assert_eq!(kinds(&sent), HAPPY);
+    let TruckNotice::PolicyIssued { drafts, pending_files, .. } = &sent[3].notice else { panic!() };
+    assert_eq!((drafts.as_slice(), pending_files.is_empty()), (&[file("d1")][..], true));
+    assert!(sent[3].event_id.starts_with("REQ-2026-0001-"));
 }
 
 #[test]
-fn contract_goes_after_documents() {
+fn the_contract_goes_once_the_documents_are_accepted_not_when_associated() {
     let (mut p, _) = started();
     p.apply(hook("h1", HookPayload::DocumentsTypesRequired { type_ids: vec![11] }));
-    assert_eq!(p.pending, vec![Effect::SubmitDocuments { round: 1, type_ids: vec![11] }]);
-    assert_eq!(p.contract, Contract::NotSent);
-    p.complete("documents-1");
+    assert_eq!(p.outbox.pending(), [Effect::SubmitDocuments { round: 1, type_ids: vec![11] }]);
+    p.outbox.complete("documents-1", true);
     p.apply(ProcessEvent::DocumentsSubmitted { round: 1 });
-    assert_eq!(p.pending, vec![Effect::SubmitContract]);
+    assert!(p.outbox.is_empty(), "associated is not accepted (changelog v3: recognition may follow)");
+    p.apply(hook("h2", HookPayload::DocumentsUploadCompleted));
+    assert_eq!(p.outbox.pending(), [Effect::SubmitContract { round: 1 }]);
 }
 
 #[test]
-fn prefilled_contract_before_ours_is_recorded_not_taken_as_acceptance() {
+fn a_recognised_contract_before_ours_fills_our_gaps_and_ours_is_sent() {
     let (mut p, mut sent) = started();
-    let prefilled = serde_json::json!({"vin": "WMA06XZZ8GP000001"});
-    p.apply(hook("c0", HookPayload::ContractUpdateCompleted { prefilled_contract: Some(prefilled.clone()) }));
-    assert_eq!(p.contract, Contract::NotSent);
-    assert_eq!(p.prefilled_contract, Some(prefilled));
-    feed(&mut p, &mut sent, happy_hooks());
+    feed(&mut p, &mut sent, happy_hooks()[..1].to_vec());
+    let recognised = serde_json::json!({"vin": "RECOGNISED0000001", "engineNumber": "5738777"});
+    p.apply(hook(
+        "c0",
+        HookPayload::ContractUpdateCompleted { prefilled_contract: Some(recognised.clone()) },
+    ));
+    assert_eq!(p.outbox.pending(), [Effect::SubmitContract { round: 1 }], "recognition done: ours goes");
+    let card = p.contract_card();
+    assert_eq!(card["vin"], "WMA06XZZ8GP000001", "the bank's VIN wins");
+    assert_eq!(card["engineNumber"], "5738777", "recognition fills the gap");
+    run_effects(&mut p, &mut sent);
+    feed(&mut p, &mut sent, happy_hooks()[1..].to_vec());
+    assert_eq!(p.contract, Contract::Accepted);
     assert_eq!(p.stage, Stage::Issued);
+}
+
+#[test]
+fn a_recognised_contract_after_ours_does_not_silently_replace_it() {
+    let (mut p, mut sent) = started();
+    feed(&mut p, &mut sent, happy_hooks()[..2].to_vec());
+    assert_eq!(p.contract, Contract::Submitted { round: 1 });
+    let overwrite = serde_json::json!({"vin": "RECOGNISED0000001", "owner": {"name": "someone else"}});
+    feed(
+        &mut p,
+        &mut sent,
+        vec![hook(
+            "c1",
+            HookPayload::ContractUpdateCompleted { prefilled_contract: Some(overwrite.clone()) },
+        )],
+    );
+    assert_eq!(p.contract, Contract::Submitted { round: 2 }, "ours went again");
+    assert_eq!(p.contract_card()["vin"], "WMA06XZZ8GP000001");
+    feed(
+        &mut p,
+        &mut sent,
+        vec![hook("c2", HookPayload::ContractUpdateCompleted { prefilled_contract: None })],
+    );
+    assert_eq!(p.contract, Contract::Accepted);
+    let (mut q, mut sent) = started();
+    feed(&mut q, &mut sent, happy_hooks()[..2].to_vec());
+    for (i, id) in ["o1", "o2", "o3"].iter().enumerate() {
+        let again = serde_json::json!({"vin": format!("RECOGNISED000000{i}")});
+        feed(
+            &mut q,
+            &mut sent,
+            vec![hook(id, HookPayload::ContractUpdateCompleted { prefilled_contract: Some(again) })],
+        );
+    }
+    assert_eq!(q.contract, Contract::Accepted, "sent again at most {CONTRACT_ROUNDS} times in all");
 }
 
 #[test]
@@ -151,23 +213,41 @@ fn missing_documents_are_asked_from_the_bank_then_all_sent() {
     assert_eq!(kinds(&sent), ["truck.documents-to-fix"]);
     let passport = BankDocument { type_id: 22, s3_key: "in/pass.pdf".into(), file_name: "pass.pdf".into() };
     p.apply(ProcessEvent::DocumentsCorrected { id: "b1".into(), documents: vec![passport] });
-    assert_eq!(p.pending, vec![Effect::SubmitDocuments { round: 1, type_ids: vec![11, 22] }]);
+    assert_eq!(p.outbox.pending(), [Effect::SubmitDocuments { round: 1, type_ids: vec![11, 22] }]);
 }
 
 #[test]
-fn rejected_upload_is_fixed_by_the_bank_and_only_the_fix_resent() {
+fn the_same_upload_failed_body_in_a_later_round_is_new_and_a_repeat_in_the_same_round_is_not() {
     let (mut p, mut sent) = started();
-    feed(&mut p, &mut sent, vec![hook("h1", HookPayload::DocumentsTypesRequired { type_ids: vec![11, 12] })]);
-    let problems = vec![DocumentProblem { type_id: 11, reason: Some("unreadable".into()) }];
-    feed(&mut p, &mut sent, vec![hook("h2", HookPayload::DocumentsUploadFailed { problems })]);
+    feed(
+        &mut p,
+        &mut sent,
+        vec![content_hook("t", HookPayload::DocumentsTypesRequired { type_ids: vec![11, 12] })],
+    );
+    let failed = || {
+        content_hook(
+            "same-digest",
+            HookPayload::DocumentsUploadFailed {
+                problems: vec![DocumentProblem { type_id: 11, reason: Some("unreadable".into()) }],
+            },
+        )
+    };
+    feed(&mut p, &mut sent, vec![failed()]);
+    assert_eq!(p.apply(failed()), Outcome::Duplicate, "MUST's retry of the hook, before our next call");
     assert_eq!(kinds(&sent), ["truck.documents-to-fix"]);
     let sts = BankDocument { type_id: 11, s3_key: "in/sts2.pdf".into(), file_name: "sts2.pdf".into() };
-    p.apply(ProcessEvent::DocumentsCorrected { id: "b1".into(), documents: vec![sts] });
-    assert_eq!(p.pending, vec![Effect::SubmitDocuments { round: 2, type_ids: vec![11] }]);
-    run_effects(&mut p, &mut sent);
-    // The contract already went with round 1; it is not sent twice.
-    assert_eq!(p.contract, Contract::Submitted);
+    feed(
+        &mut p,
+        &mut sent,
+        vec![ProcessEvent::DocumentsCorrected { id: "b1".into(), documents: vec![sts.clone()] }],
+    );
     assert_eq!(p.documents, Documents::Submitted { round: 2 });
+    feed(&mut p, &mut sent, vec![failed()]);
+    assert_eq!(kinds(&sent), ["truck.documents-to-fix"; 2], "after another upload, the same body is news");
+    assert_ne!(sent[0].event_id, sent[1].event_id);
+    feed(&mut p, &mut sent, vec![ProcessEvent::DocumentsCorrected { id: "b2".into(), documents: vec![sts] }]);
+    assert_eq!(p.documents, Documents::Submitted { round: 3 });
+    assert_eq!(p.contract, Contract::NotSent, "the contract waits for accepted documents");
 }
 
 #[test]
@@ -194,9 +274,7 @@ fn two_insurers_cheapest_approved_is_chosen_after_both_answer() {
 
 #[test]
 fn preferred_insurer_is_taken_as_soon_as_it_approves() {
-    let mut p = TruckProcess::start(request(PaymentMethod::Link, Some("renaissance")));
-    let mut sent = Vec::new();
-    run_effects(&mut p, &mut sent);
+    let (mut p, mut sent) = started_with(request(PaymentMethod::Link, Some("renaissance")));
     feed(
         &mut p,
         &mut sent,
@@ -209,7 +287,7 @@ fn preferred_insurer_is_taken_as_soon_as_it_approves() {
 }
 
 #[test]
-fn no_insurer_left_ends_the_process_rejected() {
+fn no_insurer_left_ends_the_process_rejected_and_a_new_hook_after_that_is_kept() {
     let (mut p, mut sent) = started();
     feed(
         &mut p,
@@ -231,7 +309,8 @@ fn no_insurer_left_ends_the_process_rejected() {
     assert_eq!(p.stage, Stage::Rejected);
     assert_eq!(kinds(&sent), ["truck.offer", "truck.offer", "truck.rejected"]);
     let late = p.apply(hook("late", HookPayload::Approved { insurer: ins("ingostrah"), premium: None }));
-    assert!(matches!(late, Outcome::Ignored(_)));
+    assert!(matches!(late, Outcome::Rejected(_)), "a new hook for an ended process is kept: {late:?}");
+    assert_eq!(p.apply(hook("f", HookPayload::Failed { code: 1, message: None })), Outcome::Duplicate);
 }
 
 #[test]
@@ -267,6 +346,38 @@ fn chosen_insurer_failing_before_payment_falls_back_to_the_next_offer() {
     assert_eq!(p.error.as_ref().unwrap().code, "1603");
 }
 
+fn refused(insurer: &str) -> ProcessEvent {
+    ProcessEvent::PaymentRefused {
+        insurer: ins(insurer),
+        error: ErrorReport::integration(PAYMENT_REFUSED, "HTTP 403: not approved"),
+    }
+}
+
+#[test]
+fn a_payment_refused_with_403_takes_the_next_approved_offer_and_the_last_fails() {
+    let (mut p, mut sent) = started();
+    feed(&mut p, &mut sent, happy_hooks()[..3].to_vec());
+    for event in [
+        hook("s", HookPayload::Started { insurers: vec![ins("ingostrah"), ins("renaissance")] }),
+        hook("a1", HookPayload::Approved { insurer: ins("ingostrah"), premium: Some(100.0) }),
+        hook("a2", HookPayload::Approved { insurer: ins("renaissance"), premium: Some(200.0) }),
+    ] {
+        p.apply(event);
+    }
+    // The runner's payment request for the cheaper insurer comes back 403.
+    assert!(p.outbox.is_pending("payment-ingostrah"));
+    p.outbox.complete("payment-ingostrah", false);
+    assert_eq!(p.apply(refused("ingostrah")), Outcome::Advanced);
+    assert_eq!(p.chosen, Some(ins("renaissance")));
+    assert!(p.outbox.is_pending("payment-renaissance"));
+    p.outbox.complete("payment-renaissance", false);
+    assert_eq!(p.apply(refused("renaissance")), Outcome::Advanced);
+    assert_eq!(p.stage, Stage::Failed, "approved, yet nobody could be paid");
+    assert_eq!(p.error.as_ref().unwrap().code, PAYMENT_REFUSED);
+    run_effects(&mut p, &mut sent);
+    assert_eq!(kinds(&sent).last(), Some(&"truck.failed"));
+}
+
 #[test]
 fn failed_hook_ends_the_process_with_the_code_and_customer_text() {
     let (mut p, mut sent) = started();
@@ -280,9 +391,7 @@ fn failed_hook_ends_the_process_with_the_code_and_customer_text() {
 
 #[test]
 fn invoice_flow_archives_the_invoice_and_submits_the_payment_order() {
-    let mut p = TruckProcess::start(request(PaymentMethod::Invoice, None));
-    let mut sent = Vec::new();
-    run_effects(&mut p, &mut sent);
+    let (mut p, mut sent) = started_with(request(PaymentMethod::Invoice, None));
     let mut hooks = happy_hooks()[..5].to_vec();
     hooks.push(hook(
         "inv",
@@ -311,16 +420,194 @@ fn contradictions_are_rejected_and_leave_the_process_unchanged() {
     assert_eq!(p, before);
     let o = p.apply(ProcessEvent::Initialized { scoring_id: ScoringId::parse("other").unwrap() });
     assert!(matches!(o, Outcome::Rejected(_)), "{o:?}");
+    let o = p.apply(ProcessEvent::ReviewResolved { id: "r".into(), resolution: Resolution::DidNotHappen });
+    assert!(matches!(o, Outcome::Rejected(_)), "nothing is held: {o:?}");
 }
 
 #[test]
-fn a_duplicate_hook_is_ignored() {
+fn a_duplicate_hook_changes_nothing() {
     let (mut p, mut sent) = started();
     feed(&mut p, &mut sent, happy_hooks()[..5].to_vec());
     let before = p.clone();
-    let o = p.apply(happy_hooks()[4].clone());
-    assert_eq!(o, Outcome::Ignored("duplicate event h5".into()));
+    assert_eq!(p.apply(happy_hooks()[4].clone()), Outcome::Duplicate);
     assert_eq!(p, before);
+}
+
+/// The process after the payment request for ingostrah is held: its outcome is unknown.
+fn held_on_payment() -> (TruckProcess, Vec<TruckNotification>) {
+    let (mut p, mut sent) = started();
+    feed(&mut p, &mut sent, happy_hooks()[..4].to_vec());
+    p.apply(hook("h5", HookPayload::Approved { insurer: ins("ingostrah"), premium: Some(1000.0) }));
+    assert!(p.outbox.is_pending("payment-ingostrah"));
+    let uncertain = ProcessEvent::CallUncertain {
+        effect: "payment-ingostrah".into(),
+        at_ms: 7,
+        detail: "HTTP 502".into(),
+    };
+    assert_eq!(p.apply(uncertain.clone()), Outcome::Advanced);
+    assert!(matches!(p.apply(uncertain), Outcome::Ignored(_)), "held once");
+    run_effects(&mut p, &mut sent);
+    (p, sent)
+}
+
+#[test]
+fn an_unknown_outcome_holds_the_process_and_tells_the_bank_and_nothing_is_sent_again() {
+    let (p, sent) = held_on_payment();
+    assert_eq!(p.stage_name(), "needs-review");
+    assert_eq!(kinds(&sent), ["truck.offer", "truck.needs-review"]);
+    let TruckNotice::NeedsReview { effect, since_ms, detail } = &sent[1].notice else { panic!() };
+    assert_eq!((effect.as_str(), *since_ms, detail.as_str()), ("payment-ingostrah", 7, "HTTP 502"));
+    assert_eq!(p.outbox.next(), None, "the payment request waits for a person or a proof");
+    assert_eq!(p.payment, Payment::Requesting);
+}
+
+#[test]
+fn a_hook_that_can_only_follow_the_held_call_proves_it_happened() {
+    let (mut p, mut sent) = held_on_payment();
+    feed(&mut p, &mut sent, happy_hooks()[6..].to_vec());
+    assert_eq!(p.stage, Stage::Issued);
+    assert!(p.outbox.review().is_none() && p.outbox.is_empty());
+    assert_eq!(
+        kinds(&sent),
+        [
+            "truck.offer",
+            "truck.needs-review",
+            "truck.payment-link-ready",
+            "truck.paid",
+            "truck.policy-issued"
+        ]
+    );
+}
+
+#[test]
+fn an_operator_resolves_a_review_either_way() {
+    let (mut happened, mut sent) = held_on_payment();
+    let yes = ProcessEvent::ReviewResolved {
+        id: "r1".into(),
+        resolution: Resolution::Happened { reference: None, number: None },
+    };
+    assert_eq!(happened.apply(yes.clone()), Outcome::Advanced);
+    assert_eq!(happened.payment, Payment::Requested, "its result is applied: nothing is sent again");
+    assert_eq!(happened.apply(yes), Outcome::Duplicate);
+    run_effects(&mut happened, &mut sent);
+    assert_eq!(happened.outbox.next(), None);
+
+    let (mut not, _) = held_on_payment();
+    not.apply(ProcessEvent::ReviewResolved { id: "r2".into(), resolution: Resolution::DidNotHappen });
+    assert!(not.outbox.review().is_none());
+    assert_eq!(not.outbox.next().map(EffectSpec::key), Some("payment-ingostrah".into()), "sent again");
+}
+
+#[test]
+fn init_held_for_review_needs_the_scoring_id_to_resolve_as_happened() {
+    let mut p = TruckProcess::start(request(PaymentMethod::Link, None));
+    p.apply(ProcessEvent::CallUncertain { effect: "init".into(), at_ms: 1, detail: "timed out".into() });
+    let bare = ProcessEvent::ReviewResolved {
+        id: "r".into(),
+        resolution: Resolution::Happened { reference: None, number: None },
+    };
+    assert!(matches!(p.apply(bare), Outcome::Rejected(_)));
+    let with_id = ProcessEvent::ReviewResolved {
+        id: "r2".into(),
+        resolution: Resolution::Happened { reference: Some("sc-77".into()), number: None },
+    };
+    assert_eq!(p.apply(with_id), Outcome::Advanced);
+    assert_eq!(p.scoring_id, Some(ScoringId::parse("sc-77").unwrap()));
+    assert_eq!(p.stage, Stage::Preparing);
+    assert_eq!(p.message_group(), "sc-77", "from now on, the hooks' group");
+}
+
+#[test]
+fn once_issued_nothing_turns_the_policy_into_failed() {
+    let (mut p, mut sent) = started();
+    feed(&mut p, &mut sent, happy_hooks()[..8].to_vec());
+    p.apply(hook(
+        "h9",
+        HookPayload::PolicyIssued {
+            policy_number: Some("XXX 1".into()),
+            blob_ids: vec![blob("p1"), blob("p2")],
+        },
+    ));
+    // The runner could archive p1 only: p2 is pending.
+    p.outbox.retain(|e| !matches!(e, Effect::ArchiveFiles { purpose: ArchivePurpose::Policy, .. }));
+    let pending = vec![PendingFile { blob_id: "p2".into(), reason: "over the size cap".into() }];
+    p.apply(ProcessEvent::FilesArchived {
+        purpose: ArchivePurpose::Policy,
+        files: vec![file("p1")],
+        pending,
+    });
+    run_effects(&mut p, &mut sent);
+    assert_eq!(p.stage, Stage::Issued);
+    let TruckNotice::PolicyIssued { pending_files, files, .. } = &sent.last().unwrap().notice else {
+        panic!()
+    };
+    assert_eq!((files.len(), pending_files[0].blob_id.as_str()), (1, "p2"));
+    feed(&mut p, &mut sent, vec![hook("late", HookPayload::Failed { code: 1504, message: None })]);
+    p.apply(ProcessEvent::EffectFailed { effect: "x".into(), error: ErrorReport::integration("x", "y") });
+    assert_eq!(p.stage, Stage::Issued, "issued stays issued");
+    assert!(p.error.is_none());
+    assert_eq!(p.late_errors.len(), 2, "late errors are kept beside the policy");
+    // An operator's replay archives what was pending.
+    feed(&mut p, &mut sent, vec![ProcessEvent::RetryArchive { id: "retry-1".into() }]);
+    let policy = p.policy.as_ref().unwrap();
+    assert_eq!((policy.files.len(), policy.pending_files.len()), (2, 0));
+    assert_eq!(
+        kinds(&sent).iter().filter(|k| **k == "truck.policy-issued").count(),
+        2,
+        "told again, complete"
+    );
+}
+
+#[test]
+fn policy_is_paid_after_policy_issued_is_history_not_an_error() {
+    let (mut p, mut sent) = started();
+    let mut hooks = happy_hooks();
+    hooks.swap(7, 8);
+    feed(&mut p, &mut sent, hooks);
+    assert_eq!(p.stage, Stage::Issued);
+    assert_eq!(p.payment, Payment::Paid);
+    assert_eq!(
+        kinds(&sent),
+        ["truck.offer", "truck.payment-link-ready", "truck.policy-issued", "truck.paid"]
+    );
+}
+
+#[test]
+fn a_policy_issued_after_an_error_ended_the_process_is_archived_and_issued() {
+    let (mut p, mut sent) = started();
+    feed(&mut p, &mut sent, happy_hooks()[..8].to_vec());
+    feed(
+        &mut p,
+        &mut sent,
+        vec![hook("f", HookPayload::CompanyFailed { insurer: ins("ingostrah"), code: 1503, message: None })],
+    );
+    assert_eq!(p.stage, Stage::Failed);
+    feed(&mut p, &mut sent, happy_hooks()[8..].to_vec());
+    assert_eq!(p.stage, Stage::Issued, "the insurer issued after all: the customer has a policy");
+    assert_eq!(kinds(&sent).last(), Some(&"truck.policy-issued"));
+}
+
+#[test]
+fn notice_ids_depend_on_what_caused_them_not_on_their_order() {
+    let (mut a, mut sent_a) = started();
+    let (mut b, mut sent_b) = started();
+    let mut hooks = vec![
+        hook("s", HookPayload::Started { insurers: vec![ins("ingostrah"), ins("renaissance")] }),
+        hook("r", HookPayload::Rejected { insurer: ins("renaissance"), reason: None }),
+        hook("x", HookPayload::Rejected { insurer: ins("ingostrah"), reason: None }),
+    ];
+    feed(&mut a, &mut sent_a, hooks.clone());
+    hooks.swap(1, 2);
+    feed(&mut b, &mut sent_b, hooks);
+    let ids = |sent: &[TruckNotification], kind: &str| -> Vec<String> {
+        let mut ids: Vec<String> =
+            sent.iter().filter(|n| n.notice.kind() == kind).map(|n| n.event_id.clone()).collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(ids(&sent_a, "truck.offer"), ids(&sent_b, "truck.offer"));
+    let all: std::collections::BTreeSet<_> = sent_a.iter().map(|n| &n.event_id).collect();
+    assert_eq!(all.len(), sent_a.len(), "no two notices share an id");
 }
 
 /// The final state with the order of applied ids forgotten.
@@ -330,25 +617,24 @@ fn normalised(mut p: TruckProcess) -> TruckProcess {
 }
 
 proptest! {
-    /// Steps 3 and 4 in either order, and any hook delivered again at any later
-    /// point, reach the same final state and the same notifications.
+    /// Recognition before or after our card, and any hook delivered again at any later
+    /// point, reach the same policy and the same notifications.
     #[test]
-    fn order_of_steps_3_and_4_and_duplicates_do_not_change_the_outcome(
-        contract_first in any::<bool>(),
-        prefill_first in any::<bool>(),
+    fn recognition_order_and_duplicates_do_not_change_the_outcome(
+        recognition in 0usize..3,
         duplicates in proptest::collection::vec((0usize..9, 0usize..10), 0..6),
     ) {
         let (mut reference, mut ref_sent) = started();
         feed(&mut reference, &mut ref_sent, happy_hooks());
 
         let mut hooks = happy_hooks();
-        if contract_first {
-            hooks.swap(1, 2);
-        }
-        if prefill_first {
-            hooks.insert(0, hook("pre", HookPayload::ContractUpdateCompleted {
-                prefilled_contract: Some(serde_json::json!({"vin": "X"})),
-            }));
+        let recognised = hook("pre", HookPayload::ContractUpdateCompleted {
+            prefilled_contract: Some(serde_json::json!({"engineNumber": "5738777"})),
+        });
+        match recognition {
+            1 => hooks.insert(1, recognised),
+            2 => hooks.insert(2, recognised),
+            _ => {}
         }
         for (which, offset) in duplicates {
             let original = happy_hooks()[which].clone();
@@ -358,12 +644,16 @@ proptest! {
         }
         let (mut p, mut sent) = started();
         feed(&mut p, &mut sent, hooks);
-        if prefill_first {
-            prop_assert_eq!(p.prefilled_contract.take(), Some(serde_json::json!({"vin": "X"})));
-            p.applied.retain(|id| id != "pre");
+        prop_assert_eq!(p.stage, Stage::Issued);
+        prop_assert_eq!(&p.contract, &Contract::Accepted);
+        prop_assert_eq!(kinds(&sent), HAPPY);
+        prop_assert_eq!(
+            sent.iter().map(|n| &n.event_id).collect::<Vec<_>>(),
+            ref_sent.iter().map(|n| &n.event_id).collect::<Vec<_>>()
+        );
+        if recognition == 0 {
+            prop_assert_eq!(normalised(p), normalised(reference));
         }
-        prop_assert_eq!(normalised(p), normalised(reference));
-        prop_assert_eq!(sent, ref_sent);
     }
 
     /// Any sequence of any events: no panic, and the invariants hold after each.
@@ -371,23 +661,28 @@ proptest! {
     fn apply_is_total_and_keeps_invariants(events in proptest::collection::vec(any_event(), 0..40)) {
         let (mut p, mut sent) = started();
         for e in events {
-            let was_terminal = p.stage.is_terminal();
             let before = p.clone();
             let outcome = p.apply(e);
             if !matches!(outcome, Outcome::Advanced) {
                 prop_assert_eq!(&p, &before);
             }
-            if was_terminal {
-                prop_assert_eq!(&p, &before);
+            if before.policy.is_some() {
+                prop_assert!(p.stage != Stage::Failed, "an issued policy never turns failed");
             }
-            if p.stage.is_terminal() {
-                prop_assert!(p.pending.iter().all(|e| matches!(e, Effect::Notify(_))));
+            if p.stage.is_terminal() && p.policy.is_none() {
+                prop_assert!(p.outbox.pending().iter().all(|e| matches!(e, Effect::Notify(_))));
             }
             if let Some(chosen) = &p.chosen {
                 let approved = matches!(p.offers.get(chosen), Some(Offer::Approved { .. }));
                 prop_assert!(approved, "chose an insurer that did not approve");
             }
+            if let Some(review) = p.outbox.review() {
+                prop_assert!(p.outbox.is_pending(&review.effect), "a hold is on a pending call");
+            }
             run_effects(&mut p, &mut sent);
+            let ids: std::collections::BTreeSet<_> = sent.iter().map(|n| (&n.event_id, n.notice.kind())).collect();
+            let distinct: std::collections::BTreeSet<_> = sent.iter().map(|n| &n.event_id).collect();
+            prop_assert_eq!(ids.len(), distinct.len(), "one id, one kind of notice");
         }
     }
 }
@@ -406,6 +701,9 @@ fn any_event() -> impl Strategy<Value = ProcessEvent> {
         }),
         Just(HookPayload::DocumentsUploadCompleted),
         Just(HookPayload::ContractUpdateCompleted { prefilled_contract: None }),
+        Just(HookPayload::ContractUpdateCompleted {
+            prefilled_contract: Some(serde_json::json!({"vin": "R"}))
+        }),
         proptest::collection::vec(any_insurer(), 0..3).prop_map(|insurers| HookPayload::Started { insurers }),
         (any_insurer(), proptest::option::of(1.0f64..1e6))
             .prop_map(|(insurer, premium)| HookPayload::Approved { insurer, premium }),
@@ -413,18 +711,37 @@ fn any_event() -> impl Strategy<Value = ProcessEvent> {
         any_insurer().prop_map(|insurer| HookPayload::CompanyFailed { insurer, code: 1501, message: None }),
         Just(HookPayload::PaymentLinkGenerated { insurer: None, url: "https://p/1".into() }),
         Just(HookPayload::PaymentInvoiceGenerated { insurer: None, blob_ids: vec![blob("i")] }),
+        Just(HookPayload::DraftIssued { insurer: None, blob_ids: vec![blob("d")] }),
         Just(HookPayload::PolicyIsPaid),
         Just(HookPayload::PolicyIssued { policy_number: None, blob_ids: vec![blob("p")] }),
         (1000u32..2000).prop_map(|code| HookPayload::Failed { code, message: None }),
     ];
     let doc = BankDocument { type_id: 11, s3_key: "in/a.pdf".into(), file_name: "a.pdf".into() };
+    let effect = prop_oneof![
+        Just("init".to_owned()),
+        Just("documents-1".to_owned()),
+        Just("contract-1".to_owned()),
+        Just("payment-ingostrah".to_owned()),
+    ];
+    let resolution = prop_oneof![
+        Just(Resolution::DidNotHappen),
+        Just(Resolution::Happened { reference: None, number: None }),
+        Just(Resolution::Happened { reference: Some("sc-9".into()), number: None }),
+    ];
     prop_oneof![
-        8 => (id, payload).prop_map(|(id, payload)| ProcessEvent::Hook { id, payload }),
+        8 => (id, payload, any::<bool>()).prop_map(|(id, payload, by_content)| ProcessEvent::Hook { id, by_content, payload }),
         1 => (id, Just(doc.clone())).prop_map(|(id, d)| ProcessEvent::DocumentsCorrected { id, documents: vec![d] }),
         1 => (id, Just(doc)).prop_map(|(id, document)| ProcessEvent::PaymentOrderReceived { id, document }),
         1 => (0u32..3).prop_map(|round| ProcessEvent::DocumentsSubmitted { round }),
+        1 => (0u32..3).prop_map(|round| ProcessEvent::ContractSubmitted { round }),
         1 => any_insurer().prop_map(|insurer| ProcessEvent::PaymentRequested { insurer }),
-        1 => Just(ProcessEvent::ContractSubmitted),
-        1 => Just(ProcessEvent::EffectFailed { error: ErrorReport::integration("x", "y") }),
+        1 => any_insurer().prop_map(|insurer| ProcessEvent::PaymentRefused {
+            insurer,
+            error: ErrorReport::integration(PAYMENT_REFUSED, "403"),
+        }),
+        1 => Just(ProcessEvent::EffectFailed { effect: "x".into(), error: ErrorReport::integration("x", "y") }),
+        1 => (effect, 0u64..10).prop_map(|(effect, at_ms)| ProcessEvent::CallUncertain { effect, at_ms, detail: "?".into() }),
+        1 => (id, resolution).prop_map(|(id, resolution)| ProcessEvent::ReviewResolved { id, resolution }),
+        1 => id.prop_map(|id| ProcessEvent::RetryArchive { id }),
     ]
 }

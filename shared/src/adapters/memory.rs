@@ -1,0 +1,388 @@
+//! In-memory stand-ins for the AWS-backed ports, for unit tests and the
+//! simulation. Each keeps the semantics the real adapter relies on (conditional
+//! writes, version checks, alias transactions, leases, the 400 KB item limit,
+//! ordered index pages, conditional object puts); the contract suites in
+//! `tests/contracts` run the same checks against these and against the real
+//! adapters over the AWS emulator, so they cannot drift apart.
+//!
+//! Every handle is a cheap clone sharing one state.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use crate::ports::{
+    now_ms, BankOutbox, EffectLog, EffectRecord, HookStore, InfraError, LoanMessage, LoanQueue, ObjectStore,
+    ProcessMessage, ProcessQueue, ProcessStore, ProductIndex, ProductPage, QuarantineStore, Quarantined,
+    ReceivedHook, Recorded, SaveError, StoredObject, StoredProcess, TokenStore, Versioned,
+};
+
+/// DynamoDB refuses items larger than this (attribute names and values, UTF-8).
+pub const ITEM_LIMIT: usize = 400 * 1024;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A poisoned lock only means a test panicked elsewhere; the data is still usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn too_large(what: &str, size: usize) -> InfraError {
+    InfraError::call(
+        "dynamodb",
+        format!("ValidationException: {what} of {size} bytes exceeds the 400 KB item limit"),
+    )
+}
+
+#[derive(Debug, Clone)]
+struct ProcessItem {
+    state: String,
+    version: u64,
+    index: Vec<(&'static str, String)>,
+}
+
+#[derive(Debug, Default)]
+struct TableState {
+    processes: BTreeMap<String, ProcessItem>,
+    aliases: HashMap<String, String>,
+    intents: HashMap<(String, String), u64>,
+    hooks: HashMap<(String, String), ReceivedHook>,
+    kept: BTreeMap<String, Quarantined>,
+    tokens: HashMap<String, (String, u64)>,
+    conflicts: u64,
+}
+
+/// The one table, in memory.
+#[derive(Clone, Default)]
+pub struct MemoryTable {
+    state: Arc<Mutex<TableState>>,
+    /// Each call yields to the scheduler first, so concurrent callers interleave as they
+    /// would against a remote table.
+    yields: bool,
+}
+
+impl MemoryTable {
+    /// A table whose every call lets other tasks run first.
+    pub fn yielding() -> MemoryTable {
+        MemoryTable { yields: true, ..MemoryTable::default() }
+    }
+
+    async fn turn(&self) {
+        if self.yields {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// Every process record's key, version and state (for invariant checks).
+    pub fn processes(&self) -> Vec<(String, u64, String)> {
+        lock(&self.state).processes.iter().map(|(k, p)| (k.clone(), p.version, p.state.clone())).collect()
+    }
+
+    /// Every intent record: (process key, intent key).
+    pub fn intents(&self) -> Vec<(String, String)> {
+        lock(&self.state).intents.keys().cloned().collect()
+    }
+
+    /// How many writes met a newer version (optimistic concurrency at work).
+    pub fn conflicts(&self) -> u64 {
+        lock(&self.state).conflicts
+    }
+
+    /// How many hooks are stored.
+    pub fn hooks(&self) -> usize {
+        lock(&self.state).hooks.len()
+    }
+}
+
+fn item_size<P: StoredProcess>(p: &P, state: &str) -> usize {
+    p.key().len()
+        + "PROCESS".len()
+        + state.len()
+        + p.index().iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
+}
+
+impl ProcessStore for MemoryTable {
+    async fn load<P: StoredProcess>(&self, key: &str) -> Result<Option<Versioned<P>>, InfraError> {
+        self.turn().await;
+        let Some(item) = lock(&self.state).processes.get(key).cloned() else { return Ok(None) };
+        let value = serde_json::from_str(&item.state)
+            .map_err(|e| InfraError::Corrupt(format!("process {key}: {e}")))?;
+        Ok(Some(Versioned { value, version: item.version }))
+    }
+
+    async fn create<P: StoredProcess>(&self, process: &P) -> Result<bool, InfraError> {
+        self.turn().await;
+        let state = serde_json::to_string(process).map_err(|e| InfraError::Corrupt(e.to_string()))?;
+        let size = item_size(process, &state);
+        if size > ITEM_LIMIT {
+            return Err(too_large("process item", size));
+        }
+        let mut s = lock(&self.state);
+        if s.processes.contains_key(&process.key()) {
+            return Ok(false);
+        }
+        s.processes.insert(process.key(), ProcessItem { state, version: 1, index: process.index() });
+        Ok(true)
+    }
+
+    async fn save<P: StoredProcess>(
+        &self,
+        process: &P,
+        expected: u64,
+        new_aliases: &[String],
+    ) -> Result<u64, SaveError> {
+        self.turn().await;
+        let state = serde_json::to_string(process).map_err(|e| InfraError::Corrupt(e.to_string()))?;
+        let size = item_size(process, &state);
+        if size > ITEM_LIMIT {
+            return Err(too_large("process item", size).into());
+        }
+        let key = process.key();
+        let mut s = lock(&self.state);
+        // One transaction: the version check and every alias, or nothing.
+        if s.processes.get(&key).map(|p| p.version) != Some(expected) {
+            s.conflicts += 1;
+            return Err(SaveError::Conflict);
+        }
+        if new_aliases.iter().any(|a| s.aliases.get(a).is_some_and(|t| *t != key)) {
+            return Err(SaveError::Conflict);
+        }
+        for alias in new_aliases {
+            s.aliases.insert(alias.clone(), key.clone());
+        }
+        s.processes.insert(key, ProcessItem { state, version: expected + 1, index: process.index() });
+        Ok(expected + 1)
+    }
+
+    async fn resolve_alias(&self, alias: &str) -> Result<Option<String>, InfraError> {
+        self.turn().await;
+        Ok(lock(&self.state).aliases.get(alias).cloned())
+    }
+}
+
+impl EffectLog for MemoryTable {
+    async fn begin(&self, process: &str, key: &str, lease_ms: u64) -> Result<EffectRecord, InfraError> {
+        self.turn().await;
+        let now = now_ms();
+        let mut s = lock(&self.state);
+        let slot = (process.to_owned(), key.to_owned());
+        match s.intents.get(&slot).copied() {
+            None => {
+                s.intents.insert(slot, now);
+                Ok(EffectRecord::Fresh)
+            }
+            Some(started) if now < started + lease_ms => Ok(EffectRecord::InFlight),
+            Some(_) => {
+                s.intents.insert(slot, now);
+                Ok(EffectRecord::Retaken)
+            }
+        }
+    }
+}
+
+impl HookStore for MemoryTable {
+    async fn record_hook(&self, hook: &ReceivedHook) -> Result<Recorded, InfraError> {
+        self.turn().await;
+        let size = hook.body.len() + hook.hook_id.len() + 64;
+        if size > ITEM_LIMIT {
+            return Err(too_large("hook item", size));
+        }
+        let mut s = lock(&self.state);
+        let slot = (hook.scoring_id.to_string(), format!("{}#{}", hook.kind.path(), hook.hook_id));
+        if s.hooks.contains_key(&slot) {
+            return Ok(Recorded::Duplicate);
+        }
+        s.hooks.insert(slot, hook.clone());
+        Ok(Recorded::New)
+    }
+}
+
+impl QuarantineStore for MemoryTable {
+    async fn quarantine(&self, item: &Quarantined) -> Result<bool, InfraError> {
+        self.turn().await;
+        let json = serde_json::to_string(item).map_err(|e| InfraError::Corrupt(e.to_string()))?;
+        if json.len() + item.reason.len() > ITEM_LIMIT {
+            return Err(too_large("kept item", json.len()));
+        }
+        let mut s = lock(&self.state);
+        if s.kept.contains_key(&item.id) {
+            return Ok(false);
+        }
+        s.kept.insert(item.id.clone(), item.clone());
+        Ok(true)
+    }
+
+    async fn list_quarantined(&self) -> Result<Vec<Quarantined>, InfraError> {
+        let mut items: Vec<Quarantined> = lock(&self.state).kept.values().cloned().collect();
+        items.sort_by(|a, b| (a.received_at_ms, &a.id).cmp(&(b.received_at_ms, &b.id)));
+        Ok(items)
+    }
+
+    async fn release(&self, id: &str) -> Result<(), InfraError> {
+        lock(&self.state).kept.remove(id);
+        Ok(())
+    }
+}
+
+impl TokenStore for MemoryTable {
+    async fn load_token(&self, name: &str) -> Result<Option<(String, u64)>, InfraError> {
+        Ok(lock(&self.state).tokens.get(name).cloned())
+    }
+
+    async fn save_token(&self, name: &str, token: &str, expires_at_ms: u64) -> Result<(), InfraError> {
+        lock(&self.state).tokens.insert(name.to_owned(), (token.to_owned(), expires_at_ms));
+        Ok(())
+    }
+}
+
+impl ProductIndex for MemoryTable {
+    async fn customer_products(
+        &self,
+        customer: &str,
+        limit: u32,
+        after: Option<(String, String)>,
+    ) -> Result<ProductPage, InfraError> {
+        let gsi1pk = format!("CUSTOMER#{customer}");
+        let s = lock(&self.state);
+        let mut rows: Vec<(String, String, String)> = s
+            .processes
+            .iter()
+            .filter(|(_, p)| p.index.iter().any(|(k, v)| *k == "gsi1pk" && *v == gsi1pk))
+            .filter_map(|(pk, p)| {
+                let sk = p.index.iter().find(|(k, _)| *k == "gsi1sk")?.1.clone();
+                Some((sk, pk.clone(), p.state.clone()))
+            })
+            .collect();
+        rows.sort();
+        let start = match &after {
+            Some((sk, pk)) => rows.iter().position(|(s, p, _)| (s, p) > (sk, pk)).unwrap_or(rows.len()),
+            None => 0,
+        };
+        let page: Vec<_> = rows[start..].iter().take(limit as usize).cloned().collect();
+        let more = start + page.len() < rows.len();
+        let next = page.last().filter(|_| more).map(|(sk, pk, _)| (sk.clone(), pk.clone()));
+        Ok(ProductPage { items: page.into_iter().map(|(sk, _, state)| (sk, state)).collect(), next })
+    }
+}
+
+/// A message sent to a queue, as the memory queue keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sent {
+    pub body: String,
+    pub group: Option<String>,
+    pub dedup: Option<String>,
+}
+
+/// A queue that records what was sent (FIFO deduplication within its lifetime by id).
+#[derive(Clone, Default)]
+pub struct MemoryQueue {
+    sent: Arc<Mutex<Vec<Sent>>>,
+}
+
+impl MemoryQueue {
+    pub fn sent(&self) -> Vec<Sent> {
+        lock(&self.sent).clone()
+    }
+
+    /// Takes everything sent so far.
+    pub fn drain(&self) -> Vec<Sent> {
+        std::mem::take(&mut *lock(&self.sent))
+    }
+
+    fn push(&self, body: String, fifo: Option<(&str, &str)>) -> Result<(), InfraError> {
+        let mut sent = lock(&self.sent);
+        if let Some((_, dedup)) = fifo {
+            if sent.iter().any(|m| m.dedup.as_deref() == Some(dedup)) {
+                return Ok(());
+            }
+        }
+        sent.push(Sent {
+            body,
+            group: fifo.map(|(g, _)| g.to_owned()),
+            dedup: fifo.map(|(_, d)| d.to_owned()),
+        });
+        Ok(())
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<String, InfraError> {
+    serde_json::to_string(value).map_err(|e| InfraError::Corrupt(e.to_string()))
+}
+
+impl ProcessQueue for MemoryQueue {
+    async fn enqueue(&self, message: &ProcessMessage, group: &str, dedup_id: &str) -> Result<(), InfraError> {
+        self.push(json(message)?, Some((group, dedup_id)))
+    }
+}
+
+impl LoanQueue for MemoryQueue {
+    async fn enqueue(&self, message: &LoanMessage, group: &str, dedup_id: &str) -> Result<(), InfraError> {
+        self.push(json(message)?, Some((group, dedup_id)))
+    }
+}
+
+impl BankOutbox for MemoryQueue {
+    async fn publish<N: serde::Serialize + Sync>(&self, notification: &N) -> Result<(), InfraError> {
+        self.push(json(notification)?, None)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MemoryObject {
+    pub bytes: Vec<u8>,
+    pub content_type: String,
+    pub sha256: String,
+}
+
+/// Buckets in memory, with the conditional put the archive relies on.
+#[derive(Clone, Default)]
+pub struct MemoryObjects {
+    objects: Arc<Mutex<BTreeMap<(String, String), MemoryObject>>>,
+    /// How many objects were ever written (a conditional put that found one writes nothing).
+    writes: Arc<Mutex<u64>>,
+}
+
+impl MemoryObjects {
+    pub fn put(&self, bucket: &str, key: &str, bytes: Vec<u8>) {
+        let object =
+            MemoryObject { bytes, content_type: "application/octet-stream".into(), sha256: String::new() };
+        lock(&self.objects).insert((bucket.to_owned(), key.to_owned()), object);
+    }
+
+    pub fn object(&self, bucket: &str, key: &str) -> Option<MemoryObject> {
+        lock(&self.objects).get(&(bucket.to_owned(), key.to_owned())).cloned()
+    }
+
+    pub fn keys(&self, bucket: &str) -> Vec<String> {
+        lock(&self.objects).keys().filter(|(b, _)| b == bucket).map(|(_, k)| k.clone()).collect()
+    }
+
+    pub fn writes(&self) -> u64 {
+        *lock(&self.writes)
+    }
+}
+
+impl ObjectStore for MemoryObjects {
+    async fn get(&self, bucket: &str, key: &str) -> Result<Vec<u8>, InfraError> {
+        self.object(bucket, key)
+            .map(|o| o.bytes)
+            .ok_or_else(|| InfraError::call("s3", format!("NoSuchKey: {bucket}/{key}")))
+    }
+
+    async fn put_new(
+        &self,
+        bucket: &str,
+        key: &str,
+        bytes: Vec<u8>,
+        content_type: &str,
+        sha256: &str,
+    ) -> Result<Option<StoredObject>, InfraError> {
+        let mut objects = lock(&self.objects);
+        let slot = (bucket.to_owned(), key.to_owned());
+        if let Some(existing) = objects.get(&slot) {
+            let sha256 = Some(existing.sha256.clone()).filter(|s| !s.is_empty());
+            return Ok(Some(StoredObject { size: existing.bytes.len() as u64, sha256 }));
+        }
+        let object = MemoryObject { bytes, content_type: content_type.to_owned(), sha256: sha256.to_owned() };
+        objects.insert(slot, object);
+        *lock(&self.writes) += 1;
+        Ok(None)
+    }
+}

@@ -1,0 +1,372 @@
+//! What every process (a truck policy, a loan's insurance) keeps besides its own
+//! state: the outbox of effects still to perform, the journal of calls made to
+//! the partner, and the hold a person must lift when a call that changes
+//! something at the partner ended without a known outcome.
+//!
+//! The step runner's engine (`services::engine`) performs the outbox; the
+//! processes decide what each result, failure or uncertainty means.
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::outcome::Outcome;
+
+/// How an effect touches the partner, which decides how a failed attempt is treated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EffectClass {
+    /// Changes nothing at the partner, or nothing that doing it again would harm
+    /// (a download into S3, a premium calculation, a notice the bank de-duplicates):
+    /// retried after any transient failure.
+    Repeatable,
+    /// Changes something at the partner (a sale, a payment request). Sent again only
+    /// when the earlier attempt surely did not reach the partner, or the partner has
+    /// confirmed it honours idempotency keys; otherwise the process is held for review.
+    ChangesPartner,
+}
+
+/// An effect as the engine sees it.
+pub trait EffectSpec: Clone + Serialize + DeserializeOwned + Send + Sync {
+    /// Names this piece of work within its process (intent records, the journal).
+    fn key(&self) -> String;
+    fn class(&self) -> EffectClass;
+    /// A notice to the bank: still sent while the process is held.
+    fn is_notice(&self) -> bool;
+}
+
+/// How one attempt at an effect ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "kebab-case")]
+pub enum CallOutcome {
+    Done,
+    /// Surely not received by the partner (or refused for a reason that changes nothing, e.g. 429).
+    NotSent {
+        detail: String,
+    },
+    /// May or may not have been received: a timeout, a 5xx or a reset after sending, or an
+    /// attempt that died without recording its outcome.
+    Ambiguous {
+        detail: String,
+    },
+    /// The partner refused the request.
+    Refused {
+        detail: String,
+    },
+    /// A call that changes nothing at the partner failed; it is tried again.
+    Failed {
+        detail: String,
+    },
+}
+
+/// One attempt at an effect, for the journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallRecord {
+    pub effect: String,
+    pub attempt: u32,
+    pub at_ms: u64,
+    pub duration_ms: u64,
+    #[serde(flatten)]
+    pub outcome: CallOutcome,
+}
+
+/// A call whose outcome nobody knows: the process waits for a person (or a proof
+/// from the partner) to say whether it happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Review {
+    /// The held effect's key; it stays first in the outbox.
+    pub effect: String,
+    pub since_ms: u64,
+    pub detail: String,
+}
+
+/// How a person (or a proof from the partner) resolved a review.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "resolution", rename_all = "kebab-case")]
+pub enum Resolution {
+    /// The call reached the partner; `reference` is the partner's id where one is needed
+    /// (MUST's scoringId after `init`; BIMA's policy id after a sale).
+    Happened {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reference: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        number: Option<String>,
+    },
+    /// The call did not reach the partner: send it again.
+    DidNotHappen,
+}
+
+/// Journal entries kept per process; the oldest are dropped beyond this.
+const JOURNAL_LIMIT: usize = 100;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(bound(deserialize = "E: DeserializeOwned"))]
+pub struct Outbox<E> {
+    pending: Vec<E>,
+    #[serde(default)]
+    calls: Vec<CallRecord>,
+    #[serde(default)]
+    review: Option<Review>,
+    /// Calls that changed something at the partner, completed so far. A hook known only
+    /// by its content is new when it arrives after one more such call (see `applied_key`).
+    #[serde(default)]
+    changes_made: u32,
+}
+
+impl<E> Default for Outbox<E> {
+    fn default() -> Self {
+        Outbox { pending: Vec::new(), calls: Vec::new(), review: None, changes_made: 0 }
+    }
+}
+
+impl<E: EffectSpec> Outbox<E> {
+    pub fn new(first: Vec<E>) -> Outbox<E> {
+        Outbox { pending: first, ..Outbox::default() }
+    }
+
+    pub fn push(&mut self, effect: E) {
+        if !self.is_pending(&effect.key()) {
+            self.pending.push(effect);
+        }
+    }
+
+    pub fn pending(&self) -> &[E] {
+        &self.pending
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    pub fn is_pending(&self, key: &str) -> bool {
+        self.pending.iter().any(|e| e.key() == key)
+    }
+
+    pub fn find(&self, key: &str) -> Option<&E> {
+        self.pending.iter().find(|e| e.key() == key)
+    }
+
+    /// The next effect to perform: while held, only notices go out.
+    pub fn next(&self) -> Option<&E> {
+        match self.review {
+            None => self.pending.first(),
+            Some(_) => self.pending.iter().find(|e| e.is_notice()),
+        }
+    }
+
+    /// Removes a performed effect; counts it when it `happened` and changed something at the partner.
+    pub fn complete(&mut self, key: &str, happened: bool) {
+        let changed = happened && self.find(key).is_some_and(|e| e.class() == EffectClass::ChangesPartner);
+        self.pending.retain(|e| e.key() != key);
+        if changed {
+            self.changes_made += 1;
+        }
+        if self.review.as_ref().is_some_and(|r| r.effect == key) {
+            self.review = None;
+        }
+    }
+
+    /// Drops every pending effect but the notices (the process ended).
+    pub fn drop_work(&mut self) {
+        self.pending.retain(E::is_notice);
+        self.review = None;
+    }
+
+    /// Keeps only the pending effects `keep` selects; a hold on one dropped is lifted
+    /// (the call no longer matters).
+    pub fn retain(&mut self, keep: impl Fn(&E) -> bool) {
+        self.pending.retain(keep);
+        if self.review.as_ref().is_some_and(|r| !self.is_pending(&r.effect)) {
+            self.review = None;
+        }
+    }
+
+    pub fn record(&mut self, call: CallRecord) {
+        self.calls.push(call);
+        if self.calls.len() > JOURNAL_LIMIT {
+            self.calls.remove(0);
+        }
+    }
+
+    pub fn calls(&self) -> &[CallRecord] {
+        &self.calls
+    }
+
+    /// Attempts at `key` that ended (and were recorded); the next one is this plus one.
+    pub fn attempts(&self, key: &str) -> u32 {
+        self.calls.iter().filter(|c| c.effect == key).map(|c| c.attempt).max().unwrap_or(0)
+    }
+
+    /// Attempts at `key` that failed since its last success (for giving up on a repeatable effect).
+    pub fn failures(&self, key: &str) -> u32 {
+        self.calls
+            .iter()
+            .rev()
+            .filter(|c| c.effect == key)
+            .take_while(|c| c.outcome != CallOutcome::Done)
+            .count() as u32
+    }
+
+    pub fn review(&self) -> Option<&Review> {
+        self.review.as_ref()
+    }
+
+    /// Holds the process on `key` (which stays pending) until a person or a proof resolves it.
+    pub fn hold(&mut self, key: &str, since_ms: u64, detail: String) -> bool {
+        if self.review.is_some() || !self.is_pending(key) {
+            return false;
+        }
+        self.review = Some(Review { effect: key.to_owned(), since_ms, detail });
+        true
+    }
+
+    /// Lifts the hold so the held effect is attempted again.
+    pub fn release(&mut self) -> Option<Review> {
+        self.review.take()
+    }
+
+    /// The effect a review holds, if it is still pending.
+    pub fn held(&self) -> Option<&E> {
+        self.review.as_ref().and_then(|r| self.find(&r.effect))
+    }
+
+    /// The key under which an external event counts as applied: its own id when the
+    /// sender gave one per message; for an id derived from the content, the id and the
+    /// number of changing calls made so far. MUST sends hooks one at a time and retries
+    /// each until answered, so a repeat of a hook comes before our next call; the same
+    /// content after another call (a second `upload-failed` for a re-sent document) is new.
+    pub fn applied_key(&self, id: &str, by_content: bool) -> String {
+        if by_content {
+            format!("{id}@{}", self.changes_made)
+        } else {
+            id.to_owned()
+        }
+    }
+}
+
+/// A process the engine can drive: a state machine with an outbox.
+pub trait Workflow: Clone + Serialize + DeserializeOwned + Send + Sync {
+    type Event: Clone + Serialize + Send + Sync;
+    type Effect: EffectSpec;
+
+    /// Applies one event; on anything but `Advanced` the process is unchanged.
+    fn apply(&mut self, event: Self::Event) -> Outcome;
+    fn outbox(&self) -> &Outbox<Self::Effect>;
+    fn outbox_mut(&mut self) -> &mut Outbox<Self::Effect>;
+    /// The stage as operators and indexes see it (`needs-review` while held).
+    fn stage_name(&self) -> String;
+    fn is_terminal(&self) -> bool;
+    /// The event's id when it comes from outside (hooks, bank events).
+    fn external_id(event: &Self::Event) -> Option<&str>;
+
+    /// The event that records an effect's permanent failure.
+    fn effect_failed(effect: &str, error: super::bank::ErrorReport) -> Self::Event;
+    /// The event that holds the process because `effect`'s outcome is unknown.
+    fn effect_uncertain(effect: &str, at_ms: u64, detail: String) -> Self::Event;
+}
+
+/// The stage name of a serde-named stage enum.
+pub fn stage_name<S: Serialize>(stage: &S, held: bool) -> String {
+    if held {
+        return "needs-review".into();
+    }
+    serde_json::to_value(stage).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// A notice's id, the same whenever the same cause produces the same notice: the bank
+/// de-duplicates by it, and two runners racing on one process cannot give two
+/// different notices one id.
+pub fn notice_id(process: &str, cause: &str, kind: &str, nth: usize) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(format!("{cause}\n{kind}\n{nth}").as_bytes());
+    format!("{process}-{}", &hex::encode(digest)[..16])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    enum Toy {
+        Call(String),
+        Notice(String),
+    }
+
+    impl EffectSpec for Toy {
+        fn key(&self) -> String {
+            match self {
+                Toy::Call(k) | Toy::Notice(k) => k.clone(),
+            }
+        }
+        fn class(&self) -> EffectClass {
+            match self {
+                Toy::Call(_) => EffectClass::ChangesPartner,
+                Toy::Notice(_) => EffectClass::Repeatable,
+            }
+        }
+        fn is_notice(&self) -> bool {
+            matches!(self, Toy::Notice(_))
+        }
+    }
+
+    fn call(effect: &str, attempt: u32, outcome: CallOutcome) -> CallRecord {
+        CallRecord { effect: effect.into(), attempt, at_ms: 1, duration_ms: 1, outcome }
+    }
+
+    #[test]
+    fn a_held_outbox_sends_only_notices_until_the_hold_is_lifted() {
+        let mut o = Outbox::new(vec![Toy::Call("sale".into()), Toy::Notice("n1".into())]);
+        assert_eq!(o.next(), Some(&Toy::Call("sale".into())));
+        assert!(o.hold("sale", 5, "timeout after sending".into()));
+        assert!(!o.hold("sale", 6, "again".into()), "one hold at a time");
+        assert_eq!(o.next(), Some(&Toy::Notice("n1".into())));
+        o.complete("n1", true);
+        assert_eq!(o.next(), None, "the held call waits");
+        assert_eq!(o.held(), Some(&Toy::Call("sale".into())));
+        o.release();
+        assert_eq!(o.next(), Some(&Toy::Call("sale".into())));
+    }
+
+    #[test]
+    fn completing_the_held_effect_lifts_the_hold_and_counts_the_change() {
+        let mut o = Outbox::new(vec![Toy::Call("init".into())]);
+        assert_eq!(o.applied_key("h", true), "h@0");
+        o.hold("init", 1, "reset".into());
+        o.complete("init", true);
+        assert!(o.review().is_none());
+        assert_eq!(o.applied_key("h", true), "h@1", "content ids are new after a changing call");
+        assert_eq!(o.applied_key("h", false), "h", "delivery ids are ids");
+        o.push(Toy::Notice("n".into()));
+        o.complete("n", true);
+        assert_eq!(o.applied_key("h", true), "h@1", "notices change nothing at the partner");
+        o.push(Toy::Call("refused".into()));
+        o.complete("refused", false);
+        assert_eq!(o.applied_key("h", true), "h@1", "a refused call changed nothing");
+    }
+
+    #[test]
+    fn attempts_and_failures_come_from_the_journal() {
+        let mut o: Outbox<Toy> = Outbox::default();
+        assert_eq!(o.attempts("sale"), 0);
+        o.record(call("sale", 1, CallOutcome::NotSent { detail: "refused".into() }));
+        o.record(call("dl", 1, CallOutcome::Done));
+        o.record(call("dl", 2, CallOutcome::Ambiguous { detail: "timeout".into() }));
+        o.record(call("dl", 3, CallOutcome::NotSent { detail: "timeout".into() }));
+        assert_eq!((o.attempts("sale"), o.attempts("dl")), (1, 3));
+        assert_eq!(o.failures("dl"), 2, "counted since the last success");
+        for n in 0..JOURNAL_LIMIT as u32 {
+            o.record(call("x", n + 1, CallOutcome::Done));
+        }
+        assert_eq!(o.calls().len(), JOURNAL_LIMIT);
+    }
+
+    #[test]
+    fn notice_ids_depend_on_the_cause_not_on_the_order() {
+        let a = notice_id("REQ-1", "hook-a", "truck.offer", 0);
+        assert_eq!(a, notice_id("REQ-1", "hook-a", "truck.offer", 0));
+        assert_ne!(a, notice_id("REQ-1", "hook-b", "truck.offer", 0));
+        assert_ne!(a, notice_id("REQ-1", "hook-a", "truck.paid", 0));
+        assert_ne!(a, notice_id("REQ-1", "hook-a", "truck.offer", 1));
+        assert!(a.starts_with("REQ-1-") && a.len() == "REQ-1-".len() + 16);
+    }
+}
