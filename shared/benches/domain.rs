@@ -32,9 +32,9 @@ fn hook_path(c: &mut Criterion) {
             let creds =
                 HookCredentials { secret: Some(b"local-hook-secret-0123456789"), ..Default::default() };
             shared.verify(&creds, black_box(HOOK), now).unwrap();
-            ScoringId::parse(black_box("3fa85f64-5717-4562-b3fc-2c963f66afa6")).unwrap();
+            let sid = ScoringId::parse(black_box("3fa85f64-5717-4562-b3fc-2c963f66afa6")).unwrap();
             assert!(check_body(HookKind::Approved, black_box(HOOK)).is_none());
-            black_box(hook_id(HookKind::Approved, Some("msg_1"), HOOK));
+            black_box(hook_id(&sid, HookKind::Approved, None, HOOK));
         })
     });
     c.bench_function("hook: Standard Webhooks signature check", |b| {
@@ -60,7 +60,11 @@ fn runner_step(c: &mut Criterion) {
     c.bench_function("runner: state JSON in, apply a hook, state JSON out", |b| {
         b.iter(|| {
             let mut p: TruckProcess = serde_json::from_str(black_box(&state)).unwrap();
-            black_box(p.apply(ProcessEvent::Hook { id: "h-1".into(), payload: payload.clone() }));
+            black_box(p.apply(ProcessEvent::Hook {
+                id: "h-1".into(),
+                by_content: true,
+                payload: payload.clone(),
+            }));
             black_box(serde_json::to_string(&p).unwrap());
         })
     });

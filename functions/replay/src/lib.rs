@@ -82,7 +82,7 @@ impl Replayer {
         let mut outcome = ReplayOutcome::default();
         if let Some(resolve) = request.resolve {
             let process = ProcessRef::from_key(&resolve.process).map_err(ReplayError::Request)?;
-            self.replay.resolve(&process, resolve.resolution).await?;
+            self.replay.resolve(&process, resolve.resolution).await?.map_err(ReplayError::Request)?;
             tracing::info!(process = %resolve.process, "review answered");
             outcome.resolved = Some(resolve.process);
         }

@@ -6,6 +6,8 @@
 //! The step runner's engine (`services::engine`) performs the outbox; the
 //! processes decide what each result, failure or uncertainty means.
 
+use std::collections::BTreeMap;
+
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -28,9 +30,18 @@ pub enum EffectClass {
 pub trait EffectSpec: Clone + Serialize + DeserializeOwned + Send + Sync {
     /// Names this piece of work within its process (intent records, the journal).
     fn key(&self) -> String;
-    fn class(&self) -> EffectClass;
+    /// The kind of call it makes that changes something at the partner (`init`,
+    /// `documents`, `sale`, ...), if it makes one.
+    fn changing_call(&self) -> Option<&'static str>;
     /// A notice to the bank: still sent while the process is held.
     fn is_notice(&self) -> bool;
+
+    fn class(&self) -> EffectClass {
+        match self.changing_call() {
+            Some(_) => EffectClass::ChangesPartner,
+            None => EffectClass::Repeatable,
+        }
+    }
 }
 
 /// How one attempt at an effect ended.
@@ -54,6 +65,12 @@ pub enum CallOutcome {
     /// A call that changes nothing at the partner failed; it is tried again.
     Failed {
         detail: String,
+    },
+    /// An ambiguous attempt's review was answered: it `happened` (or not), said `by` an
+    /// operator or shown by a later hook from the partner.
+    Resolved {
+        happened: bool,
+        by: String,
     },
 }
 
@@ -107,15 +124,16 @@ pub struct Outbox<E> {
     calls: Vec<CallRecord>,
     #[serde(default)]
     review: Option<Review>,
-    /// Calls that changed something at the partner, completed so far. A hook known only
-    /// by its content is new when it arrives after one more such call (see `applied_key`).
+    /// Calls that changed something at the partner, completed so far, by kind. A hook
+    /// known only by its content is new when it arrives after one more call of the kind
+    /// that causes it (see `applied_key`).
     #[serde(default)]
-    changes_made: u32,
+    calls_made: BTreeMap<String, u32>,
 }
 
 impl<E> Default for Outbox<E> {
     fn default() -> Self {
-        Outbox { pending: Vec::new(), calls: Vec::new(), review: None, changes_made: 0 }
+        Outbox { pending: Vec::new(), calls: Vec::new(), review: None, calls_made: BTreeMap::new() }
     }
 }
 
@@ -156,10 +174,10 @@ impl<E: EffectSpec> Outbox<E> {
 
     /// Removes a performed effect; counts it when it `happened` and changed something at the partner.
     pub fn complete(&mut self, key: &str, happened: bool) {
-        let changed = happened && self.find(key).is_some_and(|e| e.class() == EffectClass::ChangesPartner);
+        let changed = self.find(key).and_then(EffectSpec::changing_call).filter(|_| happened);
         self.pending.retain(|e| e.key() != key);
-        if changed {
-            self.changes_made += 1;
+        if let Some(call) = changed {
+            *self.calls_made.entry(call.to_owned()).or_default() += 1;
         }
         if self.review.as_ref().is_some_and(|r| r.effect == key) {
             self.review = None;
@@ -225,21 +243,35 @@ impl<E: EffectSpec> Outbox<E> {
         self.review.take()
     }
 
+    /// Notes in the journal how the held call's review was answered.
+    pub fn record_resolution(&mut self, happened: bool, by: &str) {
+        let Some(review) = self.review.clone() else { return };
+        let attempt = self.attempts(&review.effect);
+        self.record(CallRecord {
+            effect: review.effect,
+            attempt,
+            at_ms: review.since_ms,
+            duration_ms: 0,
+            outcome: CallOutcome::Resolved { happened, by: by.to_owned() },
+        });
+    }
+
     /// The effect a review holds, if it is still pending.
     pub fn held(&self) -> Option<&E> {
         self.review.as_ref().and_then(|r| self.find(&r.effect))
     }
 
     /// The key under which an external event counts as applied: its own id when the
-    /// sender gave one per message; for an id derived from the content, the id and the
-    /// number of changing calls made so far. MUST sends hooks one at a time and retries
-    /// each until answered, so a repeat of a hook comes before our next call; the same
-    /// content after another call (a second `upload-failed` for a re-sent document) is new.
-    pub fn applied_key(&self, id: &str, by_content: bool) -> String {
-        if by_content {
-            format!("{id}@{}", self.changes_made)
-        } else {
-            id.to_owned()
+    /// sender gave one per message; for an id derived from the content, the id and how
+    /// many calls of the kind that causes it (`caused_by`) were made so far. The partner
+    /// retries a hook until answered, so a repeat comes before its next cause; the same
+    /// content after another such call (a second `upload-failed` after a re-sent
+    /// document) is a new hook.
+    pub fn applied_key(&self, id: &str, by_content: bool, caused_by: Option<&str>) -> String {
+        match (by_content, caused_by) {
+            (false, _) => id.to_owned(),
+            (true, None) => format!("{id}@"),
+            (true, Some(call)) => format!("{id}@{call}{}", self.calls_made.get(call).copied().unwrap_or(0)),
         }
     }
 }
@@ -298,10 +330,10 @@ mod tests {
                 Toy::Call(k) | Toy::Notice(k) => k.clone(),
             }
         }
-        fn class(&self) -> EffectClass {
+        fn changing_call(&self) -> Option<&'static str> {
             match self {
-                Toy::Call(_) => EffectClass::ChangesPartner,
-                Toy::Notice(_) => EffectClass::Repeatable,
+                Toy::Call(_) => Some("call"),
+                Toy::Notice(_) => None,
             }
         }
         fn is_notice(&self) -> bool {
@@ -330,18 +362,28 @@ mod tests {
     #[test]
     fn completing_the_held_effect_lifts_the_hold_and_counts_the_change() {
         let mut o = Outbox::new(vec![Toy::Call("init".into())]);
-        assert_eq!(o.applied_key("h", true), "h@0");
+        assert_eq!(o.applied_key("h", true, Some("call")), "h@call0");
         o.hold("init", 1, "reset".into());
         o.complete("init", true);
         assert!(o.review().is_none());
-        assert_eq!(o.applied_key("h", true), "h@1", "content ids are new after a changing call");
-        assert_eq!(o.applied_key("h", false), "h", "delivery ids are ids");
+        assert_eq!(
+            o.applied_key("h", true, Some("call")),
+            "h@call1",
+            "new after another call that causes it"
+        );
+        assert_eq!(o.applied_key("h", true, Some("other")), "h@other0", "not after a call of another kind");
+        assert_eq!(o.applied_key("h", true, None), "h@", "never new when nothing of ours causes it");
+        assert_eq!(o.applied_key("h", false, Some("call")), "h", "delivery ids are ids");
         o.push(Toy::Notice("n".into()));
         o.complete("n", true);
-        assert_eq!(o.applied_key("h", true), "h@1", "notices change nothing at the partner");
+        assert_eq!(
+            o.applied_key("h", true, Some("call")),
+            "h@call1",
+            "notices change nothing at the partner"
+        );
         o.push(Toy::Call("refused".into()));
         o.complete("refused", false);
-        assert_eq!(o.applied_key("h", true), "h@1", "a refused call changed nothing");
+        assert_eq!(o.applied_key("h", true, Some("call")), "h@call1", "a refused call changed nothing");
     }
 
     #[test]

@@ -21,9 +21,9 @@ pub const ARCHIVE_ATTEMPTS: u32 = 5;
 pub fn sniff(bytes: &[u8], declared: Option<&str>) -> (String, &'static str) {
     let head = &bytes[..bytes.len().min(1024)];
     let starts = |magic: &[u8]| bytes.starts_with(magic);
-    let (kind, ext) = if head.windows(5).any(|w| w == b"%PDF-") {
-        ("application/pdf", "pdf")
-    } else if starts(&[0xFF, 0xD8, 0xFF]) {
+    // Formats that announce themselves at the first byte win over a `%PDF-` further on
+    // (a ZIP holding an uncompressed PDF has one within its first kilobyte).
+    let (kind, ext) = if starts(&[0xFF, 0xD8, 0xFF]) {
         ("image/jpeg", "jpg")
     } else if starts(b"\x89PNG\r\n\x1a\n") {
         ("image/png", "png")
@@ -31,6 +31,8 @@ pub fn sniff(bytes: &[u8], declared: Option<&str>) -> (String, &'static str) {
         ("image/tiff", "tif")
     } else if starts(b"PK\x03\x04") {
         ("application/zip", "zip")
+    } else if head.windows(5).any(|w| w == b"%PDF-") {
+        ("application/pdf", "pdf")
     } else {
         return match declared.filter(|d| is_media_type(d)) {
             Some(d) => (d.to_owned(), "bin"),
@@ -96,6 +98,7 @@ mod tests {
         assert_eq!(sniff(&[0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10], Some("application/pdf")).0, "image/jpeg");
         assert_eq!(sniff(b"\x89PNG\r\n\x1a\n....", None).1, "png");
         assert_eq!(sniff(b"PK\x03\x04....", None).1, "zip");
+        assert_eq!(sniff(b"PK\x03\x04..policy.pdf%PDF-1.4", None).1, "zip", "a ZIP holding a PDF is a ZIP");
         assert_eq!(sniff(b"hello", Some("text/plain")), ("text/plain".into(), "bin"));
         assert_eq!(sniff(b"hello", Some("text/plain\r\nX-Evil: 1")).0, "application/octet-stream");
     }

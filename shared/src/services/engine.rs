@@ -31,6 +31,9 @@ use crate::ports::{
 /// Attempts at an optimistic write before the message is retried later.
 const SAVE_ATTEMPTS: u32 = 5;
 
+/// Attempts at writing a changing call's result while our store fails (0.2 s, doubling).
+const RESULT_SAVE_ATTEMPTS: u32 = 6;
+
 /// One change made to a draft since it was read.
 enum Change<W: Workflow> {
     /// An event applied to the process.
@@ -267,6 +270,23 @@ where
         Err(RetryLater::NotYet("process kept changing under us".into()))
     }
 
+    /// Writes a changing call's result, retrying our own store's transient failures with
+    /// backoff for up to about 12 s (well within the function's timeout).
+    async fn save_result<W: Workflow + StoredProcess>(&self, draft: &mut Draft<W>) -> Result<(), RetryLater> {
+        let mut delay = Duration::from_millis(200);
+        for _ in 0..RESULT_SAVE_ATTEMPTS {
+            match self.save(draft).await {
+                Err(RetryLater::Infra(e)) => {
+                    tracing::warn!(error = %e, "the result of a changing call is not written yet; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                other => return other,
+            }
+        }
+        self.save(draft).await
+    }
+
     /// Before giving a message back for a retry: what was done so far is written,
     /// so the retry does not do it again. If that fails too, the retry redoes it.
     async fn keep_progress<W: Workflow + StoredProcess>(&self, draft: &mut Draft<W>) {
@@ -332,7 +352,8 @@ where
                     keep(&self.store, &Quarantined::new(origin, detail.clone(), String::new(), started))
                         .await?;
                     draft.record(call(CallOutcome::Ambiguous { detail: detail.clone() }));
-                    draft.apply(W::effect_uncertain(&key, started, detail));
+                    // Held from now (the attempt's start is in the journal).
+                    draft.apply(W::effect_uncertain(&key, now_ms(), detail));
                 }
                 Err(EffectFailure::Busy(why)) => {
                     self.keep_progress(&mut draft).await;
@@ -352,8 +373,10 @@ where
                 }
             }
             if changes {
-                // The partner has acted (or may have): that is written before anything else happens.
-                self.save(&mut draft).await?;
+                // The partner has acted (or may have): that is written before anything else
+                // happens, and patiently: an attempt whose result is lost is one nobody can
+                // repeat without asking a person.
+                self.save_result(&mut draft).await?;
             }
         }
     }

@@ -133,7 +133,7 @@ where
                 })?;
                 let (email, phone) = p.loan.borrower.contacts();
                 let request = PrintLinkRequest { policy_id, email, phone };
-                let link = engine.call_once(attempt, || self.bima.print_link(&request, &idem)).await?;
+                let link = engine.call(&key, || self.bima.print_link(&request, &idem)).await?;
                 Ok(Some(LoanEvent::PrintLinkReady { url: link.print_link }))
             }
             LoanEffect::ArchivePrintForm { url } => self.archive(p, url, attempt).await,

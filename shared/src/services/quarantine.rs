@@ -12,11 +12,14 @@
 use serde::Serialize;
 
 use super::hook_intake::{check_body, store_and_enqueue};
+use super::loan_runner::loan_key;
 use super::truck_runner::{message_group, truck_key};
 use crate::domain::bank::BankEvent;
+use crate::domain::bima::process::CreditLifeProcess;
 use crate::domain::bima::process::LoanEvent;
-use crate::domain::ids::ProcessId;
+use crate::domain::ids::{ProcessId, ScoringId};
 use crate::domain::must::process::ProcessEvent;
+use crate::domain::must::process::TruckProcess;
 use crate::domain::workflow::Resolution;
 use crate::ports::{
     now_ms, BankOutbox, HookStore, InfraError, KeptOrigin, LoanMessage, LoanQueue, ProcessMessage,
@@ -96,25 +99,61 @@ where
     }
 
     /// An operator's answer to a review: the held call happened (with the partner's
-    /// reference where one is needed) or it did not (it is sent again).
-    pub async fn resolve(&self, process: &ProcessRef, resolution: Resolution) -> Result<(), InfraError> {
+    /// reference where one is needed) or it did not (it is sent again). `Ok(Err(why))`
+    /// when the process is not held (nothing is sent).
+    pub async fn resolve(
+        &self,
+        process: &ProcessRef,
+        resolution: Resolution,
+    ) -> Result<Result<(), String>, InfraError> {
         let key = match process {
             ProcessRef::Truck(pid) => truck_key(pid),
-            ProcessRef::Loan(number) => format!("LOAN#{number}"),
+            ProcessRef::Loan(number) => loan_key(number),
         };
+        let held = match process {
+            ProcessRef::Truck(_) => {
+                self.store.load::<TruckProcess>(&key).await?.map(|p| p.value.outbox.review().cloned())
+            }
+            ProcessRef::Loan(_) => {
+                self.store.load::<CreditLifeProcess>(&key).await?.map(|p| p.value.outbox.review().cloned())
+            }
+        };
+        let review = match held {
+            None => return Ok(Err(format!("{key} does not exist"))),
+            Some(None) => return Ok(Err(format!("{key} is not held for review"))),
+            Some(Some(review)) => review,
+        };
+        tracing::info!(process = %key, effect = %review.effect, "answering a review");
+        let kept = self.store.list_quarantined().await?;
         // Listed before the answer goes out: a review the answer leads to is not released.
-        let open: Vec<String> = self
-            .store
-            .list_quarantined()
-            .await?
-            .into_iter()
+        let open: Vec<String> = kept
+            .iter()
             .filter(|item| matches!(&item.origin, KeptOrigin::Review { process, .. } if *process == key))
-            .map(|item| item.id)
+            .map(|item| item.id.clone())
             .collect();
         let id = format!("review-resolved-{}", now_ms());
         match process {
             ProcessRef::Truck(pid) => {
-                self.to_truck(pid, ProcessEvent::ReviewResolved { id, resolution }, 0).await?;
+                // MUST's first hooks for a scoringId we did not know were kept meanwhile: with
+                // `init` answered, they follow the answer in the scoringId's group, in order.
+                let scoring = match &resolution {
+                    Resolution::Happened { reference: Some(sid), .. } if review.effect == "init" => {
+                        ScoringId::parse(sid).ok()
+                    }
+                    _ => None,
+                };
+                let event = ProcessEvent::ReviewResolved { id, resolution };
+                match scoring {
+                    None => self.to_truck(pid, event, 0).await?,
+                    Some(sid) => {
+                        self.to_group(pid, event, sid.as_str(), 0).await?;
+                        for item in kept.iter().filter(|i| matches!(&i.origin, KeptOrigin::Hook { scoring_id, .. } if *scoring_id == sid)) {
+                            if let Ok(()) = self.redrive(item).await? {
+                                self.store.release(&item.id).await?;
+                            }
+                        }
+                    }
+                }
             }
             ProcessRef::Loan(number) => {
                 self.to_loan(number, LoanEvent::ReviewResolved { id, resolution }).await?;
@@ -123,14 +162,25 @@ where
         for id in open {
             self.store.release(&id).await?;
         }
-        Ok(())
+        Ok(Ok(()))
     }
 
+    /// Queues an event to a truck process in its message group.
     async fn to_truck(&self, pid: &ProcessId, event: ProcessEvent, replays: u32) -> Result<(), InfraError> {
         let group = message_group(&self.store, pid).await?;
+        self.to_group(pid, event, &group, replays).await
+    }
+
+    async fn to_group(
+        &self,
+        pid: &ProcessId,
+        event: ProcessEvent,
+        group: &str,
+        replays: u32,
+    ) -> Result<(), InfraError> {
         let dedup = format!("replay-{}-{}", short(&format!("{pid}{event:?}")), now_ms());
         let message = ProcessMessage::BankEvent { process_id: pid.clone(), event, replays };
-        self.trucks.enqueue(&message, &group, &dedup).await
+        self.trucks.enqueue(&message, group, &dedup).await
     }
 
     async fn to_loan(&self, number: &str, event: LoanEvent) -> Result<(), InfraError> {

@@ -317,7 +317,7 @@ where
                     );
                     continue;
                 }
-                Err(EffectFailure::Permanent(report)) => report.message,
+                Err(EffectFailure::Permanent(report)) => format!("{}: {}", report.code, report.message),
                 Err(EffectFailure::Later(RetryLater::Call(e))) if last_try => {
                     format!("still failing after {ARCHIVE_ATTEMPTS} attempts: {e}")
                 }

@@ -127,6 +127,7 @@ pub use polis_must_sim::Failure;
 struct Policy {
     number: String,
     scenario_key: String,
+    credit_number: String,
 }
 
 #[derive(Default)]
@@ -216,6 +217,19 @@ impl Sim {
     /// Drops every token, as if they all expired (to test refresh on 401).
     pub fn expire_tokens(&self) {
         self.lock().tokens.clear();
+    }
+
+    /// The policies BIMA made for a credit: (policy id, number), as its back office shows them.
+    pub fn policies_of(&self, credit_number: &str) -> Vec<(String, String)> {
+        let inner = self.lock();
+        let mut found: Vec<(String, String)> = inner
+            .policies
+            .iter()
+            .filter(|(_, p)| p.credit_number == credit_number)
+            .map(|(id, p)| (id.clone(), p.number.clone()))
+            .collect();
+        found.sort();
+        found
     }
 
     fn scenario(&self, key: &str) -> Scenario {
@@ -353,7 +367,9 @@ async fn sale(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> R
     let bare = scenario.sale_answer.unwrap_or(sim.config.sale_answer) == SaleAnswer::Bare;
     {
         let mut inner = sim.lock();
-        inner.policies.insert(policy_id, Policy { number, scenario_key: input.credit_sum });
+        let policy =
+            Policy { number, scenario_key: input.credit_sum, credit_number: input.credit_number.clone() };
+        inner.policies.insert(policy_id, policy);
         *inner.stats.policies_by_credit.entry(input.credit_number).or_default() += 1;
         if bare {
             // The seed: BIMA's API asks its print-link service itself and the link goes out.

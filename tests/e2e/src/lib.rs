@@ -451,16 +451,15 @@ impl Harness {
         let mut last = String::new();
         loop {
             if let Some(p) = self.record(process_id).await? {
-                let now = p["stage"].as_str().unwrap_or_default().to_owned();
+                let now = stage_of(&p);
                 if now != last {
                     on_change(&p);
                     last = now.clone();
                 }
-                let settled = p["pending"].as_array().is_some_and(Vec::is_empty);
-                if now == stage && settled {
+                if now == stage && is_settled(&p) {
                     return Ok(p);
                 }
-                if now != stage && ["issued", "rejected", "failed"].contains(&now.as_str()) {
+                if now != stage && ENDED.contains(&now.as_str()) {
                     return Err(format!("{process_id} ended as {now}, not {stage}: {p}").into());
                 }
             }
@@ -518,9 +517,27 @@ impl Harness {
     /// Runs the operator's `polis-replay` command (`list`, `quarantine`, `dead-letters`, `all`)
     /// against this stack, as an operator would with the stack's outputs; returns its stdout.
     pub async fn replay(&self, command: &str) -> Result<String, BoxError> {
+        self.replay_with(&[command]).await
+    }
+
+    /// An operator's answer to a review with `polis-replay resolve`; `Ok(false)` when the
+    /// process was no longer held (a hook from the partner proved the call meanwhile).
+    pub async fn resolve(&self, process: &str, answer: &[&str]) -> Result<bool, BoxError> {
+        let mut args = vec!["resolve", process];
+        args.extend(answer);
+        match self.replay_with(&args).await {
+            Ok(_) => Ok(true),
+            Err(e) if e.to_string().contains("is not held for review") => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `polis-replay` with arguments, e.g. `["resolve", "TRUCK#REQ-1", "happened", "sc-1"]`.
+    pub async fn replay_with(&self, args: &[&str]) -> Result<String, BoxError> {
+        let command = args.join(" ");
         let physical = |id: &str| self.cloud.physical(id).ok_or_else(|| format!("{id} is not in the stack"));
         let out = tokio::process::Command::new(workspace_root().join("target/debug/polis-replay"))
-            .arg(command)
+            .args(args)
             .env("TABLE_NAME", &self.table)
             .env("PROCESS_QUEUE_URL", physical("ProcessQueue")?)
             .env("LOAN_QUEUE_URL", physical("LoanQueue")?)
@@ -534,6 +551,111 @@ impl Harness {
             return Err(format!("polis-replay {command}: {}", String::from_utf8_lossy(&out.stderr)).into());
         }
         Ok(String::from_utf8(out.stdout)?)
+    }
+
+    /// Plays the operator who can look into MUST's back office: while the truck process for
+    /// `vin` is held for review, answers with what MUST's records say (the held call
+    /// happened, with its scoringId for `init`, or it did not), then replays what was kept
+    /// meanwhile (hooks for a scoringId we did not know yet). Returns each answer given.
+    pub async fn answer_truck_reviews(&self, pid: &str, vin: &str) -> Result<Vec<String>, BoxError> {
+        let start = Instant::now();
+        let mut answers = Vec::new();
+        let mut answered = Value::Null;
+        loop {
+            let Some(record) = self.process(pid).await? else {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            };
+            let stage = stage_of(&record);
+            if ENDED.contains(&stage.as_str()) && is_settled(&record) {
+                return Ok(answers);
+            }
+            // Hooks of its scoringId kept while nobody knew it (another operator's replay may
+            // have re-driven them before the answer): replayed again.
+            if let Some(sid) = record["scoring_id"].as_str().filter(|_| stage != "needs-review") {
+                let needle = format!("\"scoringId\":\"{sid}\"");
+                if self.quarantined().await?.iter().any(|k| k.to_string().contains(&needle)) {
+                    self.replay("quarantine").await?;
+                }
+            }
+            let review = &record["outbox"]["review"];
+            if stage == "needs-review"
+                && is_settled(&record)
+                && held_for(&record) > REVIEW_PATIENCE
+                && *review != answered
+            {
+                answered = review.clone();
+                let effect = review["effect"].as_str().unwrap_or_default().to_owned();
+                let call = must_call_of(&effect, &record);
+                let ours = done_calls(&record, |e| must_call_of(e, &record) == call);
+                let theirs = self.must.sim.changes(vin).get(call).copied().unwrap_or(0);
+                let key = format!("TRUCK#{pid}");
+                let answer = if theirs > ours {
+                    let reference =
+                        (call == "init").then(|| self.must.sim.scorings(vin).last().cloned()).flatten();
+                    let mut args = vec!["resolve", &key, "happened"];
+                    args.extend(reference.as_deref());
+                    self.replay_with(&args).await?;
+                    format!("{effect}: happened")
+                } else {
+                    self.replay_with(&["resolve", &key, "did-not-happen"]).await?;
+                    format!("{effect}: did not happen")
+                };
+                // What waited for the answer (a first hook for the scoringId) goes again.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                self.replay("quarantine").await?;
+                answers.push(answer);
+            }
+            if start.elapsed() > Duration::from_secs(180) {
+                return Err(format!("{pid} did not end: {stage}, answers {answers:?}").into());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// As [`Harness::answer_truck_reviews`], for a loan: a held sale is answered with the
+    /// policy BIMA's back office shows for the credit (or "did not happen" when it has none).
+    pub async fn answer_loan_reviews(&self, number: &str) -> Result<Vec<String>, BoxError> {
+        let start = Instant::now();
+        let mut answers = Vec::new();
+        let mut answered = Value::Null;
+        loop {
+            let Some(record) = self.loan(number).await? else {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            };
+            let stage = stage_of(&record);
+            if ENDED.contains(&stage.as_str()) && is_settled(&record) {
+                return Ok(answers);
+            }
+            let review = &record["outbox"]["review"];
+            if stage == "needs-review"
+                && is_settled(&record)
+                && held_for(&record) > REVIEW_PATIENCE
+                && *review != answered
+            {
+                answered = review.clone();
+                let effect = review["effect"].as_str().unwrap_or_default().to_owned();
+                let key = format!("LOAN#{number}");
+                let policies = self.bima.sim.policies_of(number);
+                let (answered_it, answer) = match (effect.as_str(), policies.first()) {
+                    ("sale", Some((id, policy_number))) => (
+                        self.resolve(&key, &["happened", id, policy_number]).await?,
+                        format!("sale: happened ({id})"),
+                    ),
+                    _ => {
+                        (self.resolve(&key, &["did-not-happen"]).await?, format!("{effect}: did not happen"))
+                    }
+                };
+                if answered_it {
+                    answers.push(answer);
+                }
+            }
+            if start.elapsed() > Duration::from_secs(180) {
+                return Err(format!("{number} did not end: {stage}, answers {answers:?}").into());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// How many messages are in a queue of the stack (by logical id), waiting or being
@@ -586,7 +708,12 @@ impl Harness {
         customer_id: &str,
         sum: &str,
     ) -> Result<(String, usize), BoxError> {
-        self.bima.sim.set_scenario(sum, polis_bima_sim::Scenario::PrintLinkDown(3));
+        let scenario = polis_bima_sim::Scenario {
+            print_link_down: 3,
+            sale_answer: Some(polis_bima_sim::SaleAnswer::WithIds),
+            ..Default::default()
+        };
+        self.bima.sim.set_scenario(sum, scenario);
         self.send_bank_event(&Harness::loan_event(loan_number, customer_id, sum)).await?;
         let start = Instant::now();
         let policy_id = loop {
@@ -628,6 +755,74 @@ impl Harness {
         let bytes = out.body.collect().await?.into_bytes().to_vec();
         Ok((bytes, metadata))
     }
+}
+
+/// How long the operator leaves a review open before answering it: a hook from the partner
+/// may still prove the call happened.
+const REVIEW_PATIENCE: Duration = Duration::from_secs(15);
+
+/// How long the record has been held for review.
+fn held_for(record: &Value) -> Duration {
+    let since = record["outbox"]["review"]["sinceMs"].as_u64().unwrap_or(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    Duration::from_millis(now.saturating_sub(since))
+}
+
+/// The stages a process ends in.
+pub const ENDED: [&str; 4] = ["issued", "rejected", "failed", "sold"];
+
+/// A process record's stage as operators see it: `needs-review` while a call is held.
+pub fn stage_of(record: &Value) -> String {
+    if !record["outbox"]["review"].is_null() {
+        return "needs-review".into();
+    }
+    record["stage"].as_str().unwrap_or_default().to_owned()
+}
+
+/// Nothing left to do for now: no pending effect, or (while held) none but the held call.
+pub fn is_settled(record: &Value) -> bool {
+    let pending = record["outbox"]["pending"].as_array().cloned().unwrap_or_default();
+    if record["outbox"]["review"].is_null() {
+        pending.is_empty()
+    } else {
+        pending.iter().all(|e| e["effect"] != "notify")
+    }
+}
+
+/// The MUST call (as the simulator counts it) an effect of the process makes.
+pub fn must_call_of<'a>(effect: &str, record: &Value) -> &'a str {
+    if effect == "init" {
+        "init"
+    } else if effect.starts_with("documents-") {
+        "documents"
+    } else if effect.starts_with("contract-") {
+        "contract"
+    } else if effect.starts_with("payment-order-") {
+        "payment-order"
+    } else if effect.starts_with("payment-") {
+        if record["request"]["payment"]["method"] == "invoice" {
+            "payment-invoice"
+        } else {
+            "payment-link"
+        }
+    } else {
+        ""
+    }
+}
+
+/// How many of the process's calls that `matches` selects it knows happened (done, or
+/// resolved as happened).
+pub fn done_calls(record: &Value, matches: impl Fn(&str) -> bool) -> u64 {
+    record["outbox"]["calls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|c| c["outcome"] == "done" || (c["outcome"] == "resolved" && c["happened"] == true))
+        .filter(|c| matches(c["effect"].as_str().unwrap_or_default()))
+        .count() as u64
 }
 
 /// The `type` of each notification, in order.

@@ -8,16 +8,28 @@ mod common;
 use std::time::Duration;
 
 use common::{harness, ids, items, loan_ids, run, FLOW_TIMEOUT};
-use polis_bima_sim::Scenario;
+use polis_bima_sim::{PrintForm, SaleAnswer, Scenario};
 use polis_e2e::{kinds, Harness};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-/// Sends the loan and waits until its record settles in `stage`; returns the record.
-async fn insure(number: &str, customer: &str, sum: &str, stage: &str) -> Value {
+/// A loan whose sale BIMA answers with the policy's id and number (the seed promises less:
+/// a bare `200`, which the simulator answers unless told otherwise).
+fn named(scenario: Scenario) -> Scenario {
+    Scenario { sale_answer: Some(SaleAnswer::WithIds), ..scenario }
+}
+
+/// Sends the loan (BIMA answering the sale with the policy's id unless `scenario` says
+/// otherwise) and waits until its record settles in `stage`; returns the record.
+async fn insure_with(number: &str, customer: &str, sum: &str, scenario: Scenario, stage: &str) -> Value {
     let h = harness();
+    h.bima.sim.set_scenario(sum, scenario);
     h.send_bank_event(&Harness::loan_event(number, customer, sum)).await.unwrap();
     h.wait_for_loan_stage(number, stage, FLOW_TIMEOUT).await.unwrap()
+}
+
+async fn insure(number: &str, customer: &str, sum: &str, stage: &str) -> Value {
+    insure_with(number, customer, sum, named(Scenario::default()), stage).await
 }
 
 /// The premium the simulator's formula gives: 0.6 % of the sum a year, for 12 months.
@@ -76,6 +88,7 @@ fn a_loan_event_delivered_many_times_gives_one_policy_and_one_notice() {
     run(async {
         let h = harness();
         let (number, customer, sum) = loan_ids("dup");
+        h.bima.sim.set_scenario(&sum, named(Scenario::default()));
         let event = Harness::loan_event(&number, &customer, &sum);
         for _ in 0..5 {
             h.send_bank_event(&event).await.unwrap();
@@ -87,7 +100,8 @@ fn a_loan_event_delivered_many_times_gives_one_policy_and_one_notice() {
         assert_eq!(h.bima.sim.stats().policies_by_credit.get(&number), Some(&1), "one sale at BIMA");
         assert_eq!(kinds(&h.notifications(&number)), ["bima.policy-issued"]);
         let records = items(h, &format!("LOAN#{number}")).await;
-        let sales: Vec<_> = records.iter().filter(|i| i["sk"].as_s().unwrap() == "EFFECT#sale").collect();
+        let sales: Vec<_> =
+            records.iter().filter(|i| i["sk"].as_s().unwrap().starts_with("EFFECT#sale#")).collect();
         assert_eq!(sales.len(), 1, "one recorded sale intent");
         let (_, products) = h.products(&customer, "", true).await.unwrap();
         assert_eq!(products["loans"].as_array().unwrap().len(), 1, "{products}");
@@ -99,8 +113,7 @@ fn a_loan_event_delivered_many_times_gives_one_policy_and_one_notice() {
 async fn assert_fails(name: &str, scenario: Scenario, code: &str, message: &str) {
     let h = harness();
     let (number, customer, sum) = loan_ids(name);
-    h.bima.sim.set_scenario(&sum, scenario);
-    let record = insure(&number, &customer, &sum, "failed").await;
+    let record = insure_with(&number, &customer, &sum, scenario, "failed").await;
     assert_eq!(record["error"]["code"], json!(code), "{record}");
     let notice = h.wait_for_notification(&number, "bima.failed", FLOW_TIMEOUT).await.unwrap();
     assert_eq!(notice["error"]["code"], json!(code));
@@ -116,7 +129,7 @@ async fn assert_fails(name: &str, scenario: Scenario, code: &str, message: &str)
 fn a_calc_error_ends_failed_with_bimas_reason() {
     run(assert_fails(
         "calc",
-        Scenario::CalcError("program not offered for this term".into()),
+        Scenario { calc_error: Some("program not offered for this term".into()), ..Default::default() },
         "bima-http-422",
         "program not offered for this term",
     ));
@@ -127,7 +140,7 @@ fn a_refused_sale_ends_failed_with_bimas_reason_and_no_policy() {
     run(async {
         assert_fails(
             "refused",
-            Scenario::SaleRefused("borrower is on the stop list".into()),
+            Scenario { sale_refused: Some("borrower is on the stop list".into()), ..Default::default() },
             "bima-http-409",
             "stop list",
         )
@@ -140,9 +153,9 @@ fn the_print_link_service_down_for_a_while_is_retried_until_the_policy_is_issued
     run(async {
         let h = harness();
         let (number, customer, sum) = loan_ids("down");
-        h.bima.sim.set_scenario(&sum, Scenario::PrintLinkDown(3));
         let before = h.bima.sim.stats().calls.get("print-link").copied().unwrap_or(0);
-        let record = insure(&number, &customer, &sum, "issued").await;
+        let down = named(Scenario { print_link_down: 3, ..Default::default() });
+        let record = insure_with(&number, &customer, &sum, down, "issued").await;
         assert!(record["print_link"].as_str().unwrap().ends_with(".pdf"));
         let calls = h.bima.sim.stats().calls.get("print-link").copied().unwrap_or(0) - before;
         assert!(calls >= 4, "three 503s and a success: {calls} calls");
@@ -177,8 +190,8 @@ fn slow_answers_still_end_in_one_policy() {
         let (number, customer, sum) = loan_ids("slow");
         // Slower than the local queue's visibility timeout allows for the whole drive (4 s):
         // the message comes back while the first runner still works.
-        h.bima.sim.set_scenario(&sum, Scenario::Slow(Duration::from_millis(1500)));
-        insure(&number, &customer, &sum, "issued").await;
+        let slow = named(Scenario { slow: Some(Duration::from_millis(1500)), ..Default::default() });
+        insure_with(&number, &customer, &sum, slow, "issued").await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(h.bima.sim.stats().policies_by_credit.get(&number), Some(&1));
         assert_eq!(kinds(&h.notifications(&number)), ["bima.policy-issued"]);
@@ -211,7 +224,7 @@ fn my_products_shows_the_truck_policy_beside_the_loan_policy() {
         let pdf = reqwest::get(document["url"].as_str().unwrap()).await.unwrap();
         assert_eq!(pdf.status(), 200, "the presigned link opens the archived PDF");
         let bytes = pdf.bytes().await.unwrap();
-        assert!(bytes.starts_with(b"%PDF-"));
+        assert!(bytes[..64].windows(5).any(|w| w == b"%PDF-"), "the policy PDF (after MUST's preamble)");
         assert_eq!(document["sha256"], json!(hex::encode(Sha256::digest(&bytes))));
     });
 }
@@ -226,7 +239,7 @@ fn my_products_pages_long_lists_and_refuses_bad_calls_precisely() {
             h.send_bank_event(&Harness::loan_event(number, &customer, &sum)).await.unwrap();
         }
         for number in &numbers {
-            h.wait_for_loan_stage(number, "issued", FLOW_TIMEOUT).await.unwrap();
+            h.wait_for_loan_stage(number, "sold", FLOW_TIMEOUT).await.unwrap();
         }
         let (status, page1) = h.products(&customer, "limit=2", true).await.unwrap();
         assert_eq!(status, 200, "{page1}");
@@ -258,5 +271,88 @@ fn my_products_pages_long_lists_and_refuses_bad_calls_precisely() {
         assert_eq!(s, 404, "{b}");
         let (s, b) = h.products(&customer, "", false).await.unwrap();
         assert_eq!(s, 403, "an unsigned call is refused at the gateway: {b}");
+    });
+}
+
+/// The seed promises the sale `200 OK (сохранено)` and nothing more.
+#[test]
+fn a_bare_200_to_the_sale_leaves_the_policy_sold_with_its_number_pending() {
+    run(async {
+        let h = harness();
+        let (number, customer, sum) = loan_ids("bare");
+        let links_before = h.bima.sim.stats().calls.get("print-link").copied().unwrap_or(0);
+        let record = insure_with(&number, &customer, &sum, Scenario::default(), "sold").await;
+        assert_eq!(record["policy"], json!({"policy_id": null, "policy_number": null}));
+        let notice = h.wait_for_notification(&number, "bima.policy-sold", FLOW_TIMEOUT).await.unwrap();
+        assert_eq!(notice["premium"], json!(premium_for(&sum)));
+        assert_eq!(kinds(&h.notifications(&number)), ["bima.policy-sold"]);
+        let links = h.bima.sim.stats().calls.get("print-link").copied().unwrap_or(0) - links_before;
+        assert_eq!(links, 0, "no print-link call without a policy id: BIMA sends the link itself");
+        assert_eq!(h.bima.sim.stats().policies_by_credit.get(&number), Some(&1));
+        let (status, products) = h.products(&customer, "", true).await.unwrap();
+        assert_eq!(status, 200, "{products}");
+        let policy = &products["loans"][0]["creditLife"];
+        assert_eq!(
+            (&policy["status"], &policy["numberPending"]),
+            (&json!("sold"), &json!(true)),
+            "{products}"
+        );
+        assert_eq!(policy["policyNumber"], Value::Null);
+    });
+}
+
+/// Issues a loan whose print form is served as `form`; returns the record and the notice.
+async fn issued_with_print_form(name: &str, form: PrintForm) -> (String, Value, Value) {
+    let h = harness();
+    let (number, customer, sum) = loan_ids(name);
+    let record = insure_with(
+        &number,
+        &customer,
+        &sum,
+        named(Scenario { print_form: form, ..Default::default() }),
+        "issued",
+    )
+    .await;
+    let notice = h.wait_for_notification(&number, "bima.policy-issued", FLOW_TIMEOUT).await.unwrap();
+    assert_eq!(kinds(&h.notifications(&number)), ["bima.policy-issued"], "issued, never failed");
+    (number, record, notice)
+}
+
+#[test]
+fn print_forms_are_archived_whatever_their_type_and_behind_a_redirect() {
+    run(async {
+        let h = harness();
+        let (_, record, _) = issued_with_print_form("jpeg", PrintForm::Jpeg).await;
+        let form = &record["print_form"];
+        assert_eq!(form["contentType"], "image/jpeg");
+        assert!(form["key"].as_str().unwrap().ends_with(".jpg"));
+        let (bytes, metadata) = h.archived(form["key"].as_str().unwrap()).await.unwrap();
+        assert!(bytes.starts_with(&[0xFF, 0xD8, 0xFF]));
+        assert_eq!(metadata.get("sha256"), Some(&hex::encode(Sha256::digest(&bytes))));
+        let (_, record, _) = issued_with_print_form("moved", PrintForm::Redirected).await;
+        assert_eq!(record["print_form"]["contentType"], "application/pdf", "the 302 was followed");
+    });
+}
+
+#[test]
+fn a_print_form_that_cannot_be_had_leaves_the_policy_issued_and_kept_for_a_replay() {
+    run(async {
+        let h = harness();
+        for (name, form, why) in
+            [("expired", PrintForm::Expired, "403"), ("huge", PrintForm::Huge(25), "cap")]
+        {
+            let (number, record, notice) = issued_with_print_form(name, form).await;
+            assert_eq!(record["print_form"], Value::Null);
+            let pending = record["print_form_pending"].as_str().unwrap();
+            assert!(pending.contains(why), "{name}: {pending}");
+            assert_eq!(notice["printFormPending"], json!(pending));
+            let kept = h.quarantined().await.unwrap();
+            let process = format!("LOAN#{number}");
+            assert!(
+                kept.iter().any(|k| k["origin"]["source"] == "archive-pending"
+                    && k["origin"]["process"] == json!(process)),
+                "{name}: kept for an operator's replay"
+            );
+        }
     });
 }

@@ -10,19 +10,21 @@ use std::time::{Duration, Instant};
 
 use common::{harness, ids, items, loan_ids, run, FLOW_TIMEOUT};
 use polis_e2e::{kinds, Harness};
-use polis_must_sim::faults::FaultPlan;
 use polis_must_sim::Scenario;
 use serde_json::{json, Value};
 
 const HAPPY: [&str; 4] = ["truck.offer", "truck.payment-link-ready", "truck.paid", "truck.policy-issued"];
 
-/// Waits for every truck process to be issued; checks each was told the bank exactly once per step.
+/// Waits for every truck process to be issued; checks each was told the bank exactly once per
+/// step (and of any review on the way).
 async fn all_trucks_issued(h: &Harness, pids: &[String]) -> usize {
     let mut issued = 0;
     for pid in pids {
         h.wait_for_stage(pid, "issued", FLOW_TIMEOUT * 2, |_| {}).await.unwrap();
         h.wait_for_notification(pid, "truck.policy-issued", FLOW_TIMEOUT).await.unwrap();
-        assert_eq!(kinds(&h.notifications(pid)), HAPPY, "{pid}: each notice once, in order");
+        let notices: Vec<String> =
+            kinds(&h.notifications(pid)).into_iter().filter(|k| k != "truck.needs-review").collect();
+        assert_eq!(notices, HAPPY, "{pid}: each notice once, in order");
         issued += 1;
     }
     issued
@@ -82,73 +84,34 @@ fn aws_gone_in_the_middle_of_flows_and_back_loses_nothing_and_applies_nothing_tw
 }
 
 #[test]
-fn the_same_hook_delivered_50_times_at_once_is_stored_once_and_applied_once() {
+fn the_same_hook_delivered_many_times_at_once_is_stored_once_and_applied_once() {
     run(async {
         let h = harness();
-        let (pid, vin) = ids("race");
-        let scenario = Scenario { concurrent_deliveries: 50, ..Scenario::default() };
-        h.start_truck_process(&pid, &vin, scenario, false).await.unwrap();
-        let p = h.wait_for_stage(&pid, "issued", FLOW_TIMEOUT, |_| {}).await.unwrap();
-        h.wait_for_notification(&pid, "truck.policy-issued", FLOW_TIMEOUT).await.unwrap();
-        let sid = p["scoring_id"].as_str().unwrap();
-        let stored = items(h, &format!("HOOK#{sid}")).await;
-        let applied = p["applied"].as_array().unwrap().len();
-        assert_eq!(stored.len(), applied, "one stored hook per distinct hook, each applied once");
-        assert_eq!(kinds(&h.notifications(&pid)), HAPPY, "one state change per hook: each notice once");
-        println!(
-            "hook race: {} distinct hooks x 50 concurrent deliveries = {} calls; {} stored, {applied} applied, 0 twice",
-            stored.len(),
-            stored.len() * 50,
-            stored.len()
-        );
-    });
-}
-
-#[test]
-fn insurers_failing_on_a_share_of_calls_and_answering_slowly_still_finish_every_flow() {
-    run(async {
-        let h = harness();
-        let plan = FaultPlan {
-            errors_per_mille: 200,
-            hangs_per_mille: 50,
-            hang: Duration::from_secs(6),
-            slow: Duration::from_millis(30),
-        };
-        h.must.sim.faults.set(plan);
-        h.bima.sim.faults.set(plan);
-        let mut pids = Vec::new();
-        let mut loans = Vec::new();
-        for i in 0..4 {
-            let (pid, vin) = ids(&format!("flaky{i}"));
-            h.start_truck_process(&pid, &vin, Scenario::default(), false).await.unwrap();
-            pids.push(pid);
-            let (number, customer, sum) = loan_ids(&format!("flaky{i}"));
-            h.send_bank_event(&Harness::loan_event(&number, &customer, &sum)).await.unwrap();
-            loans.push(number);
+        // With MUST's delivery ids: 50 at once; without (its documents define none): 10 at once,
+        // each delivery its own queue message, told apart by the process.
+        for (name, deliveries, webhook_ids) in [("race-ids", 50, true), ("race-content", 10, false)] {
+            let (pid, vin) = ids(name);
+            let scenario = Scenario { concurrent_deliveries: deliveries, webhook_ids, ..Scenario::default() };
+            h.start_truck_process(&pid, &vin, scenario, false).await.unwrap();
+            let p = h.wait_for_stage(&pid, "issued", FLOW_TIMEOUT, |_| {}).await.unwrap();
+            h.wait_for_notification(&pid, "truck.policy-issued", FLOW_TIMEOUT).await.unwrap();
+            let sid = p["scoring_id"].as_str().unwrap();
+            let stored = items(h, &format!("HOOK#{sid}")).await;
+            let applied = p["applied"].as_array().unwrap().len();
+            assert_eq!(stored.len(), applied, "{name}: one stored hook per distinct hook, each applied once");
+            assert_eq!(
+                kinds(&h.notifications(&pid)),
+                HAPPY,
+                "{name}: one state change per hook: each notice once"
+            );
+            println!(
+                "hook race ({}): {} distinct hooks x {deliveries} concurrent deliveries = {} calls; {} stored, {applied} applied, 0 twice",
+                if webhook_ids { "webhook-id" } else { "no webhook-id" },
+                stored.len(),
+                stored.len() * deliveries as usize,
+                stored.len()
+            );
         }
-        // A permanent refusal among the faults still ends in a clear bank event.
-        let (refused, customer, sum) = loan_ids("flaky-refused");
-        h.bima.sim.set_scenario(&sum, polis_bima_sim::Scenario::SaleRefused("stop list".into()));
-        h.send_bank_event(&Harness::loan_event(&refused, &customer, &sum)).await.unwrap();
-
-        let issued = all_trucks_issued(h, &pids).await;
-        for number in &loans {
-            h.wait_for_loan_stage(number, "issued", FLOW_TIMEOUT * 2).await.unwrap();
-            assert_eq!(kinds(&h.notifications(number)), ["bima.policy-issued"]);
-            assert_eq!(h.bima.sim.stats().policies_by_credit.get(number), Some(&1), "{number}: one policy");
-        }
-        let failed = h.wait_for_loan_stage(&refused, "failed", FLOW_TIMEOUT * 2).await.unwrap();
-        assert_eq!(failed["error"]["code"], "bima-http-409");
-        assert_eq!(kinds(&h.notifications(&refused)), ["bima.failed"]);
-        h.must.sim.faults.set(FaultPlan::default());
-        h.bima.sim.faults.set(FaultPlan::default());
-        let (m, b) = (h.must.sim.faults.counts(), h.bima.sim.faults.counts());
-        println!(
-            "insurer faults: MUST {} calls ({} x 500, {} x 429, {} hangs), BIMA {} calls ({} x 500, {} x 429, {} hangs); \
-             {} truck flows and {} loans tried, all issued, 1 refusal told to the bank, 0 lost",
-            m.calls, m.errors_500, m.errors_429, m.hangs, b.calls, b.errors_500, b.errors_429, b.hangs, issued, loans.len()
-        );
-        assert!(m.errors_500 + m.errors_429 + m.hangs > 0 && b.errors_500 + b.errors_429 + b.hangs > 0);
     });
 }
 
@@ -158,22 +121,35 @@ fn tokens_expiring_in_the_middle_of_a_process_are_fetched_again() {
         let h = harness();
         let (pid, vin) = ids("token");
         let (number, customer, sum) = loan_ids("token");
-        h.bima.sim.set_scenario(&sum, polis_bima_sim::Scenario::Slow(Duration::from_millis(600)));
+        let slow = polis_bima_sim::Scenario {
+            slow: Some(Duration::from_millis(600)),
+            sale_answer: Some(polis_bima_sim::SaleAnswer::WithIds),
+            ..Default::default()
+        };
+        h.bima.sim.set_scenario(&sum, slow);
         let (must_tokens, bima_tokens) = (h.must.sim.stats().auth_calls, h.bima.sim.stats().token_calls);
         h.start_truck_process(&pid, &vin, Scenario::default(), false).await.unwrap();
         h.send_bank_event(&Harness::loan_event(&number, &customer, &sum)).await.unwrap();
-        // Once each process is under way, every token dies: the truck once it has its
-        // scoringId, the loan while BIMA takes its slow time to answer the sale (the print
+        // Once each process is under way, its partner's tokens die: MUST's once the truck has
+        // its scoringId, BIMA's while BIMA takes its slow time to answer the sale (the print
         // link, asked after that answer, needs a token).
-        let start = Instant::now();
-        while h.process(&pid).await.unwrap().is_none_or(|p| p["stage"] == "initializing")
-            || !h.bima.sim.stats().policies_by_credit.contains_key(&number)
-        {
-            assert!(start.elapsed() < FLOW_TIMEOUT);
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        h.must.sim.expire_tokens();
-        h.bima.sim.expire_tokens();
+        let must_expiry = async {
+            let start = Instant::now();
+            while h.process(&pid).await.unwrap().is_none_or(|p| p["stage"] == "initializing") {
+                assert!(start.elapsed() < FLOW_TIMEOUT);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            h.must.sim.expire_tokens();
+        };
+        let bima_expiry = async {
+            let start = Instant::now();
+            while !h.bima.sim.stats().policies_by_credit.contains_key(&number) {
+                assert!(start.elapsed() < FLOW_TIMEOUT);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            h.bima.sim.expire_tokens();
+        };
+        tokio::join!(must_expiry, bima_expiry);
         all_trucks_issued(h, std::slice::from_ref(&pid)).await;
         h.wait_for_loan_stage(&number, "issued", FLOW_TIMEOUT).await.unwrap();
         let must_new = h.must.sim.stats().auth_calls - must_tokens;
@@ -219,12 +195,17 @@ fn messages_delivered_again_after_their_work_was_done_change_nothing() {
 }
 
 #[test]
-fn a_runner_killed_between_an_insurer_call_and_its_state_write_makes_one_policy() {
+fn a_runner_killed_between_an_insurer_call_and_its_state_write_is_held_and_answered_not_resent() {
     run(async {
         let h = harness();
         let (number, customer, sum) = loan_ids("killed");
         // BIMA makes the sale at once but answers 1.5 s later: the runner dies in that gap.
-        h.bima.sim.set_scenario(&sum, polis_bima_sim::Scenario::Slow(Duration::from_millis(1500)));
+        let slow = polis_bima_sim::Scenario {
+            slow: Some(Duration::from_millis(1500)),
+            sale_answer: Some(polis_bima_sim::SaleAnswer::WithIds),
+            ..Default::default()
+        };
+        h.bima.sim.set_scenario(&sum, slow);
         h.send_bank_event(&Harness::loan_event(&number, &customer, &sum)).await.unwrap();
         let start = Instant::now();
         while !h.bima.sim.stats().policies_by_credit.contains_key(&number) {
@@ -233,15 +214,18 @@ fn a_runner_killed_between_an_insurer_call_and_its_state_write_makes_one_policy(
         }
         let killed = h.cloud.kill("BimaRunnerFunction");
         assert!(killed > 0, "a runner was running");
-        let loan = h.wait_for_loan_stage(&number, "issued", FLOW_TIMEOUT).await.unwrap();
+        // The next attempt finds the dead one's intent: nobody knows whether BIMA sold, so
+        // the loan is held; the operator answers from BIMA's records.
+        h.wait_for_loan_stage(&number, "needs-review", FLOW_TIMEOUT).await.unwrap();
+        let answers = h.answer_loan_reviews(&number).await.unwrap();
+        let loan = h.loan(&number).await.unwrap().unwrap();
         h.wait_for_notification(&number, "bima.policy-issued", FLOW_TIMEOUT).await.unwrap();
-        assert_eq!(
-            h.bima.sim.stats().policies_by_credit.get(&number),
-            Some(&1),
-            "the retried sale made no second policy"
+        assert_eq!(h.bima.sim.stats().policies_by_credit.get(&number), Some(&1), "no second sale");
+        assert_eq!(kinds(&h.notifications(&number)), ["bima.needs-review", "bima.policy-issued"]);
+        assert_eq!(loan["policy"]["policy_id"], json!(h.bima.sim.policies_of(&number)[0].0));
+        println!(
+            "runner killed mid-sale: {killed} processes killed; the loan held for review, answered {answers:?}; \
+             1 sale at BIMA, 1 policy, 0 lost"
         );
-        assert_eq!(kinds(&h.notifications(&number)), ["bima.policy-issued"]);
-        assert!(loan["policy"]["policy_id"].is_string());
-        println!("runner killed mid-sale: {killed} processes killed, sale retried under its idempotency key, 1 policy, 0 lost");
     });
 }

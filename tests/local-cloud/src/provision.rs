@@ -251,19 +251,14 @@ impl Provisioner<'_> {
         let props = &def["Properties"];
         let fifo = props.get("FifoQueue").and_then(Value::as_bool).unwrap_or(false);
         let name = format!("{}{}", self.physical_name(id), if fifo { ".fifo" } else { "" });
+        // Every property the template sets is a queue attribute of the same name (the
+        // redrive policy is set once every queue exists).
         let mut attributes: HashMap<QueueAttributeName, String> = HashMap::new();
-        if fifo {
-            attributes.insert(QueueAttributeName::FifoQueue, "true".into());
-            let cbd = props.get("ContentBasedDeduplication").and_then(Value::as_bool).unwrap_or(false);
-            attributes.insert(QueueAttributeName::ContentBasedDeduplication, cbd.to_string());
-        }
-        for (prop, attr) in [
-            ("VisibilityTimeout", QueueAttributeName::VisibilityTimeout),
-            ("MessageRetentionPeriod", QueueAttributeName::MessageRetentionPeriod),
-        ] {
-            if let Some(v) = props.get(prop) {
-                attributes.insert(attr, res.resolve(v)?);
+        for (prop, value) in props.as_object().into_iter().flatten() {
+            if matches!(prop.as_str(), "RedrivePolicy" | "QueueName" | "Tags") {
+                continue;
             }
+            attributes.insert(QueueAttributeName::from(prop.as_str()), res.resolve(value)?);
         }
         let out = client
             .create_queue()

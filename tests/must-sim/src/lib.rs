@@ -172,6 +172,8 @@ struct Hook {
     id: String,
     /// Deliveries of this hook at the same instant (a race test; normally 1).
     concurrent: u32,
+    /// Sent with a `webhook-id`.
+    with_id: bool,
 }
 
 pub struct Sim {
@@ -300,6 +302,7 @@ impl Sim {
             body,
             id: format!("hook-{scoring_id}-{}", process.hooks_sent),
             concurrent: process.scenario.concurrent_deliveries.max(1),
+            with_id: process.scenario.webhook_ids || self.config.send_webhook_ids,
         };
         let sender = inner.outboxes.entry(scoring_id.to_owned()).or_insert_with(|| {
             let (tx, rx) = mpsc::unbounded_channel();
@@ -334,7 +337,7 @@ impl Sim {
         loop {
             let body = hook.body.to_string().into_bytes();
             let mut request = self.http.post(&url).header("content-type", "application/json");
-            if self.config.send_webhook_ids || matches!(self.config.hook_auth, HookSigning::Sign(_)) {
+            if hook.with_id || matches!(self.config.hook_auth, HookSigning::Sign(_)) {
                 request = request.header("webhook-id", &hook.id);
             }
             for (name, value) in self.config.hook_auth.headers(&hook.id, &body, now_ms() / 1000) {
@@ -439,6 +442,16 @@ impl Sim {
     /// The changes MUST made for a vehicle, by call.
     pub fn changes(&self, vin: &str) -> HashMap<String, u64> {
         self.lock().stats.changes.get(vin).cloned().unwrap_or_default()
+    }
+
+    /// The scoringIds MUST gave the vehicle's processes, oldest first (its back office, as an
+    /// operator would look it up).
+    pub fn scorings(&self, vin: &str) -> Vec<String> {
+        let inner = self.lock();
+        let mut ids: Vec<&String> =
+            inner.processes.iter().filter(|(_, p)| p.vin == vin).map(|(sid, _)| sid).collect();
+        ids.sort_by_key(|sid| sid.rsplit('-').next().and_then(|n| n.parse::<u64>().ok()));
+        ids.into_iter().cloned().collect()
     }
 
     /// The contract card MUST holds for a vehicle.
@@ -551,8 +564,8 @@ async fn init(State(sim): State<Arc<Sim>>, headers: HeaderMap, Json(body): Json<
         return Json(previous).into_response();
     }
     let vin = body.get("vin").and_then(Value::as_str).unwrap_or_default().to_owned();
-    if sim.lock().scenarios.get(&vin).is_some_and(|s| s.unavailable) {
-        return error(StatusCode::SERVICE_UNAVAILABLE, None, "service unavailable");
+    if sim.lock().scenarios.get(&vin).is_some_and(|s| s.throttled) {
+        return error(StatusCode::TOO_MANY_REQUESTS, None, "too many requests, try later");
     }
     let Some(start) = body.get("policyStartOn").and_then(Value::as_str) else {
         return error(StatusCode::BAD_REQUEST, Some(1403), "invalid policy start on");

@@ -122,8 +122,10 @@ pub struct Scenario {
     pub payment_refused: Vec<String>,
     /// Each hook is delivered this many times at the same instant (0 or 1: once), to race our intake.
     pub concurrent_deliveries: u32,
-    /// MUST is down for this vehicle: `init` answers 503 until the scenario is set again without it.
-    pub unavailable: bool,
+    /// This vehicle's hooks carry a `webhook-id` (MUST's documents define none).
+    pub webhook_ids: bool,
+    /// MUST throttles this vehicle: `init` answers 429 until the scenario is set again without it.
+    pub throttled: bool,
     /// Calls that fail once, committed or not.
     pub faults: Vec<CallFault>,
 }
@@ -148,7 +150,8 @@ impl Default for Scenario {
             issued_before_paid: false,
             payment_refused: Vec::new(),
             concurrent_deliveries: 1,
-            unavailable: false,
+            webhook_ids: false,
+            throttled: false,
             faults: Vec::new(),
         }
     }

@@ -13,7 +13,7 @@ use super::loan::LoanIssued;
 use crate::domain::bank::{ArchivedFile, ErrorReport};
 use crate::domain::outcome::Outcome;
 use crate::domain::validation::FieldError;
-use crate::domain::workflow::{self, EffectClass, EffectSpec, Outbox, Resolution, Workflow};
+use crate::domain::workflow::{self, EffectSpec, Outbox, Resolution, Workflow};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -110,13 +110,14 @@ impl EffectSpec for LoanEffect {
         }
     }
 
-    /// The premium calculation changes nothing at BIMA, the print form is found in S3,
-    /// the bank de-duplicates notices by `eventId`. The sale, and the print link (BIMA
-    /// sends it to the customer), change something at BIMA.
-    fn class(&self) -> EffectClass {
+    /// Only the sale changes something at BIMA that must not happen twice. The premium
+    /// calculation changes nothing, the print form is found in S3, the bank de-duplicates
+    /// notices by `eventId`; the print link, asked again after an unknown outcome, sends the
+    /// customer the link a second time: a nuisance, not money, so it is retried.
+    fn changing_call(&self) -> Option<&'static str> {
         match self {
-            LoanEffect::Sell | LoanEffect::RequestPrintLink => EffectClass::ChangesPartner,
-            _ => EffectClass::Repeatable,
+            LoanEffect::Sell => Some("sale"),
+            _ => None,
         }
     }
 
@@ -378,26 +379,22 @@ impl CreditLifeProcess {
 
     fn resolve(&mut self, resolution: Resolution) -> Outcome {
         let Some(held) = self.outbox.held().cloned() else {
-            return Outcome::Rejected("no call is held for review".into());
+            // Answered already (a later hook proved it, or another answer came first).
+            return Outcome::Ignored("no call is held for review".into());
         };
         let (reference, number) = match resolution {
             Resolution::DidNotHappen => {
+                self.outbox.record_resolution(false, "an operator");
                 self.outbox.release();
                 return Outcome::Advanced;
             }
             Resolution::Happened { reference, number } => (reference, number),
         };
-        let result = match held {
-            LoanEffect::Sell => {
-                LoanEvent::Sold { policy: SaleAccepted { policy_id: reference, policy_number: number } }
-            }
-            LoanEffect::RequestPrintLink => match reference {
-                Some(url) => LoanEvent::PrintLinkReady { url },
-                // BIMA sent the customer a link we do not know.
-                None => LoanEvent::PrintLinkByBima,
-            },
-            _ => return Outcome::Rejected("only calls that change something at BIMA are held".into()),
+        let LoanEffect::Sell = held else {
+            return Outcome::Rejected("only the sale is held for review".into());
         };
+        let result = LoanEvent::Sold { policy: SaleAccepted { policy_id: reference, policy_number: number } };
+        self.outbox.record_resolution(true, "an operator");
         self.outbox.complete(&held.key(), true);
         match self.transition(result) {
             Outcome::Rejected(why) => Outcome::Rejected(why),

@@ -277,6 +277,26 @@ fn type_id_of(v: &Value) -> Option<u32> {
 }
 
 impl HookPayload {
+    /// The hook this payload came with.
+    pub fn kind(&self) -> HookKind {
+        match self {
+            HookPayload::DocumentsTypesRequired { .. } => HookKind::DocumentsTypesRequired,
+            HookPayload::DocumentsUploadFailed { .. } => HookKind::DocumentsUploadFailed,
+            HookPayload::DocumentsUploadCompleted => HookKind::DocumentsUploadCompleted,
+            HookPayload::ContractUpdateCompleted { .. } => HookKind::ContractUpdateCompleted,
+            HookPayload::Started { .. } => HookKind::Started,
+            HookPayload::Approved { .. } => HookKind::Approved,
+            HookPayload::Rejected { .. } => HookKind::Rejected,
+            HookPayload::DraftIssued { .. } => HookKind::DraftIssued,
+            HookPayload::PaymentLinkGenerated { .. } => HookKind::PaymentLinkGenerated,
+            HookPayload::PaymentInvoiceGenerated { .. } => HookKind::PaymentInvoiceGenerated,
+            HookPayload::PolicyIsPaid => HookKind::PolicyIsPaid,
+            HookPayload::PolicyIssued { .. } => HookKind::PolicyIssued,
+            HookPayload::Failed { .. } => HookKind::Failed,
+            HookPayload::CompanyFailed { .. } => HookKind::CompanyFailed,
+        }
+    }
+
     /// Reads a hook body; fails only when a field we must act on is missing or unusable.
     pub fn parse(kind: HookKind, raw: &[u8]) -> Result<HookPayload, HookParseError> {
         let json: Value = if raw.iter().all(u8::is_ascii_whitespace) {

@@ -20,7 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::api::ContractCard;
-use super::hook::{DocumentProblem, HookPayload};
+use super::hook::{DocumentProblem, HookKind, HookPayload};
 use super::insurer::Insurer;
 use crate::domain::bank::truck::{
     ArchivedFile, BankDocument, ErrorReport, OfferOutcome, PaymentMethod, PendingFile, TruckNotice,
@@ -28,7 +28,7 @@ use crate::domain::bank::truck::{
 };
 use crate::domain::ids::{BlobId, ProcessId, ScoringId};
 pub use crate::domain::outcome::Outcome;
-use crate::domain::workflow::{self, EffectClass, EffectSpec, Outbox, Resolution, Workflow};
+use crate::domain::workflow::{self, EffectSpec, Outbox, Resolution, Workflow};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -171,17 +171,46 @@ impl EffectSpec for Effect {
         }
     }
 
-    /// Downloads into S3 (the object is found there) and notices (the bank de-duplicates
-    /// by `eventId`) are repeatable; every call that changes the process at MUST is not.
-    fn class(&self) -> EffectClass {
+    /// Every call that changes the process at MUST; downloads into S3 (the object is found
+    /// there) and notices (the bank de-duplicates by `eventId`) are repeatable.
+    fn changing_call(&self) -> Option<&'static str> {
         match self {
-            Effect::ArchiveFiles { .. } | Effect::Notify(_) => EffectClass::Repeatable,
-            _ => EffectClass::ChangesPartner,
+            Effect::InitScoring => Some(CALL_INIT),
+            Effect::SubmitDocuments { .. } => Some(CALL_DOCUMENTS),
+            Effect::SubmitContract { .. } => Some(CALL_CONTRACT),
+            Effect::RequestPayment { .. } => Some(CALL_PAYMENT),
+            Effect::SubmitPaymentOrder { .. } => Some(CALL_PAYMENT_ORDER),
+            Effect::ArchiveFiles { .. } | Effect::Notify(_) => None,
         }
     }
 
     fn is_notice(&self) -> bool {
         matches!(self, Effect::Notify(_))
+    }
+}
+
+const CALL_INIT: &str = "init";
+const CALL_DOCUMENTS: &str = "documents";
+const CALL_CONTRACT: &str = "contract";
+const CALL_PAYMENT: &str = "payment";
+const CALL_PAYMENT_ORDER: &str = "payment-order";
+
+/// Which of our calls makes MUST send a hook of this kind: another such call, another
+/// hook; MUST's own progress (scoring, issuing) sends each of its hooks once.
+fn caused_by(kind: HookKind) -> Option<&'static str> {
+    match kind {
+        HookKind::DocumentsTypesRequired => Some(CALL_INIT),
+        HookKind::DocumentsUploadFailed | HookKind::DocumentsUploadCompleted => Some(CALL_DOCUMENTS),
+        HookKind::ContractUpdateCompleted => Some(CALL_CONTRACT),
+        HookKind::PaymentLinkGenerated | HookKind::PaymentInvoiceGenerated => Some(CALL_PAYMENT),
+        HookKind::PolicyIsPaid => Some(CALL_PAYMENT_ORDER),
+        HookKind::Started
+        | HookKind::Approved
+        | HookKind::Rejected
+        | HookKind::DraftIssued
+        | HookKind::PolicyIssued
+        | HookKind::Failed
+        | HookKind::CompanyFailed => None,
     }
 }
 
@@ -388,7 +417,9 @@ impl TruckProcess {
     /// Applies one event. On anything but `Advanced` the process is unchanged.
     pub fn apply(&mut self, event: ProcessEvent) -> Outcome {
         let key = match &event {
-            ProcessEvent::Hook { id, by_content, .. } => Some(self.outbox.applied_key(id, *by_content)),
+            ProcessEvent::Hook { id, by_content, payload } => {
+                Some(self.outbox.applied_key(id, *by_content, caused_by(payload.kind())))
+            }
             other => other.external_id().map(str::to_owned),
         };
         if key.as_ref().is_some_and(|k| self.applied.contains(k)) {
@@ -452,7 +483,17 @@ impl TruckProcess {
         use Outcome::{Advanced, Ignored, Rejected};
         if self.stage.is_terminal() && !self.takes_after_end(&event) {
             let why = format!("the process has ended ({:?})", self.stage);
-            return if event.external_id().is_some() { Rejected(why) } else { Ignored(why) };
+            return match &event {
+                // A payment asked for after the end needs a person; the rest is MUST's history.
+                ProcessEvent::Hook {
+                    payload:
+                        HookPayload::PaymentLinkGenerated { .. } | HookPayload::PaymentInvoiceGenerated { .. },
+                    ..
+                } => Rejected(format!("{why}, yet MUST generated a payment request")),
+                ProcessEvent::Hook { .. } => Ignored(format!("{why}: history")),
+                other if other.external_id().is_some() => Rejected(why),
+                _ => Ignored(why),
+            };
         }
         match event {
             ProcessEvent::Initialized { scoring_id } => match &self.scoring_id {
@@ -465,7 +506,7 @@ impl TruckProcess {
                 }
             },
             ProcessEvent::Hook { payload, .. } if self.scoring_id.is_none() => {
-                Rejected(format!("hook {:?} before the process was initialized", hook_name(&payload)))
+                Rejected(format!("hook {:?} before the process was initialized", payload.kind().path()))
             }
             ProcessEvent::Hook { payload, .. } => {
                 self.proven_by(&payload);
@@ -480,7 +521,7 @@ impl TruckProcess {
                 }
                 _ => Rejected("payment order for a process with no invoice".into()),
             },
-            ProcessEvent::ReviewResolved { resolution, .. } => self.resolve(resolution),
+            ProcessEvent::ReviewResolved { resolution, .. } => self.resolve(resolution, "an operator"),
             ProcessEvent::RetryArchive { .. } => match self.policy.as_ref() {
                 Some(policy) if !policy.pending_files.is_empty() => {
                     let blob_ids =
@@ -578,18 +619,20 @@ impl TruckProcess {
             _ => false,
         };
         if proven {
-            self.resolve(Resolution::Happened { reference: None, number: None });
+            self.resolve(Resolution::Happened { reference: None, number: None }, "a later hook from MUST");
         }
     }
 
     /// Lifts a review: the held call happened (its result is applied), or it did not (it is sent again).
-    fn resolve(&mut self, resolution: Resolution) -> Outcome {
+    fn resolve(&mut self, resolution: Resolution, by: &str) -> Outcome {
         use Outcome::{Advanced, Rejected};
         let Some(held) = self.outbox.held().cloned() else {
-            return Rejected("no call is held for review".into());
+            // Answered already (a later hook proved it, or another answer came first).
+            return Outcome::Ignored("no call is held for review".into());
         };
         let reference = match resolution {
             Resolution::DidNotHappen => {
+                self.outbox.record_resolution(false, by);
                 self.outbox.release();
                 return Advanced;
             }
@@ -610,6 +653,7 @@ impl TruckProcess {
                 return Rejected("only calls that change something at MUST are held".into())
             }
         };
+        self.outbox.record_resolution(true, by);
         self.outbox.complete(&held.key(), true);
         match self.transition(result) {
             Outcome::Rejected(why) => Rejected(why),
@@ -1000,13 +1044,6 @@ impl Workflow for TruckProcess {
     fn effect_uncertain(effect: &str, at_ms: u64, detail: String) -> ProcessEvent {
         ProcessEvent::CallUncertain { effect: effect.to_owned(), at_ms, detail }
     }
-}
-
-fn hook_name(payload: &HookPayload) -> String {
-    serde_json::to_value(payload)
-        .ok()
-        .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_owned))
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

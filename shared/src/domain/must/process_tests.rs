@@ -251,6 +251,19 @@ fn the_same_upload_failed_body_in_a_later_round_is_new_and_a_repeat_in_the_same_
 }
 
 #[test]
+fn a_repeat_after_the_call_the_hook_itself_caused_is_still_a_repeat() {
+    let (mut p, mut sent) = started();
+    let types = || content_hook("types", HookPayload::DocumentsTypesRequired { type_ids: vec![11, 12] });
+    feed(&mut p, &mut sent, vec![types()]);
+    assert_eq!(p.documents, Documents::Submitted { round: 1 }, "the hook made us upload round 1");
+    assert_eq!(p.apply(types()), Outcome::Duplicate, "MUST's retry of types-required asks for nothing new");
+    let completed = || content_hook("done", HookPayload::DocumentsUploadCompleted);
+    feed(&mut p, &mut sent, vec![completed()]);
+    assert_eq!(p.contract, Contract::Submitted { round: 1 });
+    assert_eq!(p.apply(completed()), Outcome::Duplicate, "not new after the contract call it caused");
+}
+
+#[test]
 fn two_insurers_cheapest_approved_is_chosen_after_both_answer() {
     let (mut p, mut sent) = started();
     feed(&mut p, &mut sent, happy_hooks()[..3].to_vec());
@@ -287,7 +300,7 @@ fn preferred_insurer_is_taken_as_soon_as_it_approves() {
 }
 
 #[test]
-fn no_insurer_left_ends_the_process_rejected_and_a_new_hook_after_that_is_kept() {
+fn no_insurer_left_ends_the_process_rejected_and_only_a_payment_after_that_is_kept() {
     let (mut p, mut sent) = started();
     feed(
         &mut p,
@@ -309,7 +322,15 @@ fn no_insurer_left_ends_the_process_rejected_and_a_new_hook_after_that_is_kept()
     assert_eq!(p.stage, Stage::Rejected);
     assert_eq!(kinds(&sent), ["truck.offer", "truck.offer", "truck.rejected"]);
     let late = p.apply(hook("late", HookPayload::Approved { insurer: ins("ingostrah"), premium: None }));
-    assert!(matches!(late, Outcome::Rejected(_)), "a new hook for an ended process is kept: {late:?}");
+    assert!(matches!(late, Outcome::Ignored(_)), "MUST's history after the end pages nobody: {late:?}");
+    let link = p.apply(hook(
+        "link",
+        HookPayload::PaymentLinkGenerated { insurer: None, url: "https://pay/1".into() },
+    ));
+    assert!(
+        matches!(link, Outcome::Rejected(_)),
+        "a payment asked for after the end is kept for a person: {link:?}"
+    );
     assert_eq!(p.apply(hook("f", HookPayload::Failed { code: 1, message: None })), Outcome::Duplicate);
 }
 
@@ -421,7 +442,7 @@ fn contradictions_are_rejected_and_leave_the_process_unchanged() {
     let o = p.apply(ProcessEvent::Initialized { scoring_id: ScoringId::parse("other").unwrap() });
     assert!(matches!(o, Outcome::Rejected(_)), "{o:?}");
     let o = p.apply(ProcessEvent::ReviewResolved { id: "r".into(), resolution: Resolution::DidNotHappen });
-    assert!(matches!(o, Outcome::Rejected(_)), "nothing is held: {o:?}");
+    assert!(matches!(o, Outcome::Ignored(_)), "nothing is held (answered already): {o:?}");
 }
 
 #[test]

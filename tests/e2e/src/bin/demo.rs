@@ -72,20 +72,43 @@ async fn main() -> Result<(), BoxError> {
         assert_eq!(Some(&sha), metadata.get("sha256"), "S3 metadata holds the file's SHA-256");
         println!("\npolicy {} archived:", issued["policy"]["number"].as_str().unwrap_or("?"));
         println!("  s3://{}/{}", file["bucket"].as_str().unwrap_or_default(), key);
-        println!("  sha256 {sha}  ({} bytes, starts with %PDF)", bytes.len());
+        println!(
+            "  sha256 {sha}  ({} bytes, {})",
+            bytes.len(),
+            file["contentType"].as_str().unwrap_or_default()
+        );
     }
 
-    let loan_number = format!("LN-{}", std::process::id());
-    println!(
-        "\nbank -> loan.issued {loan_number} for {customer} (500000 somoni, 12 months; insured with BIMA)"
-    );
-    h.send_bank_event(&Harness::loan_event(&loan_number, &customer, "500000")).await?;
-    let loan = h.wait_for_loan_stage(&loan_number, "issued", Duration::from_secs(120)).await?;
-    for n in h.notifications(&loan_number) {
-        println!("  bank <- {n}");
-    }
-    if let Some(key) = loan["print_form"]["key"].as_str() {
-        println!("  print form archived: s3://{}/{key}", h.archive_bucket);
+    // BIMA as its documents promise: the sale answers a bare 200, so the policy is sold
+    // and its number pending; then a loan whose sale BIMA answers with the policy's id.
+    for (suffix, sum, named) in [("A", "500000", false), ("B", "300000", true)] {
+        let loan_number = format!("LN-{}-{suffix}", std::process::id());
+        let answer = if named {
+            "answering the sale with the policy's id"
+        } else {
+            "answering the sale with a bare 200"
+        };
+        println!(
+            "\nbank -> loan.issued {loan_number} for {customer} ({sum} somoni, 12 months; BIMA {answer})"
+        );
+        if named {
+            let scenario = polis_bima_sim::Scenario {
+                sale_answer: Some(polis_bima_sim::SaleAnswer::WithIds),
+                ..Default::default()
+            };
+            h.bima.sim.set_scenario(sum, scenario);
+        }
+        h.send_bank_event(&Harness::loan_event(&loan_number, &customer, sum)).await?;
+        let stage = if named { "issued" } else { "sold" };
+        let loan = h.wait_for_loan_stage(&loan_number, stage, Duration::from_secs(120)).await?;
+        h.wait_for_notification(&loan_number, &format!("bima.policy-{stage}"), Duration::from_secs(30))
+            .await?;
+        for n in h.notifications(&loan_number) {
+            println!("  bank <- {n}");
+        }
+        if let Some(key) = loan["print_form"]["key"].as_str() {
+            println!("  print form archived: s3://{}/{key}", h.archive_bucket);
+        }
     }
 
     let (status, products) = h.products(&customer, "", true).await?;
@@ -100,7 +123,7 @@ async fn watch(h: &Harness, process_id: &str) -> Result<serde_json::Value, BoxEr
     let (mut stage, mut printed) = (String::new(), 0);
     loop {
         let process = h.process(process_id).await?.unwrap_or_default();
-        let now = process["stage"].as_str().unwrap_or_default().to_owned();
+        let now = polis_e2e::stage_of(&process);
         if now != stage {
             println!("  stage: {now:<16} scoringId={}", process["scoring_id"].as_str().unwrap_or("-"));
             stage = now;

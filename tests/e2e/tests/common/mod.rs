@@ -37,9 +37,16 @@ fn stack(options: StackOptions) -> &'static Harness {
     HARNESS.get_or_init(|| {
         let stack = format!("polis-e2e-{}", std::process::id());
         let logs = log_dir(&stack);
-        RUNTIME
-            .block_on(Harness::start_with(&stack, Ports::any().expect("free ports"), logs, options))
-            .expect("the local stack starts")
+        // Free ports are picked, then bound: another process may take one in between.
+        let mut tries = 0;
+        loop {
+            let ports = Ports::any().expect("free ports");
+            match RUNTIME.block_on(Harness::start_with(&stack, ports, logs.clone(), options)) {
+                Ok(harness) => break harness,
+                Err(e) if tries < 4 && e.to_string().contains("Address already in use") => tries += 1,
+                Err(e) => panic!("the local stack starts: {e}"),
+            }
+        }
     })
 }
 
