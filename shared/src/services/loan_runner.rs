@@ -167,7 +167,7 @@ where
                         archive_file(&self.objects, &self.archive_bucket, &stem, &policy_id, form).await?;
                     return Ok(Some(LoanEvent::PrintFormArchived { file: Some(file), problem: None }));
                 }
-                Err(EffectFailure::Permanent(report)) => report.message,
+                Err(EffectFailure::Permanent(report)) => format!("{}: {}", report.code, report.message),
                 Err(EffectFailure::Later(RetryLater::Call(e))) if last_try => {
                     format!("still failing after {ARCHIVE_ATTEMPTS} attempts: {e}")
                 }

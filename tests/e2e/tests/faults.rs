@@ -165,6 +165,11 @@ fn messages_delivered_again_after_their_work_was_done_change_nothing() {
         let h = harness();
         let (pid, vin) = ids("again");
         let (number, customer, sum) = loan_ids("again");
+        let named = polis_bima_sim::Scenario {
+            sale_answer: Some(polis_bima_sim::SaleAnswer::WithIds),
+            ..Default::default()
+        };
+        h.bima.sim.set_scenario(&sum, named);
         h.start_truck_process(&pid, &vin, Scenario::default(), false).await.unwrap();
         h.send_bank_event(&Harness::loan_event(&number, &customer, &sum)).await.unwrap();
         let truck = h.wait_for_stage(&pid, "issued", FLOW_TIMEOUT, |_| {}).await.unwrap();

@@ -57,6 +57,12 @@ fn no_personal_data_reaches_any_log_line() {
         h.send_bank_event(&request).await.unwrap();
 
         let (number, _) = ids("pii-loan");
+        // BIMA names the policy: the print link (the customer's own link) goes through us too.
+        let named = polis_bima_sim::Scenario {
+            sale_answer: Some(polis_bima_sim::SaleAnswer::WithIds),
+            ..Default::default()
+        };
+        h.bima.sim.set_scenario("432100", named);
         let mut loan = Harness::loan_event(&number, &format!("C-{number}"), "432100");
         let borrower = &mut loan["borrower"];
         borrower["lastName"] = json!("ЛАСТОЧКИНА");

@@ -702,10 +702,12 @@ async fn documents(
             p.documents_accepted = true;
             p.recognition_done = !p.scenario.prefilled_contract;
         });
-        sim.send_hook(&sid, "documents/upload-completed", json!({}));
+        // Recognition pre-fills the contract as the documents are accepted; a late one
+        // finishes only after our card has come (and overwrites it).
         if scenario.prefilled_contract && !scenario.late_recognition {
             sim.recognise(&sid);
         }
+        sim.send_hook(&sid, "documents/upload-completed", json!({}));
         sim.maybe_start_scoring(&sid);
     }
     sim.answer(fault, bare_ok()).await

@@ -85,9 +85,16 @@ pub enum Documents {
 #[serde(tag = "status", rename_all = "kebab-case")]
 pub enum Contract {
     NotSent,
-    Submitting { round: u32 },
-    Submitted { round: u32 },
-    Accepted,
+    Submitting {
+        round: u32,
+    },
+    Submitted {
+        round: u32,
+    },
+    /// MUST holds our card, sent in round `round`.
+    Accepted {
+        round: u32,
+    },
 }
 
 /// Our card is sent again at most this many times when recognition overwrites it.
@@ -594,30 +601,27 @@ impl TruckProcess {
     /// A hook that can only follow a held call proves the call happened.
     fn proven_by(&mut self, payload: &HookPayload) {
         let Some(held) = self.outbox.held() else { return };
-        let proven = match (held, payload) {
+        let proven = matches!(
+            (held, payload),
             (
                 Effect::SubmitDocuments { .. },
                 HookPayload::DocumentsUploadFailed { .. }
-                | HookPayload::DocumentsUploadCompleted
-                | HookPayload::ContractUpdateCompleted { prefilled_contract: Some(_) },
-            ) => true,
-            (
+                    | HookPayload::DocumentsUploadCompleted
+                    | HookPayload::ContractUpdateCompleted { prefilled_contract: Some(_) },
+            ) | (
                 Effect::SubmitContract { .. },
                 HookPayload::ContractUpdateCompleted { .. } | HookPayload::Started { .. },
-            ) => true,
-            (
+            ) | (
                 Effect::RequestPayment { .. },
                 HookPayload::PaymentLinkGenerated { .. }
-                | HookPayload::PaymentInvoiceGenerated { .. }
-                | HookPayload::PolicyIsPaid
-                | HookPayload::PolicyIssued { .. },
-            ) => true,
-            (
+                    | HookPayload::PaymentInvoiceGenerated { .. }
+                    | HookPayload::PolicyIsPaid
+                    | HookPayload::PolicyIssued { .. },
+            ) | (
                 Effect::SubmitPaymentOrder { .. },
-                HookPayload::PolicyIsPaid | HookPayload::PolicyIssued { .. },
-            ) => true,
-            _ => false,
-        };
+                HookPayload::PolicyIsPaid | HookPayload::PolicyIssued { .. }
+            )
+        );
         if proven {
             self.resolve(Resolution::Happened { reference: None, number: None }, "a later hook from MUST");
         }
@@ -829,11 +833,13 @@ impl TruckProcess {
         match self.contract.clone() {
             Contract::NotSent if prefilled.is_some() => self.submit_contract(1),
             Contract::NotSent | Contract::Submitting { .. } => {}
-            Contract::Submitted { round } if overridden && round < CONTRACT_ROUNDS => {
+            Contract::Submitted { round } | Contract::Accepted { round }
+                if overridden && round < CONTRACT_ROUNDS =>
+            {
                 self.submit_contract(round + 1)
             }
-            Contract::Submitted { .. } => self.contract = Contract::Accepted,
-            Contract::Accepted => {}
+            Contract::Submitted { round } => self.contract = Contract::Accepted { round },
+            Contract::Accepted { .. } => {}
         }
     }
 

@@ -128,7 +128,7 @@ fn happy_path_issues_and_archives_the_policy_and_its_draft() {
     feed(&mut p, &mut sent, happy_hooks());
     assert_eq!(p.stage, Stage::Issued);
     assert!(p.outbox.is_empty());
-    assert_eq!(p.contract, Contract::Accepted);
+    assert_eq!(p.contract, Contract::Accepted { round: 1 });
     assert_eq!(p.documents, Documents::Accepted);
     assert_eq!(p.chosen, Some(ins("ingostrah")));
     assert_eq!(p.policy.as_ref().unwrap().files, [file("p1")]);
@@ -166,7 +166,7 @@ fn a_recognised_contract_before_ours_fills_our_gaps_and_ours_is_sent() {
     assert_eq!(card["engineNumber"], "5738777", "recognition fills the gap");
     run_effects(&mut p, &mut sent);
     feed(&mut p, &mut sent, happy_hooks()[1..].to_vec());
-    assert_eq!(p.contract, Contract::Accepted);
+    assert_eq!(p.contract, Contract::Accepted { round: 1 });
     assert_eq!(p.stage, Stage::Issued);
 }
 
@@ -191,7 +191,18 @@ fn a_recognised_contract_after_ours_does_not_silently_replace_it() {
         &mut sent,
         vec![hook("c2", HookPayload::ContractUpdateCompleted { prefilled_contract: None })],
     );
-    assert_eq!(p.contract, Contract::Accepted);
+    assert_eq!(p.contract, Contract::Accepted { round: 2 });
+    // Recognition overwriting ours after MUST had accepted it: ours goes again too.
+    let (mut r, mut sent) = started();
+    feed(&mut r, &mut sent, happy_hooks()[..3].to_vec());
+    assert_eq!(r.contract, Contract::Accepted { round: 1 });
+    let late = serde_json::json!({"vin": "RECOGNISED0000009"});
+    feed(
+        &mut r,
+        &mut sent,
+        vec![hook("late", HookPayload::ContractUpdateCompleted { prefilled_contract: Some(late) })],
+    );
+    assert_eq!(r.contract, Contract::Submitted { round: 2 });
     let (mut q, mut sent) = started();
     feed(&mut q, &mut sent, happy_hooks()[..2].to_vec());
     for (i, id) in ["o1", "o2", "o3"].iter().enumerate() {
@@ -202,7 +213,11 @@ fn a_recognised_contract_after_ours_does_not_silently_replace_it() {
             vec![hook(id, HookPayload::ContractUpdateCompleted { prefilled_contract: Some(again) })],
         );
     }
-    assert_eq!(q.contract, Contract::Accepted, "sent again at most {CONTRACT_ROUNDS} times in all");
+    assert_eq!(
+        q.contract,
+        Contract::Accepted { round: CONTRACT_ROUNDS },
+        "sent at most {CONTRACT_ROUNDS} times in all"
+    );
 }
 
 #[test]
@@ -666,7 +681,8 @@ proptest! {
         let (mut p, mut sent) = started();
         feed(&mut p, &mut sent, hooks);
         prop_assert_eq!(p.stage, Stage::Issued);
-        prop_assert_eq!(&p.contract, &Contract::Accepted);
+        let accepted = matches!(p.contract, Contract::Accepted { .. });
+        prop_assert!(accepted);
         prop_assert_eq!(kinds(&sent), HAPPY);
         prop_assert_eq!(
             sent.iter().map(|n| &n.event_id).collect::<Vec<_>>(),
