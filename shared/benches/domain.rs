@@ -7,14 +7,14 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use polis::domain::bank::truck::TruckBankEvent;
 use polis::domain::bank::BankEvent;
-use polis::domain::bima::loan::LoanBankEvent;
 use polis::domain::ids::ScoringId;
+use polis::domain::loan::bank::LoanBankEvent;
 use polis::domain::must::hook::{HookKind, HookPayload};
-use polis::domain::must::process::{ProcessEvent, TruckProcess};
-use polis::services::hook_auth::{sign, HookAuth, HookCredentials};
-use polis::services::hook_intake::{check_body, hook_id};
+use polis::domain::truck::bank::TruckBankEvent;
+use polis::domain::truck::process::{TruckEvent, TruckProcess};
+use polis::services::truck::hook_auth::{sign, HookAuth, HookCredentials};
+use polis::services::truck::hook_intake::{check_body, hook_id};
 
 const HOOK: &[u8] = br#"{"insuranceCompany":"ingostrah","writtenPremium":17847.29}"#;
 const TRUCK: &str = include_str!("../examples/bank/truck.policy-requested.json");
@@ -60,7 +60,7 @@ fn runner_step(c: &mut Criterion) {
     c.bench_function("runner: state JSON in, apply a hook, state JSON out", |b| {
         b.iter(|| {
             let mut p: TruckProcess = serde_json::from_str(black_box(&state)).unwrap();
-            black_box(p.apply(ProcessEvent::Hook {
+            black_box(p.apply(TruckEvent::Hook {
                 id: "h-1".into(),
                 by_content: true,
                 payload: payload.clone(),
@@ -75,7 +75,7 @@ fn bank_events(c: &mut Criterion) {
         b.iter(|| black_box(BankEvent::accept(black_box(LOAN)).unwrap()))
     });
     let Ok(BankEvent::Loan(LoanBankEvent::Issued(loan))) = BankEvent::accept(LOAN) else { panic!("a loan") };
-    c.bench_function("bima-runner: build and serialize the sale form", |b| {
+    c.bench_function("loan-runner: build and serialize the sale form", |b| {
         b.iter(|| black_box(serde_json::to_vec(&black_box(&loan).sale_request()).unwrap()))
     });
 }

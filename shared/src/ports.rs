@@ -8,7 +8,7 @@ use thiserror::Error;
 
 use crate::domain::ids::{ProcessId, ScoringId};
 use crate::domain::must::hook::HookKind;
-use crate::domain::must::process::ProcessEvent;
+use crate::domain::truck::process::TruckEvent;
 
 /// A failure of our own infrastructure (DynamoDB, SQS, S3): always worth a retry.
 #[derive(Debug, Error)]
@@ -58,7 +58,8 @@ pub enum KeptOrigin {
     /// A bank event we could not accept (replay: put back on the bank-events queue).
     BankEvent { event_id: String, event_type: String },
     /// An event a process rejected (replay: queued to the process again).
-    ProcessEvent { process: String, event_id: String, replays: u32 },
+    #[serde(rename = "process-event")]
+    Event { process: String, event_id: String, replays: u32 },
     /// A call whose outcome is unknown: the process is held until an operator resolves it.
     Review { process: String, effect: String, attempt: u32 },
     /// Files an issued policy has that could not be archived (replay: archived again);
@@ -71,7 +72,7 @@ impl KeptOrigin {
         match self {
             KeptOrigin::Hook { .. } => "hook",
             KeptOrigin::BankEvent { .. } => "bank-event",
-            KeptOrigin::ProcessEvent { .. } => "process-event",
+            KeptOrigin::Event { .. } => "process-event",
             KeptOrigin::Review { .. } => "review",
             KeptOrigin::ArchivePending { .. } => "archive-pending",
         }
@@ -90,7 +91,7 @@ impl KeptOrigin {
             }
             // A refused bank event may name no usable id: the same body is the same event.
             KeptOrigin::BankEvent { .. } => format!("bank-event-{}", digest(body)),
-            KeptOrigin::ProcessEvent { process, event_id, replays } => {
+            KeptOrigin::Event { process, event_id, replays } => {
                 format!("process-event-{}-r{replays}", digest(&format!("{process}\n{event_id}")))
             }
             KeptOrigin::Review { process, effect, attempt } => {
@@ -125,13 +126,13 @@ impl Quarantined {
 /// What flows on the process FIFO queue; MessageGroupId keeps each process in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "message", rename_all = "kebab-case")]
-pub enum ProcessMessage {
+pub enum TruckMessage {
     /// A stored hook, to apply to the process that owns its scoringId.
     Hook(ReceivedHook),
     /// Apply a bank's (or an operator's) event to a process.
     BankEvent {
         process_id: ProcessId,
-        event: ProcessEvent,
+        event: TruckEvent,
         /// How many times an operator has replayed this event.
         #[serde(default)]
         replays: u32,
@@ -147,7 +148,7 @@ pub enum LoanMessage {
     /// Perform whatever the loan's insurance has pending.
     Drive { loan_number: String },
     /// Apply an operator's event (a review resolved, an archive retried), then drive.
-    Event { loan_number: String, event: crate::domain::bima::process::LoanEvent },
+    Event { loan_number: String, event: crate::domain::loan::process::LoanEvent },
 }
 
 /// A process with the version it was read at (for optimistic concurrency).
@@ -233,10 +234,10 @@ pub trait EffectLog {
     ) -> impl Future<Output = Result<EffectRecord, InfraError>> + Send;
 }
 
-pub trait ProcessQueue {
+pub trait TruckQueue {
     fn enqueue(
         &self,
-        message: &ProcessMessage,
+        message: &TruckMessage,
         group: &str,
         dedup_id: &str,
     ) -> impl Future<Output = Result<(), InfraError>> + Send;
@@ -359,7 +360,7 @@ pub trait MustApi {
     fn request_payment(
         &self,
         scoring_id: &ScoringId,
-        method: crate::domain::bank::truck::PaymentMethod,
+        method: crate::domain::truck::bank::PaymentMethod,
         request: &crate::domain::must::api::PaymentRequest,
         idempotency_key: &str,
     ) -> impl Future<Output = Result<(), CallError>> + Send;

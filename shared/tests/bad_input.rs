@@ -5,8 +5,8 @@
 use polis::domain::bank::BankEvent;
 use polis::domain::ids::{CustomerId, ProcessId, ScoringId};
 use polis::domain::must::hook::{HookKind, HookPayload};
-use polis::services::hook_auth::{HookAuth, HookCredentials};
-use polis::services::hook_intake::check_body;
+use polis::services::truck::hook_auth::{HookAuth, HookCredentials};
+use polis::services::truck::hook_intake::check_body;
 use proptest::prelude::*;
 use serde_json::Value;
 

@@ -4,9 +4,9 @@
 use std::fs;
 use std::path::Path;
 
-use polis::domain::bank::truck::TruckNotification;
 use polis::domain::bank::BankEvent;
-use polis::domain::bima::process::LoanNotification;
+use polis::domain::loan::process::LoanNotification;
+use polis::domain::truck::bank::TruckNotification;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -43,7 +43,7 @@ fn bank_event_examples_parse_and_validate() {
         assert_eq!(serde_json::to_value(&event).unwrap(), *raw, "{name} round-trips");
         let checked = match event {
             BankEvent::Truck(e) => e.validate(),
-            BankEvent::Loan(polis::domain::bima::loan::LoanBankEvent::Issued(loan)) => loan.validate(),
+            BankEvent::Loan(polis::domain::loan::bank::LoanBankEvent::Issued(loan)) => loan.validate(),
         };
         checked.unwrap_or_else(|p| panic!("{name}: {p:?}"));
     });

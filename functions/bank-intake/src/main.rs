@@ -12,7 +12,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let sqs = config::sqs(&sdk);
     let intake = BankIntake {
         store: Table::new(config::dynamodb(&sdk), var("TABLE_NAME")?),
-        trucks: Queue::new(sqs.clone(), var("PROCESS_QUEUE_URL")?),
+        trucks: Queue::new(sqs.clone(), var("TRUCK_QUEUE_URL")?),
         loans: Queue::new(sqs.clone(), var("LOAN_QUEUE_URL")?),
         outbox: Queue::new(sqs, var("BANK_NOTIFICATIONS_QUEUE_URL")?),
     };

@@ -6,10 +6,10 @@ use polis::adapters::dynamodb::Table;
 use polis::adapters::secrets;
 use polis::adapters::sqs::Queue;
 use polis::domain::must::hook::HookKind;
-use polis::services::hook_auth::{
+use polis::services::truck::hook_auth::{
     HookAuth, HookCredentials, ID_HEADER, SECRET_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER,
 };
-use polis::services::hook_intake::{HookIntake, HookRequest};
+use polis::services::truck::hook_intake::{HookIntake, HookRequest};
 
 /// Runs the Lambda for the hook at `/api/hooks/{scoringId}/<kind's path>`.
 pub async fn run(kind: HookKind) -> Result<(), Error> {
@@ -17,7 +17,7 @@ pub async fn run(kind: HookKind) -> Result<(), Error> {
     let sdk = config::aws().await;
     let intake = HookIntake {
         store: Table::new(config::dynamodb(&sdk), var("TABLE_NAME")?),
-        queue: Queue::new(config::sqs(&sdk), var("PROCESS_QUEUE_URL")?),
+        queue: Queue::new(config::sqs(&sdk), var("TRUCK_QUEUE_URL")?),
         auth: HookAuth::from_config(
             &var("HOOK_AUTH_MODE")?,
             &secrets::read(&config::ssm(&sdk), &var("HOOK_SECRET_PARAMETER")?).await?,

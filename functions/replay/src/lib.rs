@@ -1,5 +1,5 @@
 //! Replay, wired to AWS: what is kept for an operator (re-driven or resolved by
-//! `polis::services::quarantine::Replay`) and the three dead-letter queues (moved
+//! `polis::services::replay::Replay`) and the three dead-letter queues (moved
 //! back to their source queues). The Lambda (`replay`) and the command
 //! (`polis-replay`) are two thin doors to [`Replayer::run`].
 
@@ -8,7 +8,7 @@ use polis::adapters::dynamodb::Table;
 use polis::adapters::sqs::{DeadLetters, Queue};
 use polis::domain::workflow::Resolution;
 use polis::ports::{InfraError, QuarantineStore, Quarantined};
-use polis::services::quarantine::{ProcessRef, Replay, ReplayReport};
+use polis::services::replay::{ProcessRef, Replay, ReplayReport};
 use serde::{Deserialize, Serialize};
 
 /// An operator's answer to a review: `process` is `TRUCK#{requestId}` or `LOAN#{loanNumber}`.
@@ -59,9 +59,9 @@ impl Replayer {
         let sqs = config::sqs(&sdk);
         let queue = |url: String| Queue::new(sqs.clone(), url);
         let (process, loan, bank) =
-            (var("PROCESS_QUEUE_URL")?, var("LOAN_QUEUE_URL")?, var("BANK_EVENTS_QUEUE_URL")?);
+            (var("TRUCK_QUEUE_URL")?, var("LOAN_QUEUE_URL")?, var("BANK_EVENTS_QUEUE_URL")?);
         let dead_letters = vec![
-            DeadLetters::new(sqs.clone(), var("PROCESS_DLQ_URL")?, process.clone()),
+            DeadLetters::new(sqs.clone(), var("TRUCK_DLQ_URL")?, process.clone()),
             DeadLetters::new(sqs.clone(), var("LOAN_DLQ_URL")?, loan.clone()),
             DeadLetters::new(sqs.clone(), var("BANK_EVENTS_DLQ_URL")?, bank.clone()),
         ];

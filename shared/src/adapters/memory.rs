@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::ports::{
     now_ms, BankOutbox, EffectLog, EffectRecord, HookStore, InfraError, LoanMessage, LoanQueue, ObjectStore,
-    ProcessMessage, ProcessQueue, ProcessStore, ProductIndex, ProductPage, QuarantineStore, Quarantined,
-    ReceivedHook, Recorded, SaveError, StoredObject, StoredProcess, TokenStore, Versioned,
+    ProcessStore, ProductIndex, ProductPage, QuarantineStore, Quarantined, ReceivedHook, Recorded, SaveError,
+    StoredObject, StoredProcess, TokenStore, TruckMessage, TruckQueue, Versioned,
 };
 
 /// DynamoDB refuses items larger than this (attribute names and values, UTF-8).
@@ -306,8 +306,8 @@ fn json<T: serde::Serialize>(value: &T) -> Result<String, InfraError> {
     serde_json::to_string(value).map_err(|e| InfraError::Corrupt(e.to_string()))
 }
 
-impl ProcessQueue for MemoryQueue {
-    async fn enqueue(&self, message: &ProcessMessage, group: &str, dedup_id: &str) -> Result<(), InfraError> {
+impl TruckQueue for MemoryQueue {
+    async fn enqueue(&self, message: &TruckMessage, group: &str, dedup_id: &str) -> Result<(), InfraError> {
         self.push(json(message)?, Some((group, dedup_id)))
     }
 }

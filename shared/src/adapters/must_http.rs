@@ -6,12 +6,12 @@ use reqwest::{Client, RequestBuilder, Response};
 use serde::Serialize;
 
 use super::http_auth::{classify, download, read, transport_error, AuthorizedClient};
-use crate::domain::bank::truck::PaymentMethod;
 use crate::domain::ids::{BlobId, ScoringId};
 use crate::domain::must::api::{
     AuthRequest, AuthResponse, BlobCreated, DocumentsRequest, InitRequest, InitResponse, PaymentOrderRequest,
     PaymentRequest,
 };
+use crate::domain::truck::bank::PaymentMethod;
 use crate::ports::{CallError, Download, MustApi, TokenStore};
 
 /// MUST's documented token lifetime.

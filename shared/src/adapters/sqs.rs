@@ -2,7 +2,7 @@
 
 use aws_sdk_sqs::Client;
 
-use crate::ports::{BankOutbox, InfraError, LoanMessage, LoanQueue, ProcessMessage, ProcessQueue};
+use crate::ports::{BankOutbox, InfraError, LoanMessage, LoanQueue, TruckMessage, TruckQueue};
 
 #[derive(Clone)]
 pub struct Queue {
@@ -29,8 +29,8 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, InfraError> {
     serde_json::to_string(value).map_err(|e| InfraError::Corrupt(e.to_string()))
 }
 
-impl ProcessQueue for Queue {
-    async fn enqueue(&self, message: &ProcessMessage, group: &str, dedup_id: &str) -> Result<(), InfraError> {
+impl TruckQueue for Queue {
+    async fn enqueue(&self, message: &TruckMessage, group: &str, dedup_id: &str) -> Result<(), InfraError> {
         self.enqueue_fifo(message, group, dedup_id).await
     }
 }

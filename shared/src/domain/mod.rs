@@ -3,7 +3,9 @@
 pub mod bank;
 pub mod bima;
 pub mod ids;
+pub mod loan;
 pub mod must;
 pub mod outcome;
+pub mod truck;
 pub mod validation;
 pub mod workflow;

@@ -7,20 +7,20 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
-use super::quarantine::keep;
-use super::truck_runner::message_group;
 use super::RetryLater;
-use crate::domain::bank::truck::{TruckBankEvent, TruckNotice, TruckNotification};
 use crate::domain::bank::{BankEvent, ErrorReport};
-use crate::domain::bima::loan::{LoanBankEvent, LoanIssued};
-use crate::domain::bima::process::{CreditLifeProcess, LoanNotice, LoanNotification};
 use crate::domain::ids::ProcessId;
-use crate::domain::must::process::{ProcessEvent, TruckProcess};
+use crate::domain::loan::bank::{LoanBankEvent, LoanIssued};
+use crate::domain::loan::process::{LoanNotice, LoanNotification, LoanProcess};
+use crate::domain::truck::bank::{TruckBankEvent, TruckNotice, TruckNotification};
+use crate::domain::truck::process::{TruckEvent, TruckProcess};
 use crate::domain::validation::FieldError;
 use crate::ports::{
-    now_ms, BankOutbox, KeptOrigin, LoanMessage, LoanQueue, ProcessMessage, ProcessQueue, ProcessStore,
-    QuarantineStore, Quarantined,
+    now_ms, BankOutbox, KeptOrigin, LoanMessage, LoanQueue, ProcessStore, QuarantineStore, Quarantined,
+    TruckMessage, TruckQueue,
 };
+use crate::services::keep::keep;
+use crate::services::truck::runner::message_group;
 
 pub struct BankIntake<S, Q, L, B> {
     pub store: S,
@@ -37,7 +37,7 @@ fn dedup_id(event_id: &str) -> String {
 impl<S, Q, L, B> BankIntake<S, Q, L, B>
 where
     S: ProcessStore + QuarantineStore + Sync,
-    Q: ProcessQueue + Sync,
+    Q: TruckQueue + Sync,
     L: LoanQueue + Sync,
     B: BankOutbox + Sync,
 {
@@ -66,20 +66,20 @@ where
                 if !created {
                     tracing::info!("process already exists; driving it again");
                 }
-                (ProcessMessage::Drive { process_id: process_id.clone() }, created)
+                (TruckMessage::Drive { process_id: process_id.clone() }, created)
             }
             TruckBankEvent::DocumentsCorrected { event_id, documents, .. } => (
-                ProcessMessage::BankEvent {
+                TruckMessage::BankEvent {
                     process_id: process_id.clone(),
-                    event: ProcessEvent::DocumentsCorrected { id: event_id, documents },
+                    event: TruckEvent::DocumentsCorrected { id: event_id, documents },
                     replays: 0,
                 },
                 false,
             ),
             TruckBankEvent::PaymentOrder { event_id, document, .. } => (
-                ProcessMessage::BankEvent {
+                TruckMessage::BankEvent {
                     process_id: process_id.clone(),
-                    event: ProcessEvent::PaymentOrderReceived { id: event_id, document },
+                    event: TruckEvent::PaymentOrderReceived { id: event_id, document },
                     replays: 0,
                 },
                 false,
@@ -96,7 +96,7 @@ where
     async fn route_loan(&self, loan: LoanIssued) -> Result<(), RetryLater> {
         let number = loan.loan_number.clone();
         let dedup = dedup_id(&loan.event_id);
-        if !self.store.create(&CreditLifeProcess::start(loan)).await? {
+        if !self.store.create(&LoanProcess::start(loan)).await? {
             tracing::info!("loan already insured or in progress; driving it again");
         }
         self.loans.enqueue(&LoanMessage::Drive { loan_number: number.clone() }, &number, &dedup).await?;

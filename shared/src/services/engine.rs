@@ -17,7 +17,6 @@
 use std::future::Future;
 use std::time::Duration;
 
-use super::quarantine::keep;
 use super::retry::Backoff;
 use super::RetryLater;
 use crate::domain::bank::ErrorReport;
@@ -27,6 +26,7 @@ use crate::ports::{
     now_ms, CallError, EffectLog, EffectRecord, InfraError, KeptOrigin, ProcessStore, QuarantineStore,
     Quarantined, SaveError, StoredProcess, Versioned,
 };
+use crate::services::keep::keep;
 
 /// Attempts at an optimistic write before the message is retried later.
 const SAVE_ATTEMPTS: u32 = 5;
@@ -222,7 +222,7 @@ where
             Outcome::Ignored(reason) => tracing::info!(%reason, "event ignored"),
             Outcome::Rejected(reason) => {
                 let id = W::external_id(&event).unwrap_or("internal").to_owned();
-                let origin = KeptOrigin::ProcessEvent { process: draft.value.key(), event_id: id, replays };
+                let origin = KeptOrigin::Event { process: draft.value.key(), event_id: id, replays };
                 let body = serde_json::to_string(&event).unwrap_or_default();
                 self.quarantine(origin, reason, body).await?;
             }

@@ -8,16 +8,16 @@ use std::time::Duration;
 
 use super::*;
 use crate::adapters::memory::{MemoryObjects, MemoryQueue, MemoryTable};
-use crate::domain::bank::truck::{PaymentMethod, TruckBankEvent, TruckPolicyRequest};
 use crate::domain::ids::{BlobId, ProcessId, ScoringId};
 use crate::domain::must::api::{DocumentsRequest, InitRequest, PaymentOrderRequest, PaymentRequest};
 use crate::domain::must::hook::HookKind;
-use crate::domain::must::process::TruckProcess;
+use crate::domain::truck::bank::{PaymentMethod, TruckBankEvent, TruckPolicyRequest};
+use crate::domain::truck::process::TruckProcess;
 use crate::ports::{
-    CallError, Download, KeptOrigin, MustApi, ProcessMessage, ProcessStore, QuarantineStore, ReceivedHook,
+    CallError, Download, KeptOrigin, MustApi, ProcessStore, QuarantineStore, ReceivedHook, TruckMessage,
 };
 use crate::services::retry::Backoff;
-use crate::services::truck_runner::{must_refusal, KnownScorings, TruckRunner};
+use crate::services::truck::runner::{must_refusal, KnownScorings, TruckRunner};
 
 /// How MUST answers one call.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -184,15 +184,15 @@ fn request() -> TruckPolicyRequest {
     request
 }
 
-fn drive() -> ProcessMessage {
-    ProcessMessage::Drive { process_id: ProcessId::parse("REQ-2026-0001").unwrap() }
+fn drive() -> TruckMessage {
+    TruckMessage::Drive { process_id: ProcessId::parse("REQ-2026-0001").unwrap() }
 }
 
-fn hook(kind: HookKind, body: &str) -> ProcessMessage {
-    ProcessMessage::Hook(ReceivedHook {
+fn hook(kind: HookKind, body: &str) -> TruckMessage {
+    TruckMessage::Hook(ReceivedHook {
         scoring_id: ScoringId::parse("sc-1").unwrap(),
         kind,
-        hook_id: crate::services::hook_intake::hook_id(
+        hook_id: crate::services::truck::hook_intake::hook_id(
             &ScoringId::parse("sc-1").unwrap(),
             kind,
             None,
@@ -313,7 +313,7 @@ async fn an_operator_answers_a_held_init_with_the_scoring_id() {
     w.must.plan("init", &[Plan::LostAnswer]);
     runner.handle(drive()).await.unwrap();
     assert_eq!(w.process().await.stage_name(), "needs-review");
-    let resolved = crate::domain::must::process::ProcessEvent::ReviewResolved {
+    let resolved = crate::domain::truck::process::TruckEvent::ReviewResolved {
         id: "op-1".into(),
         resolution: crate::domain::workflow::Resolution::Happened {
             reference: Some("sc-1".into()),
@@ -321,7 +321,7 @@ async fn an_operator_answers_a_held_init_with_the_scoring_id() {
         },
     };
     let pid = ProcessId::parse("REQ-2026-0001").unwrap();
-    runner.handle(ProcessMessage::BankEvent { process_id: pid, event: resolved, replays: 0 }).await.unwrap();
+    runner.handle(TruckMessage::BankEvent { process_id: pid, event: resolved, replays: 0 }).await.unwrap();
     let p = w.process().await;
     assert_eq!(
         (p.stage_name().as_str(), p.scoring_id.as_ref().map(ScoringId::as_str)),

@@ -1,16 +1,21 @@
 //! What each Lambda does, written against [`crate::ports`].
 
+//!
+//! Shared machinery: the [`engine`] every runner drives its process with, the
+//! [`archive`] of partner files, [`keep`] for what a person must see, [`replay`] of
+//! it, SQS [`batch`]es and [`retry`]; then each product line's own services
+//! ([`truck`], [`loan`]) and what faces the bank ([`bank_intake`], [`products`]).
+
 pub mod archive;
 pub mod bank_intake;
 pub mod batch;
 pub mod engine;
-pub mod hook_auth;
-pub mod hook_intake;
-pub mod loan_runner;
+pub mod keep;
+pub mod loan;
 pub mod products;
-pub mod quarantine;
+pub mod replay;
 pub mod retry;
-pub mod truck_runner;
+pub mod truck;
 
 use thiserror::Error;
 

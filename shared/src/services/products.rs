@@ -8,9 +8,9 @@ use serde_json::{json, Value};
 
 use super::Reply;
 use crate::domain::bank::ArchivedFile;
-use crate::domain::bima::process::CreditLifeProcess;
 use crate::domain::ids::CustomerId;
-use crate::domain::must::process::{Offer, TruckProcess};
+use crate::domain::loan::process::LoanProcess;
+use crate::domain::truck::process::{Offer, TruckProcess};
 use crate::domain::workflow::Workflow;
 use crate::ports::{Presigner, ProductIndex};
 
@@ -40,7 +40,7 @@ fn bad_request(message: impl Into<String>) -> Reply {
     Reply::new(400, json!({"error": message.into()}))
 }
 
-fn loan_view(p: &CreditLifeProcess) -> Value {
+fn loan_view(p: &LoanProcess) -> Value {
     let stage = p.stage_name();
     let credit_life = p.policy.as_ref().map(|policy| {
         let calc = p.calculation.as_ref();
@@ -136,7 +136,7 @@ where
         let (mut loans, mut trucks) = (Vec::new(), Vec::new());
         for (sort_key, state) in &page.items {
             if sort_key.starts_with("LOAN#") {
-                match serde_json::from_str::<CreditLifeProcess>(state) {
+                match serde_json::from_str::<LoanProcess>(state) {
                     Ok(p) => loans.push(loan_view(&p)),
                     Err(e) => tracing::error!(error = %e, "unreadable loan record"),
                 }

@@ -161,8 +161,8 @@ pub async fn starts(h: &Harness, runs: usize) -> Result<Vec<Row>, BoxError> {
     let mut rows = Vec::new();
     let kinds = [
         "HookApprovedFunction",
-        "MustRunnerFunction",
-        "BimaRunnerFunction",
+        "TruckRunnerFunction",
+        "LoanRunnerFunction",
         "BankIntakeFunction",
         "ProductsApiFunction",
         "ReplayFunction",

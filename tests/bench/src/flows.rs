@@ -139,7 +139,7 @@ pub async fn run(h: &Harness, n: usize) -> Result<Measured, BoxError> {
     let (mut rows, mut trucks, pids) = phase(
         h,
         ("truck eOSAGO policy", "truck eOSAGO policies"),
-        "MustRunnerFunction",
+        "TruckRunnerFunction",
         "truck.policy-issued",
         n,
         |i| async move {
@@ -155,7 +155,7 @@ pub async fn run(h: &Harness, n: usize) -> Result<Measured, BoxError> {
     let (loan_rows, mut loans, _) = phase(
         h,
         ("credit-life policy", "credit-life policies"),
-        "BimaRunnerFunction",
+        "LoanRunnerFunction",
         "bima.policy-issued",
         n,
         |i| async move {

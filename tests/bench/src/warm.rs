@@ -83,7 +83,7 @@ pub async fn hooks(h: &Harness, n: usize) -> Result<Vec<Row>, BoxError> {
 /// AWS requests counted in the next phase are that phase's own.
 async fn drain(h: &Harness) -> Result<(), BoxError> {
     let start = Instant::now();
-    while h.queue_depth("ProcessQueue").await? > 0 {
+    while h.queue_depth("TruckQueue").await? > 0 {
         if start.elapsed() > Duration::from_secs(600) {
             return Err("the warm hooks were not drained from the process queue in 10 minutes".into());
         }

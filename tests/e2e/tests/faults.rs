@@ -186,7 +186,7 @@ fn messages_delivered_again_after_their_work_was_done_change_nothing() {
                 .message_deduplication_id(format!("again-{}", std::process::id()))
                 .send()
         };
-        send("ProcessQueue", json!({"message": "drive", "process_id": pid}), &pid).await.unwrap();
+        send("TruckQueue", json!({"message": "drive", "process_id": pid}), &pid).await.unwrap();
         send("LoanQueue", json!({"message": "drive", "loan_number": number}), &number).await.unwrap();
         tokio::time::sleep(Duration::from_secs(3)).await;
         let truck_after = h.process(&pid).await.unwrap().unwrap();
@@ -217,7 +217,7 @@ fn a_runner_killed_between_an_insurer_call_and_its_state_write_is_held_and_answe
             assert!(start.elapsed() < FLOW_TIMEOUT, "the sale never reached BIMA");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        let killed = h.cloud.kill("BimaRunnerFunction");
+        let killed = h.cloud.kill("LoanRunnerFunction");
         assert!(killed > 0, "a runner was running");
         // The next attempt finds the dead one's intent: nobody knows whether BIMA sold, so
         // the loan is held; the operator answers from BIMA's records.

@@ -9,7 +9,7 @@ mod common;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::{harness, ids, items, run_on, FLOW_TIMEOUT};
-use polis::services::hook_auth::sign;
+use polis::services::truck::hook_auth::sign;
 use polis_e2e::{HookAuthMode, StackOptions, NEW_SIGNING_SECRET, OLD_SIGNING_SECRET};
 use polis_must_sim::Scenario;
 use serde_json::Value;

@@ -54,7 +54,7 @@ async fn exercise_every_function(h: &Harness) {
     assert_eq!(status, 200);
     // Something to re-drive from a dead-letter queue, then the replay Lambda, once the
     // unknown scoringId's hook has been kept by the runner.
-    let dlq = h.cloud.physical("ProcessDeadLetterQueue").unwrap();
+    let dlq = h.cloud.physical("TruckDeadLetterQueue").unwrap();
     h.sqs()
         .send_message()
         .queue_url(dlq)

@@ -90,7 +90,7 @@ fn input_we_cannot_process_is_kept_counted_and_replayed_without_loss() {
         assert!(reasons[3].starts_with("the process has ended"), "{}", reasons[3]);
         assert!(reasons[4].contains("policyholder.inn"), "{}", reasons[4]);
         for (binary, source) in
-            [("hook-approved", "hook"), ("must-runner", "hook"), ("bank-intake", "bank-event")]
+            [("hook-approved", "hook"), ("truck-runner", "hook"), ("bank-intake", "bank-event")]
         {
             let metric = format!(r#""Quarantined":1,"Source":"{source}""#);
             assert!(
@@ -146,7 +146,7 @@ fn a_flow_dead_lettered_while_must_kept_refusing_completes_after_replay() {
             .unwrap();
         let start = Instant::now();
         loop {
-            let waiting = h.queue_depth("ProcessDeadLetterQueue").await.unwrap();
+            let waiting = h.queue_depth("TruckDeadLetterQueue").await.unwrap();
             if waiting > 0 {
                 break;
             }

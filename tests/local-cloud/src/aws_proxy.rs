@@ -1,6 +1,6 @@
 //! Between the functions and the AWS emulator: every AWS call the functions make
 //! passes here, so the local cloud can count them (per function and per API
-//! call, e.g. `MustRunnerFunction` / `dynamodb:PutItem`) and can take AWS away
+//! call, e.g. `TruckRunnerFunction` / `dynamodb:PutItem`) and can take AWS away
 //! (every call answered 503, as during an outage) and give it back, while the
 //! emulator keeps its state. Functions are told who they are through
 //! `AWS_SDK_UA_APP_ID`, which the SDK puts in its user agent.
@@ -67,7 +67,7 @@ impl AwsProxy {
         self.down.store(down, Ordering::SeqCst);
     }
 
-    /// API calls made, e.g. (`MustRunnerFunction`, `dynamodb:TransactWriteItems`).
+    /// API calls made, e.g. (`TruckRunnerFunction`, `dynamodb:TransactWriteItems`).
     /// Calls answered 503 because AWS was down.
     pub fn refused(&self) -> u64 {
         self.refused.load(Ordering::SeqCst)

@@ -1,13 +1,11 @@
 //! The bank's events in and our notifications out.
 
-pub mod truck;
-
 use serde::{Deserialize, Serialize};
 
-use crate::domain::bima::loan::LoanBankEvent;
+use crate::domain::loan::bank::LoanBankEvent;
 use crate::domain::must::error_codes::MustErrorCode;
+use crate::domain::truck::bank::TruckBankEvent;
 use crate::domain::validation::FieldError;
-use truck::TruckBankEvent;
 
 /// Any event the bank sends on the bank-events queue, by its `type`'s product prefix.
 #[derive(Debug, Clone, PartialEq, Serialize)]

@@ -1,8 +1,7 @@
-//! BIMA, the credit-life insurer (seed `bima-bank-imon.ru.md`).
+//! BIMA, the credit-life insurer (seed `bima-bank-imon.ru.md`): the bodies of our
+//! calls and its answers, and the sale form.
 
 pub mod api;
-pub mod loan;
-pub mod process;
 pub mod sale;
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use super::loan::LoanBankEvent;
+use crate::domain::loan::bank::LoanBankEvent;
 
 /// Paths where two JSON values differ (`$.a.b[2]: left != right`).
 fn differences(path: &str, left: &Value, right: &Value, out: &mut Vec<String>) {

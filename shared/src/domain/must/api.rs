@@ -6,9 +6,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::domain::bank::truck::{Party, PartyKind, TruckPolicyRequest};
 use crate::domain::ids::{BlobId, ScoringId};
 use crate::domain::must::insurer::Insurer;
+use crate::domain::truck::bank::{Party, PartyKind, TruckPolicyRequest};
 
 /// `POST /api/scoring/auth`: the partner's credentials.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -248,7 +248,7 @@ mod tests {
 
     fn card() -> ContractCard {
         let json = include_str!("../../../examples/bank/truck.policy-requested.json");
-        let crate::domain::bank::truck::TruckBankEvent::PolicyRequested { request, .. } =
+        let crate::domain::truck::bank::TruckBankEvent::PolicyRequested { request, .. } =
             serde_json::from_str(json).unwrap()
         else {
             unreachable!("the example is a policy request")

@@ -8,9 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::api::{Calculation, SaleAccepted};
-use super::loan::LoanIssued;
+use super::bank::LoanIssued;
 use crate::domain::bank::{ArchivedFile, ErrorReport};
+use crate::domain::bima::api::{Calculation, SaleAccepted};
 use crate::domain::outcome::Outcome;
 use crate::domain::validation::FieldError;
 use crate::domain::workflow::{self, EffectSpec, Outbox, Resolution, Workflow};
@@ -195,7 +195,7 @@ impl LoanEvent {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CreditLifeProcess {
+pub struct LoanProcess {
     pub loan: LoanIssued,
     pub stage: LoanStage,
     pub calculation: Option<Calculation>,
@@ -217,9 +217,9 @@ pub struct CreditLifeProcess {
     cause: (String, Vec<&'static str>),
 }
 
-impl CreditLifeProcess {
-    pub fn start(loan: LoanIssued) -> CreditLifeProcess {
-        CreditLifeProcess {
+impl LoanProcess {
+    pub fn start(loan: LoanIssued) -> LoanProcess {
+        LoanProcess {
             loan,
             stage: LoanStage::Calculating,
             calculation: None,
@@ -403,12 +403,12 @@ impl CreditLifeProcess {
     }
 }
 
-impl Workflow for CreditLifeProcess {
+impl Workflow for LoanProcess {
     type Event = LoanEvent;
     type Effect = LoanEffect;
 
     fn apply(&mut self, event: LoanEvent) -> Outcome {
-        CreditLifeProcess::apply(self, event)
+        LoanProcess::apply(self, event)
     }
     fn outbox(&self) -> &Outbox<LoanEffect> {
         &self.outbox
@@ -420,7 +420,7 @@ impl Workflow for CreditLifeProcess {
         workflow::stage_name(&self.stage, self.outbox.review().is_some())
     }
     fn is_terminal(&self) -> bool {
-        CreditLifeProcess::is_terminal(self)
+        LoanProcess::is_terminal(self)
     }
     fn external_id(event: &LoanEvent) -> Option<&str> {
         event.external_id()
@@ -436,7 +436,7 @@ impl Workflow for CreditLifeProcess {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::bima::loan::LoanBankEvent;
+    use crate::domain::loan::bank::LoanBankEvent;
 
     pub(crate) fn loan() -> LoanIssued {
         let json = include_str!("../../../examples/bank/loan.issued.json");
@@ -453,12 +453,12 @@ mod tests {
     }
 
     /// Performs `effect` (completing it) and applies its result.
-    fn done(p: &mut CreditLifeProcess, effect: &str, result: LoanEvent) -> Outcome {
+    fn done(p: &mut LoanProcess, effect: &str, result: LoanEvent) -> Outcome {
         p.outbox.complete(effect, true);
         p.apply(result)
     }
 
-    fn notices(p: &CreditLifeProcess) -> Vec<&LoanNotification> {
+    fn notices(p: &LoanProcess) -> Vec<&LoanNotification> {
         p.outbox
             .pending()
             .iter()
@@ -471,7 +471,7 @@ mod tests {
 
     #[test]
     fn the_happy_path_issues_and_tells_the_bank_once() {
-        let mut p = CreditLifeProcess::start(loan());
+        let mut p = LoanProcess::start(loan());
         assert_eq!(p.outbox.pending(), [LoanEffect::Calculate]);
         for (effect, event) in [
             ("calc", LoanEvent::Calculated { calculation: calc() }),
@@ -493,7 +493,7 @@ mod tests {
 
     #[test]
     fn a_bare_sale_answer_leaves_the_policy_sold_with_its_number_pending() {
-        let mut p = CreditLifeProcess::start(loan());
+        let mut p = LoanProcess::start(loan());
         done(&mut p, "calc", LoanEvent::Calculated { calculation: calc() });
         done(&mut p, "sale", LoanEvent::Sold { policy: sale(None) });
         assert_eq!(p.stage, LoanStage::Sold);
@@ -504,7 +504,7 @@ mod tests {
 
     #[test]
     fn events_out_of_order_are_ignored_and_change_nothing() {
-        let mut p = CreditLifeProcess::start(loan());
+        let mut p = LoanProcess::start(loan());
         let before = p.clone();
         assert!(matches!(p.apply(LoanEvent::PrintLinkReady { url: "x".into() }), Outcome::Ignored(_)));
         assert_eq!(p, before);
@@ -512,7 +512,7 @@ mod tests {
 
     #[test]
     fn a_failure_before_the_sale_ends_the_process_and_later_events_are_ignored() {
-        let mut p = CreditLifeProcess::start(loan());
+        let mut p = LoanProcess::start(loan());
         let error = ErrorReport::integration("bima-http-422", "program unknown");
         p.apply(LoanEvent::EffectFailed { effect: "calc".into(), error });
         assert_eq!(p.stage, LoanStage::Failed);
@@ -522,7 +522,7 @@ mod tests {
 
     #[test]
     fn after_the_sale_a_refused_print_link_leaves_the_policy_issued() {
-        let mut p = CreditLifeProcess::start(loan());
+        let mut p = LoanProcess::start(loan());
         done(&mut p, "calc", LoanEvent::Calculated { calculation: calc() });
         done(&mut p, "sale", LoanEvent::Sold { policy: sale(Some("77")) });
         p.outbox.complete("print-link", false);
@@ -536,7 +536,7 @@ mod tests {
 
     #[test]
     fn a_sale_with_an_unknown_outcome_is_held_and_an_operator_says_what_happened() {
-        let mut p = CreditLifeProcess::start(loan());
+        let mut p = LoanProcess::start(loan());
         done(&mut p, "calc", LoanEvent::Calculated { calculation: calc() });
         let uncertain =
             LoanEvent::CallUncertain { effect: "sale".into(), at_ms: 5, detail: "timed out".into() };

@@ -15,15 +15,15 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
-use super::hook_auth::{HookAuth, HookCredentials};
-use super::quarantine::keep;
-use super::Reply;
 use crate::domain::ids::ScoringId;
 use crate::domain::must::hook::{HookKind, HookPayload};
 use crate::ports::{
-    now_ms, HookStore, InfraError, KeptOrigin, ProcessMessage, ProcessQueue, QuarantineStore, Quarantined,
-    ReceivedHook, Recorded,
+    now_ms, HookStore, InfraError, KeptOrigin, QuarantineStore, Quarantined, ReceivedHook, Recorded,
+    TruckMessage, TruckQueue,
 };
+use crate::services::keep::keep;
+use crate::services::truck::hook_auth::{HookAuth, HookCredentials};
+use crate::services::Reply;
 
 /// Bodies above this are not processed (they are quarantined with their first bytes).
 pub const MAX_HOOK_BODY: usize = 200 * 1024;
@@ -79,7 +79,7 @@ pub struct HookIntake<S, Q> {
 impl<S, Q> HookIntake<S, Q>
 where
     S: HookStore + QuarantineStore + Sync,
-    Q: ProcessQueue + Sync,
+    Q: TruckQueue + Sync,
 {
     pub async fn receive(&self, kind: HookKind, req: HookRequest<'_>) -> Reply {
         // Before anything is read or stored: a refused call costs no write and no message.
@@ -163,11 +163,11 @@ pub async fn store_and_enqueue<S, Q>(
 ) -> Result<Recorded, InfraError>
 where
     S: HookStore + Sync,
-    Q: ProcessQueue + Sync,
+    Q: TruckQueue + Sync,
 {
     let recorded = store.record_hook(&hook).await?;
     let group = hook.scoring_id.to_string();
-    queue.enqueue(&ProcessMessage::Hook(hook), &group, dedup).await?;
+    queue.enqueue(&TruckMessage::Hook(hook), &group, dedup).await?;
     Ok(recorded)
 }
 

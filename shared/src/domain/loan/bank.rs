@@ -5,8 +5,8 @@ use serde::{Deserialize, Serialize};
 use crate::domain::ids::CustomerId;
 use crate::domain::validation::{is_digits, is_iso_date, FieldError, Problems};
 
-use super::api::CalcRequest;
-use super::sale::{
+use crate::domain::bima::api::CalcRequest;
+use crate::domain::bima::sale::{
     AppValue, CatalogueRef, Email, IdentityDocument, PaymentStatus, PhoneNumber, PostalAddress, Residency,
     SaleForm, SalePolicy, SaleRequest, SyncId, ThirdParty,
 };

@@ -1,4 +1,4 @@
-//! bima-runner: SQS FIFO (loan queue) → a loan's credit-life steps and BIMA calls.
+//! loan-runner: SQS FIFO (loan queue) → a loan's credit-life steps and BIMA calls.
 
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use polis::adapters::secrets;
 use polis::adapters::sqs::Queue;
 use polis::ports::LoanMessage;
 use polis::services::engine::Engine;
-use polis::services::loan_runner::{bima_refusal, LoanRunner, PrintLinkCaller};
+use polis::services::loan::runner::{bima_refusal, LoanRunner, PrintLinkCaller};
 use polis::services::retry::Backoff;
 use polis::services::RetryLater;
 

@@ -6,21 +6,21 @@ use std::time::Duration;
 
 use tracing::Instrument;
 
-use super::archive::{archive_file, ARCHIVE_ATTEMPTS, MAX_FILE_BYTES};
-use super::engine::{Attempt, Draft, EffectFailure, Engine};
-use super::RetryLater;
-use crate::domain::bank::truck::{BankDocument, ErrorReport, PendingFile};
 use crate::domain::ids::{BlobId, ProcessId};
 use crate::domain::must::api::{
     BlobRef, DocumentRef, DocumentsRequest, InitRequest, PaymentOrderRequest, PaymentRequest,
 };
 use crate::domain::must::hook::HookPayload;
-use crate::domain::must::process::{ArchivePurpose, Effect, ProcessEvent, TruckProcess, PAYMENT_REFUSED};
+use crate::domain::truck::bank::{BankDocument, ErrorReport, PendingFile};
+use crate::domain::truck::process::{ArchivePurpose, TruckEffect, TruckEvent, TruckProcess, PAYMENT_REFUSED};
 use crate::domain::workflow::{EffectSpec, Workflow};
 use crate::ports::{
-    now_ms, BankOutbox, CallError, EffectLog, InfraError, KeptOrigin, MustApi, ObjectStore, ProcessMessage,
-    ProcessStore, QuarantineStore, Quarantined, StoredProcess,
+    now_ms, BankOutbox, CallError, EffectLog, InfraError, KeptOrigin, MustApi, ObjectStore, ProcessStore,
+    QuarantineStore, Quarantined, StoredProcess, TruckMessage,
 };
+use crate::services::archive::{archive_file, ARCHIVE_ATTEMPTS, MAX_FILE_BYTES};
+use crate::services::engine::{Attempt, Draft, EffectFailure, Engine};
+use crate::services::RetryLater;
 
 /// The key of a truck process's record.
 pub fn truck_key(id: &ProcessId) -> String {
@@ -124,9 +124,9 @@ where
     B: BankOutbox + Sync,
 {
     /// Handles one message from the process queue.
-    pub async fn handle(&self, message: ProcessMessage) -> Result<(), RetryLater> {
+    pub async fn handle(&self, message: TruckMessage) -> Result<(), RetryLater> {
         let (key, event, replays) = match message {
-            ProcessMessage::Hook(hook) => {
+            TruckMessage::Hook(hook) => {
                 let alias = scoring_alias(hook.scoring_id.as_str());
                 let origin = KeptOrigin::Hook {
                     kind: hook.kind,
@@ -150,23 +150,23 @@ where
                 match HookPayload::parse(hook.kind, hook.body.as_bytes()) {
                     Ok(payload) => {
                         let event =
-                            ProcessEvent::Hook { id: hook.hook_id, by_content: hook.by_content, payload };
+                            TruckEvent::Hook { id: hook.hook_id, by_content: hook.by_content, payload };
                         (key, Some(event), hook.replays)
                     }
                     Err(e) => return self.engine.quarantine(origin, e.to_string(), hook.body).await,
                 }
             }
-            ProcessMessage::BankEvent { process_id, event, replays } => {
+            TruckMessage::BankEvent { process_id, event, replays } => {
                 (truck_key(&process_id), Some(event), replays)
             }
-            ProcessMessage::Drive { process_id } => (truck_key(&process_id), None, 0),
+            TruckMessage::Drive { process_id } => (truck_key(&process_id), None, 0),
         };
         let span = tracing::info_span!("process", process_id = %key.trim_start_matches("TRUCK#"));
         async move {
             let Some(current) = self.engine.load::<TruckProcess>(&key).await? else {
                 let body = serde_json::to_string(&event).unwrap_or_default();
                 let event_id = event.as_ref().and_then(|e| e.external_id()).unwrap_or("drive").to_owned();
-                let origin = KeptOrigin::ProcessEvent { process: key.clone(), event_id, replays };
+                let origin = KeptOrigin::Event { process: key.clone(), event_id, replays };
                 return self.engine.quarantine(origin, "unknown process".into(), body).await;
             };
             let draft = match event {
@@ -204,19 +204,19 @@ where
     async fn perform(
         &self,
         p: &TruckProcess,
-        effect: &Effect,
+        effect: &TruckEffect,
         attempt: &Attempt,
-    ) -> Result<Option<ProcessEvent>, EffectFailure> {
+    ) -> Result<Option<TruckEvent>, EffectFailure> {
         let key = effect.key();
         let idem = Self::idempotency_key(p, &key);
         let engine = &self.engine;
         match effect {
-            Effect::InitScoring => {
+            TruckEffect::InitScoring => {
                 let request = InitRequest::for_request(&p.request);
                 let scoring_id = engine.call_once(attempt, || self.must.init(&request, &idem)).await?;
-                Ok(Some(ProcessEvent::Initialized { scoring_id }))
+                Ok(Some(TruckEvent::Initialized { scoring_id }))
             }
-            Effect::SubmitDocuments { round, type_ids } => {
+            TruckEffect::SubmitDocuments { round, type_ids } => {
                 let sid = Self::scoring_id(p)?;
                 let mut documents = Vec::new();
                 for type_id in type_ids {
@@ -235,15 +235,15 @@ where
                 }
                 let request = DocumentsRequest { documents };
                 engine.call_once(attempt, || self.must.associate_documents(sid, &request, &idem)).await?;
-                Ok(Some(ProcessEvent::DocumentsSubmitted { round: *round }))
+                Ok(Some(TruckEvent::DocumentsSubmitted { round: *round }))
             }
-            Effect::SubmitContract { round } => {
+            TruckEffect::SubmitContract { round } => {
                 let sid = Self::scoring_id(p)?;
                 let card = p.contract_card();
                 engine.call_once(attempt, || self.must.submit_contract(sid, &card, &idem)).await?;
-                Ok(Some(ProcessEvent::ContractSubmitted { round: *round }))
+                Ok(Some(TruckEvent::ContractSubmitted { round: *round }))
             }
-            Effect::RequestPayment { insurer, method } => {
+            TruckEffect::RequestPayment { insurer, method } => {
                 let sid = Self::scoring_id(p)?;
                 let request = PaymentRequest { insurance_company: insurer.clone() };
                 // Changelog v2: 403 means this insurer did not approve; the process takes the next offer.
@@ -257,22 +257,24 @@ where
                     })
                     .await?;
                 Ok(Some(match refused {
-                    None => ProcessEvent::PaymentRequested { insurer: insurer.clone() },
-                    Some(message) => ProcessEvent::PaymentRefused {
+                    None => TruckEvent::PaymentRequested { insurer: insurer.clone() },
+                    Some(message) => TruckEvent::PaymentRefused {
                         insurer: insurer.clone(),
                         error: ErrorReport::integration(PAYMENT_REFUSED, format!("HTTP 403: {message}")),
                     },
                 }))
             }
-            Effect::ArchiveFiles { purpose, blob_ids } => self.archive(p, *purpose, blob_ids, attempt).await,
-            Effect::SubmitPaymentOrder { document } => {
+            TruckEffect::ArchiveFiles { purpose, blob_ids } => {
+                self.archive(p, *purpose, blob_ids, attempt).await
+            }
+            TruckEffect::SubmitPaymentOrder { document } => {
                 let sid = Self::scoring_id(p)?;
                 let blob_id = self.upload(p, &format!("{key}-upload"), document).await?;
                 let request = PaymentOrderRequest { blob_id };
                 engine.call_once(attempt, || self.must.submit_payment_order(sid, &request, &idem)).await?;
-                Ok(Some(ProcessEvent::PaymentOrderSubmitted))
+                Ok(Some(TruckEvent::PaymentOrderSubmitted))
             }
-            Effect::Notify(notification) => {
+            TruckEffect::Notify(notification) => {
                 self.outbox.publish(notification).await?;
                 Ok(None)
             }
@@ -297,7 +299,7 @@ where
         purpose: ArchivePurpose,
         blob_ids: &[BlobId],
         attempt: &Attempt,
-    ) -> Result<Option<ProcessEvent>, EffectFailure> {
+    ) -> Result<Option<TruckEvent>, EffectFailure> {
         let folder = match purpose {
             ArchivePurpose::Policy => "policies",
             ArchivePurpose::Invoice => "invoices",
@@ -329,12 +331,12 @@ where
         if !pending.is_empty() && purpose != ArchivePurpose::Draft {
             let origin = KeptOrigin::ArchivePending { process: p.key(), attempt: attempt.number };
             let reason = format!("{} {} file(s) not archived", pending.len(), purpose.name());
-            super::quarantine::keep(
+            crate::services::keep::keep(
                 &self.engine.store,
                 &Quarantined::new(origin, reason, String::new(), now_ms()),
             )
             .await?;
         }
-        Ok(Some(ProcessEvent::FilesArchived { purpose, files, pending }))
+        Ok(Some(TruckEvent::FilesArchived { purpose, files, pending }))
     }
 }

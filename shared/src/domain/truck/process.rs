@@ -19,20 +19,20 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::api::ContractCard;
-use super::hook::{DocumentProblem, HookKind, HookPayload};
-use super::insurer::Insurer;
-use crate::domain::bank::truck::{
+use super::bank::{
     ArchivedFile, BankDocument, ErrorReport, OfferOutcome, PaymentMethod, PendingFile, TruckNotice,
     TruckNotification, TruckPolicyRequest,
 };
 use crate::domain::ids::{BlobId, ProcessId, ScoringId};
+use crate::domain::must::api::ContractCard;
+use crate::domain::must::hook::{DocumentProblem, HookKind, HookPayload};
+use crate::domain::must::insurer::Insurer;
 pub use crate::domain::outcome::Outcome;
 use crate::domain::workflow::{self, EffectSpec, Outbox, Resolution, Workflow};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
-pub enum Stage {
+pub enum TruckStage {
     /// Waiting for our `init` call to return a scoringId (steps 1-2).
     Initializing,
     /// Documents and contract card (steps 3-4).
@@ -53,13 +53,13 @@ pub enum Stage {
     Failed,
 }
 
-impl Stage {
+impl TruckStage {
     pub fn is_terminal(self) -> bool {
-        matches!(self, Stage::Issued | Stage::Rejected | Stage::Failed)
+        matches!(self, TruckStage::Issued | TruckStage::Rejected | TruckStage::Failed)
     }
 
     /// The later of two stages in the flow's order (hooks only move a process forward).
-    fn max_with(self, other: Stage) -> Stage {
+    fn max_with(self, other: TruckStage) -> TruckStage {
         self.max(other)
     }
 }
@@ -143,7 +143,7 @@ impl ArchivePurpose {
 /// Work the step runner must do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "effect", rename_all = "kebab-case")]
-pub enum Effect {
+pub enum TruckEffect {
     /// Steps 1-2: token and `POST /api/scoring/init`.
     InitScoring,
     /// Step 3: upload the bank's documents of these types and associate them.
@@ -160,21 +160,21 @@ pub enum Effect {
     Notify(TruckNotification),
 }
 
-impl EffectSpec for Effect {
+impl EffectSpec for TruckEffect {
     fn key(&self) -> String {
         match self {
-            Effect::InitScoring => "init".into(),
-            Effect::SubmitDocuments { round, .. } => format!("documents-{round}"),
-            Effect::SubmitContract { round } => format!("contract-{round}"),
-            Effect::RequestPayment { insurer, .. } => format!("payment-{insurer}"),
-            Effect::ArchiveFiles { purpose, blob_ids } => match blob_ids.first() {
+            TruckEffect::InitScoring => "init".into(),
+            TruckEffect::SubmitDocuments { round, .. } => format!("documents-{round}"),
+            TruckEffect::SubmitContract { round } => format!("contract-{round}"),
+            TruckEffect::RequestPayment { insurer, .. } => format!("payment-{insurer}"),
+            TruckEffect::ArchiveFiles { purpose, blob_ids } => match blob_ids.first() {
                 Some(first) => format!("archive-{}-{first}", purpose.name()),
                 None => format!("archive-{}", purpose.name()),
             },
-            Effect::SubmitPaymentOrder { document } => {
+            TruckEffect::SubmitPaymentOrder { document } => {
                 format!("payment-order-{}", short_digest(&document.s3_key))
             }
-            Effect::Notify(n) => format!("notify-{}", n.event_id),
+            TruckEffect::Notify(n) => format!("notify-{}", n.event_id),
         }
     }
 
@@ -182,17 +182,17 @@ impl EffectSpec for Effect {
     /// there) and notices (the bank de-duplicates by `eventId`) are repeatable.
     fn changing_call(&self) -> Option<&'static str> {
         match self {
-            Effect::InitScoring => Some(CALL_INIT),
-            Effect::SubmitDocuments { .. } => Some(CALL_DOCUMENTS),
-            Effect::SubmitContract { .. } => Some(CALL_CONTRACT),
-            Effect::RequestPayment { .. } => Some(CALL_PAYMENT),
-            Effect::SubmitPaymentOrder { .. } => Some(CALL_PAYMENT_ORDER),
-            Effect::ArchiveFiles { .. } | Effect::Notify(_) => None,
+            TruckEffect::InitScoring => Some(CALL_INIT),
+            TruckEffect::SubmitDocuments { .. } => Some(CALL_DOCUMENTS),
+            TruckEffect::SubmitContract { .. } => Some(CALL_CONTRACT),
+            TruckEffect::RequestPayment { .. } => Some(CALL_PAYMENT),
+            TruckEffect::SubmitPaymentOrder { .. } => Some(CALL_PAYMENT_ORDER),
+            TruckEffect::ArchiveFiles { .. } | TruckEffect::Notify(_) => None,
         }
     }
 
     fn is_notice(&self) -> bool {
-        matches!(self, Effect::Notify(_))
+        matches!(self, TruckEffect::Notify(_))
     }
 }
 
@@ -229,7 +229,7 @@ fn short_digest(text: &str) -> String {
 /// What happened, from MUST, the bank, an operator, or the runner's own effects.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "kebab-case")]
-pub enum ProcessEvent {
+pub enum TruckEvent {
     /// A hook from MUST. `id` is its stored id; `by_content` when it was derived from
     /// the hook's content because MUST sent no delivery id (see `Outbox::applied_key`).
     Hook {
@@ -295,15 +295,15 @@ pub enum ProcessEvent {
     },
 }
 
-impl ProcessEvent {
+impl TruckEvent {
     /// Events from outside carry an id; the process remembers it to apply each only once.
     pub fn external_id(&self) -> Option<&str> {
         match self {
-            ProcessEvent::Hook { id, .. }
-            | ProcessEvent::DocumentsCorrected { id, .. }
-            | ProcessEvent::PaymentOrderReceived { id, .. }
-            | ProcessEvent::ReviewResolved { id, .. }
-            | ProcessEvent::RetryArchive { id } => Some(id),
+            TruckEvent::Hook { id, .. }
+            | TruckEvent::DocumentsCorrected { id, .. }
+            | TruckEvent::PaymentOrderReceived { id, .. }
+            | TruckEvent::ReviewResolved { id, .. }
+            | TruckEvent::RetryArchive { id } => Some(id),
             _ => None,
         }
     }
@@ -311,20 +311,20 @@ impl ProcessEvent {
     /// What caused the notices this event gives: the same cause, the same notice ids.
     fn cause(&self) -> String {
         match self {
-            ProcessEvent::Initialized { .. } => "initialized".into(),
-            ProcessEvent::DocumentsSubmitted { round } => format!("documents-submitted-{round}"),
-            ProcessEvent::ContractSubmitted { round } => format!("contract-submitted-{round}"),
-            ProcessEvent::PaymentRequested { insurer } => format!("payment-requested-{insurer}"),
-            ProcessEvent::PaymentRefused { insurer, .. } => format!("payment-refused-{insurer}"),
-            ProcessEvent::FilesArchived { purpose, files, pending } => format!(
+            TruckEvent::Initialized { .. } => "initialized".into(),
+            TruckEvent::DocumentsSubmitted { round } => format!("documents-submitted-{round}"),
+            TruckEvent::ContractSubmitted { round } => format!("contract-submitted-{round}"),
+            TruckEvent::PaymentRequested { insurer } => format!("payment-requested-{insurer}"),
+            TruckEvent::PaymentRefused { insurer, .. } => format!("payment-refused-{insurer}"),
+            TruckEvent::FilesArchived { purpose, files, pending } => format!(
                 "archived-{}-{}-{}",
                 purpose.name(),
                 files.first().map_or("", |f| f.blob_id.as_str()),
                 pending.len()
             ),
-            ProcessEvent::PaymentOrderSubmitted => "payment-order-submitted".into(),
-            ProcessEvent::EffectFailed { effect, .. } => format!("failed-{effect}"),
-            ProcessEvent::CallUncertain { effect, at_ms, .. } => format!("uncertain-{effect}-{at_ms}"),
+            TruckEvent::PaymentOrderSubmitted => "payment-order-submitted".into(),
+            TruckEvent::EffectFailed { effect, .. } => format!("failed-{effect}"),
+            TruckEvent::CallUncertain { effect, at_ms, .. } => format!("uncertain-{effect}-{at_ms}"),
             // External events are caused by themselves (`apply` passes their applied key).
             _ => String::new(),
         }
@@ -352,7 +352,7 @@ struct Cause {
 pub struct TruckProcess {
     pub id: ProcessId,
     pub request: TruckPolicyRequest,
-    pub stage: Stage,
+    pub stage: TruckStage,
     pub scoring_id: Option<ScoringId>,
     pub documents: Documents,
     pub required_types: Vec<u32>,
@@ -373,7 +373,7 @@ pub struct TruckProcess {
     /// Errors reported after the policy was issued: kept, never turning it into `failed`.
     #[serde(default)]
     pub late_errors: Vec<ErrorReport>,
-    pub outbox: Outbox<Effect>,
+    pub outbox: Outbox<TruckEffect>,
     /// Keys of external events already applied.
     pub applied: Vec<String>,
     #[serde(skip)]
@@ -386,7 +386,7 @@ impl TruckProcess {
         TruckProcess {
             id: request.request_id.clone(),
             request,
-            stage: Stage::Initializing,
+            stage: TruckStage::Initializing,
             scoring_id: None,
             documents: Documents::AwaitingTypes,
             required_types: Vec::new(),
@@ -401,7 +401,7 @@ impl TruckProcess {
             policy: None,
             error: None,
             late_errors: Vec::new(),
-            outbox: Outbox::new(vec![Effect::InitScoring]),
+            outbox: Outbox::new(vec![TruckEffect::InitScoring]),
             applied: Vec::new(),
             cause: Cause::default(),
         }
@@ -422,9 +422,9 @@ impl TruckProcess {
     }
 
     /// Applies one event. On anything but `Advanced` the process is unchanged.
-    pub fn apply(&mut self, event: ProcessEvent) -> Outcome {
+    pub fn apply(&mut self, event: TruckEvent) -> Outcome {
         let key = match &event {
-            ProcessEvent::Hook { id, by_content, payload } => {
+            TruckEvent::Hook { id, by_content, payload } => {
                 Some(self.outbox.applied_key(id, *by_content, caused_by(payload.kind())))
             }
             other => other.external_id().map(str::to_owned),
@@ -452,7 +452,7 @@ impl TruckProcess {
             process_id: self.id.clone(),
             notice,
         };
-        self.outbox.push(Effect::Notify(n));
+        self.outbox.push(TruckEffect::Notify(n));
     }
 
     fn fail(&mut self, error: ErrorReport) {
@@ -461,7 +461,7 @@ impl TruckProcess {
             self.late_errors.push(error);
             return;
         }
-        self.stage = Stage::Failed;
+        self.stage = TruckStage::Failed;
         // Work that can no longer matter is dropped; notices already due are still sent.
         self.outbox.drop_work();
         self.error = Some(error.clone());
@@ -470,89 +470,91 @@ impl TruckProcess {
 
     /// What an ended process still takes: history MUST sends late (payment, drafts, a
     /// policy issued after all), files archived late, an operator's retry.
-    fn takes_after_end(&self, event: &ProcessEvent) -> bool {
+    fn takes_after_end(&self, event: &TruckEvent) -> bool {
         match event {
-            ProcessEvent::Hook { payload, .. } => match payload {
+            TruckEvent::Hook { payload, .. } => match payload {
                 HookPayload::PolicyIsPaid => self.chosen.is_some(),
-                HookPayload::DraftIssued { .. } => self.stage == Stage::Issued,
-                HookPayload::PolicyIssued { .. } => self.stage == Stage::Failed && self.chosen.is_some(),
+                HookPayload::DraftIssued { .. } => self.stage == TruckStage::Issued,
+                HookPayload::PolicyIssued { .. } => self.stage == TruckStage::Failed && self.chosen.is_some(),
                 // Kept beside the issued policy, never turning it into failed.
-                HookPayload::Failed { .. } | HookPayload::CompanyFailed { .. } => self.stage == Stage::Issued,
+                HookPayload::Failed { .. } | HookPayload::CompanyFailed { .. } => {
+                    self.stage == TruckStage::Issued
+                }
                 _ => false,
             },
-            ProcessEvent::EffectFailed { .. } => self.stage == Stage::Issued,
-            ProcessEvent::FilesArchived { .. } | ProcessEvent::RetryArchive { .. } => true,
+            TruckEvent::EffectFailed { .. } => self.stage == TruckStage::Issued,
+            TruckEvent::FilesArchived { .. } | TruckEvent::RetryArchive { .. } => true,
             _ => false,
         }
     }
 
-    fn transition(&mut self, event: ProcessEvent) -> Outcome {
+    fn transition(&mut self, event: TruckEvent) -> Outcome {
         use Outcome::{Advanced, Ignored, Rejected};
         if self.stage.is_terminal() && !self.takes_after_end(&event) {
             let why = format!("the process has ended ({:?})", self.stage);
             return match &event {
                 // A payment asked for after the end needs a person; the rest is MUST's history.
-                ProcessEvent::Hook {
+                TruckEvent::Hook {
                     payload:
                         HookPayload::PaymentLinkGenerated { .. } | HookPayload::PaymentInvoiceGenerated { .. },
                     ..
                 } => Rejected(format!("{why}, yet MUST generated a payment request")),
-                ProcessEvent::Hook { .. } => Ignored(format!("{why}: history")),
+                TruckEvent::Hook { .. } => Ignored(format!("{why}: history")),
                 other if other.external_id().is_some() => Rejected(why),
                 _ => Ignored(why),
             };
         }
         match event {
-            ProcessEvent::Initialized { scoring_id } => match &self.scoring_id {
+            TruckEvent::Initialized { scoring_id } => match &self.scoring_id {
                 Some(existing) if *existing == scoring_id => Ignored("already initialized".into()),
                 Some(existing) => Rejected(format!("already initialized as {existing}, not {scoring_id}")),
                 None => {
                     self.scoring_id = Some(scoring_id);
-                    self.stage = self.stage.max_with(Stage::Preparing);
+                    self.stage = self.stage.max_with(TruckStage::Preparing);
                     Advanced
                 }
             },
-            ProcessEvent::Hook { payload, .. } if self.scoring_id.is_none() => {
+            TruckEvent::Hook { payload, .. } if self.scoring_id.is_none() => {
                 Rejected(format!("hook {:?} before the process was initialized", payload.kind().path()))
             }
-            ProcessEvent::Hook { payload, .. } => {
+            TruckEvent::Hook { payload, .. } => {
                 self.proven_by(&payload);
                 self.on_hook(payload)
             }
-            ProcessEvent::DocumentsCorrected { documents, .. } => self.on_documents_corrected(documents),
-            ProcessEvent::PaymentOrderReceived { document, .. } => match self.payment {
+            TruckEvent::DocumentsCorrected { documents, .. } => self.on_documents_corrected(documents),
+            TruckEvent::PaymentOrderReceived { document, .. } => match self.payment {
                 Payment::InvoiceReady { .. } | Payment::OrderSubmitted => {
                     self.payment = Payment::OrderSubmitting;
-                    self.outbox.push(Effect::SubmitPaymentOrder { document });
+                    self.outbox.push(TruckEffect::SubmitPaymentOrder { document });
                     Advanced
                 }
                 _ => Rejected("payment order for a process with no invoice".into()),
             },
-            ProcessEvent::ReviewResolved { resolution, .. } => self.resolve(resolution, "an operator"),
-            ProcessEvent::RetryArchive { .. } => match self.policy.as_ref() {
+            TruckEvent::ReviewResolved { resolution, .. } => self.resolve(resolution, "an operator"),
+            TruckEvent::RetryArchive { .. } => match self.policy.as_ref() {
                 Some(policy) if !policy.pending_files.is_empty() => {
                     let blob_ids =
                         policy.pending_files.iter().filter_map(|f| BlobId::parse(&f.blob_id).ok()).collect();
-                    self.outbox.push(Effect::ArchiveFiles { purpose: ArchivePurpose::Policy, blob_ids });
+                    self.outbox.push(TruckEffect::ArchiveFiles { purpose: ArchivePurpose::Policy, blob_ids });
                     Advanced
                 }
                 _ => Ignored("no policy file is pending".into()),
             },
-            ProcessEvent::DocumentsSubmitted { round } => match self.documents {
+            TruckEvent::DocumentsSubmitted { round } => match self.documents {
                 Documents::Submitting { round: r } if r == round => {
                     self.documents = Documents::Submitted { round };
                     Advanced
                 }
                 _ => Ignored(format!("documents round {round} is not the one in flight")),
             },
-            ProcessEvent::ContractSubmitted { round } => match self.contract {
+            TruckEvent::ContractSubmitted { round } => match self.contract {
                 Contract::Submitting { round: r } if r == round => {
                     self.contract = Contract::Submitted { round };
                     Advanced
                 }
                 _ => Ignored(format!("contract round {round} is not the one in flight")),
             },
-            ProcessEvent::PaymentRequested { insurer } => {
+            TruckEvent::PaymentRequested { insurer } => {
                 if self.payment == Payment::Requesting && self.chosen.as_ref() == Some(&insurer) {
                     self.payment = Payment::Requested;
                     Advanced
@@ -560,7 +562,7 @@ impl TruckProcess {
                     Ignored("no payment request in flight for that insurer".into())
                 }
             }
-            ProcessEvent::PaymentRefused { insurer, error } => {
+            TruckEvent::PaymentRefused { insurer, error } => {
                 if self.chosen.as_ref() != Some(&insurer) || self.is_paid_or_further() {
                     return Ignored("no payment request in flight for that insurer".into());
                 }
@@ -574,21 +576,21 @@ impl TruckProcess {
                 });
                 self.decide()
             }
-            ProcessEvent::FilesArchived { purpose, files, pending } => {
+            TruckEvent::FilesArchived { purpose, files, pending } => {
                 self.on_archived(purpose, files, pending)
             }
-            ProcessEvent::PaymentOrderSubmitted => match self.payment {
+            TruckEvent::PaymentOrderSubmitted => match self.payment {
                 Payment::OrderSubmitting => {
                     self.payment = Payment::OrderSubmitted;
                     Advanced
                 }
                 _ => Ignored("no payment order in flight".into()),
             },
-            ProcessEvent::EffectFailed { error, .. } => {
+            TruckEvent::EffectFailed { error, .. } => {
                 self.fail(error);
                 Advanced
             }
-            ProcessEvent::CallUncertain { effect, at_ms, detail } => {
+            TruckEvent::CallUncertain { effect, at_ms, detail } => {
                 if !self.outbox.hold(&effect, at_ms, detail.clone()) {
                     return Ignored(format!("{effect} is not pending or a review is open"));
                 }
@@ -604,21 +606,21 @@ impl TruckProcess {
         let proven = matches!(
             (held, payload),
             (
-                Effect::SubmitDocuments { .. },
+                TruckEffect::SubmitDocuments { .. },
                 HookPayload::DocumentsUploadFailed { .. }
                     | HookPayload::DocumentsUploadCompleted
                     | HookPayload::ContractUpdateCompleted { prefilled_contract: Some(_) },
             ) | (
-                Effect::SubmitContract { .. },
+                TruckEffect::SubmitContract { .. },
                 HookPayload::ContractUpdateCompleted { .. } | HookPayload::Started { .. },
             ) | (
-                Effect::RequestPayment { .. },
+                TruckEffect::RequestPayment { .. },
                 HookPayload::PaymentLinkGenerated { .. }
                     | HookPayload::PaymentInvoiceGenerated { .. }
                     | HookPayload::PolicyIsPaid
                     | HookPayload::PolicyIssued { .. },
             ) | (
-                Effect::SubmitPaymentOrder { .. },
+                TruckEffect::SubmitPaymentOrder { .. },
                 HookPayload::PolicyIsPaid | HookPayload::PolicyIssued { .. }
             )
         );
@@ -643,17 +645,17 @@ impl TruckProcess {
             Resolution::Happened { reference, .. } => reference,
         };
         let result = match &held {
-            Effect::InitScoring => match reference.as_deref().map(ScoringId::parse) {
-                Some(Ok(scoring_id)) => ProcessEvent::Initialized { scoring_id },
+            TruckEffect::InitScoring => match reference.as_deref().map(ScoringId::parse) {
+                Some(Ok(scoring_id)) => TruckEvent::Initialized { scoring_id },
                 _ => return Rejected("init happened: give MUST's scoringId as the reference".into()),
             },
-            Effect::SubmitDocuments { round, .. } => ProcessEvent::DocumentsSubmitted { round: *round },
-            Effect::SubmitContract { round } => ProcessEvent::ContractSubmitted { round: *round },
-            Effect::RequestPayment { insurer, .. } => {
-                ProcessEvent::PaymentRequested { insurer: insurer.clone() }
+            TruckEffect::SubmitDocuments { round, .. } => TruckEvent::DocumentsSubmitted { round: *round },
+            TruckEffect::SubmitContract { round } => TruckEvent::ContractSubmitted { round: *round },
+            TruckEffect::RequestPayment { insurer, .. } => {
+                TruckEvent::PaymentRequested { insurer: insurer.clone() }
             }
-            Effect::SubmitPaymentOrder { .. } => ProcessEvent::PaymentOrderSubmitted,
-            Effect::ArchiveFiles { .. } | Effect::Notify(_) => {
+            TruckEffect::SubmitPaymentOrder { .. } => TruckEvent::PaymentOrderSubmitted,
+            TruckEffect::ArchiveFiles { .. } | TruckEffect::Notify(_) => {
                 return Rejected("only calls that change something at MUST are held".into())
             }
         };
@@ -695,7 +697,7 @@ impl TruckProcess {
                 Advanced
             }
             HookPayload::Started { insurers } => {
-                self.stage = self.stage.max_with(Stage::Scoring);
+                self.stage = self.stage.max_with(TruckStage::Scoring);
                 for insurer in insurers {
                     self.offers.entry(insurer).or_insert(Offer::Pending);
                 }
@@ -753,7 +755,7 @@ impl TruckProcess {
                     return Ignored("drafts already known".into());
                 }
                 self.drafts.extend(new.iter().cloned());
-                self.outbox.push(Effect::ArchiveFiles { purpose: ArchivePurpose::Draft, blob_ids: new });
+                self.outbox.push(TruckEffect::ArchiveFiles { purpose: ArchivePurpose::Draft, blob_ids: new });
                 Advanced
             }
             HookPayload::PaymentLinkGenerated { url, .. } => {
@@ -771,7 +773,7 @@ impl TruckProcess {
                 if self.chosen.is_none() {
                     return Rejected("invoice for a process that requested none".into());
                 }
-                self.outbox.push(Effect::ArchiveFiles { purpose: ArchivePurpose::Invoice, blob_ids });
+                self.outbox.push(TruckEffect::ArchiveFiles { purpose: ArchivePurpose::Invoice, blob_ids });
                 Advanced
             }
             HookPayload::PolicyIsPaid => {
@@ -784,7 +786,7 @@ impl TruckProcess {
                 // May come after `policy-issued` (MUST sends them close together): history, recorded.
                 self.payment = Payment::Paid;
                 if !self.stage.is_terminal() {
-                    self.stage = self.stage.max_with(Stage::AwaitingPolicy);
+                    self.stage = self.stage.max_with(TruckStage::AwaitingPolicy);
                 }
                 self.notify(TruckNotice::Paid);
                 Advanced
@@ -798,14 +800,14 @@ impl TruckProcess {
                 }
                 // Issued after all (even after an error ended the process): the policy exists.
                 self.error = None;
-                self.stage = Stage::Archiving;
+                self.stage = TruckStage::Archiving;
                 self.policy = Some(IssuedPolicy {
                     number: policy_number,
                     blob_ids: blob_ids.clone(),
                     files: Vec::new(),
                     pending_files: Vec::new(),
                 });
-                self.outbox.push(Effect::ArchiveFiles { purpose: ArchivePurpose::Policy, blob_ids });
+                self.outbox.push(TruckEffect::ArchiveFiles { purpose: ArchivePurpose::Policy, blob_ids });
                 Advanced
             }
             HookPayload::Failed { code, message } => {
@@ -817,7 +819,7 @@ impl TruckProcess {
 
     fn submit_contract(&mut self, round: u32) {
         self.contract = Contract::Submitting { round };
-        self.outbox.push(Effect::SubmitContract { round });
+        self.outbox.push(TruckEffect::SubmitContract { round });
     }
 
     /// `contract/update-completed`: an acknowledgement of our card, or (changelog v3) the
@@ -880,7 +882,7 @@ impl TruckProcess {
                     pending_files: policy.pending_files.clone(),
                     drafts: self.draft_files.clone(),
                 };
-                self.stage = Stage::Issued;
+                self.stage = TruckStage::Issued;
                 self.notify(notice);
                 Outcome::Advanced
             }
@@ -910,7 +912,7 @@ impl TruckProcess {
             None => self.required_types.clone(),
         };
         self.documents = Documents::Submitting { round };
-        self.outbox.push(Effect::SubmitDocuments { round, type_ids });
+        self.outbox.push(TruckEffect::SubmitDocuments { round, type_ids });
         Outcome::Advanced
     }
 
@@ -942,7 +944,7 @@ impl TruckProcess {
     }
 
     fn record_offer(&mut self, insurer: Insurer, offer: Offer) {
-        self.stage = self.stage.max_with(Stage::Scoring);
+        self.stage = self.stage.max_with(TruckStage::Scoring);
         let withdrawn = !matches!(offer, Offer::Approved { .. });
         self.offers.insert(insurer.clone(), offer);
         if withdrawn && self.chosen.as_ref() == Some(&insurer) {
@@ -950,8 +952,8 @@ impl TruckProcess {
             // before payment, fall back to the next approved offer; `decide` follows.
             self.chosen = None;
             self.payment = Payment::NotRequested;
-            self.stage = Stage::Scoring;
-            self.outbox.retain(|e| !matches!(e, Effect::RequestPayment { .. }));
+            self.stage = TruckStage::Scoring;
+            self.outbox.retain(|e| !matches!(e, TruckEffect::RequestPayment { .. }));
         }
     }
 
@@ -990,9 +992,10 @@ impl TruckProcess {
         match choice {
             Some(insurer) => {
                 self.chosen = Some(insurer.clone());
-                self.stage = Stage::AwaitingPayment;
+                self.stage = TruckStage::AwaitingPayment;
                 self.payment = Payment::Requesting;
-                self.outbox.push(Effect::RequestPayment { insurer, method: self.request.payment.method });
+                self.outbox
+                    .push(TruckEffect::RequestPayment { insurer, method: self.request.payment.method });
             }
             None if !any_pending && !self.offers.is_empty() => {
                 let payment_refusals: Vec<&ErrorReport> = self
@@ -1008,7 +1011,7 @@ impl TruckProcess {
                     let error = (*last).clone();
                     self.fail(error);
                 } else {
-                    self.stage = Stage::Rejected;
+                    self.stage = TruckStage::Rejected;
                     self.outbox.drop_work();
                     self.notify(TruckNotice::Rejected);
                 }
@@ -1023,16 +1026,16 @@ impl TruckProcess {
 pub const PAYMENT_REFUSED: &str = "must-payment-refused";
 
 impl Workflow for TruckProcess {
-    type Event = ProcessEvent;
-    type Effect = Effect;
+    type Event = TruckEvent;
+    type Effect = TruckEffect;
 
-    fn apply(&mut self, event: ProcessEvent) -> Outcome {
+    fn apply(&mut self, event: TruckEvent) -> Outcome {
         TruckProcess::apply(self, event)
     }
-    fn outbox(&self) -> &Outbox<Effect> {
+    fn outbox(&self) -> &Outbox<TruckEffect> {
         &self.outbox
     }
-    fn outbox_mut(&mut self) -> &mut Outbox<Effect> {
+    fn outbox_mut(&mut self) -> &mut Outbox<TruckEffect> {
         &mut self.outbox
     }
     fn stage_name(&self) -> String {
@@ -1041,14 +1044,14 @@ impl Workflow for TruckProcess {
     fn is_terminal(&self) -> bool {
         self.stage.is_terminal()
     }
-    fn external_id(event: &ProcessEvent) -> Option<&str> {
+    fn external_id(event: &TruckEvent) -> Option<&str> {
         event.external_id()
     }
-    fn effect_failed(effect: &str, error: ErrorReport) -> ProcessEvent {
-        ProcessEvent::EffectFailed { effect: effect.to_owned(), error }
+    fn effect_failed(effect: &str, error: ErrorReport) -> TruckEvent {
+        TruckEvent::EffectFailed { effect: effect.to_owned(), error }
     }
-    fn effect_uncertain(effect: &str, at_ms: u64, detail: String) -> ProcessEvent {
-        ProcessEvent::CallUncertain { effect: effect.to_owned(), at_ms, detail }
+    fn effect_uncertain(effect: &str, at_ms: u64, detail: String) -> TruckEvent {
+        TruckEvent::CallUncertain { effect: effect.to_owned(), at_ms, detail }
     }
 }
 

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-pub use super::{ArchivedFile, ErrorReport, PendingFile};
+pub use crate::domain::bank::{ArchivedFile, ErrorReport, PendingFile};
 use crate::domain::ids::{CustomerId, ProcessId};
 use crate::domain::must::hook::DocumentProblem;
 use crate::domain::must::insurer::Insurer;

@@ -1,8 +1,6 @@
-//! Nothing is dropped: what we cannot process (a hook, a bank event, an event a
-//! process rejects), a call held for review, files an issued policy could not
-//! archive: each is kept for a person with its reason (and counted as the
-//! `Quarantined` metric, by source, which has an alarm), then replayed or
-//! resolved by [`Replay`], from the `polis-replay` command or the replay Lambda.
+//! Replay of what [`super::keep`] kept, from the `polis-replay` command or the
+//! replay Lambda: inputs re-driven the way they first came in, reviews answered,
+//! pending archives tried again.
 //!
 //! Replay re-drives each kept input the way it first came in, after checking it
 //! again with the code the entry point uses; one that still fails stays kept with
@@ -11,32 +9,20 @@
 
 use serde::Serialize;
 
-use super::hook_intake::{check_body, store_and_enqueue};
-use super::loan_runner::loan_key;
-use super::truck_runner::{message_group, truck_key};
+use super::loan::runner::loan_key;
+use super::truck::hook_intake::{check_body, store_and_enqueue};
+use super::truck::runner::{message_group, truck_key};
 use crate::domain::bank::BankEvent;
-use crate::domain::bima::process::CreditLifeProcess;
-use crate::domain::bima::process::LoanEvent;
 use crate::domain::ids::{ProcessId, ScoringId};
-use crate::domain::must::process::ProcessEvent;
-use crate::domain::must::process::TruckProcess;
+use crate::domain::loan::process::LoanEvent;
+use crate::domain::loan::process::LoanProcess;
+use crate::domain::truck::process::TruckEvent;
+use crate::domain::truck::process::TruckProcess;
 use crate::domain::workflow::Resolution;
 use crate::ports::{
-    now_ms, BankOutbox, HookStore, InfraError, KeptOrigin, LoanMessage, LoanQueue, ProcessMessage,
-    ProcessQueue, ProcessStore, QuarantineStore, Quarantined, ReceivedHook,
+    now_ms, BankOutbox, HookStore, InfraError, KeptOrigin, LoanMessage, LoanQueue, ProcessStore,
+    QuarantineStore, Quarantined, ReceivedHook, TruckMessage, TruckQueue,
 };
-
-/// Stores `item` (once), logs it (ids and reason only) and counts it.
-pub async fn keep<S: QuarantineStore + Sync>(store: &S, item: &Quarantined) -> Result<(), InfraError> {
-    if store.quarantine(item).await? {
-        let source = item.origin.source();
-        tracing::warn!(kept_id = %item.id, source, reason = %item.reason, "kept for an operator");
-        crate::telemetry::count("Quarantined", ("Source", source));
-    } else {
-        tracing::info!(kept_id = %item.id, "kept already");
-    }
-    Ok(())
-}
 
 /// What a replay did with each kept item.
 #[derive(Debug, Default, Clone, PartialEq, Serialize)]
@@ -78,7 +64,7 @@ pub struct Replay<S, P, L, B> {
 impl<S, P, L, B> Replay<S, P, L, B>
 where
     S: QuarantineStore + HookStore + ProcessStore + Sync,
-    P: ProcessQueue + Sync,
+    P: TruckQueue + Sync,
     L: LoanQueue + Sync,
     B: BankOutbox + Sync,
 {
@@ -115,7 +101,7 @@ where
                 self.store.load::<TruckProcess>(&key).await?.map(|p| p.value.outbox.review().cloned())
             }
             ProcessRef::Loan(_) => {
-                self.store.load::<CreditLifeProcess>(&key).await?.map(|p| p.value.outbox.review().cloned())
+                self.store.load::<LoanProcess>(&key).await?.map(|p| p.value.outbox.review().cloned())
             }
         };
         let review = match held {
@@ -142,7 +128,7 @@ where
                     }
                     _ => None,
                 };
-                let event = ProcessEvent::ReviewResolved { id, resolution };
+                let event = TruckEvent::ReviewResolved { id, resolution };
                 match scoring {
                     None => self.to_truck(pid, event, 0).await?,
                     Some(sid) => {
@@ -166,7 +152,7 @@ where
     }
 
     /// Queues an event to a truck process in its message group.
-    async fn to_truck(&self, pid: &ProcessId, event: ProcessEvent, replays: u32) -> Result<(), InfraError> {
+    async fn to_truck(&self, pid: &ProcessId, event: TruckEvent, replays: u32) -> Result<(), InfraError> {
         let group = message_group(&self.store, pid).await?;
         self.to_group(pid, event, &group, replays).await
     }
@@ -174,12 +160,12 @@ where
     async fn to_group(
         &self,
         pid: &ProcessId,
-        event: ProcessEvent,
+        event: TruckEvent,
         group: &str,
         replays: u32,
     ) -> Result<(), InfraError> {
         let dedup = format!("replay-{}-{}", short(&format!("{pid}{event:?}")), now_ms());
-        let message = ProcessMessage::BankEvent { process_id: pid.clone(), event, replays };
+        let message = TruckMessage::BankEvent { process_id: pid.clone(), event, replays };
         self.trucks.enqueue(&message, group, &dedup).await
     }
 
@@ -223,9 +209,9 @@ where
                     .collect::<Vec<_>>()
                     .join("; "))),
             },
-            KeptOrigin::ProcessEvent { process, replays, .. } => match ProcessRef::from_key(process) {
+            KeptOrigin::Event { process, replays, .. } => match ProcessRef::from_key(process) {
                 Err(why) => Ok(Err(why)),
-                Ok(ProcessRef::Truck(pid)) => match serde_json::from_str::<ProcessEvent>(&item.body) {
+                Ok(ProcessRef::Truck(pid)) => match serde_json::from_str::<TruckEvent>(&item.body) {
                     Ok(event) => self.to_truck(&pid, event, replays + 1).await.map(Ok),
                     Err(e) => Ok(Err(format!("not a truck process event: {e}"))),
                 },
@@ -250,7 +236,7 @@ where
                 match ProcessRef::from_key(process) {
                     Err(why) => Ok(Err(why)),
                     Ok(ProcessRef::Truck(pid)) => {
-                        self.to_truck(&pid, ProcessEvent::RetryArchive { id }, 0).await.map(Ok)
+                        self.to_truck(&pid, TruckEvent::RetryArchive { id }, 0).await.map(Ok)
                     }
                     Ok(ProcessRef::Loan(number)) => {
                         self.to_loan(&number, LoanEvent::RetryArchive { id }).await.map(Ok)

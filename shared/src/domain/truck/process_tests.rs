@@ -1,7 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
-use crate::domain::bank::truck::{PaymentChoice, TruckBankEvent};
+use crate::domain::truck::bank::{PaymentChoice, TruckBankEvent};
 use crate::domain::workflow::EffectSpec;
 
 fn request(method: PaymentMethod, preferred: Option<&str>) -> TruckPolicyRequest {
@@ -20,13 +20,13 @@ fn ins(code: &str) -> Insurer {
 }
 
 /// A hook with a delivery id.
-fn hook(id: &str, payload: HookPayload) -> ProcessEvent {
-    ProcessEvent::Hook { id: id.into(), by_content: false, payload }
+fn hook(id: &str, payload: HookPayload) -> TruckEvent {
+    TruckEvent::Hook { id: id.into(), by_content: false, payload }
 }
 
 /// A hook known only by its content (MUST sent no delivery id).
-fn content_hook(digest: &str, payload: HookPayload) -> ProcessEvent {
-    ProcessEvent::Hook { id: digest.into(), by_content: true, payload }
+fn content_hook(digest: &str, payload: HookPayload) -> TruckEvent {
+    TruckEvent::Hook { id: digest.into(), by_content: true, payload }
 }
 
 fn file(blob: &str) -> ArchivedFile {
@@ -41,23 +41,23 @@ fn file(blob: &str) -> ArchivedFile {
 }
 
 /// The result the runner would apply after performing `effect` successfully.
-fn success(effect: &Effect) -> Option<ProcessEvent> {
+fn success(effect: &TruckEffect) -> Option<TruckEvent> {
     match effect {
-        Effect::InitScoring => {
-            Some(ProcessEvent::Initialized { scoring_id: ScoringId::parse("sc-1").unwrap() })
+        TruckEffect::InitScoring => {
+            Some(TruckEvent::Initialized { scoring_id: ScoringId::parse("sc-1").unwrap() })
         }
-        Effect::SubmitDocuments { round, .. } => Some(ProcessEvent::DocumentsSubmitted { round: *round }),
-        Effect::SubmitContract { round } => Some(ProcessEvent::ContractSubmitted { round: *round }),
-        Effect::RequestPayment { insurer, .. } => {
-            Some(ProcessEvent::PaymentRequested { insurer: insurer.clone() })
+        TruckEffect::SubmitDocuments { round, .. } => Some(TruckEvent::DocumentsSubmitted { round: *round }),
+        TruckEffect::SubmitContract { round } => Some(TruckEvent::ContractSubmitted { round: *round }),
+        TruckEffect::RequestPayment { insurer, .. } => {
+            Some(TruckEvent::PaymentRequested { insurer: insurer.clone() })
         }
-        Effect::ArchiveFiles { purpose, blob_ids } => Some(ProcessEvent::FilesArchived {
+        TruckEffect::ArchiveFiles { purpose, blob_ids } => Some(TruckEvent::FilesArchived {
             purpose: *purpose,
             files: blob_ids.iter().map(|b| file(b.as_str())).collect(),
             pending: Vec::new(),
         }),
-        Effect::SubmitPaymentOrder { .. } => Some(ProcessEvent::PaymentOrderSubmitted),
-        Effect::Notify(_) => None,
+        TruckEffect::SubmitPaymentOrder { .. } => Some(TruckEvent::PaymentOrderSubmitted),
+        TruckEffect::Notify(_) => None,
     }
 }
 
@@ -65,7 +65,7 @@ fn success(effect: &Effect) -> Option<ProcessEvent> {
 /// result back, and collects the notifications it would send.
 fn run_effects(p: &mut TruckProcess, sent: &mut Vec<TruckNotification>) {
     while let Some(effect) = p.outbox.next().cloned() {
-        if let Effect::Notify(n) = &effect {
+        if let TruckEffect::Notify(n) = &effect {
             sent.push(n.clone());
         }
         p.outbox.complete(&effect.key(), true);
@@ -87,7 +87,7 @@ fn started() -> (TruckProcess, Vec<TruckNotification>) {
     started_with(request(PaymentMethod::Link, None))
 }
 
-fn feed(p: &mut TruckProcess, sent: &mut Vec<TruckNotification>, events: Vec<ProcessEvent>) {
+fn feed(p: &mut TruckProcess, sent: &mut Vec<TruckNotification>, events: Vec<TruckEvent>) {
     for e in events {
         p.apply(e);
         run_effects(p, sent);
@@ -98,7 +98,7 @@ fn blob(id: &str) -> BlobId {
     BlobId::parse(id).unwrap()
 }
 
-fn happy_hooks() -> Vec<ProcessEvent> {
+fn happy_hooks() -> Vec<TruckEvent> {
     vec![
         hook("h1", HookPayload::DocumentsTypesRequired { type_ids: vec![11, 12] }),
         hook("h2", HookPayload::DocumentsUploadCompleted),
@@ -124,9 +124,9 @@ const HAPPY: [&str; 4] = ["truck.offer", "truck.payment-link-ready", "truck.paid
 #[test]
 fn happy_path_issues_and_archives_the_policy_and_its_draft() {
     let (mut p, mut sent) = started();
-    assert_eq!(p.stage, Stage::Preparing);
+    assert_eq!(p.stage, TruckStage::Preparing);
     feed(&mut p, &mut sent, happy_hooks());
-    assert_eq!(p.stage, Stage::Issued);
+    assert_eq!(p.stage, TruckStage::Issued);
     assert!(p.outbox.is_empty());
     assert_eq!(p.contract, Contract::Accepted { round: 1 });
     assert_eq!(p.documents, Documents::Accepted);
@@ -143,12 +143,12 @@ fn happy_path_issues_and_archives_the_policy_and_its_draft() {
 fn the_contract_goes_once_the_documents_are_accepted_not_when_associated() {
     let (mut p, _) = started();
     p.apply(hook("h1", HookPayload::DocumentsTypesRequired { type_ids: vec![11] }));
-    assert_eq!(p.outbox.pending(), [Effect::SubmitDocuments { round: 1, type_ids: vec![11] }]);
+    assert_eq!(p.outbox.pending(), [TruckEffect::SubmitDocuments { round: 1, type_ids: vec![11] }]);
     p.outbox.complete("documents-1", true);
-    p.apply(ProcessEvent::DocumentsSubmitted { round: 1 });
+    p.apply(TruckEvent::DocumentsSubmitted { round: 1 });
     assert!(p.outbox.is_empty(), "associated is not accepted (changelog v3: recognition may follow)");
     p.apply(hook("h2", HookPayload::DocumentsUploadCompleted));
-    assert_eq!(p.outbox.pending(), [Effect::SubmitContract { round: 1 }]);
+    assert_eq!(p.outbox.pending(), [TruckEffect::SubmitContract { round: 1 }]);
 }
 
 #[test]
@@ -160,14 +160,14 @@ fn a_recognised_contract_before_ours_fills_our_gaps_and_ours_is_sent() {
         "c0",
         HookPayload::ContractUpdateCompleted { prefilled_contract: Some(recognised.clone()) },
     ));
-    assert_eq!(p.outbox.pending(), [Effect::SubmitContract { round: 1 }], "recognition done: ours goes");
+    assert_eq!(p.outbox.pending(), [TruckEffect::SubmitContract { round: 1 }], "recognition done: ours goes");
     let card = p.contract_card();
     assert_eq!(card["vin"], "WMA06XZZ8GP000001", "the bank's VIN wins");
     assert_eq!(card["engineNumber"], "5738777", "recognition fills the gap");
     run_effects(&mut p, &mut sent);
     feed(&mut p, &mut sent, happy_hooks()[1..].to_vec());
     assert_eq!(p.contract, Contract::Accepted { round: 1 });
-    assert_eq!(p.stage, Stage::Issued);
+    assert_eq!(p.stage, TruckStage::Issued);
 }
 
 #[test]
@@ -227,8 +227,8 @@ fn missing_documents_are_asked_from_the_bank_then_all_sent() {
     assert!(matches!(&p.documents, Documents::NeedsFix { problems } if problems[0].type_id == 22));
     assert_eq!(kinds(&sent), ["truck.documents-to-fix"]);
     let passport = BankDocument { type_id: 22, s3_key: "in/pass.pdf".into(), file_name: "pass.pdf".into() };
-    p.apply(ProcessEvent::DocumentsCorrected { id: "b1".into(), documents: vec![passport] });
-    assert_eq!(p.outbox.pending(), [Effect::SubmitDocuments { round: 1, type_ids: vec![11, 22] }]);
+    p.apply(TruckEvent::DocumentsCorrected { id: "b1".into(), documents: vec![passport] });
+    assert_eq!(p.outbox.pending(), [TruckEffect::SubmitDocuments { round: 1, type_ids: vec![11, 22] }]);
 }
 
 #[test]
@@ -254,13 +254,13 @@ fn the_same_upload_failed_body_in_a_later_round_is_new_and_a_repeat_in_the_same_
     feed(
         &mut p,
         &mut sent,
-        vec![ProcessEvent::DocumentsCorrected { id: "b1".into(), documents: vec![sts.clone()] }],
+        vec![TruckEvent::DocumentsCorrected { id: "b1".into(), documents: vec![sts.clone()] }],
     );
     assert_eq!(p.documents, Documents::Submitted { round: 2 });
     feed(&mut p, &mut sent, vec![failed()]);
     assert_eq!(kinds(&sent), ["truck.documents-to-fix"; 2], "after another upload, the same body is news");
     assert_ne!(sent[0].event_id, sent[1].event_id);
-    feed(&mut p, &mut sent, vec![ProcessEvent::DocumentsCorrected { id: "b2".into(), documents: vec![sts] }]);
+    feed(&mut p, &mut sent, vec![TruckEvent::DocumentsCorrected { id: "b2".into(), documents: vec![sts] }]);
     assert_eq!(p.documents, Documents::Submitted { round: 3 });
     assert_eq!(p.contract, Contract::NotSent, "the contract waits for accepted documents");
 }
@@ -325,7 +325,7 @@ fn no_insurer_left_ends_the_process_rejected_and_only_a_payment_after_that_is_ke
             hook("r", HookPayload::Rejected { insurer: ins("ingostrah"), reason: None }),
         ],
     );
-    assert_eq!(p.stage, Stage::Scoring);
+    assert_eq!(p.stage, TruckStage::Scoring);
     feed(
         &mut p,
         &mut sent,
@@ -334,7 +334,7 @@ fn no_insurer_left_ends_the_process_rejected_and_only_a_payment_after_that_is_ke
             HookPayload::CompanyFailed { insurer: ins("renaissance"), code: 1601, message: None },
         )],
     );
-    assert_eq!(p.stage, Stage::Rejected);
+    assert_eq!(p.stage, TruckStage::Rejected);
     assert_eq!(kinds(&sent), ["truck.offer", "truck.offer", "truck.rejected"]);
     let late = p.apply(hook("late", HookPayload::Approved { insurer: ins("ingostrah"), premium: None }));
     assert!(matches!(late, Outcome::Ignored(_)), "MUST's history after the end pages nobody: {late:?}");
@@ -378,12 +378,12 @@ fn chosen_insurer_failing_before_payment_falls_back_to_the_next_offer() {
             HookPayload::CompanyFailed { insurer: ins("renaissance"), code: 1603, message: None },
         )],
     );
-    assert_eq!(p.stage, Stage::Failed, "after payment there is no switching insurers");
+    assert_eq!(p.stage, TruckStage::Failed, "after payment there is no switching insurers");
     assert_eq!(p.error.as_ref().unwrap().code, "1603");
 }
 
-fn refused(insurer: &str) -> ProcessEvent {
-    ProcessEvent::PaymentRefused {
+fn refused(insurer: &str) -> TruckEvent {
+    TruckEvent::PaymentRefused {
         insurer: ins(insurer),
         error: ErrorReport::integration(PAYMENT_REFUSED, "HTTP 403: not approved"),
     }
@@ -408,7 +408,7 @@ fn a_payment_refused_with_403_takes_the_next_approved_offer_and_the_last_fails()
     assert!(p.outbox.is_pending("payment-renaissance"));
     p.outbox.complete("payment-renaissance", false);
     assert_eq!(p.apply(refused("renaissance")), Outcome::Advanced);
-    assert_eq!(p.stage, Stage::Failed, "approved, yet nobody could be paid");
+    assert_eq!(p.stage, TruckStage::Failed, "approved, yet nobody could be paid");
     assert_eq!(p.error.as_ref().unwrap().code, PAYMENT_REFUSED);
     run_effects(&mut p, &mut sent);
     assert_eq!(kinds(&sent).last(), Some(&"truck.failed"));
@@ -418,7 +418,7 @@ fn a_payment_refused_with_403_takes_the_next_approved_offer_and_the_last_fails()
 fn failed_hook_ends_the_process_with_the_code_and_customer_text() {
     let (mut p, mut sent) = started();
     feed(&mut p, &mut sent, vec![hook("f", HookPayload::Failed { code: 1421, message: None })]);
-    assert_eq!(p.stage, Stage::Failed);
+    assert_eq!(p.stage, TruckStage::Failed);
     let TruckNotice::Failed { error } = &sent[0].notice else { panic!("{sent:?}") };
     assert_eq!(error.code, "1421");
     assert_eq!(error.category, "policy-issuing");
@@ -436,7 +436,7 @@ fn invoice_flow_archives_the_invoice_and_submits_the_payment_order() {
     feed(&mut p, &mut sent, hooks);
     assert!(matches!(&p.payment, Payment::InvoiceReady { files } if files[0].blob_id == "i1"));
     let order = BankDocument { type_id: 100, s3_key: "in/po.pdf".into(), file_name: "po.pdf".into() };
-    feed(&mut p, &mut sent, vec![ProcessEvent::PaymentOrderReceived { id: "po".into(), document: order }]);
+    feed(&mut p, &mut sent, vec![TruckEvent::PaymentOrderReceived { id: "po".into(), document: order }]);
     assert_eq!(p.payment, Payment::OrderSubmitted);
     assert_eq!(kinds(&sent), ["truck.offer", "truck.invoice-ready"]);
 }
@@ -454,9 +454,9 @@ fn contradictions_are_rejected_and_leave_the_process_unchanged() {
         p.apply(hook("y", HookPayload::PaymentLinkGenerated { insurer: None, url: "https://x/y".into() }));
     assert!(matches!(o, Outcome::Rejected(_)), "{o:?}");
     assert_eq!(p, before);
-    let o = p.apply(ProcessEvent::Initialized { scoring_id: ScoringId::parse("other").unwrap() });
+    let o = p.apply(TruckEvent::Initialized { scoring_id: ScoringId::parse("other").unwrap() });
     assert!(matches!(o, Outcome::Rejected(_)), "{o:?}");
-    let o = p.apply(ProcessEvent::ReviewResolved { id: "r".into(), resolution: Resolution::DidNotHappen });
+    let o = p.apply(TruckEvent::ReviewResolved { id: "r".into(), resolution: Resolution::DidNotHappen });
     assert!(matches!(o, Outcome::Ignored(_)), "nothing is held (answered already): {o:?}");
 }
 
@@ -475,11 +475,8 @@ fn held_on_payment() -> (TruckProcess, Vec<TruckNotification>) {
     feed(&mut p, &mut sent, happy_hooks()[..4].to_vec());
     p.apply(hook("h5", HookPayload::Approved { insurer: ins("ingostrah"), premium: Some(1000.0) }));
     assert!(p.outbox.is_pending("payment-ingostrah"));
-    let uncertain = ProcessEvent::CallUncertain {
-        effect: "payment-ingostrah".into(),
-        at_ms: 7,
-        detail: "HTTP 502".into(),
-    };
+    let uncertain =
+        TruckEvent::CallUncertain { effect: "payment-ingostrah".into(), at_ms: 7, detail: "HTTP 502".into() };
     assert_eq!(p.apply(uncertain.clone()), Outcome::Advanced);
     assert!(matches!(p.apply(uncertain), Outcome::Ignored(_)), "held once");
     run_effects(&mut p, &mut sent);
@@ -501,7 +498,7 @@ fn an_unknown_outcome_holds_the_process_and_tells_the_bank_and_nothing_is_sent_a
 fn a_hook_that_can_only_follow_the_held_call_proves_it_happened() {
     let (mut p, mut sent) = held_on_payment();
     feed(&mut p, &mut sent, happy_hooks()[6..].to_vec());
-    assert_eq!(p.stage, Stage::Issued);
+    assert_eq!(p.stage, TruckStage::Issued);
     assert!(p.outbox.review().is_none() && p.outbox.is_empty());
     assert_eq!(
         kinds(&sent),
@@ -518,7 +515,7 @@ fn a_hook_that_can_only_follow_the_held_call_proves_it_happened() {
 #[test]
 fn an_operator_resolves_a_review_either_way() {
     let (mut happened, mut sent) = held_on_payment();
-    let yes = ProcessEvent::ReviewResolved {
+    let yes = TruckEvent::ReviewResolved {
         id: "r1".into(),
         resolution: Resolution::Happened { reference: None, number: None },
     };
@@ -529,7 +526,7 @@ fn an_operator_resolves_a_review_either_way() {
     assert_eq!(happened.outbox.next(), None);
 
     let (mut not, _) = held_on_payment();
-    not.apply(ProcessEvent::ReviewResolved { id: "r2".into(), resolution: Resolution::DidNotHappen });
+    not.apply(TruckEvent::ReviewResolved { id: "r2".into(), resolution: Resolution::DidNotHappen });
     assert!(not.outbox.review().is_none());
     assert_eq!(not.outbox.next().map(EffectSpec::key), Some("payment-ingostrah".into()), "sent again");
 }
@@ -537,19 +534,19 @@ fn an_operator_resolves_a_review_either_way() {
 #[test]
 fn init_held_for_review_needs_the_scoring_id_to_resolve_as_happened() {
     let mut p = TruckProcess::start(request(PaymentMethod::Link, None));
-    p.apply(ProcessEvent::CallUncertain { effect: "init".into(), at_ms: 1, detail: "timed out".into() });
-    let bare = ProcessEvent::ReviewResolved {
+    p.apply(TruckEvent::CallUncertain { effect: "init".into(), at_ms: 1, detail: "timed out".into() });
+    let bare = TruckEvent::ReviewResolved {
         id: "r".into(),
         resolution: Resolution::Happened { reference: None, number: None },
     };
     assert!(matches!(p.apply(bare), Outcome::Rejected(_)));
-    let with_id = ProcessEvent::ReviewResolved {
+    let with_id = TruckEvent::ReviewResolved {
         id: "r2".into(),
         resolution: Resolution::Happened { reference: Some("sc-77".into()), number: None },
     };
     assert_eq!(p.apply(with_id), Outcome::Advanced);
     assert_eq!(p.scoring_id, Some(ScoringId::parse("sc-77").unwrap()));
-    assert_eq!(p.stage, Stage::Preparing);
+    assert_eq!(p.stage, TruckStage::Preparing);
     assert_eq!(p.message_group(), "sc-77", "from now on, the hooks' group");
 }
 
@@ -565,26 +562,22 @@ fn once_issued_nothing_turns_the_policy_into_failed() {
         },
     ));
     // The runner could archive p1 only: p2 is pending.
-    p.outbox.retain(|e| !matches!(e, Effect::ArchiveFiles { purpose: ArchivePurpose::Policy, .. }));
+    p.outbox.retain(|e| !matches!(e, TruckEffect::ArchiveFiles { purpose: ArchivePurpose::Policy, .. }));
     let pending = vec![PendingFile { blob_id: "p2".into(), reason: "over the size cap".into() }];
-    p.apply(ProcessEvent::FilesArchived {
-        purpose: ArchivePurpose::Policy,
-        files: vec![file("p1")],
-        pending,
-    });
+    p.apply(TruckEvent::FilesArchived { purpose: ArchivePurpose::Policy, files: vec![file("p1")], pending });
     run_effects(&mut p, &mut sent);
-    assert_eq!(p.stage, Stage::Issued);
+    assert_eq!(p.stage, TruckStage::Issued);
     let TruckNotice::PolicyIssued { pending_files, files, .. } = &sent.last().unwrap().notice else {
         panic!()
     };
     assert_eq!((files.len(), pending_files[0].blob_id.as_str()), (1, "p2"));
     feed(&mut p, &mut sent, vec![hook("late", HookPayload::Failed { code: 1504, message: None })]);
-    p.apply(ProcessEvent::EffectFailed { effect: "x".into(), error: ErrorReport::integration("x", "y") });
-    assert_eq!(p.stage, Stage::Issued, "issued stays issued");
+    p.apply(TruckEvent::EffectFailed { effect: "x".into(), error: ErrorReport::integration("x", "y") });
+    assert_eq!(p.stage, TruckStage::Issued, "issued stays issued");
     assert!(p.error.is_none());
     assert_eq!(p.late_errors.len(), 2, "late errors are kept beside the policy");
     // An operator's replay archives what was pending.
-    feed(&mut p, &mut sent, vec![ProcessEvent::RetryArchive { id: "retry-1".into() }]);
+    feed(&mut p, &mut sent, vec![TruckEvent::RetryArchive { id: "retry-1".into() }]);
     let policy = p.policy.as_ref().unwrap();
     assert_eq!((policy.files.len(), policy.pending_files.len()), (2, 0));
     assert_eq!(
@@ -600,7 +593,7 @@ fn policy_is_paid_after_policy_issued_is_history_not_an_error() {
     let mut hooks = happy_hooks();
     hooks.swap(7, 8);
     feed(&mut p, &mut sent, hooks);
-    assert_eq!(p.stage, Stage::Issued);
+    assert_eq!(p.stage, TruckStage::Issued);
     assert_eq!(p.payment, Payment::Paid);
     assert_eq!(
         kinds(&sent),
@@ -617,9 +610,9 @@ fn a_policy_issued_after_an_error_ended_the_process_is_archived_and_issued() {
         &mut sent,
         vec![hook("f", HookPayload::CompanyFailed { insurer: ins("ingostrah"), code: 1503, message: None })],
     );
-    assert_eq!(p.stage, Stage::Failed);
+    assert_eq!(p.stage, TruckStage::Failed);
     feed(&mut p, &mut sent, happy_hooks()[8..].to_vec());
-    assert_eq!(p.stage, Stage::Issued, "the insurer issued after all: the customer has a policy");
+    assert_eq!(p.stage, TruckStage::Issued, "the insurer issued after all: the customer has a policy");
     assert_eq!(kinds(&sent).last(), Some(&"truck.policy-issued"));
 }
 
@@ -680,7 +673,7 @@ proptest! {
         }
         let (mut p, mut sent) = started();
         feed(&mut p, &mut sent, hooks);
-        prop_assert_eq!(p.stage, Stage::Issued);
+        prop_assert_eq!(p.stage, TruckStage::Issued);
         let accepted = matches!(p.contract, Contract::Accepted { .. });
         prop_assert!(accepted);
         prop_assert_eq!(kinds(&sent), HAPPY);
@@ -704,10 +697,10 @@ proptest! {
                 prop_assert_eq!(&p, &before);
             }
             if before.policy.is_some() {
-                prop_assert!(p.stage != Stage::Failed, "an issued policy never turns failed");
+                prop_assert!(p.stage != TruckStage::Failed, "an issued policy never turns failed");
             }
             if p.stage.is_terminal() && p.policy.is_none() {
-                prop_assert!(p.outbox.pending().iter().all(|e| matches!(e, Effect::Notify(_))));
+                prop_assert!(p.outbox.pending().iter().all(|e| matches!(e, TruckEffect::Notify(_))));
             }
             if let Some(chosen) = &p.chosen {
                 let approved = matches!(p.offers.get(chosen), Some(Offer::Approved { .. }));
@@ -728,7 +721,7 @@ fn any_insurer() -> impl Strategy<Value = Insurer> {
     prop_oneof![Just(ins("ingostrah")), Just(ins("renaissance"))]
 }
 
-fn any_event() -> impl Strategy<Value = ProcessEvent> {
+fn any_event() -> impl Strategy<Value = TruckEvent> {
     let id = "[a-d]{1,2}";
     let payload = prop_oneof![
         proptest::collection::vec(prop_oneof![Just(11u32), Just(12), Just(22)], 0..3)
@@ -766,19 +759,19 @@ fn any_event() -> impl Strategy<Value = ProcessEvent> {
         Just(Resolution::Happened { reference: Some("sc-9".into()), number: None }),
     ];
     prop_oneof![
-        8 => (id, payload, any::<bool>()).prop_map(|(id, payload, by_content)| ProcessEvent::Hook { id, by_content, payload }),
-        1 => (id, Just(doc.clone())).prop_map(|(id, d)| ProcessEvent::DocumentsCorrected { id, documents: vec![d] }),
-        1 => (id, Just(doc)).prop_map(|(id, document)| ProcessEvent::PaymentOrderReceived { id, document }),
-        1 => (0u32..3).prop_map(|round| ProcessEvent::DocumentsSubmitted { round }),
-        1 => (0u32..3).prop_map(|round| ProcessEvent::ContractSubmitted { round }),
-        1 => any_insurer().prop_map(|insurer| ProcessEvent::PaymentRequested { insurer }),
-        1 => any_insurer().prop_map(|insurer| ProcessEvent::PaymentRefused {
+        8 => (id, payload, any::<bool>()).prop_map(|(id, payload, by_content)| TruckEvent::Hook { id, by_content, payload }),
+        1 => (id, Just(doc.clone())).prop_map(|(id, d)| TruckEvent::DocumentsCorrected { id, documents: vec![d] }),
+        1 => (id, Just(doc)).prop_map(|(id, document)| TruckEvent::PaymentOrderReceived { id, document }),
+        1 => (0u32..3).prop_map(|round| TruckEvent::DocumentsSubmitted { round }),
+        1 => (0u32..3).prop_map(|round| TruckEvent::ContractSubmitted { round }),
+        1 => any_insurer().prop_map(|insurer| TruckEvent::PaymentRequested { insurer }),
+        1 => any_insurer().prop_map(|insurer| TruckEvent::PaymentRefused {
             insurer,
             error: ErrorReport::integration(PAYMENT_REFUSED, "403"),
         }),
-        1 => Just(ProcessEvent::EffectFailed { effect: "x".into(), error: ErrorReport::integration("x", "y") }),
-        1 => (effect, 0u64..10).prop_map(|(effect, at_ms)| ProcessEvent::CallUncertain { effect, at_ms, detail: "?".into() }),
-        1 => (id, resolution).prop_map(|(id, resolution)| ProcessEvent::ReviewResolved { id, resolution }),
-        1 => id.prop_map(|id| ProcessEvent::RetryArchive { id }),
+        1 => Just(TruckEvent::EffectFailed { effect: "x".into(), error: ErrorReport::integration("x", "y") }),
+        1 => (effect, 0u64..10).prop_map(|(effect, at_ms)| TruckEvent::CallUncertain { effect, at_ms, detail: "?".into() }),
+        1 => (id, resolution).prop_map(|(id, resolution)| TruckEvent::ReviewResolved { id, resolution }),
+        1 => id.prop_map(|id| TruckEvent::RetryArchive { id }),
     ]
 }

@@ -5,25 +5,25 @@
 
 use tracing::Instrument;
 
-use super::archive::{archive_file, ARCHIVE_ATTEMPTS, MAX_FILE_BYTES};
-use super::engine::{Attempt, Draft, EffectFailure, Engine};
-use super::RetryLater;
 use crate::domain::bank::ErrorReport;
 use crate::domain::bima::api::PrintLinkRequest;
-use crate::domain::bima::process::{CreditLifeProcess, LoanEffect, LoanEvent};
 use crate::domain::ids::PolicyId;
+use crate::domain::loan::process::{LoanEffect, LoanEvent, LoanProcess};
 use crate::domain::workflow::{EffectSpec, Workflow};
 use crate::ports::{
     now_ms, BankOutbox, BimaApi, CallError, EffectLog, KeptOrigin, LoanMessage, ObjectStore, ProcessStore,
     QuarantineStore, Quarantined, StoredProcess,
 };
+use crate::services::archive::{archive_file, ARCHIVE_ATTEMPTS, MAX_FILE_BYTES};
+use crate::services::engine::{Attempt, Draft, EffectFailure, Engine};
+use crate::services::RetryLater;
 
 /// The key of a loan's credit-life record.
 pub fn loan_key(loan_number: &str) -> String {
     format!("LOAN#{loan_number}")
 }
 
-impl StoredProcess for CreditLifeProcess {
+impl StoredProcess for LoanProcess {
     fn kind(&self) -> &'static str {
         "loan"
     }
@@ -88,7 +88,7 @@ where
         let key = loan_key(&loan_number);
         let span = tracing::info_span!("process", process_id = %key);
         async move {
-            let Some(current) = self.engine.load::<CreditLifeProcess>(&key).await? else {
+            let Some(current) = self.engine.load::<LoanProcess>(&key).await? else {
                 return Err(RetryLater::NotYet(format!("{key} is not stored yet")));
             };
             let draft = match event {
@@ -103,7 +103,7 @@ where
 
     async fn perform(
         &self,
-        p: &CreditLifeProcess,
+        p: &LoanProcess,
         effect: &LoanEffect,
         attempt: &Attempt,
     ) -> Result<Option<LoanEvent>, EffectFailure> {
@@ -149,7 +149,7 @@ where
     /// noted on the issued policy and kept for an operator's replay.
     async fn archive(
         &self,
-        p: &CreditLifeProcess,
+        p: &LoanProcess,
         url: &str,
         attempt: &Attempt,
     ) -> Result<Option<LoanEvent>, EffectFailure> {
@@ -176,7 +176,7 @@ where
         tracing::warn!(%problem, "print form not archived; marked pending");
         let origin = KeptOrigin::ArchivePending { process: p.key(), attempt: attempt.number };
         let reason = format!("print form not archived: {problem}");
-        super::quarantine::keep(
+        crate::services::keep::keep(
             &self.engine.store,
             &Quarantined::new(origin, reason, String::new(), now_ms()),
         )

@@ -1,4 +1,4 @@
-//! must-runner: SQS FIFO (process queue) → truck process steps and MUST calls.
+//! truck-runner: SQS FIFO (process queue) → truck process steps and MUST calls.
 
 use std::time::Duration;
 
@@ -9,10 +9,10 @@ use polis::adapters::must_http::{MustCredentials, MustHttp};
 use polis::adapters::s3::Buckets;
 use polis::adapters::secrets;
 use polis::adapters::sqs::Queue;
-use polis::ports::ProcessMessage;
+use polis::ports::TruckMessage;
 use polis::services::engine::Engine;
 use polis::services::retry::Backoff;
-use polis::services::truck_runner::{must_refusal, KnownScorings, TruckRunner};
+use polis::services::truck::runner::{must_refusal, KnownScorings, TruckRunner};
 use polis::services::RetryLater;
 
 #[tokio::main(flavor = "current_thread")]
@@ -47,7 +47,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     };
     let runner = &runner;
     polis_lambda::run_sqs(|body| async move {
-        let message: ProcessMessage = serde_json::from_str(&body)
+        let message: TruckMessage = serde_json::from_str(&body)
             .map_err(|e| RetryLater::NotYet(format!("unreadable process message: {e}")))?;
         runner.handle(message).await
     })
