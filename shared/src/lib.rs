@@ -6,7 +6,9 @@
 //! - [`services`]: what each Lambda does, written against the ports.
 
 pub mod adapters;
+pub mod clock;
 pub mod domain;
+pub mod keys;
 pub mod ports;
 pub mod services;
 pub mod telemetry;

@@ -6,9 +6,11 @@ use std::future::Future;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use crate::domain::ids::{ProcessId, ScoringId};
+pub use crate::clock::now_ms;
+use crate::domain::ids::{CustomerId, ProcessId, ScoringId};
 use crate::domain::must::hook::HookKind;
 use crate::domain::truck::process::TruckEvent;
+use crate::keys::{Cursor, ProcessKey};
 
 /// A failure of our own infrastructure (DynamoDB, SQS, S3): always worth a retry.
 #[derive(Debug, Error)]
@@ -59,12 +61,12 @@ pub enum KeptOrigin {
     BankEvent { event_id: String, event_type: String },
     /// An event a process rejected (replay: queued to the process again).
     #[serde(rename = "process-event")]
-    Event { process: String, event_id: String, replays: u32 },
+    Event { process: ProcessKey, event_id: String, replays: u32 },
     /// A call whose outcome is unknown: the process is held until an operator resolves it.
-    Review { process: String, effect: String, attempt: u32 },
+    Review { process: ProcessKey, effect: String, attempt: u32 },
     /// Files an issued policy has that could not be archived (replay: archived again);
     /// `attempt` is the archive attempt that gave up.
-    ArchivePending { process: String, attempt: u32 },
+    ArchivePending { process: ProcessKey, attempt: u32 },
 }
 
 impl KeptOrigin {
@@ -98,7 +100,7 @@ impl KeptOrigin {
                 format!("review-{}-a{attempt}", digest(&format!("{process}\n{effect}")))
             }
             KeptOrigin::ArchivePending { process, attempt } => {
-                format!("archive-pending-{}-a{attempt}", digest(process))
+                format!("archive-pending-{}-a{attempt}", digest(&process.to_string()))
             }
         }
     }
@@ -192,13 +194,13 @@ pub trait QuarantineStore {
     fn release(&self, id: &str) -> impl Future<Output = Result<(), InfraError>> + Send;
 }
 
-/// A process as the store keeps it: JSON state under a key, with a version.
+/// A process as the store keeps it: its state under its key, with a version.
 pub trait StoredProcess: serde::Serialize + serde::de::DeserializeOwned + Send + Sync {
     /// The product line, for logs and metrics: `truck` or `loan`.
     fn kind(&self) -> &'static str;
-    /// The record's partition key, e.g. `TRUCK#REQ-1` or `LOAN#L-42`.
-    fn key(&self) -> String;
-    /// Other keys that must lead to this record (e.g. `SCORING#{scoringId}`).
+    /// The record's key.
+    fn key(&self) -> ProcessKey;
+    /// Other keys that must lead to this record (e.g. the scoringId's alias).
     fn aliases(&self) -> Vec<String>;
     /// Attributes stored beside the state for the indexes (`gsi1pk`, `gsi1sk`, `stage`, ...).
     fn index(&self) -> Vec<(&'static str, String)>;
@@ -207,7 +209,7 @@ pub trait StoredProcess: serde::Serialize + serde::de::DeserializeOwned + Send +
 pub trait ProcessStore {
     fn load<P: StoredProcess>(
         &self,
-        key: &str,
+        key: &ProcessKey,
     ) -> impl Future<Output = Result<Option<Versioned<P>>, InfraError>> + Send;
     /// Creates the process unless it exists; `false` when it already did.
     fn create<P: StoredProcess>(&self, process: &P) -> impl Future<Output = Result<bool, InfraError>> + Send;
@@ -219,8 +221,11 @@ pub trait ProcessStore {
         expected_version: u64,
         new_aliases: &[String],
     ) -> impl Future<Output = Result<u64, SaveError>> + Send;
-    /// The key of the process an alias leads to.
-    fn resolve_alias(&self, alias: &str) -> impl Future<Output = Result<Option<String>, InfraError>> + Send;
+    /// The process an alias leads to.
+    fn resolve_alias(
+        &self,
+        alias: &str,
+    ) -> impl Future<Output = Result<Option<ProcessKey>, InfraError>> + Send;
 }
 
 pub trait EffectLog {
@@ -228,8 +233,8 @@ pub trait EffectLog {
     /// An unfinished attempt older than `lease_ms` is taken over.
     fn begin(
         &self,
-        process: &str,
-        key: &str,
+        process: &ProcessKey,
+        intent: &str,
         lease_ms: u64,
     ) -> impl Future<Output = Result<EffectRecord, InfraError>> + Send;
 }
@@ -278,14 +283,6 @@ pub trait ObjectStore {
         content_type: &str,
         sha256: &str,
     ) -> impl Future<Output = Result<Option<StoredObject>, InfraError>> + Send;
-}
-
-/// Milliseconds since the epoch; the one clock the services read.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// How a call to a partner failed: what the partner may have done decides what we may do next.
@@ -417,22 +414,28 @@ pub trait BimaApi {
     ) -> impl Future<Output = Result<Option<Download>, CallError>> + Send;
 }
 
+/// A customer's product, as the index holds it.
+#[derive(Debug, Clone)]
+pub enum ProductRecord {
+    Truck(Box<crate::domain::truck::process::TruckProcess>),
+    Loan(Box<crate::domain::loan::process::LoanProcess>),
+}
+
 /// One page of a customer's products from the index, oldest first.
 #[derive(Debug, Clone, Default)]
 pub struct ProductPage {
-    /// (`gsi1sk`, stored state JSON) per product.
-    pub items: Vec<(String, String)>,
-    /// Where the next page starts: (`gsi1sk`, `pk`) of the last item.
-    pub next: Option<(String, String)>,
+    pub items: Vec<ProductRecord>,
+    /// Where the next page starts, when there is one.
+    pub next: Option<Cursor>,
 }
 
 pub trait ProductIndex {
     /// One query: up to `limit` products of `customer` after `after`.
     fn customer_products(
         &self,
-        customer: &str,
+        customer: &CustomerId,
         limit: u32,
-        after: Option<(String, String)>,
+        after: Option<Cursor>,
     ) -> impl Future<Output = Result<ProductPage, InfraError>> + Send;
 }
 

@@ -1,4 +1,5 @@
-//! The one handler behind every hook function; each binary in `src/bin/` names its hook.
+//! The one handler behind every hook function: the function's own hook path is its
+//! only route (API Gateway routes only that path to it; any other is refused here too).
 
 use lambda_http::{service_fn, Error, Request, RequestExt};
 use polis::adapters::config::{self, var};
@@ -24,7 +25,13 @@ pub async fn run(kind: HookKind) -> Result<(), Error> {
         )?,
     };
     let intake = &intake;
+    let suffix = format!("/{}", kind.path());
+    let suffix = &suffix;
     lambda_http::run(service_fn(move |req: Request| async move {
+        if !req.uri().path().ends_with(suffix.as_str()) {
+            let other = polis::services::Reply::new(404, serde_json::json!({"error": "no such hook here"}));
+            return polis_lambda::http_response(other);
+        }
         let params = req.path_parameters();
         let header = |name: &str| req.headers().get(name).map(|v| v.as_bytes());
         let text = |name: &str| header(name).and_then(|v| std::str::from_utf8(v).ok());

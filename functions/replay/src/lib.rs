@@ -7,8 +7,9 @@ use polis::adapters::config::{self, var};
 use polis::adapters::dynamodb::Table;
 use polis::adapters::sqs::{DeadLetters, Queue};
 use polis::domain::workflow::Resolution;
+use polis::keys::ProcessKey;
 use polis::ports::{InfraError, QuarantineStore, Quarantined};
-use polis::services::replay::{ProcessRef, Replay, ReplayReport};
+use polis::services::replay::{Replay, ReplayReport};
 use serde::{Deserialize, Serialize};
 
 /// An operator's answer to a review: `process` is `TRUCK#{requestId}` or `LOAN#{loanNumber}`.
@@ -81,7 +82,7 @@ impl Replayer {
     pub async fn run(&self, request: ReplayRequest) -> Result<ReplayOutcome, ReplayError> {
         let mut outcome = ReplayOutcome::default();
         if let Some(resolve) = request.resolve {
-            let process = ProcessRef::from_key(&resolve.process).map_err(ReplayError::Request)?;
+            let process = ProcessKey::parse(&resolve.process).map_err(ReplayError::Request)?;
             self.replay.resolve(&process, resolve.resolution).await?.map_err(ReplayError::Request)?;
             tracing::info!(process = %resolve.process, "review answered");
             outcome.resolved = Some(resolve.process);

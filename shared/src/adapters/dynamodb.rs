@@ -1,29 +1,22 @@
-//! The single DynamoDB table behind every store port.
-//!
-//! | item | pk | sk |
-//! |---|---|---|
-//! | truck process (JSON state, version) | `TRUCK#{processId}` | `PROCESS` |
-//! | credit-life process | `LOAN#{loanNumber}` | `PROCESS` |
-//! | alias → process (e.g. `SCORING#{scoringId}`) | the alias | `ALIAS` |
-//! | intent of one attempt at a partner call (its outcome is in the process's journal) | the process key | `EFFECT#{effect}#{attempt}` |
-//! | received hook (raw) | `HOOK#{scoringId}` | `{kind}#{hookId}` |
-//! | kept for an operator (input, review, pending archive) | `QUARANTINE#{id}` | `QUARANTINE` |
-//! | insurer token | `TOKEN#{name}` | `TOKEN` |
-//!
-//! Index `gsi1` (`gsi1pk`, `gsi1sk`) lists a customer's products and the quarantine.
+//! The single DynamoDB table behind every store port. Its keys and indexes are
+//! [`crate::keys`]'s; records are native attributes (a process's state is a map,
+//! readable and queryable in the console), written with `serde_dynamo`.
 
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::SdkError;
 use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
+use serde::de::DeserializeOwned;
 
+use crate::domain::ids::CustomerId;
+use crate::keys::{self, Cursor, ProcessKey, Product};
 use crate::ports::{
-    EffectLog, EffectRecord, HookStore, InfraError, ProcessStore, QuarantineStore, Quarantined, ReceivedHook,
-    Recorded, SaveError, StoredProcess, TokenStore, Versioned,
+    EffectLog, EffectRecord, HookStore, InfraError, ProcessStore, ProductIndex, ProductPage, ProductRecord,
+    QuarantineStore, Quarantined, ReceivedHook, Recorded, SaveError, StoredProcess, TokenStore, Versioned,
 };
 
-/// Hooks and effect records are kept for a year, then expire by TTL.
+/// Hooks and intent records are kept for a year, then expire by TTL.
 const RETENTION_MS: u64 = 365 * 24 * 3600 * 1000;
 
 #[derive(Clone)]
@@ -56,6 +49,18 @@ fn get_n(item: &Item, name: &str) -> Result<u64, InfraError> {
         .ok_or_else(|| InfraError::Corrupt(format!("attribute {name} missing or not a number")))
 }
 
+/// A record stored as a native attribute map, read back.
+fn get_record<T: DeserializeOwned>(item: &Item, name: &str) -> Result<T, InfraError> {
+    let value =
+        item.get(name).cloned().ok_or_else(|| InfraError::Corrupt(format!("attribute {name} missing")))?;
+    serde_dynamo::from_attribute_value(value)
+        .map_err(|e| InfraError::Corrupt(format!("attribute {name}: {e}")))
+}
+
+fn record<T: serde::Serialize>(value: &T) -> Result<AttributeValue, InfraError> {
+    serde_dynamo::to_attribute_value(value).map_err(|e| InfraError::Corrupt(e.to_string()))
+}
+
 fn is_condition_failure<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(err: &SdkError<E>) -> bool {
     err.as_service_error()
         .and_then(|e| e.code())
@@ -81,13 +86,13 @@ fn ttl_from(now_ms: u64) -> AttributeValue {
     n((now_ms + RETENTION_MS) / 1000)
 }
 
+fn key(pk: String, sk: &str) -> Item {
+    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
+}
+
 impl Table {
     pub fn new(client: Client, name: impl Into<String>) -> Table {
         Table { client, name: name.into() }
-    }
-
-    fn key(pk: String, sk: &str) -> Item {
-        HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
     }
 
     async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, InfraError> {
@@ -95,7 +100,7 @@ impl Table {
             .client
             .get_item()
             .table_name(&self.name)
-            .set_key(Some(Self::key(pk, sk)))
+            .set_key(Some(key(pk, sk)))
             .consistent_read(true)
             .send()
             .await
@@ -122,9 +127,8 @@ impl Table {
 }
 
 fn process_attributes<P: StoredProcess>(p: &P, version: u64) -> Result<Item, InfraError> {
-    let state = serde_json::to_string(p).map_err(|e| InfraError::Corrupt(e.to_string()))?;
-    let mut item = Table::key(p.key(), "PROCESS");
-    item.insert("state".into(), s(state));
+    let mut item = key(p.key().to_string(), keys::PROCESS_SK);
+    item.insert("state".into(), record(p)?);
     item.insert("version".into(), n(version));
     for (name, value) in p.index() {
         item.insert(name.into(), s(value));
@@ -133,12 +137,12 @@ fn process_attributes<P: StoredProcess>(p: &P, version: u64) -> Result<Item, Inf
 }
 
 impl ProcessStore for Table {
-    async fn load<P: StoredProcess>(&self, key: &str) -> Result<Option<Versioned<P>>, InfraError> {
-        let Some(item) = self.get(key.to_owned(), "PROCESS").await? else {
+    async fn load<P: StoredProcess>(&self, process: &ProcessKey) -> Result<Option<Versioned<P>>, InfraError> {
+        let Some(item) = self.get(process.to_string(), keys::PROCESS_SK).await? else {
             return Ok(None);
         };
-        let value = serde_json::from_str(get_s(&item, "state")?)
-            .map_err(|e| InfraError::Corrupt(format!("process {key}: {e}")))?;
+        let value =
+            get_record(&item, "state").map_err(|e| InfraError::Corrupt(format!("process {process}: {e}")))?;
         Ok(Some(Versioned { value, version: get_n(&item, "version")? }))
     }
 
@@ -175,16 +179,17 @@ impl ProcessStore for Table {
             .map_err(|e| InfraError::call("dynamodb", e))?;
         let mut tx =
             self.client.transact_write_items().transact_items(TransactWriteItem::builder().put(put).build());
+        let target = process.key().to_string();
         for alias in new_aliases {
-            let mut mapping = Table::key(alias.clone(), "ALIAS");
-            mapping.insert("target".into(), s(process.key()));
+            let mut mapping = key(alias.clone(), keys::ALIAS_SK);
+            mapping.insert("target".into(), s(&target));
             let map = Put::builder()
                 .table_name(&self.name)
                 .set_item(Some(mapping))
                 // An alias never moves to another process.
                 .condition_expression("attribute_not_exists(pk) OR #target = :target")
                 .expression_attribute_names("#target", "target")
-                .expression_attribute_values(":target", s(process.key()))
+                .expression_attribute_values(":target", s(&target))
                 .build()
                 .map_err(|e| InfraError::call("dynamodb", e))?;
             tx = tx.transact_items(TransactWriteItem::builder().put(map).build());
@@ -193,34 +198,39 @@ impl ProcessStore for Table {
         Ok(next)
     }
 
-    async fn resolve_alias(&self, alias: &str) -> Result<Option<String>, InfraError> {
-        let Some(item) = self.get(alias.to_owned(), "ALIAS").await? else {
+    async fn resolve_alias(&self, alias: &str) -> Result<Option<ProcessKey>, InfraError> {
+        let Some(item) = self.get(alias.to_owned(), keys::ALIAS_SK).await? else {
             return Ok(None);
         };
-        Ok(Some(get_s(&item, "target")?.to_owned()))
+        ProcessKey::parse(get_s(&item, "target")?).map(Some).map_err(InfraError::Corrupt)
     }
 }
 
 impl EffectLog for Table {
-    async fn begin(&self, process: &str, key: &str, lease_ms: u64) -> Result<EffectRecord, InfraError> {
+    async fn begin(
+        &self,
+        process: &ProcessKey,
+        intent: &str,
+        lease_ms: u64,
+    ) -> Result<EffectRecord, InfraError> {
         let now = crate::ports::now_ms();
-        let sk = format!("EFFECT#{key}");
-        let mut item = Table::key(process.to_owned(), &sk);
+        let (pk, sk) = (process.to_string(), keys::intent_sk(intent));
+        let mut item = key(pk.clone(), &sk);
         item.insert("startedAtMs".into(), n(now));
         item.insert("expiresAt".into(), ttl_from(now));
         if self.put_new(item).await? {
             return Ok(EffectRecord::Fresh);
         }
         let existing = self
-            .get(process.to_owned(), &sk)
+            .get(pk.clone(), &sk)
             .await?
-            .ok_or_else(|| InfraError::Corrupt(format!("effect {key} vanished")))?;
+            .ok_or_else(|| InfraError::Corrupt(format!("intent {intent} vanished")))?;
         let started = get_n(&existing, "startedAtMs")?;
         if now < started + lease_ms {
             return Ok(EffectRecord::InFlight);
         }
         // Take the lease over; of two takers racing, one wins the condition.
-        let mut item = Table::key(process.to_owned(), &sk);
+        let mut item = key(pk, &sk);
         item.insert("startedAtMs".into(), n(now));
         item.insert("expiresAt".into(), ttl_from(now));
         let taken = self
@@ -242,10 +252,8 @@ impl EffectLog for Table {
 
 impl HookStore for Table {
     async fn record_hook(&self, hook: &ReceivedHook) -> Result<Recorded, InfraError> {
-        let mut item = Table::key(
-            format!("HOOK#{}", hook.scoring_id),
-            &format!("{}#{}", hook.kind.path(), hook.hook_id),
-        );
+        let (pk, sk) = keys::hook_key(&hook.scoring_id, hook.kind, &hook.hook_id);
+        let mut item = key(pk, &sk);
         item.insert("body".into(), s(&hook.body));
         item.insert("receivedAtMs".into(), n(hook.received_at_ms));
         item.insert("expiresAt".into(), ttl_from(hook.received_at_ms));
@@ -255,12 +263,10 @@ impl HookStore for Table {
 
 impl QuarantineStore for Table {
     async fn quarantine(&self, q: &Quarantined) -> Result<bool, InfraError> {
-        let mut item = Table::key(format!("QUARANTINE#{}", q.id), "QUARANTINE");
-        let json = serde_json::to_string(q).map_err(|e| InfraError::Corrupt(e.to_string()))?;
-        item.insert("record".into(), s(json));
-        item.insert("reason".into(), s(&q.reason));
-        item.insert("gsi1pk".into(), s("QUARANTINE"));
-        item.insert("gsi1sk".into(), s(format!("{:013}#{}", q.received_at_ms, q.id)));
+        let mut item = key(keys::kept_key(&q.id), keys::KEPT_SK);
+        item.insert("record".into(), record(q)?);
+        item.insert("gsi1pk".into(), s(keys::KEPT_INDEX_PK));
+        item.insert("gsi1sk".into(), s(keys::kept_sort(q.received_at_ms, &q.id)));
         // The same input kept twice is one record.
         self.put_new(item).await
     }
@@ -273,17 +279,15 @@ impl QuarantineStore for Table {
                 .client
                 .query()
                 .table_name(&self.name)
-                .index_name("gsi1")
+                .index_name(keys::GSI1)
                 .key_condition_expression("gsi1pk = :q")
-                .expression_attribute_values(":q", s("QUARANTINE"))
+                .expression_attribute_values(":q", s(keys::KEPT_INDEX_PK))
                 .set_exclusive_start_key(start)
                 .send()
                 .await
                 .map_err(call_error)?;
             for item in page.items() {
-                let q = serde_json::from_str(get_s(item, "record")?)
-                    .map_err(|e| InfraError::Corrupt(e.to_string()))?;
-                out.push(q);
+                out.push(get_record(item, "record")?);
             }
             start = page.last_evaluated_key;
             if start.is_none() {
@@ -296,7 +300,7 @@ impl QuarantineStore for Table {
         self.client
             .delete_item()
             .table_name(&self.name)
-            .set_key(Some(Table::key(format!("QUARANTINE#{id}"), "QUARANTINE")))
+            .set_key(Some(key(keys::kept_key(id), keys::KEPT_SK)))
             .send()
             .await
             .map_err(call_error)?;
@@ -306,14 +310,14 @@ impl QuarantineStore for Table {
 
 impl TokenStore for Table {
     async fn load_token(&self, name: &str) -> Result<Option<(String, u64)>, InfraError> {
-        let Some(item) = self.get(format!("TOKEN#{name}"), "TOKEN").await? else {
+        let Some(item) = self.get(keys::token_key(name), keys::TOKEN_SK).await? else {
             return Ok(None);
         };
         Ok(Some((get_s(&item, "token")?.to_owned(), get_n(&item, "expiresAtMs")?)))
     }
 
     async fn save_token(&self, name: &str, token: &str, expires_at_ms: u64) -> Result<(), InfraError> {
-        let mut item = Table::key(format!("TOKEN#{name}"), "TOKEN");
+        let mut item = key(keys::token_key(name), keys::TOKEN_SK);
         item.insert("token".into(), s(token));
         item.insert("expiresAtMs".into(), n(expires_at_ms));
         item.insert("expiresAt".into(), n(expires_at_ms / 1000));
@@ -328,27 +332,27 @@ impl TokenStore for Table {
     }
 }
 
-impl crate::ports::ProductIndex for Table {
+impl ProductIndex for Table {
     async fn customer_products(
         &self,
-        customer: &str,
+        customer: &CustomerId,
         limit: u32,
-        after: Option<(String, String)>,
-    ) -> Result<crate::ports::ProductPage, InfraError> {
-        let gsi1pk = format!("CUSTOMER#{customer}");
-        let start = after.map(|(gsi1sk, pk)| {
+        after: Option<Cursor>,
+    ) -> Result<ProductPage, InfraError> {
+        let gsi1pk = keys::customer_index(customer);
+        let start = after.map(|c| {
             HashMap::from([
                 ("gsi1pk".to_owned(), s(gsi1pk.clone())),
-                ("gsi1sk".to_owned(), s(gsi1sk)),
-                ("pk".to_owned(), s(pk)),
-                ("sk".to_owned(), s("PROCESS")),
+                ("gsi1sk".to_owned(), s(c.sort)),
+                ("pk".to_owned(), s(c.pk)),
+                ("sk".to_owned(), s(keys::PROCESS_SK)),
             ])
         });
         let out = self
             .client
             .query()
             .table_name(&self.name)
-            .index_name("gsi1")
+            .index_name(keys::GSI1)
             .key_condition_expression("gsi1pk = :c")
             .expression_attribute_values(":c", s(gsi1pk))
             .limit(limit as i32)
@@ -356,15 +360,18 @@ impl crate::ports::ProductIndex for Table {
             .send()
             .await
             .map_err(call_error)?;
-        let items = out
-            .items()
-            .iter()
-            .map(|i| Ok((get_s(i, "gsi1sk")?.to_owned(), get_s(i, "state")?.to_owned())))
-            .collect::<Result<Vec<_>, InfraError>>()?;
+        let mut items = Vec::new();
+        for item in out.items() {
+            items.push(match Product::of(get_s(item, "gsi1sk")?) {
+                Some(Product::Truck) => ProductRecord::Truck(Box::new(get_record(item, "state")?)),
+                Some(Product::Loan) => ProductRecord::Loan(Box::new(get_record(item, "state")?)),
+                None => continue,
+            });
+        }
         let next = match out.last_evaluated_key() {
-            Some(k) => Some((get_s(k, "gsi1sk")?.to_owned(), get_s(k, "pk")?.to_owned())),
+            Some(k) => Some(Cursor { sort: get_s(k, "gsi1sk")?.to_owned(), pk: get_s(k, "pk")?.to_owned() }),
             None => None,
         };
-        Ok(crate::ports::ProductPage { items, next })
+        Ok(ProductPage { items, next })
     }
 }

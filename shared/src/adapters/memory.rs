@@ -10,10 +10,12 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use crate::domain::ids::CustomerId;
+use crate::keys::{self, Cursor, ProcessKey, Product};
 use crate::ports::{
     now_ms, BankOutbox, EffectLog, EffectRecord, HookStore, InfraError, LoanMessage, LoanQueue, ObjectStore,
-    ProcessStore, ProductIndex, ProductPage, QuarantineStore, Quarantined, ReceivedHook, Recorded, SaveError,
-    StoredObject, StoredProcess, TokenStore, TruckMessage, TruckQueue, Versioned,
+    ProcessStore, ProductIndex, ProductPage, ProductRecord, QuarantineStore, Quarantined, ReceivedHook,
+    Recorded, SaveError, StoredObject, StoredProcess, TokenStore, TruckMessage, TruckQueue, Versioned,
 };
 
 /// DynamoDB refuses items larger than this (attribute names and values, UTF-8).
@@ -41,7 +43,7 @@ struct ProcessItem {
 #[derive(Debug, Default)]
 struct TableState {
     processes: BTreeMap<String, ProcessItem>,
-    aliases: HashMap<String, String>,
+    aliases: HashMap<String, ProcessKey>,
     intents: HashMap<(String, String), u64>,
     hooks: HashMap<(String, String), ReceivedHook>,
     kept: BTreeMap<String, Quarantined>,
@@ -92,16 +94,16 @@ impl MemoryTable {
 }
 
 fn item_size<P: StoredProcess>(p: &P, state: &str) -> usize {
-    p.key().len()
-        + "PROCESS".len()
+    p.key().to_string().len()
+        + keys::PROCESS_SK.len()
         + state.len()
         + p.index().iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
 }
 
 impl ProcessStore for MemoryTable {
-    async fn load<P: StoredProcess>(&self, key: &str) -> Result<Option<Versioned<P>>, InfraError> {
+    async fn load<P: StoredProcess>(&self, key: &ProcessKey) -> Result<Option<Versioned<P>>, InfraError> {
         self.turn().await;
-        let Some(item) = lock(&self.state).processes.get(key).cloned() else { return Ok(None) };
+        let Some(item) = lock(&self.state).processes.get(&key.to_string()).cloned() else { return Ok(None) };
         let value = serde_json::from_str(&item.state)
             .map_err(|e| InfraError::Corrupt(format!("process {key}: {e}")))?;
         Ok(Some(Versioned { value, version: item.version }))
@@ -115,10 +117,11 @@ impl ProcessStore for MemoryTable {
             return Err(too_large("process item", size));
         }
         let mut s = lock(&self.state);
-        if s.processes.contains_key(&process.key()) {
+        let key = process.key().to_string();
+        if s.processes.contains_key(&key) {
             return Ok(false);
         }
-        s.processes.insert(process.key(), ProcessItem { state, version: 1, index: process.index() });
+        s.processes.insert(key, ProcessItem { state, version: 1, index: process.index() });
         Ok(true)
     }
 
@@ -135,9 +138,10 @@ impl ProcessStore for MemoryTable {
             return Err(too_large("process item", size).into());
         }
         let key = process.key();
+        let record = key.to_string();
         let mut s = lock(&self.state);
         // One transaction: the version check and every alias, or nothing.
-        if s.processes.get(&key).map(|p| p.version) != Some(expected) {
+        if s.processes.get(&record).map(|p| p.version) != Some(expected) {
             s.conflicts += 1;
             return Err(SaveError::Conflict);
         }
@@ -147,22 +151,27 @@ impl ProcessStore for MemoryTable {
         for alias in new_aliases {
             s.aliases.insert(alias.clone(), key.clone());
         }
-        s.processes.insert(key, ProcessItem { state, version: expected + 1, index: process.index() });
+        s.processes.insert(record, ProcessItem { state, version: expected + 1, index: process.index() });
         Ok(expected + 1)
     }
 
-    async fn resolve_alias(&self, alias: &str) -> Result<Option<String>, InfraError> {
+    async fn resolve_alias(&self, alias: &str) -> Result<Option<ProcessKey>, InfraError> {
         self.turn().await;
         Ok(lock(&self.state).aliases.get(alias).cloned())
     }
 }
 
 impl EffectLog for MemoryTable {
-    async fn begin(&self, process: &str, key: &str, lease_ms: u64) -> Result<EffectRecord, InfraError> {
+    async fn begin(
+        &self,
+        process: &ProcessKey,
+        intent: &str,
+        lease_ms: u64,
+    ) -> Result<EffectRecord, InfraError> {
         self.turn().await;
         let now = now_ms();
         let mut s = lock(&self.state);
-        let slot = (process.to_owned(), key.to_owned());
+        let slot = (process.to_string(), keys::intent_sk(intent));
         match s.intents.get(&slot).copied() {
             None => {
                 s.intents.insert(slot, now);
@@ -185,7 +194,7 @@ impl HookStore for MemoryTable {
             return Err(too_large("hook item", size));
         }
         let mut s = lock(&self.state);
-        let slot = (hook.scoring_id.to_string(), format!("{}#{}", hook.kind.path(), hook.hook_id));
+        let slot = keys::hook_key(&hook.scoring_id, hook.kind, &hook.hook_id);
         if s.hooks.contains_key(&slot) {
             return Ok(Recorded::Duplicate);
         }
@@ -235,11 +244,11 @@ impl TokenStore for MemoryTable {
 impl ProductIndex for MemoryTable {
     async fn customer_products(
         &self,
-        customer: &str,
+        customer: &CustomerId,
         limit: u32,
-        after: Option<(String, String)>,
+        after: Option<Cursor>,
     ) -> Result<ProductPage, InfraError> {
-        let gsi1pk = format!("CUSTOMER#{customer}");
+        let gsi1pk = keys::customer_index(customer);
         let s = lock(&self.state);
         let mut rows: Vec<(String, String, String)> = s
             .processes
@@ -252,13 +261,27 @@ impl ProductIndex for MemoryTable {
             .collect();
         rows.sort();
         let start = match &after {
-            Some((sk, pk)) => rows.iter().position(|(s, p, _)| (s, p) > (sk, pk)).unwrap_or(rows.len()),
+            Some(c) => rows.iter().position(|(s, p, _)| (s, p) > (&c.sort, &c.pk)).unwrap_or(rows.len()),
             None => 0,
         };
         let page: Vec<_> = rows[start..].iter().take(limit as usize).cloned().collect();
         let more = start + page.len() < rows.len();
-        let next = page.last().filter(|_| more).map(|(sk, pk, _)| (sk.clone(), pk.clone()));
-        Ok(ProductPage { items: page.into_iter().map(|(sk, _, state)| (sk, state)).collect(), next })
+        let next =
+            page.last().filter(|_| more).map(|(sort, pk, _)| Cursor { sort: sort.clone(), pk: pk.clone() });
+        let corrupt = |e: serde_json::Error| InfraError::Corrupt(e.to_string());
+        let mut items = Vec::new();
+        for (sort, _, state) in page {
+            items.push(match Product::of(&sort) {
+                Some(Product::Truck) => {
+                    ProductRecord::Truck(Box::new(serde_json::from_str(&state).map_err(corrupt)?))
+                }
+                Some(Product::Loan) => {
+                    ProductRecord::Loan(Box::new(serde_json::from_str(&state).map_err(corrupt)?))
+                }
+                None => continue,
+            });
+        }
+        Ok(ProductPage { items, next })
     }
 }
 

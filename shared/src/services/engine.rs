@@ -22,6 +22,7 @@ use super::RetryLater;
 use crate::domain::bank::ErrorReport;
 use crate::domain::outcome::Outcome;
 use crate::domain::workflow::{CallOutcome, CallRecord, EffectClass, EffectSpec, Workflow};
+use crate::keys::ProcessKey;
 use crate::ports::{
     now_ms, CallError, EffectLog, EffectRecord, InfraError, KeptOrigin, ProcessStore, QuarantineStore,
     Quarantined, SaveError, StoredProcess, Versioned,
@@ -164,7 +165,7 @@ impl From<InfraError> for EffectFailure {
 /// The attempt at an effect that a `perform` is making: what its intent record is named after.
 #[derive(Debug, Clone)]
 pub struct Attempt {
-    pub process: String,
+    pub process: ProcessKey,
     pub effect: String,
     pub number: u32,
 }
@@ -187,7 +188,7 @@ where
 {
     pub async fn load<W: Workflow + StoredProcess>(
         &self,
-        key: &str,
+        key: &ProcessKey,
     ) -> Result<Option<Versioned<W>>, RetryLater> {
         Ok(self.store.load(key).await?)
     }
@@ -230,7 +231,10 @@ where
         Ok(draft)
     }
 
-    async fn reload<W: Workflow + StoredProcess>(&self, key: &str) -> Result<Versioned<W>, RetryLater> {
+    async fn reload<W: Workflow + StoredProcess>(
+        &self,
+        key: &ProcessKey,
+    ) -> Result<Versioned<W>, RetryLater> {
         self.store.load(key).await?.ok_or_else(|| RetryLater::NotYet(format!("process {key} vanished")))
     }
 

@@ -157,8 +157,8 @@ impl World {
     }
 
     async fn process(&self) -> TruckProcess {
-        let key = "TRUCK#REQ-2026-0001";
-        self.table.load::<TruckProcess>(key).await.unwrap().expect("the process is stored").value
+        let key = crate::keys::ProcessKey::Truck(ProcessId::parse("REQ-2026-0001").unwrap());
+        self.table.load::<TruckProcess>(&key).await.unwrap().expect("the process is stored").value
     }
 
     /// The bank's notices so far: (eventId, type).
@@ -268,7 +268,7 @@ async fn a_call_that_surely_was_not_sent_is_sent_again_under_a_new_attempt() {
     let p = w.process().await;
     assert_eq!(p.stage_name(), "awaiting-payment");
     let intents: Vec<String> =
-        w.table.intents().into_iter().map(|(_, k)| k).filter(|k| k.starts_with("payment")).collect();
+        w.table.intents().into_iter().map(|(_, k)| k).filter(|k| k.starts_with("EFFECT#payment")).collect();
     assert_eq!(intents.len(), 2, "one intent per attempt: {intents:?}");
     let journal: Vec<_> = p.outbox.calls().iter().filter(|c| c.effect == "payment-ingostrah").collect();
     assert_eq!(journal.len(), 2);

@@ -12,7 +12,8 @@ use crate::domain::ids::CustomerId;
 use crate::domain::loan::process::LoanProcess;
 use crate::domain::truck::process::{Offer, TruckProcess};
 use crate::domain::workflow::Workflow;
-use crate::ports::{Presigner, ProductIndex};
+use crate::keys::Cursor;
+use crate::ports::{Presigner, ProductIndex, ProductRecord};
 
 pub const DEFAULT_PAGE: u32 = 20;
 pub const MAX_PAGE: u32 = 100;
@@ -22,18 +23,6 @@ pub struct Products<I, P> {
     pub presigner: P,
     /// Lifetime of the presigned links to policy PDFs.
     pub link_ttl: Duration,
-}
-
-/// `nextToken`: where the next page starts, as hex so it is opaque and URL-safe.
-fn encode_token(gsi1sk: &str, pk: &str) -> String {
-    hex::encode(format!("{gsi1sk}\n{pk}"))
-}
-
-fn decode_token(token: &str) -> Option<(String, String)> {
-    let text = String::from_utf8(hex::decode(token).ok()?).ok()?;
-    let (gsi1sk, pk) = text.split_once('\n')?;
-    let ours = |s: &str| s.starts_with("TRUCK#") || s.starts_with("LOAN#");
-    (ours(gsi1sk) && ours(pk) && !pk.contains('\n')).then(|| (gsi1sk.to_owned(), pk.to_owned()))
 }
 
 fn bad_request(message: impl Into<String>) -> Reply {
@@ -117,13 +106,13 @@ where
             Some(Ok(n)) if (1..=MAX_PAGE).contains(&n) => n,
             Some(_) => return bad_request(format!("limit must be a whole number from 1 to {MAX_PAGE}")),
         };
-        let after = match next_token.map(decode_token) {
+        let after = match next_token.map(Cursor::decode) {
             None => None,
             Some(Some(start)) => Some(start),
             Some(None) => return bad_request("nextToken is not one this API issued"),
         };
         let first_page = after.is_none();
-        let page = match self.index.customer_products(customer.as_str(), limit, after).await {
+        let page = match self.index.customer_products(&customer, limit, after).await {
             Ok(page) => page,
             Err(e) => {
                 tracing::error!(error = %e, "products index unavailable");
@@ -134,37 +123,16 @@ where
             return Reply::new(404, json!({"error": format!("no products for customer {customer}")}));
         }
         let (mut loans, mut trucks) = (Vec::new(), Vec::new());
-        for (sort_key, state) in &page.items {
-            if sort_key.starts_with("LOAN#") {
-                match serde_json::from_str::<LoanProcess>(state) {
-                    Ok(p) => loans.push(loan_view(&p)),
-                    Err(e) => tracing::error!(error = %e, "unreadable loan record"),
-                }
-            } else if sort_key.starts_with("TRUCK#") {
-                match serde_json::from_str::<TruckProcess>(state) {
-                    Ok(p) => trucks.push(self.truck_view(&p).await),
-                    Err(e) => tracing::error!(error = %e, "unreadable truck record"),
-                }
+        for record in &page.items {
+            match record {
+                ProductRecord::Loan(p) => loans.push(loan_view(p)),
+                ProductRecord::Truck(p) => trucks.push(self.truck_view(p).await),
             }
         }
-        let next = page.next.map(|(sk, pk)| encode_token(&sk, &pk));
+        let next = page.next.map(|cursor| cursor.encode());
         Reply::new(
             200,
             json!({"customerId": customer, "loans": loans, "truckPolicies": trucks, "nextToken": next}),
         )
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn tokens_round_trip_and_foreign_ones_are_refused() {
-        let t = encode_token("LOAN#L-1", "LOAN#L-1");
-        assert_eq!(decode_token(&t), Some(("LOAN#L-1".into(), "LOAN#L-1".into())));
-        for bad in ["zz", "", &hex::encode("QUARANTINE#x\nTRUCK#y"), &hex::encode("TRUCK#a")] {
-            assert_eq!(decode_token(bad), None, "{bad}");
-        }
     }
 }

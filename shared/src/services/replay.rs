@@ -9,9 +9,8 @@
 
 use serde::Serialize;
 
-use super::loan::runner::loan_key;
 use super::truck::hook_intake::{check_body, store_and_enqueue};
-use super::truck::runner::{message_group, truck_key};
+use super::truck::runner::message_group;
 use crate::domain::bank::BankEvent;
 use crate::domain::ids::{ProcessId, ScoringId};
 use crate::domain::loan::process::LoanEvent;
@@ -19,6 +18,7 @@ use crate::domain::loan::process::LoanProcess;
 use crate::domain::truck::process::TruckEvent;
 use crate::domain::truck::process::TruckProcess;
 use crate::domain::workflow::Resolution;
+use crate::keys::ProcessKey;
 use crate::ports::{
     now_ms, BankOutbox, HookStore, InfraError, KeptOrigin, LoanMessage, LoanQueue, ProcessStore,
     QuarantineStore, Quarantined, ReceivedHook, TruckMessage, TruckQueue,
@@ -31,26 +31,6 @@ pub struct ReplayReport {
     pub replayed: Vec<String>,
     /// Still not processable (or waiting for a person): id and why.
     pub still_failing: Vec<(String, String)>,
-}
-
-/// The process a kept item or an operator's command is about: a truck request or a loan.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProcessRef {
-    Truck(ProcessId),
-    Loan(String),
-}
-
-impl ProcessRef {
-    /// From a record key (`TRUCK#…`, `LOAN#…`).
-    pub fn from_key(key: &str) -> Result<ProcessRef, String> {
-        if let Some(id) = key.strip_prefix("TRUCK#") {
-            return ProcessId::parse(id).map(ProcessRef::Truck).map_err(|e| e.to_string());
-        }
-        match key.strip_prefix("LOAN#") {
-            Some(number) if !number.is_empty() => Ok(ProcessRef::Loan(number.to_owned())),
-            _ => Err(format!("{key:?} names no truck request (TRUCK#…) or loan (LOAN#…)")),
-        }
-    }
 }
 
 pub struct Replay<S, P, L, B> {
@@ -89,19 +69,16 @@ where
     /// when the process is not held (nothing is sent).
     pub async fn resolve(
         &self,
-        process: &ProcessRef,
+        process: &ProcessKey,
         resolution: Resolution,
     ) -> Result<Result<(), String>, InfraError> {
-        let key = match process {
-            ProcessRef::Truck(pid) => truck_key(pid),
-            ProcessRef::Loan(number) => loan_key(number),
-        };
+        let key = process;
         let held = match process {
-            ProcessRef::Truck(_) => {
-                self.store.load::<TruckProcess>(&key).await?.map(|p| p.value.outbox.review().cloned())
+            ProcessKey::Truck(_) => {
+                self.store.load::<TruckProcess>(key).await?.map(|p| p.value.outbox.review().cloned())
             }
-            ProcessRef::Loan(_) => {
-                self.store.load::<LoanProcess>(&key).await?.map(|p| p.value.outbox.review().cloned())
+            ProcessKey::Loan(_) => {
+                self.store.load::<LoanProcess>(key).await?.map(|p| p.value.outbox.review().cloned())
             }
         };
         let review = match held {
@@ -114,12 +91,12 @@ where
         // Listed before the answer goes out: a review the answer leads to is not released.
         let open: Vec<String> = kept
             .iter()
-            .filter(|item| matches!(&item.origin, KeptOrigin::Review { process, .. } if *process == key))
+            .filter(|item| matches!(&item.origin, KeptOrigin::Review { process, .. } if process == key))
             .map(|item| item.id.clone())
             .collect();
         let id = format!("review-resolved-{}", now_ms());
         match process {
-            ProcessRef::Truck(pid) => {
+            ProcessKey::Truck(pid) => {
                 // MUST's first hooks for a scoringId we did not know were kept meanwhile: with
                 // `init` answered, they follow the answer in the scoringId's group, in order.
                 let scoring = match &resolution {
@@ -141,7 +118,7 @@ where
                     }
                 }
             }
-            ProcessRef::Loan(number) => {
+            ProcessKey::Loan(number) => {
                 self.to_loan(number, LoanEvent::ReviewResolved { id, resolution }).await?;
             }
         }
@@ -209,13 +186,13 @@ where
                     .collect::<Vec<_>>()
                     .join("; "))),
             },
-            KeptOrigin::Event { process, replays, .. } => match ProcessRef::from_key(process) {
+            KeptOrigin::Event { process, replays, .. } => match Ok::<_, String>(process.clone()) {
                 Err(why) => Ok(Err(why)),
-                Ok(ProcessRef::Truck(pid)) => match serde_json::from_str::<TruckEvent>(&item.body) {
+                Ok(ProcessKey::Truck(pid)) => match serde_json::from_str::<TruckEvent>(&item.body) {
                     Ok(event) => self.to_truck(&pid, event, replays + 1).await.map(Ok),
                     Err(e) => Ok(Err(format!("not a truck process event: {e}"))),
                 },
-                Ok(ProcessRef::Loan(number)) => match serde_json::from_str::<LoanEvent>(&item.body) {
+                Ok(ProcessKey::Loan(number)) => match serde_json::from_str::<LoanEvent>(&item.body) {
                     Ok(event) => self.to_loan(&number, event).await.map(Ok),
                     // A loan's own effect results are re-derived by driving it again.
                     Err(_) => {
@@ -233,12 +210,12 @@ where
             ))),
             KeptOrigin::ArchivePending { process, .. } => {
                 let id = format!("retry-archive-{}", now_ms());
-                match ProcessRef::from_key(process) {
+                match Ok::<_, String>(process.clone()) {
                     Err(why) => Ok(Err(why)),
-                    Ok(ProcessRef::Truck(pid)) => {
+                    Ok(ProcessKey::Truck(pid)) => {
                         self.to_truck(&pid, TruckEvent::RetryArchive { id }, 0).await.map(Ok)
                     }
-                    Ok(ProcessRef::Loan(number)) => {
+                    Ok(ProcessKey::Loan(number)) => {
                         self.to_loan(&number, LoanEvent::RetryArchive { id }).await.map(Ok)
                     }
                 }

@@ -411,8 +411,7 @@ impl Harness {
         let Some(item) = out.item() else {
             return Ok(None);
         };
-        let mut state: Value =
-            serde_json::from_str(item.get("state").and_then(|v| v.as_s().ok()).ok_or("no state")?)?;
+        let mut state: Value = attribute_json(item.get("state").ok_or("no state")?)?;
         state["version"] =
             json!(item.get("version").and_then(|v| v.as_n().ok()).and_then(|n| n.parse::<u64>().ok()));
         Ok(Some(state))
@@ -691,11 +690,7 @@ impl Harness {
             .expression_attribute_values(":q", AttributeValue::S("QUARANTINE".into()))
             .send()
             .await?;
-        Ok(out
-            .items()
-            .iter()
-            .filter_map(|i| serde_json::from_str::<Value>(i.get("record")?.as_s().ok()?).ok())
-            .collect())
+        Ok(out.items().iter().filter_map(|i| attribute_json(i.get("record")?).ok()).collect())
     }
 
     /// Sends a loan whose print form is already in the archive when the runner comes to
@@ -769,6 +764,11 @@ fn held_for(record: &Value) -> Duration {
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
     Duration::from_millis(now.saturating_sub(since))
+}
+
+/// A record stored as native DynamoDB attributes, as JSON.
+pub fn attribute_json(value: &AttributeValue) -> Result<Value, BoxError> {
+    Ok(serde_dynamo::from_attribute_value(value.clone())?)
 }
 
 /// The stages a process ends in.

@@ -125,7 +125,7 @@ fn a_loan_event_creates_one_credit_life_record_however_often_it_arrives() {
         let processes: Vec<_> = records.iter().filter(|i| i["sk"].as_s().unwrap() == "PROCESS").collect();
         assert_eq!(processes.len(), 1, "{found:?}");
         assert_eq!(processes[0]["gsi1pk"].as_s().unwrap(), "CUSTOMER#CUST-42");
-        let state: Value = serde_json::from_str(processes[0]["state"].as_s().unwrap()).unwrap();
+        let state: Value = polis_e2e::attribute_json(&processes[0]["state"]).unwrap();
         assert_eq!(state["loan"]["loanNumber"], json!(number));
     });
 }
@@ -244,7 +244,8 @@ fn random_bad_input_through_the_stack_gets_a_4xx_or_quarantine_never_a_5xx() {
         }
         tokio::time::sleep(Duration::from_secs(3)).await;
         let dead = h.queue_depth("BankEventsDeadLetterQueue").await.unwrap();
-        let intake_log = std::fs::read_to_string(h.log_dir.join("bank-intake.log")).unwrap_or_default();
+        let intake_log =
+            std::fs::read_to_string(h.log_dir.join("BankIntakeFunction.log")).unwrap_or_default();
         println!("bad bank events: {events} sent, {dead} dead-lettered");
         assert_eq!(dead, 0, "every bad event was answered, none crashed the intake");
         assert!(!intake_log.contains("panicked"), "the intake never panicked");

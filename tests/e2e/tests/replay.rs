@@ -38,8 +38,8 @@ async fn kept(h: &Harness, needle: &str) -> Value {
     }
 }
 
-fn log_has(h: &Harness, binary: &str, needle: &str) -> bool {
-    std::fs::read_to_string(h.log_dir.join(format!("{binary}.log"))).unwrap_or_default().contains(needle)
+fn log_has(h: &Harness, function: &str, needle: &str) -> bool {
+    std::fs::read_to_string(h.log_dir.join(format!("{function}.log"))).unwrap_or_default().contains(needle)
 }
 
 #[test]
@@ -89,14 +89,16 @@ fn input_we_cannot_process_is_kept_counted_and_replayed_without_loss() {
         assert!(reasons[2].starts_with("unknown scoringId"), "{}", reasons[2]);
         assert!(reasons[3].starts_with("the process has ended"), "{}", reasons[3]);
         assert!(reasons[4].contains("policyholder.inn"), "{}", reasons[4]);
-        for (binary, source) in
-            [("hook-approved", "hook"), ("truck-runner", "hook"), ("bank-intake", "bank-event")]
-        {
+        for (function, source) in [
+            ("HookApprovedFunction", "hook"),
+            ("TruckRunnerFunction", "hook"),
+            ("BankIntakeFunction", "bank-event"),
+        ] {
             let metric = format!(r#""Quarantined":1,"Source":"{source}""#);
             assert!(
-                log_has(h, binary, &metric)
-                    || log_has(h, binary, &format!(r#""Source":"{source}","Quarantined":1"#)),
-                "{binary} counts the Quarantined metric"
+                log_has(h, function, &metric)
+                    || log_has(h, function, &format!(r#""Source":"{source}","Quarantined":1"#)),
+                "{function} counts the Quarantined metric"
             );
         }
 

@@ -90,7 +90,7 @@ fn every_hook_path_has_exactly_one_function_named_after_it() {
     for f in &functions {
         for e in &f.events {
             if let EventSource::Http { method, path, .. } = e {
-                routes.push((method.clone(), resources.resolve(path).unwrap(), f.binary.clone()));
+                routes.push((method.clone(), resources.resolve(path).unwrap(), f));
             }
         }
     }
@@ -98,11 +98,42 @@ fn every_hook_path_has_exactly_one_function_named_after_it() {
         let path = format!("/api/hooks/{{scoringId}}/{}", kind.path());
         let serving: Vec<_> = routes.iter().filter(|(_, p, _)| *p == path).collect();
         assert_eq!(serving.len(), 1, "{path} must have exactly one function: {serving:?}");
-        assert_eq!(serving[0].0, "POST");
-        assert_eq!(serving[0].2, kind.function_name());
+        let (method, _, function) = serving[0];
+        assert_eq!(method, "POST");
+        assert_eq!(function.logical_id, xtask::hook_function_id(kind), "named after its hook");
+        assert_eq!(function.binary, "hook", "every hook function runs the one hook binary");
+        assert_eq!(function.environment["HOOK_PATH"], json!(kind.path()), "and is told its hook");
     }
     let hook_routes = routes.iter().filter(|(_, p, _)| p.starts_with("/api/hooks/")).count();
     assert_eq!(hook_routes, HookKind::ALL.len(), "no hook route outside the catalogue");
+}
+
+#[test]
+fn the_generated_parts_of_the_template_are_up_to_date() {
+    let current = std::fs::read_to_string(root().join("template.yaml")).unwrap();
+    let generated = xtask::generate(&current).unwrap();
+    assert!(generated == current, "template.yaml is stale: run `cargo run -p xtask -- template`");
+}
+
+#[test]
+fn every_partition_key_a_policy_allows_is_one_the_storage_format_defines() {
+    let t = template();
+    let mut checked = 0;
+    for (id, _) in t.resources.iter() {
+        for statement in t.policy_statements(id) {
+            let patterns =
+                as_list(&statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]);
+            for pattern in patterns.iter().filter_map(Value::as_str) {
+                let prefix = pattern.trim_end_matches('*');
+                assert!(
+                    polis::keys::LEADING_KEY_PREFIXES.contains(&prefix),
+                    "{id} allows {pattern}, which polis::keys does not define"
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 10, "{checked} LeadingKeys patterns checked");
 }
 
 #[test]

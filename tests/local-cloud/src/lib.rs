@@ -120,7 +120,7 @@ impl LocalCloud {
                     function: f.logical_id.clone(),
                     binary: options.bin_dir.join(&f.binary),
                     env,
-                    log: options.log_dir.join(format!("{}.log", f.binary)),
+                    log: options.log_dir.join(format!("{}.log", f.logical_id)),
                 },
                 runtime_base.clone(),
                 options.instances,

@@ -117,16 +117,26 @@ impl Template {
     }
 
     /// The statements of a function's inline policies.
+    /// Every statement a function's policies hold: inline ones, and those of the managed
+    /// policies it names by `!Ref`.
     pub fn policy_statements(&self, logical_id: &str) -> Vec<Value> {
+        let statements =
+            |p: &Value| p.get("Statement").and_then(Value::as_array).cloned().unwrap_or_default();
         self.resources
             .get(logical_id)
             .and_then(|r| r.pointer("/Properties/Policies"))
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .filter_map(|p| p.get("Statement").and_then(Value::as_array))
-            .flatten()
-            .cloned()
+            .flat_map(|p| match p.get("Ref").and_then(Value::as_str) {
+                Some(managed) => self
+                    .resources
+                    .get(managed)
+                    .and_then(|r| r.pointer("/Properties/PolicyDocument"))
+                    .map(statements)
+                    .unwrap_or_default(),
+                None => statements(p),
+            })
             .collect()
     }
 

@@ -72,11 +72,6 @@ impl HookKind {
         }
     }
 
-    /// The function (and binary) that serves this hook: `hook-` + the path with `/` as `-`.
-    pub fn function_name(self) -> String {
-        format!("hook-{}", self.path().replace('/', "-"))
-    }
-
     /// The hook served at `/api/hooks/{scoringId}/<path>`.
     pub fn from_path(path: &str) -> Option<HookKind> {
         HookKind::ALL.into_iter().find(|k| k.path() == path)
@@ -422,7 +417,6 @@ mod tests {
         for kind in HookKind::ALL {
             assert_eq!(HookKind::from_path(kind.path()), Some(kind));
         }
-        assert_eq!(HookKind::DocumentsTypesRequired.function_name(), "hook-documents-types-required");
         assert_eq!(HookKind::from_path("documents"), None);
     }
 

@@ -9,7 +9,8 @@ use crate::domain::bank::ErrorReport;
 use crate::domain::bima::api::PrintLinkRequest;
 use crate::domain::ids::PolicyId;
 use crate::domain::loan::process::{LoanEffect, LoanEvent, LoanProcess};
-use crate::domain::workflow::{EffectSpec, Workflow};
+use crate::domain::workflow::EffectSpec;
+use crate::keys::ProcessKey;
 use crate::ports::{
     now_ms, BankOutbox, BimaApi, CallError, EffectLog, KeptOrigin, LoanMessage, ObjectStore, ProcessStore,
     QuarantineStore, Quarantined, StoredProcess,
@@ -17,31 +18,6 @@ use crate::ports::{
 use crate::services::archive::{archive_file, ARCHIVE_ATTEMPTS, MAX_FILE_BYTES};
 use crate::services::engine::{Attempt, Draft, EffectFailure, Engine};
 use crate::services::RetryLater;
-
-/// The key of a loan's credit-life record.
-pub fn loan_key(loan_number: &str) -> String {
-    format!("LOAN#{loan_number}")
-}
-
-impl StoredProcess for LoanProcess {
-    fn kind(&self) -> &'static str {
-        "loan"
-    }
-    fn key(&self) -> String {
-        loan_key(&self.loan.loan_number)
-    }
-    fn aliases(&self) -> Vec<String> {
-        Vec::new()
-    }
-    fn index(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("stage", self.stage_name()),
-            ("customerId", self.loan.customer_id.to_string()),
-            ("gsi1pk", format!("CUSTOMER#{}", self.loan.customer_id)),
-            ("gsi1sk", format!("LOAN#{}", self.loan.loan_number)),
-        ]
-    }
-}
 
 /// BIMA's refusal as the bank sees it: the HTTP status and BIMA's message.
 pub fn bima_refusal(e: &CallError) -> ErrorReport {
@@ -85,8 +61,8 @@ where
             LoanMessage::Drive { loan_number } => (loan_number, None),
             LoanMessage::Event { loan_number, event } => (loan_number, Some(event)),
         };
-        let key = loan_key(&loan_number);
-        let span = tracing::info_span!("process", process_id = %key);
+        let key = ProcessKey::Loan(loan_number);
+        let span = tracing::info_span!("process", process_id = %key.id());
         async move {
             let Some(current) = self.engine.load::<LoanProcess>(&key).await? else {
                 return Err(RetryLater::NotYet(format!("{key} is not stored yet")));

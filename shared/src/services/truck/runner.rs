@@ -13,7 +13,8 @@ use crate::domain::must::api::{
 use crate::domain::must::hook::HookPayload;
 use crate::domain::truck::bank::{BankDocument, ErrorReport, PendingFile};
 use crate::domain::truck::process::{ArchivePurpose, TruckEffect, TruckEvent, TruckProcess, PAYMENT_REFUSED};
-use crate::domain::workflow::{EffectSpec, Workflow};
+use crate::domain::workflow::EffectSpec;
+use crate::keys::{self, ProcessKey};
 use crate::ports::{
     now_ms, BankOutbox, CallError, EffectLog, InfraError, KeptOrigin, MustApi, ObjectStore, ProcessStore,
     QuarantineStore, Quarantined, StoredProcess, TruckMessage,
@@ -22,49 +23,12 @@ use crate::services::archive::{archive_file, ARCHIVE_ATTEMPTS, MAX_FILE_BYTES};
 use crate::services::engine::{Attempt, Draft, EffectFailure, Engine};
 use crate::services::RetryLater;
 
-/// The key of a truck process's record.
-pub fn truck_key(id: &ProcessId) -> String {
-    format!("TRUCK#{id}")
-}
-
-/// The alias that leads from MUST's scoringId to the process.
-pub fn scoring_alias(scoring_id: &str) -> String {
-    format!("SCORING#{scoring_id}")
-}
-
 /// The FIFO group of every message about a truck process (see [`TruckProcess::message_group`]).
 pub async fn message_group<S: ProcessStore + Sync>(store: &S, id: &ProcessId) -> Result<String, InfraError> {
-    Ok(match store.load::<TruckProcess>(&truck_key(id)).await? {
+    Ok(match store.load::<TruckProcess>(&ProcessKey::Truck(id.clone())).await? {
         Some(p) => p.value.message_group(),
         None => id.to_string(),
     })
-}
-
-impl StoredProcess for TruckProcess {
-    fn kind(&self) -> &'static str {
-        "truck"
-    }
-
-    fn key(&self) -> String {
-        truck_key(&self.id)
-    }
-
-    fn aliases(&self) -> Vec<String> {
-        self.scoring_id.iter().map(|s| scoring_alias(s.as_str())).collect()
-    }
-
-    fn index(&self) -> Vec<(&'static str, String)> {
-        let mut index = vec![
-            ("stage", self.stage_name()),
-            ("customerId", self.request.customer_id.to_string()),
-            ("gsi1pk", format!("CUSTOMER#{}", self.request.customer_id)),
-            ("gsi1sk", format!("TRUCK#{}", self.id)),
-        ];
-        if let Some(sid) = &self.scoring_id {
-            index.push(("scoringId", sid.to_string()));
-        }
-        index
-    }
 }
 
 /// MUST's refusal as the bank sees it: MUST's code and text when it gave one.
@@ -86,16 +50,16 @@ pub fn must_refusal(e: &CallError) -> ErrorReport {
 /// never changes once written (the store refuses to move an alias), so a hit
 /// saves a read per hook. Bounded: forgotten wholesale when full.
 #[derive(Default)]
-pub struct KnownScorings(std::sync::Mutex<std::collections::HashMap<String, String>>);
+pub struct KnownScorings(std::sync::Mutex<std::collections::HashMap<String, ProcessKey>>);
 
 impl KnownScorings {
     const MAX: usize = 10_000;
 
-    fn get(&self, alias: &str) -> Option<String> {
+    fn get(&self, alias: &str) -> Option<ProcessKey> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).get(alias).cloned()
     }
 
-    fn remember(&self, alias: String, key: String) {
+    fn remember(&self, alias: String, key: ProcessKey) {
         let mut known = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if known.len() >= Self::MAX {
             known.clear();
@@ -127,7 +91,7 @@ where
     pub async fn handle(&self, message: TruckMessage) -> Result<(), RetryLater> {
         let (key, event, replays) = match message {
             TruckMessage::Hook(hook) => {
-                let alias = scoring_alias(hook.scoring_id.as_str());
+                let alias = keys::scoring_alias(&hook.scoring_id);
                 let origin = KeptOrigin::Hook {
                     kind: hook.kind,
                     scoring_id: hook.scoring_id.clone(),
@@ -157,11 +121,11 @@ where
                 }
             }
             TruckMessage::BankEvent { process_id, event, replays } => {
-                (truck_key(&process_id), Some(event), replays)
+                (ProcessKey::Truck(process_id), Some(event), replays)
             }
-            TruckMessage::Drive { process_id } => (truck_key(&process_id), None, 0),
+            TruckMessage::Drive { process_id } => (ProcessKey::Truck(process_id), None, 0),
         };
-        let span = tracing::info_span!("process", process_id = %key.trim_start_matches("TRUCK#"));
+        let span = tracing::info_span!("process", process_id = %key.id());
         async move {
             let Some(current) = self.engine.load::<TruckProcess>(&key).await? else {
                 let body = serde_json::to_string(&event).unwrap_or_default();
@@ -179,7 +143,7 @@ where
         .await
     }
 
-    async fn process_of(&self, alias: &str) -> Result<Option<String>, RetryLater> {
+    async fn process_of(&self, alias: &str) -> Result<Option<ProcessKey>, RetryLater> {
         if let Some(key) = self.known_scorings.get(alias) {
             return Ok(Some(key));
         }

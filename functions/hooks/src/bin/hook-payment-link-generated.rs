@@ -1,6 +1,0 @@
-//! POST /api/hooks/{scoringId}/payment-link-generated
-
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> Result<(), lambda_http::Error> {
-    polis_hooks::run(polis::domain::must::hook::HookKind::PaymentLinkGenerated).await
-}

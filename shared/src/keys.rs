@@ -1,0 +1,271 @@
+//! The storage format of the one table: every key, index and record kind, in one
+//! place. No service builds or parses a key prefix; the adapters (DynamoDB and the
+//! in-memory store) and the template's `dynamodb:LeadingKeys` (checked by a test
+//! against [`LEADING_KEY_PREFIXES`]) take them from here.
+//!
+//! | record | pk | sk |
+//! |---|---|---|
+//! | truck process (state as a map, version) | `TRUCK#{processId}` | `PROCESS` |
+//! | loan's credit-life process | `LOAN#{loanNumber}` | `PROCESS` |
+//! | scoringId → process | `SCORING#{scoringId}` | `ALIAS` |
+//! | intent of one attempt at a changing call | the process key | `EFFECT#{effect}#{attempt}` |
+//! | received hook (raw) | `HOOK#{scoringId}` | `{kind}#{hookId}` |
+//! | kept for an operator | `QUARANTINE#{id}` | `QUARANTINE` |
+//! | a partner's token | `TOKEN#{name}` | `TOKEN` |
+//!
+//! Index [`GSI1`] (`gsi1pk`, `gsi1sk`): a customer's products (`CUSTOMER#{customerId}` →
+//! `TRUCK#…` / `LOAN#…`) and everything kept (`QUARANTINE` → `{receivedAtMs}#{id}`).
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::domain::ids::{CustomerId, ProcessId, ScoringId};
+use crate::domain::loan::process::LoanProcess;
+use crate::domain::must::hook::HookKind;
+use crate::domain::truck::process::TruckProcess;
+use crate::domain::workflow::Workflow;
+use crate::ports::StoredProcess;
+
+pub const GSI1: &str = "gsi1";
+
+const TRUCK: &str = "TRUCK#";
+const LOAN: &str = "LOAN#";
+const SCORING: &str = "SCORING#";
+const HOOK: &str = "HOOK#";
+const KEPT: &str = "QUARANTINE#";
+const KEPT_INDEX: &str = "QUARANTINE";
+const TOKEN: &str = "TOKEN#";
+const CUSTOMER: &str = "CUSTOMER#";
+const EFFECT: &str = "EFFECT#";
+
+/// Every partition key the functions may touch, as the template's `LeadingKeys` name them.
+pub const LEADING_KEY_PREFIXES: [&str; 8] = [TRUCK, LOAN, SCORING, HOOK, KEPT, TOKEN, CUSTOMER, KEPT_INDEX];
+
+/// The sort key of a process record.
+pub const PROCESS_SK: &str = "PROCESS";
+pub const ALIAS_SK: &str = "ALIAS";
+pub const KEPT_SK: &str = "QUARANTINE";
+pub const TOKEN_SK: &str = "TOKEN";
+
+/// The record of one process: a truck request or a loan's credit-life insurance.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProcessKey {
+    Truck(ProcessId),
+    Loan(String),
+}
+
+impl ProcessKey {
+    /// From a record key as [`fmt::Display`] writes it (`TRUCK#…`, `LOAN#…`).
+    pub fn parse(text: &str) -> Result<ProcessKey, String> {
+        if let Some(id) = text.strip_prefix(TRUCK) {
+            return ProcessId::parse(id).map(ProcessKey::Truck).map_err(|e| e.to_string());
+        }
+        match text.strip_prefix(LOAN) {
+            Some(number) if (1..=32).contains(&number.len()) && !number.contains('#') => {
+                Ok(ProcessKey::Loan(number.to_owned()))
+            }
+            _ => Err(format!("{text:?} names no truck request (TRUCK#…) or loan (LOAN#…)")),
+        }
+    }
+
+    /// The request id or loan number, without the prefix (for logs).
+    pub fn id(&self) -> &str {
+        match self {
+            ProcessKey::Truck(id) => id.as_str(),
+            ProcessKey::Loan(number) => number,
+        }
+    }
+}
+
+impl fmt::Display for ProcessKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProcessKey::Truck(id) => write!(f, "{TRUCK}{id}"),
+            ProcessKey::Loan(number) => write!(f, "{LOAN}{number}"),
+        }
+    }
+}
+
+impl Serialize for ProcessKey {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ProcessKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<ProcessKey, D::Error> {
+        ProcessKey::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The alias that leads from MUST's scoringId to its process.
+pub fn scoring_alias(scoring_id: &ScoringId) -> String {
+    format!("{SCORING}{scoring_id}")
+}
+
+/// Where a received hook is stored: (pk, sk).
+pub fn hook_key(scoring_id: &ScoringId, kind: HookKind, hook_id: &str) -> (String, String) {
+    (format!("{HOOK}{scoring_id}"), format!("{}#{hook_id}", kind.path()))
+}
+
+/// The sort key of one attempt's intent record (its pk is the process key).
+pub fn intent_sk(intent: &str) -> String {
+    format!("{EFFECT}{intent}")
+}
+
+/// Where something kept for an operator is stored, and its place in the kept index.
+pub fn kept_key(id: &str) -> String {
+    format!("{KEPT}{id}")
+}
+
+/// The kept index's partition (one value: everything kept, oldest first).
+pub const KEPT_INDEX_PK: &str = KEPT_INDEX;
+
+pub fn kept_sort(received_at_ms: u64, id: &str) -> String {
+    format!("{received_at_ms:013}#{id}")
+}
+
+pub fn token_key(name: &str) -> String {
+    format!("{TOKEN}{name}")
+}
+
+/// A customer's partition in the products index.
+pub fn customer_index(customer: &CustomerId) -> String {
+    format!("{CUSTOMER}{customer}")
+}
+
+/// What an entry of a customer's products index is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Product {
+    Truck,
+    Loan,
+}
+
+impl Product {
+    /// The product of an index entry, from its sort key.
+    pub fn of(sort_key: &str) -> Option<Product> {
+        if sort_key.starts_with(TRUCK) {
+            Some(Product::Truck)
+        } else if sort_key.starts_with(LOAN) {
+            Some(Product::Loan)
+        } else {
+            None
+        }
+    }
+}
+
+/// Where the next page of a customer's products starts: the last entry's index sort key
+/// and record key, opaque to callers (hex) and checked when it comes back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub sort: String,
+    pub pk: String,
+}
+
+impl Cursor {
+    pub fn encode(&self) -> String {
+        hex::encode(format!("{}\n{}", self.sort, self.pk))
+    }
+
+    /// A cursor this API issued, or `None`.
+    pub fn decode(token: &str) -> Option<Cursor> {
+        let text = String::from_utf8(hex::decode(token).ok()?).ok()?;
+        let (sort, pk) = text.split_once('\n')?;
+        let ours = |s: &str| ProcessKey::parse(s).is_ok();
+        (ours(sort) && ours(pk)).then(|| Cursor { sort: sort.to_owned(), pk: pk.to_owned() })
+    }
+}
+
+impl StoredProcess for TruckProcess {
+    fn kind(&self) -> &'static str {
+        "truck"
+    }
+
+    fn key(&self) -> ProcessKey {
+        ProcessKey::Truck(self.id.clone())
+    }
+
+    fn aliases(&self) -> Vec<String> {
+        self.scoring_id.iter().map(scoring_alias).collect()
+    }
+
+    fn index(&self) -> Vec<(&'static str, String)> {
+        let mut index = vec![
+            ("stage", self.stage_name()),
+            ("customerId", self.request.customer_id.to_string()),
+            ("gsi1pk", customer_index(&self.request.customer_id)),
+            ("gsi1sk", self.key().to_string()),
+        ];
+        if let Some(sid) = &self.scoring_id {
+            index.push(("scoringId", sid.to_string()));
+        }
+        index
+    }
+}
+
+impl StoredProcess for LoanProcess {
+    fn kind(&self) -> &'static str {
+        "loan"
+    }
+
+    fn key(&self) -> ProcessKey {
+        ProcessKey::Loan(self.loan.loan_number.clone())
+    }
+
+    fn aliases(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn index(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("stage", self.stage_name()),
+            ("customerId", self.loan.customer_id.to_string()),
+            ("gsi1pk", customer_index(&self.loan.customer_id)),
+            ("gsi1sk", self.key().to_string()),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_keys_round_trip_and_foreign_ones_are_refused() {
+        let truck = ProcessKey::Truck(ProcessId::parse("REQ-1").unwrap());
+        assert_eq!(truck.to_string(), "TRUCK#REQ-1");
+        assert_eq!(ProcessKey::parse("TRUCK#REQ-1"), Ok(truck.clone()));
+        assert_eq!(ProcessKey::parse("LOAN#L-42"), Ok(ProcessKey::Loan("L-42".into())));
+        for bad in ["QUARANTINE#x", "TRUCK#a/b", "LOAN#", "LOAN#a#b", "truck#x", ""] {
+            assert!(ProcessKey::parse(bad).is_err(), "{bad}");
+        }
+        assert_eq!(serde_json::to_string(&truck).unwrap(), "\"TRUCK#REQ-1\"");
+    }
+
+    #[test]
+    fn cursors_round_trip_and_foreign_ones_are_refused() {
+        let c = Cursor { sort: "LOAN#L-1".into(), pk: "LOAN#L-1".into() };
+        assert_eq!(Cursor::decode(&c.encode()), Some(c));
+        for bad in ["zz", "", &hex::encode("QUARANTINE#x\nTRUCK#y"), &hex::encode("TRUCK#a")] {
+            assert_eq!(Cursor::decode(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn every_prefix_is_a_leading_key() {
+        let sid = ScoringId::parse("sc-1").unwrap();
+        let keys = [
+            scoring_alias(&sid),
+            hook_key(&sid, HookKind::Started, "h").0,
+            kept_key("x"),
+            token_key("must"),
+            customer_index(&CustomerId::parse("C-1").unwrap()),
+            KEPT_INDEX_PK.to_owned(),
+            ProcessKey::Loan("L".into()).to_string(),
+        ];
+        for key in keys {
+            assert!(LEADING_KEY_PREFIXES.iter().any(|p| key.starts_with(p)), "{key}");
+        }
+    }
+}
