@@ -285,43 +285,194 @@ impl ProductIndex for MemoryTable {
     }
 }
 
-/// A message sent to a queue, as the memory queue keeps it.
+/// How a [`MemorySqs`] queue behaves.
+#[derive(Debug, Clone)]
+pub struct SqsConfig {
+    /// FIFO: messages of a group in order, one receive's batch in flight at a time, de-duplicated for five
+    /// minutes by id (per group, as the template's `DeduplicationScope: messageGroup`).
+    pub fifo: bool,
+    pub visibility_ms: u64,
+    /// Received this many times without being deleted, a message moves to `dead_letters`.
+    pub max_receives: Option<u32>,
+}
+
+impl SqsConfig {
+    pub fn fifo(visibility_ms: u64, max_receives: u32) -> SqsConfig {
+        SqsConfig { fifo: true, visibility_ms, max_receives: Some(max_receives) }
+    }
+
+    pub fn standard(visibility_ms: u64) -> SqsConfig {
+        SqsConfig { fifo: false, visibility_ms, max_receives: None }
+    }
+}
+
+/// SQS's deduplication window.
+const DEDUP_WINDOW_MS: u64 = 5 * 60 * 1000;
+
+#[derive(Debug, Clone)]
+struct SqsMessage {
+    id: u64,
+    body: String,
+    group: Option<String>,
+    receive_count: u32,
+    visible_at_ms: u64,
+    receipt: u64,
+}
+
+/// A message handed to a consumer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sent {
+pub struct Delivery {
+    pub message_id: String,
+    pub receipt: u64,
     pub body: String,
     pub group: Option<String>,
-    pub dedup: Option<String>,
+    pub receive_count: u32,
 }
 
-/// A queue that records what was sent (FIFO deduplication within its lifetime by id).
-#[derive(Clone, Default)]
-pub struct MemoryQueue {
-    sent: Arc<Mutex<Vec<Sent>>>,
+#[derive(Default)]
+struct SqsState {
+    messages: Vec<SqsMessage>,
+    /// Deduplication ids seen, by (group, id), with when.
+    seen: HashMap<(String, String), u64>,
+    /// Every body ever accepted, in order (what a consumer of a bank-facing queue saw).
+    log: Vec<String>,
+    next: u64,
 }
 
-impl MemoryQueue {
-    pub fn sent(&self) -> Vec<Sent> {
-        lock(&self.sent).clone()
+/// An SQS queue in memory, with what the functions rely on: FIFO groups in order with
+/// one receive's batch in flight per group, five minutes of deduplication, visibility timeouts,
+/// receive counts and a dead-letter queue; a standard queue delivers in any order.
+#[derive(Clone)]
+pub struct MemorySqs {
+    config: SqsConfig,
+    state: Arc<Mutex<SqsState>>,
+    dead_letters: Option<Box<MemorySqs>>,
+}
+
+impl Default for MemorySqs {
+    fn default() -> Self {
+        MemorySqs::new(SqsConfig::standard(30_000), None)
+    }
+}
+
+impl MemorySqs {
+    pub fn new(config: SqsConfig, dead_letters: Option<MemorySqs>) -> MemorySqs {
+        MemorySqs { config, state: Arc::default(), dead_letters: dead_letters.map(Box::new) }
     }
 
-    /// Takes everything sent so far.
-    pub fn drain(&self) -> Vec<Sent> {
-        std::mem::take(&mut *lock(&self.sent))
-    }
-
-    fn push(&self, body: String, fifo: Option<(&str, &str)>) -> Result<(), InfraError> {
-        let mut sent = lock(&self.sent);
-        if let Some((_, dedup)) = fifo {
-            if sent.iter().any(|m| m.dedup.as_deref() == Some(dedup)) {
+    /// Sends a message (what the port adapters do); a FIFO repeat within the window is dropped.
+    pub fn send(&self, body: String, fifo: Option<(&str, &str)>) -> Result<(), InfraError> {
+        let now = now_ms();
+        let mut s = lock(&self.state);
+        if let (true, Some((group, dedup))) = (self.config.fifo, fifo) {
+            let slot = (group.to_owned(), dedup.to_owned());
+            if s.seen.get(&slot).is_some_and(|at| now < at + DEDUP_WINDOW_MS) {
                 return Ok(());
             }
+            s.seen.insert(slot, now);
         }
-        sent.push(Sent {
-            body,
-            group: fifo.map(|(g, _)| g.to_owned()),
-            dedup: fifo.map(|(_, d)| d.to_owned()),
-        });
+        s.next += 1;
+        let id = s.next;
+        s.log.push(body.clone());
+        let group = fifo.map(|(g, _)| g.to_owned()).filter(|_| self.config.fifo);
+        s.messages.push(SqsMessage { id, body, group, receive_count: 0, visible_at_ms: 0, receipt: 0 });
         Ok(())
+    }
+
+    /// Receives up to `max` messages (FIFO: only from groups with none in flight).
+    pub fn receive(&self, max: usize) -> Vec<Delivery> {
+        let now = now_ms();
+        let mut s = lock(&self.state);
+        let mut moved = Vec::new();
+        // Groups with a message in flight from an earlier receive; within this receive a
+        // group's messages come in order, several at a time (as SQS hands a batch).
+        let busy: Vec<String> =
+            s.messages.iter().filter(|m| m.visible_at_ms > now).filter_map(|m| m.group.clone()).collect();
+        let mut out = Vec::new();
+        let mut receipts = s.next;
+        for m in s.messages.iter_mut() {
+            if out.len() >= max {
+                break;
+            }
+            if m.visible_at_ms > now {
+                continue;
+            }
+            if let Some(group) = &m.group {
+                if busy.contains(group) {
+                    continue;
+                }
+            }
+            if self.config.max_receives.is_some_and(|limit| m.receive_count >= limit) {
+                moved.push(m.id);
+                continue;
+            }
+            m.receive_count += 1;
+            m.visible_at_ms = now + self.config.visibility_ms;
+            receipts += 1;
+            m.receipt = receipts;
+            out.push(Delivery {
+                message_id: m.id.to_string(),
+                receipt: m.receipt,
+                body: m.body.clone(),
+                group: m.group.clone(),
+                receive_count: m.receive_count,
+            });
+        }
+        s.next = receipts;
+        // Received too often: to the dead-letter queue, as SQS's redrive policy does.
+        let dead: Vec<SqsMessage> = s.messages.iter().filter(|m| moved.contains(&m.id)).cloned().collect();
+        s.messages.retain(|m| !moved.contains(&m.id));
+        drop(s);
+        if let Some(dlq) = &self.dead_letters {
+            let mut d = lock(&dlq.state);
+            for mut m in dead {
+                d.next += 1;
+                m.id = d.next;
+                m.receive_count = 0;
+                m.visible_at_ms = 0;
+                d.messages.push(m);
+            }
+        }
+        out
+    }
+
+    /// Deletes a received message (a stale receipt deletes nothing, as in SQS after a re-receive).
+    pub fn delete(&self, receipt: u64) {
+        lock(&self.state).messages.retain(|m| m.receipt != receipt || m.visible_at_ms == 0);
+    }
+
+    /// Messages waiting or in flight.
+    pub fn len(&self) -> usize {
+        lock(&self.state).messages.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every body ever accepted, in order.
+    pub fn sent(&self) -> Vec<String> {
+        lock(&self.state).log.clone()
+    }
+
+    /// The dead-letter queue, if any.
+    pub fn dead_letters(&self) -> Option<&MemorySqs> {
+        self.dead_letters.as_deref()
+    }
+
+    /// Moves every dead letter back (the operator's redrive), each as a new message.
+    pub fn redrive(&self) -> usize {
+        let Some(dlq) = &self.dead_letters else { return 0 };
+        let letters: Vec<SqsMessage> = std::mem::take(&mut lock(&dlq.state).messages);
+        let mut s = lock(&self.state);
+        for mut m in letters.iter().cloned() {
+            s.next += 1;
+            m.id = s.next;
+            m.receive_count = 0;
+            m.visible_at_ms = 0;
+            s.messages.push(m);
+        }
+        letters.len()
     }
 }
 
@@ -329,21 +480,21 @@ fn json<T: serde::Serialize>(value: &T) -> Result<String, InfraError> {
     serde_json::to_string(value).map_err(|e| InfraError::Corrupt(e.to_string()))
 }
 
-impl TruckQueue for MemoryQueue {
+impl TruckQueue for MemorySqs {
     async fn enqueue(&self, message: &TruckMessage, group: &str, dedup_id: &str) -> Result<(), InfraError> {
-        self.push(json(message)?, Some((group, dedup_id)))
+        self.send(json(message)?, Some((group, dedup_id)))
     }
 }
 
-impl LoanQueue for MemoryQueue {
+impl LoanQueue for MemorySqs {
     async fn enqueue(&self, message: &LoanMessage, group: &str, dedup_id: &str) -> Result<(), InfraError> {
-        self.push(json(message)?, Some((group, dedup_id)))
+        self.send(json(message)?, Some((group, dedup_id)))
     }
 }
 
-impl BankOutbox for MemoryQueue {
+impl BankOutbox for MemorySqs {
     async fn publish<N: serde::Serialize + Sync>(&self, notification: &N) -> Result<(), InfraError> {
-        self.push(json(notification)?, None)
+        self.send(json(notification)?, None)
     }
 }
 

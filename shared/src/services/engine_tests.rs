@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::*;
-use crate::adapters::memory::{MemoryObjects, MemoryQueue, MemoryTable};
+use crate::adapters::memory::{MemoryObjects, MemorySqs, MemoryTable};
 use crate::domain::ids::{BlobId, ProcessId, ScoringId};
 use crate::domain::must::api::{DocumentsRequest, InitRequest, PaymentOrderRequest, PaymentRequest};
 use crate::domain::must::hook::HookKind;
@@ -121,12 +121,12 @@ impl MustApi for ScriptedMust {
 
 struct World {
     table: MemoryTable,
-    bank: MemoryQueue,
+    bank: MemorySqs,
     must: ScriptedMust,
     objects: MemoryObjects,
 }
 
-type Runner = TruckRunner<MemoryTable, ScriptedMust, MemoryObjects, MemoryQueue>;
+type Runner = TruckRunner<MemoryTable, ScriptedMust, MemoryObjects, MemorySqs>;
 
 impl World {
     fn new(table: MemoryTable) -> World {
@@ -134,7 +134,7 @@ impl World {
         objects.put("docs", "inbound/REQ-2026-0001/sts.pdf", b"%PDF sts".to_vec());
         objects.put("docs", "inbound/REQ-2026-0001/pts.pdf", b"%PDF pts".to_vec());
         objects.put("docs", "inbound/REQ-2026-0001/diagnostic-card.pdf", b"%PDF dk".to_vec());
-        World { table, bank: MemoryQueue::default(), must: ScriptedMust::default(), objects }
+        World { table, bank: MemorySqs::default(), must: ScriptedMust::default(), objects }
     }
 
     fn runner(&self, idempotent: bool) -> Runner {
@@ -167,7 +167,7 @@ impl World {
             .sent()
             .iter()
             .map(|m| {
-                let v: serde_json::Value = serde_json::from_str(&m.body).unwrap();
+                let v: serde_json::Value = serde_json::from_str(m).unwrap();
                 (v["eventId"].as_str().unwrap().to_owned(), v["type"].as_str().unwrap().to_owned())
             })
             .collect()
@@ -357,8 +357,8 @@ async fn two_runners_on_one_process_never_give_two_notices_one_id() {
     assert!(p.outbox.is_empty(), "the second writer sent what the first one's write brought: {:?}", p.outbox);
     let mut by_id: HashMap<String, Vec<String>> = HashMap::new();
     for m in w.bank.sent() {
-        let v: serde_json::Value = serde_json::from_str(&m.body).unwrap();
-        by_id.entry(v["eventId"].as_str().unwrap().to_owned()).or_default().push(m.body.clone());
+        let v: serde_json::Value = serde_json::from_str(&m).unwrap();
+        by_id.entry(v["eventId"].as_str().unwrap().to_owned()).or_default().push(m.clone());
     }
     for (id, bodies) in &by_id {
         assert!(bodies.windows(2).all(|w| w[0] == w[1]), "{id} names two different notices: {bodies:?}");

@@ -1,0 +1,474 @@
+//! One contract per port: the behaviour the services rely on, written once and run
+//! against the in-memory stand-in (`polis::adapters::memory`) and against the real
+//! adapter over the AWS emulator. The unit tests and the simulation may trust the
+//! stand-ins only as far as these contracts reach.
+//!
+//! Where the emulator and AWS differ, the contract asserts only what both do and says
+//! so (moto forgets a FIFO deduplication id once its message is deleted; AWS keeps it
+//! five minutes; our consumers never rely on either).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use polis::adapters::dynamodb::Table;
+use polis::adapters::memory::{Delivery, MemorySqs, SqsConfig};
+use polis::adapters::s3::Buckets;
+use polis::domain::ids::{CustomerId, ProcessId, ScoringId};
+use polis::domain::loan::bank::LoanBankEvent;
+use polis::domain::loan::process::LoanProcess;
+use polis::domain::must::hook::HookKind;
+use polis::domain::truck::bank::TruckBankEvent;
+use polis::domain::truck::process::TruckProcess;
+use polis::keys::{self, ProcessKey};
+use polis::ports::{
+    now_ms, EffectLog, EffectRecord, HookStore, KeptOrigin, ObjectStore, ProcessStore, ProductIndex,
+    ProductRecord, QuarantineStore, Quarantined, ReceivedHook, Recorded, SaveError, StoredObject,
+    StoredProcess, TokenStore, TruckMessage, TruckQueue,
+};
+use polis_local_cloud::provision::{Provisioner, Resources};
+use polis_local_cloud::template::Template;
+
+/// How long a received message stays invisible in the contract stacks (the template's
+/// `RunnerVisibilityTimeout`, in seconds).
+pub const VISIBILITY_SECONDS: u64 = 1;
+/// The runner queues' `maxReceiveCount` in the template.
+pub const MAX_RECEIVES: u32 = 8;
+/// Over DynamoDB's 400 KB item limit, with room for any encoding overhead.
+const OVER_ITEM_LIMIT: usize = 420 * 1024;
+
+/// A stack of our resources on the emulator, made from `template.yaml` for one test.
+pub struct Emulator {
+    pub table: Table,
+    pub buckets: Buckets,
+    pub archive_bucket: String,
+    pub truck_queue: RealFifo,
+}
+
+impl Emulator {
+    /// Provisions the template's table, queues and buckets under a name of this test's own.
+    pub async fn provision(test: &str) -> Emulator {
+        let sdk = polis::adapters::config::aws().await;
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let template = Template::load(&root.join("template.yaml")).expect("template.yaml loads");
+        let stack = format!("ct-{test}-{}-{}", std::process::id(), now_ms() % 100_000).replace('_', "-");
+        let parameters = BTreeMap::from([
+            ("MustLogin".to_owned(), "contract".to_owned()),
+            ("BimaClientId".to_owned(), "contract".to_owned()),
+            ("RunnerVisibilityTimeout".to_owned(), VISIBILITY_SECONDS.to_string()),
+        ]);
+        let resources = Provisioner { sdk: &sdk, stack: &stack }
+            .create(&template, parameters, "http://127.0.0.1:9")
+            .await
+            .expect("the emulator is running (make emulator) and takes the template's resources");
+        let physical = |id: &str| resolve(&resources, id);
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build(),
+        );
+        let sqs = aws_sdk_sqs::Client::new(&sdk);
+        Emulator {
+            table: Table::new(aws_sdk_dynamodb::Client::new(&sdk), physical("Table")),
+            buckets: Buckets::new(s3),
+            archive_bucket: physical("ArchiveBucket"),
+            truck_queue: RealFifo {
+                port: polis::adapters::sqs::Queue::new(sqs.clone(), physical("TruckQueue")),
+                url: physical("TruckQueue"),
+                dead_letters: physical("TruckDeadLetterQueue"),
+                sqs,
+            },
+        }
+    }
+}
+
+fn resolve(resources: &Resources, logical_id: &str) -> String {
+    resources.resolve(&serde_json::json!({ "Ref": logical_id })).expect("a provisioned resource")
+}
+
+/// The in-memory twin of the runner queue and its dead-letter queue, configured as the template.
+pub fn memory_fifo() -> MemorySqs {
+    let dead_letters =
+        MemorySqs::new(SqsConfig { fifo: true, visibility_ms: 30_000, max_receives: None }, None);
+    MemorySqs::new(SqsConfig::fifo(VISIBILITY_SECONDS * 1000, MAX_RECEIVES), Some(dead_letters))
+}
+
+// ----------------------------------------------------------------------------------------
+// Fixtures
+
+fn truck(request_id: &str, customer: &str) -> TruckProcess {
+    let json = include_str!("../../../shared/examples/bank/truck.policy-requested.json");
+    let TruckBankEvent::PolicyRequested { mut request, .. } =
+        serde_json::from_str(json).expect("example parses")
+    else {
+        unreachable!("the example is a policy request")
+    };
+    request.request_id = ProcessId::parse(request_id).expect("a valid process id");
+    request.customer_id = CustomerId::parse(customer).expect("a valid customer id");
+    TruckProcess::start(*request)
+}
+
+fn loan(number: &str, customer: &str) -> LoanProcess {
+    let json = include_str!("../../../shared/examples/bank/loan.issued.json");
+    let LoanBankEvent::Issued(mut loan) = serde_json::from_str(json).expect("example parses");
+    loan.loan_number = number.to_owned();
+    loan.customer_id = CustomerId::parse(customer).expect("a valid customer id");
+    LoanProcess::start(*loan)
+}
+
+/// Ids unique to one run of one contract (the emulator's stacks outlive a run).
+fn unique(name: &str) -> String {
+    format!("{name}-{}-{}", std::process::id(), now_ms() % 1_000_000_000)
+}
+
+// ----------------------------------------------------------------------------------------
+// DynamoDB-backed ports
+
+/// Processes: created once, written only at the version read, aliases never moved, and
+/// nothing over the item limit.
+pub async fn process_store<S: ProcessStore>(store: &S) {
+    let id = unique("REQ-CT");
+    let mut process = truck(&id, &unique("CUST"));
+    let key = process.key();
+
+    assert!(store.load::<TruckProcess>(&key).await.expect("load").is_none(), "nothing before create");
+    assert!(store.create(&process).await.expect("create"), "the first create writes");
+    assert!(!store.create(&process).await.expect("create"), "a second create finds it");
+    let loaded = store.load::<TruckProcess>(&key).await.expect("load").expect("created");
+    assert_eq!(loaded.value, process, "the state reads back as written");
+    assert_eq!(loaded.version, 1);
+
+    process.scoring_id = Some(ScoringId::parse(&unique("sc")).expect("a scoring id"));
+    let alias = keys::scoring_alias(process.scoring_id.as_ref().expect("set"));
+    let v2 = store.save(&process, 1, std::slice::from_ref(&alias)).await.expect("a save at the version read");
+    assert_eq!(v2, 2);
+    assert!(matches!(store.save(&process, 1, &[]).await, Err(SaveError::Conflict)), "a stale version");
+    assert_eq!(store.resolve_alias(&alias).await.expect("alias"), Some(key.clone()));
+    assert_eq!(store.resolve_alias(&unique("ALIAS#none")).await.expect("alias"), None);
+
+    // The alias is ours: another process may not take it, and its save changes nothing.
+    let other = truck(&unique("REQ-CT2"), &unique("CUST"));
+    assert!(store.create(&other).await.expect("create"));
+    assert!(matches!(store.save(&other, 1, std::slice::from_ref(&alias)).await, Err(SaveError::Conflict)));
+    let other_now = store.load::<TruckProcess>(&other.key()).await.expect("load").expect("there");
+    assert_eq!(other_now.version, 1, "a refused alias leaves the process unwritten");
+    assert_eq!(store.resolve_alias(&alias).await.expect("alias"), Some(key.clone()));
+    // Saving with the alias it already has is fine.
+    assert_eq!(store.save(&process, 2, &[alias]).await.expect("same alias again"), 3);
+
+    // Within the item limit a large state is kept; over it, nothing is written.
+    let mut large = process.clone();
+    large.applied = (0..1500).map(|i| format!("{i:0>100}")).collect();
+    assert_eq!(store.save(&large, 3, &[]).await.expect("150 KB fits"), 4);
+    let mut huge = large.clone();
+    huge.applied = (0..OVER_ITEM_LIMIT / 100).map(|i| format!("{i:0>100}")).collect();
+    assert!(matches!(store.save(&huge, 4, &[]).await, Err(SaveError::Infra(_))), "over 400 KB is refused");
+    let after = store.load::<TruckProcess>(&key).await.expect("load").expect("there");
+    assert_eq!((after.version, after.value.applied.len()), (4, 1500), "the refused write left no trace");
+    let huge_new = {
+        let mut p = huge.clone();
+        p.id = ProcessId::parse(&unique("REQ-CT3")).expect("id");
+        p
+    };
+    assert!(store.create(&huge_new).await.is_err(), "a new process over 400 KB is refused");
+
+    // Loans are kept under their own key.
+    let credit = loan(&unique("L"), &unique("CUST"));
+    assert!(store.create(&credit).await.expect("create"));
+    let back = store.load::<LoanProcess>(&credit.key()).await.expect("load").expect("created");
+    assert_eq!(back.value, credit);
+}
+
+/// Intents: the first attempt is fresh, a second within the lease sees it in flight,
+/// one after the lease takes it over (once).
+pub async fn effect_log<E: EffectLog>(log: &E) {
+    let process = ProcessKey::Truck(ProcessId::parse(&unique("REQ-CT")).expect("id"));
+    let lease_ms = 800;
+    assert_eq!(log.begin(&process, "EFFECT#pay#1", lease_ms).await.expect("begin"), EffectRecord::Fresh);
+    assert_eq!(log.begin(&process, "EFFECT#pay#1", lease_ms).await.expect("begin"), EffectRecord::InFlight);
+    assert_eq!(log.begin(&process, "EFFECT#pay#2", lease_ms).await.expect("begin"), EffectRecord::Fresh);
+    let other = ProcessKey::Truck(ProcessId::parse(&unique("REQ-CT-B")).expect("id"));
+    assert_eq!(log.begin(&other, "EFFECT#pay#1", lease_ms).await.expect("begin"), EffectRecord::Fresh);
+    tokio::time::sleep(Duration::from_millis(lease_ms + 200)).await;
+    assert_eq!(log.begin(&process, "EFFECT#pay#1", lease_ms).await.expect("begin"), EffectRecord::Retaken);
+    assert_eq!(
+        log.begin(&process, "EFFECT#pay#1", lease_ms).await.expect("begin"),
+        EffectRecord::InFlight,
+        "a taken-over lease is a fresh lease"
+    );
+}
+
+/// Hooks: stored once per (scoringId, kind, id); the same id under another kind is another hook.
+pub async fn hook_store<H: HookStore>(store: &H) {
+    let scoring_id = ScoringId::parse(&unique("sc")).expect("id");
+    let hook = |kind, id: &str, body: &str| ReceivedHook {
+        scoring_id: scoring_id.clone(),
+        kind,
+        hook_id: id.to_owned(),
+        by_content: false,
+        body: body.to_owned(),
+        received_at_ms: now_ms(),
+        replays: 0,
+    };
+    let first = hook(HookKind::Approved, "msg-1", "{}");
+    assert_eq!(store.record_hook(&first).await.expect("record"), Recorded::New);
+    assert_eq!(store.record_hook(&first).await.expect("record"), Recorded::Duplicate);
+    let redelivered = hook(HookKind::Approved, "msg-1", r#"{"other":"body"}"#);
+    assert_eq!(store.record_hook(&redelivered).await.expect("record"), Recorded::Duplicate, "same id");
+    let other_kind = hook(HookKind::Rejected, "msg-1", "{}");
+    assert_eq!(store.record_hook(&other_kind).await.expect("record"), Recorded::New);
+    let too_big = hook(HookKind::Approved, "msg-2", &"x".repeat(OVER_ITEM_LIMIT));
+    assert!(store.record_hook(&too_big).await.is_err(), "a hook over 400 KB is an error, not a loss");
+}
+
+/// Kept items: once per id, listed oldest first, gone once released.
+pub async fn quarantine_store<Q: QuarantineStore>(store: &Q) {
+    let tag = unique("kept");
+    let base = now_ms();
+    let item = |n: u64, at: u64| {
+        let origin =
+            KeptOrigin::BankEvent { event_id: format!("{tag}-{n}"), event_type: "loan.issued".into() };
+        Quarantined::new(origin, format!("reason {n}"), format!("{{\"n\":\"{tag}-{n}\"}}"), at)
+    };
+    let (late, early) = (item(1, base + 10), item(2, base));
+    assert!(store.quarantine(&late).await.expect("keep"));
+    assert!(store.quarantine(&early).await.expect("keep"));
+    assert!(!store.quarantine(&late).await.expect("keep"), "the same input kept twice is one record");
+    let ours = |all: Vec<Quarantined>| -> Vec<Quarantined> {
+        all.into_iter().filter(|q| q.body.contains(&tag)).collect()
+    };
+    let listed = ours(store.list_quarantined().await.expect("list"));
+    assert_eq!(listed, vec![early.clone(), late.clone()], "oldest first, verbatim");
+    store.release(&early.id).await.expect("release");
+    store.release(&early.id).await.expect("releasing twice is harmless");
+    assert_eq!(ours(store.list_quarantined().await.expect("list")), vec![late]);
+    let too_big = {
+        let origin = KeptOrigin::BankEvent { event_id: tag.clone(), event_type: "x".into() };
+        Quarantined::new(origin, "big".into(), "y".repeat(OVER_ITEM_LIMIT), base)
+    };
+    assert!(store.quarantine(&too_big).await.is_err(), "over 400 KB is an error the caller sees");
+}
+
+/// Tokens: the last one saved is the one loaded.
+pub async fn token_store<T: TokenStore>(store: &T) {
+    let name = unique("must");
+    assert_eq!(store.load_token(&name).await.expect("load"), None);
+    store.save_token(&name, "t1", 1_000).await.expect("save");
+    store.save_token(&name, "t2", 2_000).await.expect("save");
+    assert_eq!(store.load_token(&name).await.expect("load"), Some(("t2".into(), 2_000)));
+}
+
+/// A customer's products: every one exactly once over the pages, in one order, at most
+/// `limit` a page, other customers' never.
+pub async fn product_index<S: ProcessStore + ProductIndex>(store: &S) {
+    let customer = unique("CUST");
+    let stranger = unique("CUST-X");
+    let mut expected = Vec::new();
+    for n in 0..3 {
+        let t = truck(&unique(&format!("REQ-P{n}")), &customer);
+        let l = loan(&unique(&format!("L{n}")), &customer);
+        assert!(store.create(&t).await.expect("create"));
+        assert!(store.create(&l).await.expect("create"));
+        expected.push(t.key().to_string());
+        expected.push(l.key().to_string());
+    }
+    assert!(store.create(&truck(&unique("REQ-PX"), &stranger)).await.expect("create"));
+    expected.sort();
+
+    let customer_id = CustomerId::parse(&customer).expect("id");
+    let mut seen = Vec::new();
+    let mut after = None;
+    for _ in 0..10 {
+        let page = store.customer_products(&customer_id, 4, after).await.expect("a page");
+        assert!(page.items.len() <= 4, "a page holds at most the limit");
+        seen.extend(page.items.iter().map(|p| match p {
+            ProductRecord::Truck(t) => t.key().to_string(),
+            ProductRecord::Loan(l) => l.key().to_string(),
+        }));
+        after = page.next;
+        if after.is_none() {
+            break;
+        }
+    }
+    assert!(after.is_none(), "the pages end");
+    assert_eq!(seen, expected, "each product once, in key order");
+}
+
+// ----------------------------------------------------------------------------------------
+// S3
+
+/// Archive writes: a free key is written; a taken one is left as it is and described.
+pub async fn object_store<O: ObjectStore>(store: &O, bucket: &str) {
+    let key = format!("{}/policy.pdf", unique("ct"));
+    let first = b"%PDF-1.7 first".to_vec();
+    let written = store.put_new(bucket, &key, first.clone(), "application/pdf", "abc123").await.expect("put");
+    assert_eq!(written, None, "a free key is written");
+    let again =
+        store.put_new(bucket, &key, b"second".to_vec(), "application/pdf", "def456").await.expect("put");
+    assert_eq!(
+        again,
+        Some(StoredObject { size: first.len() as u64, sha256: Some("abc123".into()) }),
+        "a taken key is described, not overwritten"
+    );
+    assert_eq!(store.get(bucket, &key).await.expect("get"), first);
+    assert!(store.get(bucket, &format!("{key}.missing")).await.is_err(), "a missing object is an error");
+}
+
+// ----------------------------------------------------------------------------------------
+// SQS: what the runners' event source mapping sees of a FIFO queue
+
+/// A message as a consumer got it.
+#[derive(Debug, Clone)]
+pub struct Got {
+    pub body: String,
+    pub group: Option<String>,
+    pub receive_count: u32,
+    pub receipt: String,
+}
+
+/// The consumer's side of a FIFO queue (Lambda's poller, in the cloud).
+pub trait FifoUnderTest: TruckQueue + Sync {
+    fn receive(&self, max: usize) -> impl Future<Output = Vec<Got>> + Send;
+    fn delete(&self, got: &Got) -> impl Future<Output = ()> + Send;
+    /// Bodies in the dead-letter queue.
+    fn dead_letters(&self) -> impl Future<Output = Vec<String>> + Send;
+}
+
+/// The runner queue on the emulator, through our adapter for sending.
+pub struct RealFifo {
+    port: polis::adapters::sqs::Queue,
+    sqs: aws_sdk_sqs::Client,
+    url: String,
+    dead_letters: String,
+}
+
+impl TruckQueue for RealFifo {
+    async fn enqueue(
+        &self,
+        message: &TruckMessage,
+        group: &str,
+        dedup_id: &str,
+    ) -> Result<(), polis::ports::InfraError> {
+        self.port.enqueue(message, group, dedup_id).await
+    }
+}
+
+async fn receive_real(sqs: &aws_sdk_sqs::Client, url: &str, max: usize) -> Vec<Got> {
+    let out = sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(max as i32)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .wait_time_seconds(0)
+        .send()
+        .await
+        .expect("receive");
+    out.messages()
+        .iter()
+        .map(|m| {
+            let attribute = |name| m.attributes().and_then(|a| a.get(&name)).cloned();
+            Got {
+                body: m.body().unwrap_or_default().to_owned(),
+                group: attribute(MessageSystemAttributeName::MessageGroupId),
+                receive_count: attribute(MessageSystemAttributeName::ApproximateReceiveCount)
+                    .and_then(|c| c.parse().ok())
+                    .unwrap_or(0),
+                receipt: m.receipt_handle().unwrap_or_default().to_owned(),
+            }
+        })
+        .collect()
+}
+
+impl FifoUnderTest for RealFifo {
+    async fn receive(&self, max: usize) -> Vec<Got> {
+        receive_real(&self.sqs, &self.url, max).await
+    }
+
+    async fn delete(&self, got: &Got) {
+        self.sqs
+            .delete_message()
+            .queue_url(&self.url)
+            .receipt_handle(&got.receipt)
+            .send()
+            .await
+            .expect("delete");
+    }
+
+    async fn dead_letters(&self) -> Vec<String> {
+        receive_real(&self.sqs, &self.dead_letters, 10).await.into_iter().map(|g| g.body).collect()
+    }
+}
+
+fn got(d: Delivery) -> Got {
+    Got { body: d.body, group: d.group, receive_count: d.receive_count, receipt: d.receipt.to_string() }
+}
+
+impl FifoUnderTest for MemorySqs {
+    async fn receive(&self, max: usize) -> Vec<Got> {
+        MemorySqs::receive(self, max).into_iter().map(got).collect()
+    }
+
+    async fn delete(&self, got: &Got) {
+        MemorySqs::delete(self, got.receipt.parse().expect("a memory receipt"));
+    }
+
+    async fn dead_letters(&self) -> Vec<String> {
+        let dlq = MemorySqs::dead_letters(self).expect("a dead-letter queue");
+        dlq.receive(10).into_iter().map(|d| d.body).collect()
+    }
+}
+
+fn drive(n: &str) -> TruckMessage {
+    TruckMessage::Drive { process_id: ProcessId::parse(n).expect("id") }
+}
+
+fn process_of(got: &Got) -> String {
+    match serde_json::from_str(&got.body).expect("a message we sent") {
+        TruckMessage::Drive { process_id } => process_id.to_string(),
+        other => panic!("only drives were sent, got {other:?}"),
+    }
+}
+
+/// Order and exclusivity: a group's messages come in send order, and while one receive
+/// holds some of a group, no other receive gets any of it.
+pub async fn fifo_order<Q: FifoUnderTest>(queue: &Q) {
+    for (n, group) in [("A-1", "a"), ("A-2", "a"), ("B-1", "b"), ("A-3", "a"), ("B-2", "b")] {
+        queue.enqueue(&drive(n), group, n).await.expect("send");
+    }
+    queue.enqueue(&drive("A-1"), "a", "A-1").await.expect("a repeat while queued is accepted, and dropped");
+
+    let first = queue.receive(1).await;
+    assert_eq!(first.iter().map(process_of).collect::<Vec<_>>(), ["A-1"]);
+    assert_eq!(first[0].group.as_deref(), Some("a"));
+    let second = queue.receive(10).await;
+    assert_eq!(
+        second.iter().map(process_of).collect::<Vec<_>>(),
+        ["B-1", "B-2"],
+        "group a is held by the first receive"
+    );
+    queue.delete(&first[0]).await;
+    let third = queue.receive(10).await;
+    assert_eq!(third.iter().map(process_of).collect::<Vec<_>>(), ["A-2", "A-3"], "in order, no repeat");
+    for got in second.iter().chain(&third) {
+        queue.delete(got).await;
+    }
+    assert!(queue.receive(10).await.is_empty(), "all consumed");
+}
+
+/// Redelivery: a message not deleted comes back after the visibility timeout, counted;
+/// received `MAX_RECEIVES` times without success, it moves to the dead-letter queue.
+pub async fn fifo_redelivery<Q: FifoUnderTest>(queue: &Q) {
+    queue.enqueue(&drive("R-1"), "r", "R-1").await.expect("send");
+    let mut counts = Vec::new();
+    for _ in 0..MAX_RECEIVES {
+        let got = queue.receive(10).await;
+        assert_eq!(got.len(), 1, "the message is back");
+        counts.push(got[0].receive_count);
+        assert!(queue.receive(10).await.is_empty(), "invisible while held");
+        tokio::time::sleep(Duration::from_millis(VISIBILITY_SECONDS * 1000 + 150)).await;
+    }
+    assert_eq!(counts, (1..=MAX_RECEIVES).collect::<Vec<_>>(), "each receive counted");
+    assert!(queue.receive(10).await.is_empty(), "received too often: not delivered again");
+    let dead = queue.dead_letters().await;
+    assert_eq!(dead.len(), 1, "it waits in the dead-letter queue");
+    assert!(dead[0].contains("R-1"));
+}
