@@ -64,6 +64,7 @@ fn runner_step(c: &mut Criterion) {
                 id: "h-1".into(),
                 by_content: true,
                 payload: payload.clone(),
+                received_at_ms: 0,
             }));
             black_box(serde_json::to_string(&p).unwrap());
         })

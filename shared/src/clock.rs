@@ -1,11 +1,15 @@
 //! The one clock the services read: milliseconds since the epoch. In Lambda it is
-//! the system clock. The simulation runs on tokio's paused time and switches this
-//! clock to follow it, so that a seeded run reads the same times every run.
+//! the system clock. A simulation runs on tokio's paused time, on one thread, and
+//! switches this thread's clock to follow it, so that a seeded run reads the same
+//! times every run (and two simulations on two threads do not share a clock).
 
-use std::sync::OnceLock;
+use std::cell::Cell;
 
-/// Where virtual time started: tokio's instant then, and the epoch milliseconds it stands for.
-static VIRTUAL: OnceLock<(tokio::time::Instant, u64)> = OnceLock::new();
+thread_local! {
+    /// Where virtual time started on this thread: tokio's instant then, and the epoch
+    /// milliseconds it stands for.
+    static VIRTUAL: Cell<Option<(tokio::time::Instant, u64)>> = const { Cell::new(None) };
+}
 
 /// Milliseconds since the epoch.
 pub fn now_ms() -> u64 {
@@ -18,8 +22,8 @@ pub fn now_ms() -> u64 {
     }
 }
 
-/// From now on, [`now_ms`] follows tokio's clock (paused in a simulation) from
-/// `start_ms`. Once per process; `false` if it was set already.
-pub fn follow_tokio_time(start_ms: u64) -> bool {
-    VIRTUAL.set((tokio::time::Instant::now(), start_ms)).is_ok()
+/// From now on, [`now_ms`] on this thread follows tokio's clock (paused in a
+/// simulation) from `start_ms`; `None` goes back to the system clock.
+pub fn follow_tokio_time(start_ms: Option<u64>) {
+    VIRTUAL.set(start_ms.map(|start| (tokio::time::Instant::now(), start)));
 }

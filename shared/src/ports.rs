@@ -167,9 +167,9 @@ pub struct Versioned<T> {
 pub enum EffectRecord {
     /// No attempt before this one.
     Fresh,
-    /// An earlier attempt started longer than the lease ago and never recorded a
-    /// result (it died): its outcome is unknown, and this attempt has taken over.
-    Retaken,
+    /// An earlier attempt, started at `started_ms`, longer than the lease ago, never
+    /// recorded a result (it died): its outcome is unknown, and this attempt has taken over.
+    Retaken { started_ms: u64 },
     /// Another attempt started within the lease and may still be running.
     InFlight,
 }

@@ -2,10 +2,16 @@
 //!
 //! Personal data never goes into a field or message: log ids, stages, codes.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use tracing_subscriber::EnvFilter;
 
-/// Installs the JSON subscriber; `RUST_LOG` filters (default `info`).
+/// Metrics go out once a function has set up its telemetry (not from tests or the simulation).
+static METRICS: AtomicBool = AtomicBool::new(false);
+
+/// Installs the JSON subscriber (`RUST_LOG` filters, default `info`) and turns metrics on.
 pub fn init() {
+    METRICS.store(true, Ordering::Relaxed);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .json()
@@ -21,6 +27,9 @@ pub fn init() {
 /// `dimension`: an Embedded Metric Format line on stdout, which Lambda's log
 /// pipeline turns into a metric without an API call.
 pub fn count(metric: &str, dimension: (&str, &str)) {
+    if !METRICS.load(Ordering::Relaxed) {
+        return;
+    }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

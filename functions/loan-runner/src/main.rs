@@ -9,11 +9,9 @@ use polis::adapters::http_auth::http_client;
 use polis::adapters::s3::Buckets;
 use polis::adapters::secrets;
 use polis::adapters::sqs::Queue;
-use polis::ports::LoanMessage;
 use polis::services::engine::Engine;
 use polis::services::loan::runner::{bima_refusal, LoanRunner, PrintLinkCaller};
 use polis::services::retry::Backoff;
-use polis::services::RetryLater;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -48,10 +46,5 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         },
     };
     let runner = &runner;
-    polis_lambda::run_sqs(|body| async move {
-        let message: LoanMessage = serde_json::from_str(&body)
-            .map_err(|e| RetryLater::NotYet(format!("unreadable loan message: {e}")))?;
-        runner.handle(message).await
-    })
-    .await
+    polis_lambda::run_sqs(|body| async move { runner.handle_body(&body).await }).await
 }

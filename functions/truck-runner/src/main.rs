@@ -9,11 +9,9 @@ use polis::adapters::must_http::{MustCredentials, MustHttp};
 use polis::adapters::s3::Buckets;
 use polis::adapters::secrets;
 use polis::adapters::sqs::Queue;
-use polis::ports::TruckMessage;
 use polis::services::engine::Engine;
 use polis::services::retry::Backoff;
 use polis::services::truck::runner::{must_refusal, KnownScorings, TruckRunner};
-use polis::services::RetryLater;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
@@ -46,10 +44,5 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         known_scorings: KnownScorings::default(),
     };
     let runner = &runner;
-    polis_lambda::run_sqs(|body| async move {
-        let message: TruckMessage = serde_json::from_str(&body)
-            .map_err(|e| RetryLater::NotYet(format!("unreadable process message: {e}")))?;
-        runner.handle(message).await
-    })
-    .await
+    polis_lambda::run_sqs(|body| async move { runner.handle_body(&body).await }).await
 }

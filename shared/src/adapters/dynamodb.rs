@@ -243,7 +243,7 @@ impl EffectLog for Table {
             .send()
             .await;
         match taken {
-            Ok(_) => Ok(EffectRecord::Retaken),
+            Ok(_) => Ok(EffectRecord::Retaken { started_ms: started }),
             Err(e) if is_condition_failure(&e) => Ok(EffectRecord::InFlight),
             Err(e) => Err(call_error(e)),
         }

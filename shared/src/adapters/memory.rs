@@ -178,9 +178,9 @@ impl EffectLog for MemoryTable {
                 Ok(EffectRecord::Fresh)
             }
             Some(started) if now < started + lease_ms => Ok(EffectRecord::InFlight),
-            Some(_) => {
+            Some(started) => {
                 s.intents.insert(slot, now);
-                Ok(EffectRecord::Retaken)
+                Ok(EffectRecord::Retaken { started_ms: started })
             }
         }
     }

@@ -124,11 +124,11 @@ pub struct Outbox<E> {
     calls: Vec<CallRecord>,
     #[serde(default)]
     review: Option<Review>,
-    /// Calls that changed something at the partner, completed so far, by kind. A hook
-    /// known only by its content is new when it arrives after one more call of the kind
-    /// that causes it (see `applied_key`).
+    /// Calls that changed something at the partner, completed so far, by kind: when each
+    /// attempt started. A hook known only by its content is new when it was received
+    /// after one more call of the kind that causes it (see `applied_key`).
     #[serde(default)]
-    calls_made: BTreeMap<String, u32>,
+    calls_made: BTreeMap<String, Vec<u64>>,
 }
 
 impl<E> Default for Outbox<E> {
@@ -177,7 +177,17 @@ impl<E: EffectSpec> Outbox<E> {
         let changed = self.find(key).and_then(EffectSpec::changing_call).filter(|_| happened);
         self.pending.retain(|e| e.key() != key);
         if let Some(call) = changed {
-            *self.calls_made.entry(call.to_owned()).or_default() += 1;
+            // The attempt that reached the partner: the last one the journal has (0, long
+            // ago, when it has none).
+            let started = self
+                .calls
+                .iter()
+                .rev()
+                .find(|c| {
+                    c.effect == key && matches!(c.outcome, CallOutcome::Done | CallOutcome::Ambiguous { .. })
+                })
+                .map_or(0, |c| c.at_ms);
+            self.calls_made.entry(call.to_owned()).or_default().push(started);
         }
         if self.review.as_ref().is_some_and(|r| r.effect == key) {
             self.review = None;
@@ -208,6 +218,29 @@ impl<E: EffectSpec> Outbox<E> {
 
     pub fn calls(&self) -> &[CallRecord] {
         &self.calls
+    }
+
+    /// Calls of kind `call` (an effect's `changing_call`) known to have reached the partner.
+    pub fn calls_made(&self, call: &str) -> u32 {
+        self.calls_made.get(call).map_or(0, |starts| starts.len() as u32)
+    }
+
+    /// Calls of kind `call` made that had started by `at_ms` (all of them when `at_ms` is 0:
+    /// not known).
+    fn calls_made_by(&self, call: &str, at_ms: u64) -> usize {
+        let starts = self.calls_made.get(call).map(Vec::as_slice).unwrap_or_default();
+        starts.iter().filter(|started| at_ms == 0 || **started < at_ms).count()
+    }
+
+    /// When the attempt at the held call started (its last ambiguous attempt).
+    pub fn held_since(&self) -> Option<u64> {
+        let review = self.review.as_ref()?;
+        let attempt = self
+            .calls
+            .iter()
+            .rev()
+            .find(|c| c.effect == review.effect && matches!(c.outcome, CallOutcome::Ambiguous { .. }));
+        Some(attempt.map_or(review.since_ms, |c| c.at_ms))
     }
 
     /// Attempts at `key` that ended (and were recorded); the next one is this plus one.
@@ -263,15 +296,23 @@ impl<E: EffectSpec> Outbox<E> {
 
     /// The key under which an external event counts as applied: its own id when the
     /// sender gave one per message; for an id derived from the content, the id and how
-    /// many calls of the kind that causes it (`caused_by`) were made so far. The partner
-    /// retries a hook until answered, so a repeat comes before its next cause; the same
-    /// content after another such call (a second `upload-failed` after a re-sent
-    /// document) is a new hook.
-    pub fn applied_key(&self, id: &str, by_content: bool, caused_by: Option<&str>) -> String {
+    /// many calls of the kind that causes it (`caused_by`) had started when it was
+    /// received (`received_at_ms`; 0: all made so far). The partner retries a hook until
+    /// answered, so a repeat is received before its next cause (though it may be applied
+    /// after it); the same content after another such call (a second `upload-failed`
+    /// after a re-sent document) is a new hook. A repeat received after our next call
+    /// started cannot be told from a new hook: only a delivery id can (see the README).
+    pub fn applied_key(
+        &self,
+        id: &str,
+        by_content: bool,
+        caused_by: Option<&str>,
+        received_at_ms: u64,
+    ) -> String {
         match (by_content, caused_by) {
             (false, _) => id.to_owned(),
             (true, None) => format!("{id}@"),
-            (true, Some(call)) => format!("{id}@{call}{}", self.calls_made.get(call).copied().unwrap_or(0)),
+            (true, Some(call)) => format!("{id}@{call}{}", self.calls_made_by(call, received_at_ms)),
         }
     }
 }
@@ -292,7 +333,7 @@ pub trait Workflow: Clone + Serialize + DeserializeOwned + Send + Sync {
     fn external_id(event: &Self::Event) -> Option<&str>;
 
     /// The event that records an effect's permanent failure.
-    fn effect_failed(effect: &str, error: super::bank::ErrorReport) -> Self::Event;
+    fn effect_failed(effect: &Self::Effect, error: super::bank::ErrorReport) -> Self::Event;
     /// The event that holds the process because `effect`'s outcome is unknown.
     fn effect_uncertain(effect: &str, at_ms: u64, detail: String) -> Self::Event;
 }
@@ -360,30 +401,49 @@ mod tests {
     }
 
     #[test]
+    fn a_repeat_received_before_the_next_call_started_is_the_same_hook_though_applied_after_it() {
+        let mut o = Outbox::new(vec![Toy::Call("init".into())]);
+        o.record(call("init", 1, CallOutcome::Done));
+        o.calls.last_mut().unwrap().at_ms = 100;
+        o.complete("init", true);
+        assert_eq!(
+            o.applied_key("h", true, Some("call"), 90),
+            "h@call0",
+            "received before the call: its cause came earlier"
+        );
+        assert_eq!(o.applied_key("h", true, Some("call"), 110), "h@call1", "received after it: new");
+        assert_eq!(o.applied_key("h", true, Some("call"), 0), "h@call1", "reception not known: all calls");
+    }
+
+    #[test]
     fn completing_the_held_effect_lifts_the_hold_and_counts_the_change() {
         let mut o = Outbox::new(vec![Toy::Call("init".into())]);
-        assert_eq!(o.applied_key("h", true, Some("call")), "h@call0");
+        assert_eq!(o.applied_key("h", true, Some("call"), 0), "h@call0");
         o.hold("init", 1, "reset".into());
         o.complete("init", true);
         assert!(o.review().is_none());
         assert_eq!(
-            o.applied_key("h", true, Some("call")),
+            o.applied_key("h", true, Some("call"), 0),
             "h@call1",
             "new after another call that causes it"
         );
-        assert_eq!(o.applied_key("h", true, Some("other")), "h@other0", "not after a call of another kind");
-        assert_eq!(o.applied_key("h", true, None), "h@", "never new when nothing of ours causes it");
-        assert_eq!(o.applied_key("h", false, Some("call")), "h", "delivery ids are ids");
+        assert_eq!(
+            o.applied_key("h", true, Some("other"), 0),
+            "h@other0",
+            "not after a call of another kind"
+        );
+        assert_eq!(o.applied_key("h", true, None, 0), "h@", "never new when nothing of ours causes it");
+        assert_eq!(o.applied_key("h", false, Some("call"), 0), "h", "delivery ids are ids");
         o.push(Toy::Notice("n".into()));
         o.complete("n", true);
         assert_eq!(
-            o.applied_key("h", true, Some("call")),
+            o.applied_key("h", true, Some("call"), 0),
             "h@call1",
             "notices change nothing at the partner"
         );
         o.push(Toy::Call("refused".into()));
         o.complete("refused", false);
-        assert_eq!(o.applied_key("h", true, Some("call")), "h@call1", "a refused call changed nothing");
+        assert_eq!(o.applied_key("h", true, Some("call"), 0), "h@call1", "a refused call changed nothing");
     }
 
     #[test]

@@ -85,6 +85,105 @@ pub async fn archive_file<O: ObjectStore + Sync>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::memory::MemoryObjects;
+    use crate::services::RetryLater;
+
+    fn download(bytes: &[u8], declared: Option<&str>) -> Download {
+        Download { bytes: bytes.to_vec(), content_type: declared.map(str::to_owned) }
+    }
+
+    fn sha256_of(bytes: &[u8]) -> String {
+        hex::encode(Sha256::digest(bytes))
+    }
+
+    #[tokio::test]
+    async fn a_pdf_is_stored_once_under_its_stem_with_its_digest_size_and_type() {
+        let objects = MemoryObjects::default();
+        let bytes = b"%PDF-1.4 policy";
+        let file = archive_file(&objects, "archive", "policies/REQ-1/b-1", "b-1", download(bytes, None))
+            .await
+            .unwrap();
+        let expected = ArchivedFile {
+            blob_id: "b-1".into(),
+            bucket: "archive".into(),
+            key: "policies/REQ-1/b-1.pdf".into(),
+            size: bytes.len() as u64,
+            sha256: sha256_of(bytes),
+            content_type: "application/pdf".into(),
+        };
+        assert_eq!(file, expected);
+        let stored = objects.object("archive", "policies/REQ-1/b-1.pdf").expect("the file is in the bucket");
+        assert_eq!(stored.bytes, bytes);
+        assert_eq!(
+            (stored.content_type.as_str(), stored.sha256.as_str()),
+            ("application/pdf", file.sha256.as_str())
+        );
+        assert_eq!(objects.keys("archive"), ["policies/REQ-1/b-1.pdf"]);
+    }
+
+    #[tokio::test]
+    async fn a_file_the_bytes_do_not_name_keeps_the_declared_type_under_a_bin_key() {
+        let objects = MemoryObjects::default();
+        let file = archive_file(
+            &objects,
+            "archive",
+            "drafts/REQ-1/b-2",
+            "b-2",
+            download(b"hello", Some("text/plain")),
+        )
+        .await
+        .unwrap();
+        assert_eq!((file.key.as_str(), file.content_type.as_str()), ("drafts/REQ-1/b-2.bin", "text/plain"));
+        let file = archive_file(
+            &objects,
+            "archive",
+            "drafts/REQ-1/b-3",
+            "b-3",
+            download(&[0xFF, 0xD8, 0xFF, 0xE0], Some("application/pdf")),
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            (file.key.as_str(), file.content_type.as_str()),
+            ("drafts/REQ-1/b-3.jpg", "image/jpeg"),
+            "the bytes win over the label"
+        );
+        assert_eq!(objects.object("archive", "drafts/REQ-1/b-3.jpg").unwrap().content_type, "image/jpeg");
+    }
+
+    #[tokio::test]
+    async fn a_file_an_earlier_attempt_stored_is_adopted_not_written_again() {
+        let objects = MemoryObjects::default();
+        let first = b"%PDF-1.4 first attempt";
+        let earlier = archive_file(&objects, "archive", "policies/REQ-1/b-1", "b-1", download(first, None))
+            .await
+            .unwrap();
+        // The attempt died before recording it; the retry downloads different bytes.
+        let again =
+            archive_file(&objects, "archive", "policies/REQ-1/b-1", "b-1", download(b"%PDF-1.4 retry", None))
+                .await
+                .unwrap();
+        assert_eq!(again, earlier, "the stored object is the archived file");
+        assert_eq!((again.size, again.sha256.as_str()), (first.len() as u64, sha256_of(first).as_str()));
+        assert_eq!(objects.writes(), 1);
+        assert_eq!(objects.object("archive", "policies/REQ-1/b-1.pdf").unwrap().bytes, first);
+    }
+
+    #[tokio::test]
+    async fn an_object_in_the_way_without_its_digest_is_an_error_to_retry_not_a_file() {
+        let objects = MemoryObjects::default();
+        objects.put("archive", "policies/REQ-1/b-1.pdf", b"%PDF-1.4 foreign".to_vec());
+        let result =
+            archive_file(&objects, "archive", "policies/REQ-1/b-1", "b-1", download(b"%PDF-1.4 ours", None))
+                .await;
+        match result {
+            Err(EffectFailure::Later(RetryLater::Infra(InfraError::Corrupt(why)))) => {
+                assert!(why.contains("policies/REQ-1/b-1.pdf"), "{why}")
+            }
+            other => panic!("expected a corrupt-archive error, got {other:?}"),
+        }
+        assert_eq!(objects.object("archive", "policies/REQ-1/b-1.pdf").unwrap().bytes, b"%PDF-1.4 foreign");
+    }
 
     #[test]
     fn files_are_recognised_by_their_bytes_first() {

@@ -141,3 +141,7 @@ where
         Ok(())
     }
 }
+
+#[cfg(test)]
+#[path = "bank_intake_tests.rs"]
+mod tests;

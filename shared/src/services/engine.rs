@@ -146,8 +146,9 @@ pub enum EffectFailure {
     Later(RetryLater),
     /// Another attempt holds the effect's intent and may still be running.
     Busy(String),
-    /// A call that changes something at the partner may or may not have happened.
-    Uncertain(String),
+    /// A call that changes something at the partner may or may not have happened;
+    /// `started_ms` when it was an earlier attempt that made it (else this one).
+    Uncertain { detail: String, started_ms: Option<u64> },
 }
 
 impl EffectFailure {
@@ -319,6 +320,15 @@ where
             };
             let key = effect.key();
             let changes = effect.class() == EffectClass::ChangesPartner;
+            if changes && !draft.changes.is_empty() {
+                // Written with the effect pending before anything is sent for it: a call
+                // made by an attempt that dies is then found (and held) by the next one,
+                // whatever becomes of the message that caused it.
+                self.save(&mut draft).await?;
+                if draft.value.outbox().next().map(EffectSpec::key).as_ref() != Some(&key) {
+                    continue;
+                }
+            }
             let notice = effect.is_notice();
             let attempt = Attempt {
                 process: process.clone(),
@@ -328,7 +338,7 @@ where
             let number = attempt.number;
             let started = now_ms();
             // Boxed: effect futures are large and deeply nested.
-            let result = Box::pin(perform(draft.value.clone(), effect, attempt)).await;
+            let result = Box::pin(perform(draft.value.clone(), effect.clone(), attempt)).await;
             let call = |outcome| CallRecord {
                 effect: key.clone(),
                 attempt: number,
@@ -346,16 +356,22 @@ where
                 Err(EffectFailure::Permanent(error)) => {
                     tracing::warn!(effect = %key, code = %error.code, "effect failed permanently");
                     draft.record(call(CallOutcome::Refused { detail: error.message.clone() }));
-                    draft.complete(key.clone(), false, Some(W::effect_failed(&key, error)));
+                    draft.complete(key.clone(), false, Some(W::effect_failed(&effect, error)));
                 }
-                Err(EffectFailure::Uncertain(detail)) => {
+                Err(EffectFailure::Uncertain { detail, started_ms }) => {
                     tracing::error!(effect = %key, %detail, "outcome unknown; held for review, not sent again");
                     // Kept for an operator first: if the hold is not written, the retry keeps it again.
                     let origin =
                         KeptOrigin::Review { process: process.clone(), effect: key.clone(), attempt: number };
                     keep(&self.store, &Quarantined::new(origin, detail.clone(), String::new(), started))
                         .await?;
-                    draft.record(call(CallOutcome::Ambiguous { detail: detail.clone() }));
+                    let mut record = call(CallOutcome::Ambiguous { detail: detail.clone() });
+                    if let Some(earlier) = started_ms {
+                        // The attempt that may have reached the partner: a hook can only prove
+                        // it if received after this.
+                        record.at_ms = earlier;
+                    }
+                    draft.record(record);
                     // Held from now (the attempt's start is in the journal).
                     draft.apply(W::effect_uncertain(&key, now_ms(), detail));
                 }
@@ -411,14 +427,17 @@ where
             EffectRecord::InFlight => {
                 return Err(EffectFailure::Busy(format!("{} is being attempted elsewhere", attempt.effect)));
             }
-            EffectRecord::Retaken if self.partner_idempotent => {
+            EffectRecord::Retaken { .. } if self.partner_idempotent => {
                 tracing::warn!(effect = %attempt.effect, "an earlier attempt died; sending again under its idempotency key");
             }
-            EffectRecord::Retaken => {
-                return Err(EffectFailure::Uncertain(format!(
-                    "attempt {} started earlier and never recorded its outcome",
-                    attempt.number
-                )));
+            EffectRecord::Retaken { started_ms } => {
+                return Err(EffectFailure::Uncertain {
+                    detail: format!(
+                        "attempt {} started earlier and never recorded its outcome",
+                        attempt.number
+                    ),
+                    started_ms: Some(started_ms),
+                });
             }
         }
         let idempotent = self.partner_idempotent;
@@ -429,7 +448,9 @@ where
         };
         match self.backoff.run(&attempt.effect, retry, call).await {
             Ok(value) => Ok(value),
-            Err(CallError::Ambiguous(detail)) if !idempotent => Err(EffectFailure::Uncertain(detail)),
+            Err(CallError::Ambiguous(detail)) if !idempotent => {
+                Err(EffectFailure::Uncertain { detail, started_ms: None })
+            }
             Err(e) => Err(self.failure(e)),
         }
     }

@@ -2,223 +2,16 @@
 //! what happens to a call that changes something at MUST when it fails in each way,
 //! and to two runners working on one process at once.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::collections::HashMap;
 use std::time::Duration;
 
 use super::*;
-use crate::adapters::memory::{MemoryObjects, MemorySqs, MemoryTable};
-use crate::domain::ids::{BlobId, ProcessId, ScoringId};
-use crate::domain::must::api::{DocumentsRequest, InitRequest, PaymentOrderRequest, PaymentRequest};
+use crate::adapters::memory::MemoryTable;
+use crate::domain::ids::{ProcessId, ScoringId};
 use crate::domain::must::hook::HookKind;
-use crate::domain::truck::bank::{PaymentMethod, TruckBankEvent, TruckPolicyRequest};
 use crate::domain::truck::process::TruckProcess;
-use crate::ports::{
-    CallError, Download, KeptOrigin, MustApi, ProcessStore, QuarantineStore, ReceivedHook, TruckMessage,
-};
-use crate::services::retry::Backoff;
-use crate::services::truck::runner::{must_refusal, KnownScorings, TruckRunner};
-
-/// How MUST answers one call.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Plan {
-    Ok,
-    /// Refused before it reached MUST (connection refused).
-    NotSent,
-    /// MUST made the change; the answer was lost (a timeout, a 502, a reset).
-    LostAnswer,
-    /// The call never returns (the runner dies waiting).
-    Hang,
-}
-
-#[derive(Default)]
-struct Script {
-    plans: HashMap<&'static str, VecDeque<Plan>>,
-    calls: HashMap<&'static str, u32>,
-    changes: HashMap<&'static str, u32>,
-}
-
-/// MUST as a script: each call takes the next plan for its name (`Ok` when none is left).
-#[derive(Clone, Default)]
-struct ScriptedMust(Arc<Mutex<Script>>);
-
-impl ScriptedMust {
-    fn plan(&self, call: &'static str, plans: &[Plan]) {
-        self.0.lock().unwrap().plans.entry(call).or_default().extend(plans);
-    }
-
-    fn changes(&self, call: &str) -> u32 {
-        self.0.lock().unwrap().changes.get(call).copied().unwrap_or(0)
-    }
-
-    fn calls(&self, call: &str) -> u32 {
-        self.0.lock().unwrap().calls.get(call).copied().unwrap_or(0)
-    }
-
-    async fn step(&self, call: &'static str) -> Result<(), CallError> {
-        tokio::task::yield_now().await;
-        let plan = {
-            let mut s = self.0.lock().unwrap();
-            *s.calls.entry(call).or_default() += 1;
-            s.plans.get_mut(call).and_then(VecDeque::pop_front).unwrap_or(Plan::Ok)
-        };
-        match plan {
-            Plan::Ok | Plan::LostAnswer => {
-                *self.0.lock().unwrap().changes.entry(call).or_default() += 1;
-                if plan == Plan::LostAnswer {
-                    return Err(CallError::Ambiguous("HTTP 502 Bad Gateway".into()));
-                }
-                Ok(())
-            }
-            Plan::NotSent => Err(CallError::NotSent("connection refused".into())),
-            Plan::Hang => std::future::pending().await,
-        }
-    }
-}
-
-impl MustApi for ScriptedMust {
-    async fn init(&self, _: &InitRequest, _: &str) -> Result<ScoringId, CallError> {
-        self.step("init").await?;
-        Ok(ScoringId::parse("sc-1").unwrap())
-    }
-    async fn upload_blob(&self, _: &str, _: Vec<u8>, _: &str) -> Result<BlobId, CallError> {
-        self.step("blob").await?;
-        Ok(BlobId::parse("b-1").unwrap())
-    }
-    async fn associate_documents(
-        &self,
-        _: &ScoringId,
-        _: &DocumentsRequest,
-        _: &str,
-    ) -> Result<(), CallError> {
-        self.step("documents").await
-    }
-    async fn submit_contract(&self, _: &ScoringId, _: &serde_json::Value, _: &str) -> Result<(), CallError> {
-        self.step("contract").await
-    }
-    async fn request_payment(
-        &self,
-        _: &ScoringId,
-        _: PaymentMethod,
-        _: &PaymentRequest,
-        _: &str,
-    ) -> Result<(), CallError> {
-        self.step("payment").await
-    }
-    async fn submit_payment_order(
-        &self,
-        _: &ScoringId,
-        _: &PaymentOrderRequest,
-        _: &str,
-    ) -> Result<(), CallError> {
-        self.step("payment-order").await
-    }
-    async fn download_blob(&self, _: &BlobId, _: u64) -> Result<Download, CallError> {
-        self.step("download").await?;
-        Ok(Download { bytes: b"%PDF-1.4 policy".to_vec(), content_type: None })
-    }
-}
-
-struct World {
-    table: MemoryTable,
-    bank: MemorySqs,
-    must: ScriptedMust,
-    objects: MemoryObjects,
-}
-
-type Runner = TruckRunner<MemoryTable, ScriptedMust, MemoryObjects, MemorySqs>;
-
-impl World {
-    fn new(table: MemoryTable) -> World {
-        let objects = MemoryObjects::default();
-        objects.put("docs", "inbound/REQ-2026-0001/sts.pdf", b"%PDF sts".to_vec());
-        objects.put("docs", "inbound/REQ-2026-0001/pts.pdf", b"%PDF pts".to_vec());
-        objects.put("docs", "inbound/REQ-2026-0001/diagnostic-card.pdf", b"%PDF dk".to_vec());
-        World { table, bank: MemorySqs::default(), must: ScriptedMust::default(), objects }
-    }
-
-    fn runner(&self, idempotent: bool) -> Runner {
-        TruckRunner {
-            engine: Engine {
-                store: self.table.clone(),
-                effect_lease: Duration::from_millis(50),
-                backoff: Backoff { attempts: 1, first_delay: Duration::from_millis(1) },
-                refusal: must_refusal,
-                partner_idempotent: idempotent,
-            },
-            must: self.must.clone(),
-            objects: self.objects.clone(),
-            outbox: self.bank.clone(),
-            documents_bucket: "docs".into(),
-            archive_bucket: "archive".into(),
-            unknown_scoring_grace: Duration::from_secs(600),
-            known_scorings: KnownScorings::default(),
-        }
-    }
-
-    async fn process(&self) -> TruckProcess {
-        let key = crate::keys::ProcessKey::Truck(ProcessId::parse("REQ-2026-0001").unwrap());
-        self.table.load::<TruckProcess>(&key).await.unwrap().expect("the process is stored").value
-    }
-
-    /// The bank's notices so far: (eventId, type).
-    fn notices(&self) -> Vec<(String, String)> {
-        self.bank
-            .sent()
-            .iter()
-            .map(|m| {
-                let v: serde_json::Value = serde_json::from_str(m).unwrap();
-                (v["eventId"].as_str().unwrap().to_owned(), v["type"].as_str().unwrap().to_owned())
-            })
-            .collect()
-    }
-}
-
-fn request() -> TruckPolicyRequest {
-    let json = include_str!("../../examples/bank/truck.policy-requested.json");
-    let TruckBankEvent::PolicyRequested { request, .. } = serde_json::from_str(json).unwrap() else {
-        unreachable!()
-    };
-    let mut request = *request;
-    request.payment.method = PaymentMethod::Link;
-    request
-}
-
-fn drive() -> TruckMessage {
-    TruckMessage::Drive { process_id: ProcessId::parse("REQ-2026-0001").unwrap() }
-}
-
-fn hook(kind: HookKind, body: &str) -> TruckMessage {
-    TruckMessage::Hook(ReceivedHook {
-        scoring_id: ScoringId::parse("sc-1").unwrap(),
-        kind,
-        hook_id: crate::services::truck::hook_intake::hook_id(
-            &ScoringId::parse("sc-1").unwrap(),
-            kind,
-            None,
-            body.as_bytes(),
-        )
-        .0,
-        by_content: true,
-        body: body.into(),
-        received_at_ms: crate::ports::now_ms(),
-        replays: 0,
-    })
-}
-
-/// A process brought to the point where it asks MUST for a payment link.
-async fn up_to_payment(w: &World, runner: &Runner) {
-    w.table.create(&TruckProcess::start(request())).await.unwrap();
-    runner.handle(drive()).await.unwrap();
-    for (kind, body) in [
-        (HookKind::DocumentsTypesRequired, r#"{"documentTypes":[11,12]}"#),
-        (HookKind::DocumentsUploadCompleted, "{}"),
-        (HookKind::ContractUpdateCompleted, "{}"),
-        (HookKind::Started, r#"{"insuranceCompanies":["ingostrah"]}"#),
-    ] {
-        runner.handle(hook(kind, body)).await.unwrap();
-    }
-}
+use crate::ports::{KeptOrigin, ProcessStore, QuarantineStore, TruckMessage};
+use crate::services::test_support::{drive, hook, truck_request, up_to_payment, Plan, Runner, World};
 
 async fn approved(runner: &Runner) -> Result<(), RetryLater> {
     runner.handle(hook(HookKind::Approved, r#"{"insuranceCompany":"ingostrah","writtenPremium":1000}"#)).await
@@ -294,6 +87,29 @@ async fn a_runner_that_died_during_the_call_leaves_an_outcome_nobody_knows() {
 }
 
 #[tokio::test]
+async fn a_call_whose_message_is_lost_after_the_runner_died_is_still_found_by_the_next_one() {
+    // Found by the simulation: the hook that caused the call was applied only in the dying
+    // runner's memory; its message then went to the dead-letter queue, and the process,
+    // moving on with MUST's next hook, never learnt that the call had been made.
+    let w = World::new(MemoryTable::default());
+    let runner = w.runner(false);
+    up_to_payment(&w, &runner).await;
+    w.must.plan("payment", &[Plan::Hang]);
+    let died = tokio::time::timeout(Duration::from_millis(20), approved(&runner)).await;
+    assert!(died.is_err(), "the runner dies while MUST holds the request");
+    let stored = w.process().await;
+    assert!(
+        stored.outbox.is_pending("payment-ingostrah"),
+        "written with the call pending before it was sent"
+    );
+    // The message is never delivered again; a later one drives the process after the lease.
+    tokio::time::sleep(Duration::from_millis(60)).await;
+    runner.handle(drive()).await.unwrap();
+    assert_eq!(w.process().await.stage_name(), "needs-review", "held, not sent again");
+    assert_eq!(w.must.calls("payment"), 1);
+}
+
+#[tokio::test]
 async fn a_partner_that_honours_idempotency_keys_gets_the_call_again() {
     let w = World::new(MemoryTable::default());
     let runner = w.runner(true);
@@ -309,12 +125,13 @@ async fn a_partner_that_honours_idempotency_keys_gets_the_call_again() {
 async fn an_operator_answers_a_held_init_with_the_scoring_id() {
     let w = World::new(MemoryTable::default());
     let runner = w.runner(false);
-    w.table.create(&TruckProcess::start(request())).await.unwrap();
+    w.table.create(&TruckProcess::start(truck_request())).await.unwrap();
     w.must.plan("init", &[Plan::LostAnswer]);
     runner.handle(drive()).await.unwrap();
     assert_eq!(w.process().await.stage_name(), "needs-review");
     let resolved = crate::domain::truck::process::TruckEvent::ReviewResolved {
         id: "op-1".into(),
+        effect: "init".into(),
         resolution: crate::domain::workflow::Resolution::Happened {
             reference: Some("sc-1".into()),
             number: None,
@@ -336,7 +153,7 @@ async fn an_operator_answers_a_held_init_with_the_scoring_id() {
 async fn two_runners_on_one_process_never_give_two_notices_one_id() {
     let w = World::new(MemoryTable::yielding());
     let (a, b) = (w.runner(false), w.runner(false));
-    w.table.create(&TruckProcess::start(request())).await.unwrap();
+    w.table.create(&TruckProcess::start(truck_request())).await.unwrap();
     a.handle(drive()).await.unwrap();
     for (kind, body) in [
         (HookKind::DocumentsTypesRequired, r#"{"documentTypes":[11,12]}"#),
@@ -372,4 +189,35 @@ async fn two_runners_on_one_process_never_give_two_notices_one_id() {
     };
     assert_eq!(kinds.iter().filter(|k| *k == "truck.offer").count(), 2);
     assert_eq!(kinds.iter().filter(|k| *k == "truck.rejected").count(), 1);
+}
+
+#[tokio::test]
+async fn a_payment_refused_with_403_is_journalled_as_refused_and_not_counted_as_made() {
+    // Found by the simulation: a refused payment request was journalled "done" and counted
+    // among the calls MUST acted on, so an operator comparing MUST's count with ours would
+    // answer a later held payment "did not happen", and it would be sent twice.
+    let w = World::new(MemoryTable::default());
+    let runner = w.runner(false);
+    up_to_payment(&w, &runner).await;
+    w.must.plan("payment", &[Plan::Refused(403)]);
+    approved(&runner).await.unwrap();
+    let p = w.process().await;
+    let outcomes: Vec<(&str, &str)> = p
+        .outbox
+        .calls()
+        .iter()
+        .filter(|c| c.effect.starts_with("payment-"))
+        .map(|c| {
+            let outcome = match c.outcome {
+                crate::domain::workflow::CallOutcome::Done => "done",
+                crate::domain::workflow::CallOutcome::Refused { .. } => "refused",
+                _ => "other",
+            };
+            (c.effect.as_str(), outcome)
+        })
+        .collect();
+    assert_eq!(outcomes, [("payment-ingostrah", "refused")]);
+    assert_eq!(p.outbox.calls_made("payment"), 0, "MUST changed nothing");
+    assert_eq!((w.must.calls("payment"), w.must.changes("payment")), (1, 0));
+    assert_eq!(p.stage_name(), "failed", "no other insurer approved");
 }

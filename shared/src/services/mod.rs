@@ -15,6 +15,8 @@ pub mod loan;
 pub mod products;
 pub mod replay;
 pub mod retry;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod truck;
 
 use thiserror::Error;

@@ -136,3 +136,7 @@ where
         )
     }
 }
+
+#[cfg(test)]
+#[path = "products_tests.rs"]
+mod tests;

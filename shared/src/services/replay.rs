@@ -17,7 +17,7 @@ use crate::domain::loan::process::LoanEvent;
 use crate::domain::loan::process::LoanProcess;
 use crate::domain::truck::process::TruckEvent;
 use crate::domain::truck::process::TruckProcess;
-use crate::domain::workflow::Resolution;
+use crate::domain::workflow::{Resolution, Review};
 use crate::keys::ProcessKey;
 use crate::ports::{
     now_ms, BankOutbox, HookStore, InfraError, KeptOrigin, LoanMessage, LoanQueue, ProcessStore,
@@ -73,15 +73,7 @@ where
         resolution: Resolution,
     ) -> Result<Result<(), String>, InfraError> {
         let key = process;
-        let held = match process {
-            ProcessKey::Truck(_) => {
-                self.store.load::<TruckProcess>(key).await?.map(|p| p.value.outbox.review().cloned())
-            }
-            ProcessKey::Loan(_) => {
-                self.store.load::<LoanProcess>(key).await?.map(|p| p.value.outbox.review().cloned())
-            }
-        };
-        let review = match held {
+        let review = match self.review_of(key).await? {
             None => return Ok(Err(format!("{key} does not exist"))),
             Some(None) => return Ok(Err(format!("{key} is not held for review"))),
             Some(Some(review)) => review,
@@ -97,29 +89,38 @@ where
         let id = format!("review-resolved-{}", now_ms());
         match process {
             ProcessKey::Truck(pid) => {
-                // MUST's first hooks for a scoringId we did not know were kept meanwhile: with
-                // `init` answered, they follow the answer in the scoringId's group, in order.
+                // The answer goes to the process's own group: MUST's first hooks for a
+                // scoringId we do not know yet wait in the scoringId's group until the
+                // answer maps it (behind them, the answer would wait for them). Those
+                // already kept meanwhile are queued again, to wait for it likewise.
                 let scoring = match &resolution {
                     Resolution::Happened { reference: Some(sid), .. } if review.effect == "init" => {
                         ScoringId::parse(sid).ok()
                     }
                     _ => None,
                 };
-                let event = TruckEvent::ReviewResolved { id, resolution };
-                match scoring {
-                    None => self.to_truck(pid, event, 0).await?,
-                    Some(sid) => {
-                        self.to_group(pid, event, sid.as_str(), 0).await?;
-                        for item in kept.iter().filter(|i| matches!(&i.origin, KeptOrigin::Hook { scoring_id, .. } if *scoring_id == sid)) {
-                            if let Ok(()) = self.redrive(item).await? {
-                                self.store.release(&item.id).await?;
-                            }
+                self.to_truck(
+                    pid,
+                    TruckEvent::ReviewResolved { id, effect: review.effect.clone(), resolution },
+                    0,
+                )
+                .await?;
+                if let Some(sid) = scoring {
+                    for item in kept.iter().filter(
+                        |i| matches!(&i.origin, KeptOrigin::Hook { scoring_id, .. } if *scoring_id == sid),
+                    ) {
+                        if let Ok(()) = self.redrive(item).await? {
+                            self.store.release(&item.id).await?;
                         }
                     }
                 }
             }
             ProcessKey::Loan(number) => {
-                self.to_loan(number, LoanEvent::ReviewResolved { id, resolution }).await?;
+                self.to_loan(
+                    number,
+                    LoanEvent::ReviewResolved { id, effect: review.effect.clone(), resolution },
+                )
+                .await?;
             }
         }
         for id in open {
@@ -128,22 +129,29 @@ where
         Ok(Ok(()))
     }
 
+    /// The process's open review (`None` when the process does not exist).
+    async fn review_of(&self, process: &ProcessKey) -> Result<Option<Option<Review>>, InfraError> {
+        Ok(match process {
+            ProcessKey::Truck(_) => {
+                self.store.load::<TruckProcess>(process).await?.map(|p| p.value.outbox.review().cloned())
+            }
+            ProcessKey::Loan(_) => {
+                self.store.load::<LoanProcess>(process).await?.map(|p| p.value.outbox.review().cloned())
+            }
+        })
+    }
+
+    /// The effect the process is held on, if it is.
+    async fn held_on(&self, process: &ProcessKey) -> Result<Option<String>, InfraError> {
+        Ok(self.review_of(process).await?.flatten().map(|review| review.effect))
+    }
+
     /// Queues an event to a truck process in its message group.
     async fn to_truck(&self, pid: &ProcessId, event: TruckEvent, replays: u32) -> Result<(), InfraError> {
         let group = message_group(&self.store, pid).await?;
-        self.to_group(pid, event, &group, replays).await
-    }
-
-    async fn to_group(
-        &self,
-        pid: &ProcessId,
-        event: TruckEvent,
-        group: &str,
-        replays: u32,
-    ) -> Result<(), InfraError> {
         let dedup = format!("replay-{}-{}", short(&format!("{pid}{event:?}")), now_ms());
         let message = TruckMessage::BankEvent { process_id: pid.clone(), event, replays };
-        self.trucks.enqueue(&message, group, &dedup).await
+        self.trucks.enqueue(&message, &group, &dedup).await
     }
 
     async fn to_loan(&self, number: &str, event: LoanEvent) -> Result<(), InfraError> {
@@ -204,10 +212,17 @@ where
                     }
                 },
             },
-            KeptOrigin::Review { process, effect, .. } => Ok(Err(format!(
-                "{process} is held: was {effect} received by the partner? \
-                 answer with `polis-replay resolve {process} happened|did-not-happen`"
-            ))),
+            KeptOrigin::Review { process, effect, .. } => {
+                // A hold lifted meanwhile (a hook proved the call, or the answer came) whose
+                // record outlived it: nothing waits for a person any more.
+                if self.held_on(process).await?.as_deref() != Some(effect.as_str()) {
+                    return Ok(Ok(()));
+                }
+                Ok(Err(format!(
+                    "{process} is held: was {effect} received by the partner? \
+                     answer with `polis-replay resolve {process} happened|did-not-happen`"
+                )))
+            }
             KeptOrigin::ArchivePending { process, .. } => {
                 let id = format!("retry-archive-{}", now_ms());
                 match Ok::<_, String>(process.clone()) {
@@ -229,3 +244,7 @@ fn short(text: &str) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(text.as_bytes()))[..32].to_owned()
 }
+
+#[cfg(test)]
+#[path = "replay_tests.rs"]
+mod tests;

@@ -183,13 +183,22 @@ pub async fn process_store<S: ProcessStore>(store: &S) {
 pub async fn effect_log<E: EffectLog>(log: &E) {
     let process = ProcessKey::Truck(ProcessId::parse(&unique("REQ-CT")).expect("id"));
     let lease_ms = 800;
+    let first_started = now_ms();
     assert_eq!(log.begin(&process, "EFFECT#pay#1", lease_ms).await.expect("begin"), EffectRecord::Fresh);
     assert_eq!(log.begin(&process, "EFFECT#pay#1", lease_ms).await.expect("begin"), EffectRecord::InFlight);
     assert_eq!(log.begin(&process, "EFFECT#pay#2", lease_ms).await.expect("begin"), EffectRecord::Fresh);
     let other = ProcessKey::Truck(ProcessId::parse(&unique("REQ-CT-B")).expect("id"));
     assert_eq!(log.begin(&other, "EFFECT#pay#1", lease_ms).await.expect("begin"), EffectRecord::Fresh);
     tokio::time::sleep(Duration::from_millis(lease_ms + 200)).await;
-    assert_eq!(log.begin(&process, "EFFECT#pay#1", lease_ms).await.expect("begin"), EffectRecord::Retaken);
+    let EffectRecord::Retaken { started_ms } =
+        log.begin(&process, "EFFECT#pay#1", lease_ms).await.expect("begin")
+    else {
+        panic!("an attempt older than the lease is taken over")
+    };
+    assert!(
+        first_started <= started_ms && started_ms < first_started + 100,
+        "it says when the dead attempt started"
+    );
     assert_eq!(
         log.begin(&process, "EFFECT#pay#1", lease_ms).await.expect("begin"),
         EffectRecord::InFlight,

@@ -788,7 +788,7 @@ pub fn is_settled(record: &Value) -> bool {
     if record["outbox"]["review"].is_null() {
         pending.is_empty()
     } else {
-        pending.iter().all(|e| e["effect"] != "notify")
+        pending.iter().all(|e| e["action"] != "notify")
     }
 }
 

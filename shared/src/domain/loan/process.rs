@@ -90,7 +90,7 @@ pub struct LoanNotification {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "effect", rename_all = "kebab-case")]
+#[serde(tag = "action", rename_all = "kebab-case")]
 pub enum LoanEffect {
     Calculate,
     Sell,
@@ -160,6 +160,9 @@ pub enum LoanEvent {
     /// An operator resolved the review of a call whose outcome was unknown.
     ReviewResolved {
         id: String,
+        /// The held call the answer is about: an answer that meets another hold (the
+        /// first was lifted by a proof meanwhile) is not applied to it.
+        effect: String,
         resolution: Resolution,
     },
     /// An operator asks for a print form not archived yet to be tried again.
@@ -278,10 +281,11 @@ impl LoanProcess {
         );
         if self.is_terminal() && !after_end {
             let why = format!("the loan's insurance has ended ({:?})", self.stage);
-            return if event.external_id().is_some() {
-                Outcome::Rejected(why)
-            } else {
-                Outcome::Ignored(why)
+            return match event {
+                // An answer that crossed the end: moot.
+                LoanEvent::ReviewResolved { .. } => Outcome::Ignored(format!("{why}: nothing is held")),
+                event if event.external_id().is_some() => Outcome::Rejected(why),
+                _ => Outcome::Ignored(why),
             };
         }
         match (self.stage, event) {
@@ -329,7 +333,12 @@ impl LoanProcess {
                 }
                 self.notify(LoanNotice::NeedsReview { effect, since_ms: at_ms, detail });
             }
-            (_, LoanEvent::ReviewResolved { resolution, .. }) => return self.resolve(resolution),
+            (_, LoanEvent::ReviewResolved { effect, resolution, .. }) => {
+                return match self.outbox.review() {
+                    Some(review) if review.effect == effect => self.resolve(resolution),
+                    _ => Outcome::Ignored(format!("the answer is about {effect}, which is not held")),
+                };
+            }
             (stage, event) => {
                 let name =
                     serde_json::to_value(&event).ok().and_then(|v| v["event"].as_str().map(str::to_owned));
@@ -425,8 +434,8 @@ impl Workflow for LoanProcess {
     fn external_id(event: &LoanEvent) -> Option<&str> {
         event.external_id()
     }
-    fn effect_failed(effect: &str, error: ErrorReport) -> LoanEvent {
-        LoanEvent::EffectFailed { effect: effect.to_owned(), error }
+    fn effect_failed(effect: &LoanEffect, error: ErrorReport) -> LoanEvent {
+        LoanEvent::EffectFailed { effect: effect.key(), error }
     }
     fn effect_uncertain(effect: &str, at_ms: u64, detail: String) -> LoanEvent {
         LoanEvent::CallUncertain { effect: effect.to_owned(), at_ms, detail }
@@ -545,11 +554,19 @@ mod tests {
         assert_eq!(notices(&p)[0].notice.kind(), "bima.needs-review");
         assert!(p.outbox.next().is_some_and(|e| e.is_notice()), "only the notice goes; the sale waits");
         let mut resent = p.clone();
-        resent.apply(LoanEvent::ReviewResolved { id: "r".into(), resolution: Resolution::DidNotHappen });
+        resent.apply(LoanEvent::ReviewResolved {
+            id: "r".into(),
+            effect: "sale".into(),
+            resolution: Resolution::DidNotHappen,
+        });
         assert!(resent.outbox.pending().contains(&LoanEffect::Sell) && resent.outbox.review().is_none());
         let happened = Resolution::Happened { reference: Some("100234".into()), number: Some("CL-9".into()) };
         assert_eq!(
-            p.apply(LoanEvent::ReviewResolved { id: "r".into(), resolution: happened }),
+            p.apply(LoanEvent::ReviewResolved {
+                id: "r".into(),
+                effect: "sale".into(),
+                resolution: happened
+            }),
             Outcome::Advanced
         );
         assert_eq!(

@@ -85,8 +85,15 @@ pub enum Documents {
 #[serde(tag = "status", rename_all = "kebab-case")]
 pub enum Contract {
     NotSent,
+    /// Our card of `round` is being sent. MUST's hooks may come before we learn how the
+    /// call ended: an acknowledgement (the call reached MUST), or recognition overwriting
+    /// the card it got.
     Submitting {
         round: u32,
+        #[serde(default)]
+        acknowledged: bool,
+        #[serde(default)]
+        overwritten: bool,
     },
     Submitted {
         round: u32,
@@ -142,7 +149,7 @@ impl ArchivePurpose {
 
 /// Work the step runner must do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "effect", rename_all = "kebab-case")]
+#[serde(tag = "action", rename_all = "kebab-case")]
 pub enum TruckEffect {
     /// Steps 1-2: token and `POST /api/scoring/init`.
     InitScoring,
@@ -237,6 +244,9 @@ pub enum TruckEvent {
         #[serde(default)]
         by_content: bool,
         payload: HookPayload,
+        /// When our intake received it (0: not known).
+        #[serde(default)]
+        received_at_ms: u64,
     },
     /// The bank sent replacement documents.
     DocumentsCorrected {
@@ -251,6 +261,9 @@ pub enum TruckEvent {
     /// An operator resolved the review of a call whose outcome was unknown.
     ReviewResolved {
         id: String,
+        /// The held call the answer is about: an answer that meets another hold (the
+        /// first was lifted by a proof meanwhile) is not applied to it.
+        effect: String,
         resolution: Resolution,
     },
     /// An operator asks for the files not archived yet to be tried again.
@@ -424,8 +437,8 @@ impl TruckProcess {
     /// Applies one event. On anything but `Advanced` the process is unchanged.
     pub fn apply(&mut self, event: TruckEvent) -> Outcome {
         let key = match &event {
-            TruckEvent::Hook { id, by_content, payload } => {
-                Some(self.outbox.applied_key(id, *by_content, caused_by(payload.kind())))
+            TruckEvent::Hook { id, by_content, payload, received_at_ms } => {
+                Some(self.outbox.applied_key(id, *by_content, caused_by(payload.kind()), *received_at_ms))
             }
             other => other.external_id().map(str::to_owned),
         };
@@ -500,6 +513,12 @@ impl TruckProcess {
                     ..
                 } => Rejected(format!("{why}, yet MUST generated a payment request")),
                 TruckEvent::Hook { .. } => Ignored(format!("{why}: history")),
+                // An answer that crossed the end (a hook proved the call meanwhile): moot.
+                TruckEvent::ReviewResolved { .. } => Ignored(format!("{why}: nothing is held")),
+                // A correction that crossed the end: the bank has the process's last word.
+                TruckEvent::DocumentsCorrected { .. } => {
+                    Ignored(format!("{why}: the correction came too late"))
+                }
                 other if other.external_id().is_some() => Rejected(why),
                 _ => Ignored(why),
             };
@@ -517,8 +536,8 @@ impl TruckProcess {
             TruckEvent::Hook { payload, .. } if self.scoring_id.is_none() => {
                 Rejected(format!("hook {:?} before the process was initialized", payload.kind().path()))
             }
-            TruckEvent::Hook { payload, .. } => {
-                self.proven_by(&payload);
+            TruckEvent::Hook { payload, received_at_ms, .. } => {
+                self.proven_by(&payload, received_at_ms);
                 self.on_hook(payload)
             }
             TruckEvent::DocumentsCorrected { documents, .. } => self.on_documents_corrected(documents),
@@ -530,7 +549,10 @@ impl TruckProcess {
                 }
                 _ => Rejected("payment order for a process with no invoice".into()),
             },
-            TruckEvent::ReviewResolved { resolution, .. } => self.resolve(resolution, "an operator"),
+            TruckEvent::ReviewResolved { effect, resolution, .. } => match self.outbox.review() {
+                Some(review) if review.effect == effect => self.resolve(resolution, "an operator"),
+                _ => Outcome::Ignored(format!("the answer is about {effect}, which is not held")),
+            },
             TruckEvent::RetryArchive { .. } => match self.policy.as_ref() {
                 Some(policy) if !policy.pending_files.is_empty() => {
                     let blob_ids =
@@ -548,8 +570,14 @@ impl TruckProcess {
                 _ => Ignored(format!("documents round {round} is not the one in flight")),
             },
             TruckEvent::ContractSubmitted { round } => match self.contract {
-                Contract::Submitting { round: r } if r == round => {
-                    self.contract = Contract::Submitted { round };
+                Contract::Submitting { round: r, acknowledged, overwritten } if r == round => {
+                    if overwritten && round < CONTRACT_ROUNDS {
+                        self.submit_contract(round + 1);
+                    } else if acknowledged {
+                        self.contract = Contract::Accepted { round };
+                    } else {
+                        self.contract = Contract::Submitted { round };
+                    }
                     Advanced
                 }
                 _ => Ignored(format!("contract round {round} is not the one in flight")),
@@ -594,15 +622,38 @@ impl TruckProcess {
                 if !self.outbox.hold(&effect, at_ms, detail.clone()) {
                     return Ignored(format!("{effect} is not pending or a review is open"));
                 }
+                if self.acknowledged_already() {
+                    // MUST's hook for it came first: the call reached MUST.
+                    self.resolve(
+                        Resolution::Happened { reference: None, number: None },
+                        "an earlier hook from MUST",
+                    );
+                    return Advanced;
+                }
                 self.notify(TruckNotice::NeedsReview { effect, since_ms: at_ms, detail });
                 Advanced
             }
         }
     }
 
-    /// A hook that can only follow a held call proves the call happened.
-    fn proven_by(&mut self, payload: &HookPayload) {
+    /// Whether the held call is our card, which MUST has already acknowledged or overwritten.
+    fn acknowledged_already(&self) -> bool {
+        matches!(
+            (self.outbox.held(), &self.contract),
+            (
+                Some(TruckEffect::SubmitContract { round }),
+                Contract::Submitting { round: r, acknowledged, overwritten },
+            ) if round == r && (*acknowledged || *overwritten)
+        )
+    }
+
+    /// A hook that can only follow a held call, received after the call was made, proves
+    /// that it happened.
+    fn proven_by(&mut self, payload: &HookPayload, received_at_ms: u64) {
         let Some(held) = self.outbox.held() else { return };
+        if received_at_ms != 0 && self.outbox.held_since().is_some_and(|since| received_at_ms < since) {
+            return;
+        }
         let proven = matches!(
             (held, payload),
             (
@@ -818,7 +869,7 @@ impl TruckProcess {
     }
 
     fn submit_contract(&mut self, round: u32) {
-        self.contract = Contract::Submitting { round };
+        self.contract = Contract::Submitting { round, acknowledged: false, overwritten: false };
         self.outbox.push(TruckEffect::SubmitContract { round });
     }
 
@@ -834,7 +885,15 @@ impl TruckProcess {
         }
         match self.contract.clone() {
             Contract::NotSent if prefilled.is_some() => self.submit_contract(1),
-            Contract::NotSent | Contract::Submitting { .. } => {}
+            Contract::NotSent => {}
+            // Hooks that overtook the answer to our call: noted for when it comes.
+            Contract::Submitting { round, .. } if prefilled.is_none() => {
+                self.contract = Contract::Submitting { round, acknowledged: true, overwritten: false };
+            }
+            Contract::Submitting { round, acknowledged, .. } if overridden => {
+                self.contract = Contract::Submitting { round, acknowledged, overwritten: true };
+            }
+            Contract::Submitting { .. } => {}
             Contract::Submitted { round } | Contract::Accepted { round }
                 if overridden && round < CONTRACT_ROUNDS =>
             {
@@ -1047,8 +1106,14 @@ impl Workflow for TruckProcess {
     fn external_id(event: &TruckEvent) -> Option<&str> {
         event.external_id()
     }
-    fn effect_failed(effect: &str, error: ErrorReport) -> TruckEvent {
-        TruckEvent::EffectFailed { effect: effect.to_owned(), error }
+    fn effect_failed(effect: &TruckEffect, error: ErrorReport) -> TruckEvent {
+        match effect {
+            // Changelog v2: this insurer cannot be paid (a refusal: nothing changed at MUST).
+            TruckEffect::RequestPayment { insurer, .. } if error.code == PAYMENT_REFUSED => {
+                TruckEvent::PaymentRefused { insurer: insurer.clone(), error }
+            }
+            _ => TruckEvent::EffectFailed { effect: effect.key(), error },
+        }
     }
     fn effect_uncertain(effect: &str, at_ms: u64, detail: String) -> TruckEvent {
         TruckEvent::CallUncertain { effect: effect.to_owned(), at_ms, detail }

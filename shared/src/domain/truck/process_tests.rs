@@ -21,12 +21,12 @@ fn ins(code: &str) -> Insurer {
 
 /// A hook with a delivery id.
 fn hook(id: &str, payload: HookPayload) -> TruckEvent {
-    TruckEvent::Hook { id: id.into(), by_content: false, payload }
+    TruckEvent::Hook { id: id.into(), by_content: false, payload, received_at_ms: 0 }
 }
 
 /// A hook known only by its content (MUST sent no delivery id).
 fn content_hook(digest: &str, payload: HookPayload) -> TruckEvent {
-    TruckEvent::Hook { id: digest.into(), by_content: true, payload }
+    TruckEvent::Hook { id: digest.into(), by_content: true, payload, received_at_ms: 0 }
 }
 
 fn file(blob: &str) -> ArchivedFile {
@@ -168,6 +168,43 @@ fn a_recognised_contract_before_ours_fills_our_gaps_and_ours_is_sent() {
     feed(&mut p, &mut sent, happy_hooks()[1..].to_vec());
     assert_eq!(p.contract, Contract::Accepted { round: 1 });
     assert_eq!(p.stage, TruckStage::Issued);
+}
+
+#[test]
+fn hooks_that_overtake_the_answer_to_our_card_are_kept_for_when_it_comes() {
+    // Found by the simulation: MUST acknowledged our card, then recognition overwrote it,
+    // both before our runner (which died after the call) knew the call had gone through.
+    // Ignored then, the process waited for MUST and MUST for our card again.
+    let (mut p, mut sent) = started();
+    feed(&mut p, &mut sent, happy_hooks()[..1].to_vec());
+    p.apply(happy_hooks()[1].clone());
+    while let Some(TruckEffect::Notify(_)) = p.outbox.next().cloned() {
+        let key = p.outbox.next().map(EffectSpec::key).unwrap_or_default();
+        p.outbox.complete(&key, true);
+    }
+    let mut pending = p.clone();
+    // Our card is in flight (not completed): MUST's hooks come first.
+    pending.apply(hook("a", HookPayload::ContractUpdateCompleted { prefilled_contract: None }));
+    let overwrite = serde_json::json!({"vin": "RECOGNISED0000001", "owner": {"name": "someone else"}});
+    pending.apply(hook("b", HookPayload::ContractUpdateCompleted { prefilled_contract: Some(overwrite) }));
+    assert!(pending.outbox.is_pending("contract-1"));
+    // The attempt that died is found: its outcome unknown, but MUST's hooks prove it.
+    let uncertain =
+        TruckEvent::CallUncertain { effect: "contract-1".into(), at_ms: 9, detail: "died".into() };
+    assert_eq!(pending.apply(uncertain), Outcome::Advanced);
+    assert!(pending.outbox.review().is_none(), "not held: proven already");
+    assert_eq!(pending.outbox.calls_made("contract"), 1);
+    assert_eq!(
+        pending.outbox.pending(),
+        [TruckEffect::SubmitContract { round: 2 }],
+        "overwritten: ours goes again"
+    );
+    // Acknowledged only: accepted when the answer comes.
+    let mut acked = p.clone();
+    acked.apply(hook("a", HookPayload::ContractUpdateCompleted { prefilled_contract: None }));
+    assert_eq!(acked.apply(TruckEvent::ContractSubmitted { round: 1 }), Outcome::Advanced);
+    assert_eq!(acked.contract, Contract::Accepted { round: 1 });
+    let _ = sent;
 }
 
 #[test]
@@ -456,7 +493,11 @@ fn contradictions_are_rejected_and_leave_the_process_unchanged() {
     assert_eq!(p, before);
     let o = p.apply(TruckEvent::Initialized { scoring_id: ScoringId::parse("other").unwrap() });
     assert!(matches!(o, Outcome::Rejected(_)), "{o:?}");
-    let o = p.apply(TruckEvent::ReviewResolved { id: "r".into(), resolution: Resolution::DidNotHappen });
+    let o = p.apply(TruckEvent::ReviewResolved {
+        id: "r".into(),
+        effect: "init".into(),
+        resolution: Resolution::DidNotHappen,
+    });
     assert!(matches!(o, Outcome::Ignored(_)), "nothing is held (answered already): {o:?}");
 }
 
@@ -517,6 +558,7 @@ fn an_operator_resolves_a_review_either_way() {
     let (mut happened, mut sent) = held_on_payment();
     let yes = TruckEvent::ReviewResolved {
         id: "r1".into(),
+        effect: "payment-ingostrah".into(),
         resolution: Resolution::Happened { reference: None, number: None },
     };
     assert_eq!(happened.apply(yes.clone()), Outcome::Advanced);
@@ -526,9 +568,48 @@ fn an_operator_resolves_a_review_either_way() {
     assert_eq!(happened.outbox.next(), None);
 
     let (mut not, _) = held_on_payment();
-    not.apply(TruckEvent::ReviewResolved { id: "r2".into(), resolution: Resolution::DidNotHappen });
+    not.apply(TruckEvent::ReviewResolved {
+        id: "r2".into(),
+        effect: "payment-ingostrah".into(),
+        resolution: Resolution::DidNotHappen,
+    });
     assert!(not.outbox.review().is_none());
     assert_eq!(not.outbox.next().map(EffectSpec::key), Some("payment-ingostrah".into()), "sent again");
+}
+
+#[test]
+fn an_answer_about_a_call_no_longer_held_is_not_applied_to_the_next_hold() {
+    // The operator answered "happened" for an earlier hold that a hook had lifted meanwhile;
+    // applied to the payment held now, it would mark a call MUST never got as made.
+    let (mut p, _) = held_on_payment();
+    let stale = TruckEvent::ReviewResolved {
+        id: "r1".into(),
+        effect: "documents-1".into(),
+        resolution: Resolution::Happened { reference: None, number: None },
+    };
+    assert!(matches!(p.apply(stale), Outcome::Ignored(_)));
+    assert_eq!(p.outbox.review().map(|r| r.effect.as_str()), Some("payment-ingostrah"), "still held");
+    assert_eq!(p.payment, Payment::Requesting);
+}
+
+#[test]
+fn an_answer_that_arrives_after_the_end_is_moot_not_kept() {
+    // Found by the simulation: MUST's policy proved a held payment order and the process
+    // ended; the operator's answer, already queued, was kept and replayed forever.
+    let (mut p, mut sent) = held_on_payment();
+    feed(&mut p, &mut sent, happy_hooks()[6..].to_vec());
+    assert_eq!(p.stage, TruckStage::Issued);
+    let late = TruckEvent::ReviewResolved {
+        id: "r9".into(),
+        effect: "payment-ingostrah".into(),
+        resolution: Resolution::DidNotHappen,
+    };
+    assert!(matches!(p.apply(late), Outcome::Ignored(_)));
+    let correction = TruckEvent::DocumentsCorrected {
+        id: "fix-1".into(),
+        documents: vec![BankDocument { type_id: 11, s3_key: "in/b.pdf".into(), file_name: "b.pdf".into() }],
+    };
+    assert!(matches!(p.apply(correction), Outcome::Ignored(_)), "a correction after the end is moot too");
 }
 
 #[test]
@@ -537,11 +618,13 @@ fn init_held_for_review_needs_the_scoring_id_to_resolve_as_happened() {
     p.apply(TruckEvent::CallUncertain { effect: "init".into(), at_ms: 1, detail: "timed out".into() });
     let bare = TruckEvent::ReviewResolved {
         id: "r".into(),
+        effect: "init".into(),
         resolution: Resolution::Happened { reference: None, number: None },
     };
     assert!(matches!(p.apply(bare), Outcome::Rejected(_)));
     let with_id = TruckEvent::ReviewResolved {
         id: "r2".into(),
+        effect: "init".into(),
         resolution: Resolution::Happened { reference: Some("sc-77".into()), number: None },
     };
     assert_eq!(p.apply(with_id), Outcome::Advanced);
@@ -759,7 +842,7 @@ fn any_event() -> impl Strategy<Value = TruckEvent> {
         Just(Resolution::Happened { reference: Some("sc-9".into()), number: None }),
     ];
     prop_oneof![
-        8 => (id, payload, any::<bool>()).prop_map(|(id, payload, by_content)| TruckEvent::Hook { id, by_content, payload }),
+        8 => (id, payload, any::<bool>()).prop_map(|(id, payload, by_content)| TruckEvent::Hook { id, by_content, payload, received_at_ms: 0 }),
         1 => (id, Just(doc.clone())).prop_map(|(id, d)| TruckEvent::DocumentsCorrected { id, documents: vec![d] }),
         1 => (id, Just(doc)).prop_map(|(id, document)| TruckEvent::PaymentOrderReceived { id, document }),
         1 => (0u32..3).prop_map(|round| TruckEvent::DocumentsSubmitted { round }),
@@ -770,8 +853,8 @@ fn any_event() -> impl Strategy<Value = TruckEvent> {
             error: ErrorReport::integration(PAYMENT_REFUSED, "403"),
         }),
         1 => Just(TruckEvent::EffectFailed { effect: "x".into(), error: ErrorReport::integration("x", "y") }),
-        1 => (effect, 0u64..10).prop_map(|(effect, at_ms)| TruckEvent::CallUncertain { effect, at_ms, detail: "?".into() }),
-        1 => (id, resolution).prop_map(|(id, resolution)| TruckEvent::ReviewResolved { id, resolution }),
+        1 => (effect.clone(), 0u64..10).prop_map(|(effect, at_ms)| TruckEvent::CallUncertain { effect, at_ms, detail: "?".into() }),
+        1 => (id, effect, resolution).prop_map(|(id, effect, resolution)| TruckEvent::ReviewResolved { id, effect, resolution }),
         1 => id.prop_map(|id| TruckEvent::RetryArchive { id }),
     ]
 }

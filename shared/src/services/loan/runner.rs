@@ -56,6 +56,13 @@ where
     O: ObjectStore + Sync,
     B: BankOutbox + Sync,
 {
+    /// Handles one message of the loan queue, as SQS carries it.
+    pub async fn handle_body(&self, body: &str) -> Result<(), RetryLater> {
+        let message: LoanMessage = serde_json::from_str(body)
+            .map_err(|e| RetryLater::NotYet(format!("unreadable loan message: {e}")))?;
+        self.handle(message).await
+    }
+
     pub async fn handle(&self, message: LoanMessage) -> Result<(), RetryLater> {
         let (loan_number, event) = match message {
             LoanMessage::Drive { loan_number } => (loan_number, None),
@@ -160,3 +167,7 @@ where
         Ok(Some(LoanEvent::PrintFormArchived { file: None, problem: Some(problem) }))
     }
 }
+
+#[cfg(test)]
+#[path = "runner_tests.rs"]
+mod tests;

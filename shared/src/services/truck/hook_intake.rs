@@ -174,6 +174,245 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::adapters::memory::{MemorySqs, MemoryTable};
+    use crate::services::test_support::{drain, fifo, kept, sid, Flaky, Recorder};
+
+    const SECRET: &str = "local-hook-secret-0123456789";
+    const APPROVED: &str = r#"{"insuranceCompany":"ingostrah","writtenPremium":17847.29}"#;
+
+    fn intake<S, Q>(store: S, queue: Q) -> HookIntake<S, Q> {
+        HookIntake { store, queue, auth: HookAuth::from_config("shared-secret", SECRET).unwrap() }
+    }
+
+    /// A request with our secret, for `sc-1`, without a delivery id.
+    fn request(body: &[u8]) -> HookRequest<'_> {
+        HookRequest {
+            scoring_id: Some("sc-1"),
+            credentials: HookCredentials { secret: Some(SECRET.as_bytes()), ..Default::default() },
+            body,
+        }
+    }
+
+    fn status(reply: &Reply) -> (u16, &str) {
+        (reply.status, reply.body["status"].as_str().unwrap_or_default())
+    }
+
+    #[tokio::test]
+    async fn a_caller_without_the_secret_gets_401_and_nothing_is_stored_queued_or_kept() {
+        let (table, queue) = (MemoryTable::default(), fifo());
+        let hooks = intake(table.clone(), queue.clone());
+        for secret in [None, Some(&b"local-hook-secret-0123456780"[..])] {
+            for body in [APPROVED.as_bytes(), b"{not json"] {
+                let mut req = request(body);
+                req.credentials.secret = secret;
+                let reply = hooks.receive(HookKind::Approved, req).await;
+                assert_eq!(reply, Reply::new(401, json!({"error": "unauthorized"})));
+            }
+        }
+        assert_eq!(table.hooks(), 0);
+        assert!(queue.sent().is_empty());
+        assert!(kept(&table).await.is_empty(), "a refused caller's body is not kept either");
+    }
+
+    #[tokio::test]
+    async fn a_bad_scoring_id_gets_400_naming_the_rule_and_nothing_is_stored() {
+        let (table, queue) = (MemoryTable::default(), fifo());
+        let hooks = intake(table.clone(), queue.clone());
+        for scoring_id in [Some("../sc-1"), Some("a#b"), Some(""), None] {
+            let mut req = request(APPROVED.as_bytes());
+            req.scoring_id = scoring_id;
+            let reply = hooks.receive(HookKind::Approved, req).await;
+            assert_eq!(reply.status, 400, "{scoring_id:?}");
+            let error = reply.body["error"].as_str().unwrap();
+            assert!(error.starts_with("scoringId must be 1 to 64 characters of A-Z"), "{error}");
+        }
+        assert_eq!(table.hooks(), 0);
+        assert!(queue.sent().is_empty());
+        assert!(kept(&table).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_valid_hook_is_stored_and_queued_in_its_scoring_group_before_200() {
+        let (table, queue) = (MemoryTable::default(), fifo());
+        let reply = intake(table.clone(), queue.clone())
+            .receive(HookKind::Approved, request(APPROVED.as_bytes()))
+            .await;
+        let (expected_id, _) = hook_id(&sid("sc-1"), HookKind::Approved, None, APPROVED.as_bytes());
+        assert_eq!(reply, Reply::new(200, json!({"status": "accepted", "hookId": expected_id})));
+        assert_eq!(table.hooks(), 1);
+        let messages: Vec<(Option<String>, TruckMessage)> = drain(&queue);
+        let [(group, TruckMessage::Hook(hook))] = &messages[..] else { panic!("{messages:?}") };
+        assert_eq!(group.as_deref(), Some("sc-1"));
+        assert_eq!(
+            (hook.kind, hook.hook_id.as_str(), hook.by_content, hook.body.as_str(), hook.replays),
+            (HookKind::Approved, expected_id.as_str(), true, APPROVED, 0)
+        );
+        assert!(kept(&table).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_signed_hook_is_accepted_under_its_webhook_id() {
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let (table, queue) = (MemoryTable::default(), fifo());
+        let hooks = HookIntake {
+            store: table.clone(),
+            queue: queue.clone(),
+            auth: HookAuth::from_config("standard-webhooks", secret).unwrap(),
+        };
+        let now = (now_ms() / 1000) as i64;
+        let signature =
+            crate::services::truck::hook_auth::sign(secret, "msg_2KW", now, APPROVED.as_bytes()).unwrap();
+        let timestamp = now.to_string();
+        let credentials = HookCredentials {
+            id: Some("msg_2KW"),
+            timestamp: Some(&timestamp),
+            signature: Some(&signature),
+            ..Default::default()
+        };
+        let req = HookRequest { scoring_id: Some("sc-1"), credentials, body: APPROVED.as_bytes() };
+        let reply = hooks.receive(HookKind::Approved, req).await;
+        assert_eq!(reply, Reply::new(200, json!({"status": "accepted", "hookId": "msg_2KW"})));
+        let messages: Vec<(Option<String>, TruckMessage)> = drain(&queue);
+        assert!(
+            matches!(&messages[..], [(_, TruckMessage::Hook(h))] if h.hook_id == "msg_2KW" && !h.by_content)
+        );
+        // The same body signed for another body's signature is refused.
+        let req = HookRequest { scoring_id: Some("sc-1"), credentials, body: b"{}" };
+        assert_eq!(hooks.receive(HookKind::Approved, req).await.status, 401);
+        assert_eq!(table.hooks(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_body_we_cannot_use_is_kept_with_its_reason_and_answered_200() {
+        let (table, queue) = (MemoryTable::default(), fifo());
+        let hooks = intake(table.clone(), queue.clone());
+        let body = br#"{"writtenPremium":1000}"#;
+        let reply = hooks.receive(HookKind::Approved, request(body)).await;
+        let reason = "field insuranceCompany: missing";
+        assert_eq!(reply, Reply::new(200, json!({"status": "quarantined", "reason": reason})));
+        let items = kept(&table).await;
+        let [item] = &items[..] else { panic!("{items:?}") };
+        let (hook_id, _) = hook_id(&sid("sc-1"), HookKind::Approved, None, body);
+        assert_eq!(
+            item.origin,
+            KeptOrigin::Hook {
+                kind: HookKind::Approved,
+                scoring_id: sid("sc-1"),
+                hook_id,
+                by_content: true,
+                replays: 0
+            }
+        );
+        assert_eq!((item.reason.as_str(), item.body.as_bytes()), (reason, &body[..]));
+        assert_eq!(table.hooks(), 0, "not stored as a hook");
+        assert!(queue.sent().is_empty(), "not queued to the process");
+
+        let reply = hooks.receive(HookKind::PolicyIssued, request(&[0xFF, 0xFE, b'{'])).await;
+        assert_eq!(status(&reply), (200, "quarantined"));
+        assert_eq!(reply.body["reason"], "body is not UTF-8");
+        assert_eq!(kept(&table).await.len(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_oversized_body_is_kept_with_its_first_bytes_only() {
+        let (table, queue) = (MemoryTable::default(), fifo());
+        let body = vec![b' '; MAX_HOOK_BODY + 10];
+        let reply = intake(table.clone(), queue.clone()).receive(HookKind::Started, request(&body)).await;
+        assert_eq!(status(&reply), (200, "quarantined"));
+        assert!(reply.body["reason"].as_str().unwrap().contains("over the 204800-byte limit"), "{reply:?}");
+        let items = kept(&table).await;
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].body.len(), MAX_HOOK_BODY);
+        assert!(queue.sent().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_repeated_delivery_with_a_delivery_id_is_a_duplicate_and_one_message() {
+        let (table, queue) = (MemoryTable::default(), fifo());
+        let hooks = intake(table.clone(), queue.clone());
+        let mut replies = Vec::new();
+        for _ in 0..2 {
+            let mut req = request(APPROVED.as_bytes());
+            req.credentials.id = Some("msg_1");
+            replies.push(hooks.receive(HookKind::Approved, req).await);
+        }
+        assert_eq!(replies[0], Reply::new(200, json!({"status": "accepted", "hookId": "msg_1"})));
+        assert_eq!(replies[1], Reply::new(200, json!({"status": "duplicate", "hookId": "msg_1"})));
+        assert_eq!(table.hooks(), 1);
+        assert_eq!(queue.sent().len(), 1, "the queue drops the repeat by its delivery id");
+    }
+
+    #[tokio::test]
+    async fn each_delivery_of_a_hook_known_by_content_is_its_own_message() {
+        let (table, queue) = (MemoryTable::default(), Recorder::default());
+        let hooks = intake(table.clone(), queue.clone());
+        let first = hooks.receive(HookKind::DocumentsUploadFailed, request(b"{}")).await;
+        let second = hooks.receive(HookKind::DocumentsUploadFailed, request(b"{}")).await;
+        assert_eq!((status(&first), status(&second)), ((200, "accepted"), (200, "duplicate")));
+        assert_eq!(first.body["hookId"], second.body["hookId"]);
+        assert_eq!(table.hooks(), 1, "stored once");
+        let messages = queue.messages();
+        assert_eq!(
+            messages.len(),
+            2,
+            "both deliveries are queued; the process tells a repeat from a new hook"
+        );
+        for (body, group, dedup) in &messages {
+            let received = body["receivedAtMs"].as_u64().unwrap();
+            assert_eq!(group, "sc-1");
+            assert_eq!(
+                *dedup,
+                format!("{}-{received}", body["hookId"].as_str().unwrap()),
+                "one id per delivery"
+            );
+        }
+        // A delivery id is the deduplication id, whenever the delivery comes.
+        let mut req = request(b"{}");
+        req.credentials.id = Some("msg_7");
+        hooks.receive(HookKind::DocumentsUploadFailed, req).await;
+        assert_eq!(queue.messages()[2].2, "msg_7");
+    }
+
+    #[tokio::test]
+    async fn a_hook_not_stored_gets_503_and_is_not_queued() {
+        let (store, queue) = (Flaky::new(MemoryTable::default()), fifo());
+        let hooks = intake(store.clone(), queue.clone());
+        store.fail_next(1);
+        let reply = hooks.receive(HookKind::Approved, request(APPROVED.as_bytes())).await;
+        assert_eq!(reply, Reply::new(503, json!({"error": "temporarily unavailable, retry"})));
+        assert_eq!(store.inner.hooks(), 0);
+        assert!(queue.sent().is_empty());
+        // MUST's retry gets through.
+        assert_eq!(
+            status(&hooks.receive(HookKind::Approved, request(APPROVED.as_bytes())).await),
+            (200, "accepted")
+        );
+        assert_eq!((store.inner.hooks(), queue.sent().len()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_hook_stored_but_not_queued_gets_503_and_its_retry_is_queued() {
+        let (table, queue) = (MemoryTable::default(), Flaky::new(MemorySqs::default()));
+        let hooks = intake(table.clone(), queue.clone());
+        queue.fail_next(1);
+        let reply = hooks.receive(HookKind::Approved, request(APPROVED.as_bytes())).await;
+        assert_eq!(reply.status, 503);
+        assert_eq!(table.hooks(), 1, "stored before the queue failed");
+        assert!(queue.inner.sent().is_empty());
+        let retry = hooks.receive(HookKind::Approved, request(APPROVED.as_bytes())).await;
+        assert_eq!(status(&retry), (200, "duplicate"));
+        assert_eq!(queue.inner.sent().len(), 1, "the retry completes what was missing");
+    }
+
+    #[tokio::test]
+    async fn a_body_that_cannot_be_kept_gets_503() {
+        let store = Flaky::new(MemoryTable::default());
+        let hooks = intake(store.clone(), fifo());
+        store.fail_next(1);
+        let reply = hooks.receive(HookKind::Approved, request(b"{not json")).await;
+        assert_eq!(reply, Reply::new(503, json!({"error": "temporarily unavailable, retry"})));
+        assert!(kept(&store.inner).await.is_empty());
+    }
 
     #[test]
     fn hook_id_prefers_a_clean_webhook_id_and_else_digests_scoring_id_path_and_body() {

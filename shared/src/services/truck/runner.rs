@@ -87,6 +87,13 @@ where
     O: ObjectStore + Sync,
     B: BankOutbox + Sync,
 {
+    /// Handles one message of the truck queue, as SQS carries it.
+    pub async fn handle_body(&self, body: &str) -> Result<(), RetryLater> {
+        let message: TruckMessage = serde_json::from_str(body)
+            .map_err(|e| RetryLater::NotYet(format!("unreadable process message: {e}")))?;
+        self.handle(message).await
+    }
+
     /// Handles one message from the process queue.
     pub async fn handle(&self, message: TruckMessage) -> Result<(), RetryLater> {
         let (key, event, replays) = match message {
@@ -113,8 +120,12 @@ where
                 };
                 match HookPayload::parse(hook.kind, hook.body.as_bytes()) {
                     Ok(payload) => {
-                        let event =
-                            TruckEvent::Hook { id: hook.hook_id, by_content: hook.by_content, payload };
+                        let event = TruckEvent::Hook {
+                            id: hook.hook_id,
+                            by_content: hook.by_content,
+                            payload,
+                            received_at_ms: hook.received_at_ms,
+                        };
                         (key, Some(event), hook.replays)
                     }
                     Err(e) => return self.engine.quarantine(origin, e.to_string(), hook.body).await,
@@ -210,7 +221,8 @@ where
             TruckEffect::RequestPayment { insurer, method } => {
                 let sid = Self::scoring_id(p)?;
                 let request = PaymentRequest { insurance_company: insurer.clone() };
-                // Changelog v2: 403 means this insurer did not approve; the process takes the next offer.
+                // Changelog v2: 403 means this insurer did not approve (a refusal: nothing
+                // changed at MUST); the process takes the next offer.
                 let refused = engine
                     .call_once(attempt, || async {
                         match self.must.request_payment(sid, *method, &request, &idem).await {
@@ -220,13 +232,13 @@ where
                         }
                     })
                     .await?;
-                Ok(Some(match refused {
-                    None => TruckEvent::PaymentRequested { insurer: insurer.clone() },
-                    Some(message) => TruckEvent::PaymentRefused {
-                        insurer: insurer.clone(),
-                        error: ErrorReport::integration(PAYMENT_REFUSED, format!("HTTP 403: {message}")),
-                    },
-                }))
+                match refused {
+                    None => Ok(Some(TruckEvent::PaymentRequested { insurer: insurer.clone() })),
+                    Some(message) => Err(EffectFailure::Permanent(ErrorReport::integration(
+                        PAYMENT_REFUSED,
+                        format!("HTTP 403: {message}"),
+                    ))),
+                }
             }
             TruckEffect::ArchiveFiles { purpose, blob_ids } => {
                 self.archive(p, *purpose, blob_ids, attempt).await
@@ -304,3 +316,7 @@ where
         Ok(Some(TruckEvent::FilesArchived { purpose, files, pending }))
     }
 }
+
+#[cfg(test)]
+#[path = "runner_tests.rs"]
+mod tests;

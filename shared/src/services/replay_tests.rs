@@ -1,0 +1,433 @@
+//! Replay on the in-memory ports: each kept input re-driven the way it first came in
+//! and released, or reported and kept; a held review answered.
+
+use std::time::Duration;
+
+use super::*;
+use crate::adapters::memory::{MemoryObjects, MemorySqs, MemoryTable};
+use crate::domain::bima::api::Calculation;
+use crate::domain::must::hook::HookKind;
+use crate::domain::truck::bank::BankDocument;
+use crate::domain::workflow::Workflow;
+use crate::services::engine::Engine;
+use crate::services::keep::keep;
+use crate::services::loan::runner::{bima_refusal, LoanRunner, PrintLinkCaller};
+use crate::services::retry::Backoff;
+use crate::services::test_support::{
+    drain, edited, fifo, kept, loan_issued, loan_key, process_id, sent_json, sid, truck_key, truck_request,
+    Flaky, Plan, ScriptedBima, LOAN_NUMBER, REQUEST_ID, TRUCK_POLICY_REQUESTED,
+};
+
+const APPROVED: &str = r#"{"insuranceCompany":"ingostrah","writtenPremium":1000}"#;
+
+/// The operator's ports: the table, the two process queues, the bank-events queue.
+struct Ops<P = MemorySqs> {
+    table: MemoryTable,
+    trucks: P,
+    loans: MemorySqs,
+    bank_events: MemorySqs,
+}
+
+impl Ops {
+    fn new() -> Ops {
+        Ops {
+            table: MemoryTable::default(),
+            trucks: fifo(),
+            loans: fifo(),
+            bank_events: MemorySqs::default(),
+        }
+    }
+}
+
+impl<P: Clone> Ops<P> {
+    fn replay(&self) -> Replay<MemoryTable, P, MemorySqs, MemorySqs> {
+        Replay {
+            store: self.table.clone(),
+            trucks: self.trucks.clone(),
+            loans: self.loans.clone(),
+            bank_events: self.bank_events.clone(),
+        }
+    }
+
+    /// Keeps an item as the services do; returns its id.
+    async fn keep(&self, origin: KeptOrigin, reason: &str, body: &str) -> String {
+        let item = Quarantined::new(origin, reason.into(), body.into(), now_ms());
+        keep(&self.table, &item).await.unwrap();
+        item.id
+    }
+}
+
+fn kept_hook(scoring: &str, kind: HookKind, hook_id: &str) -> KeptOrigin {
+    KeptOrigin::Hook {
+        kind,
+        scoring_id: sid(scoring),
+        hook_id: hook_id.into(),
+        by_content: false,
+        replays: 0,
+    }
+}
+
+fn kept_ids(items: &[Quarantined]) -> Vec<String> {
+    items.iter().map(|i| i.id.clone()).collect()
+}
+
+/// The example process stored, initialized with scoringId `sc-1`.
+async fn initialized(table: &MemoryTable) {
+    let mut p = TruckProcess::start(truck_request());
+    table.create(&p).await.unwrap();
+    p.apply(TruckEvent::Initialized { scoring_id: sid("sc-1") });
+    table.save(&p, 1, &["SCORING#sc-1".to_owned()]).await.unwrap();
+}
+
+/// The example loan stored, its sale held for review.
+async fn loan_held_on_the_sale(table: &MemoryTable) {
+    let mut p = LoanProcess::start(loan_issued());
+    let calculation =
+        Calculation { premium: "3000.00".into(), sum_insured: "500000".into(), risks: vec!["death".into()] };
+    p.apply(LoanEvent::Calculated { calculation });
+    p.apply(LoanEvent::CallUncertain { effect: "sale".into(), at_ms: 5, detail: "timed out".into() });
+    assert_eq!(p.outbox.review().map(|r| r.effect.as_str()), Some("sale"));
+    notices_sent(&mut p);
+    table.create(&p).await.unwrap();
+}
+
+/// The process as the runner leaves it once the bank was told: no notice pending.
+fn notices_sent<W: Workflow>(p: &mut W) {
+    use crate::domain::workflow::EffectSpec;
+    let sent: Vec<String> = p.outbox().pending().iter().filter(|e| e.is_notice()).map(|e| e.key()).collect();
+    for key in sent {
+        p.outbox_mut().complete(&key, true);
+    }
+}
+
+fn correction() -> TruckEvent {
+    let document = BankDocument {
+        type_id: 11,
+        s3_key: "inbound/REQ-2026-0001/sts-2.pdf".into(),
+        file_name: "sts-2.pdf".into(),
+    };
+    TruckEvent::DocumentsCorrected { id: "evt-0002".into(), documents: vec![document] }
+}
+
+#[tokio::test]
+async fn a_kept_hook_that_passes_its_checks_is_stored_queued_and_released() {
+    let ops = Ops::new();
+    let id = ops
+        .keep(kept_hook("sc-1", HookKind::Approved, "msg_1"), "unknown scoringId after 601s", APPROVED)
+        .await;
+    // Its first delivery went on the queue under its delivery id moments ago.
+    let first = received_hook("msg_1", 0);
+    TruckQueue::enqueue(&ops.trucks, &TruckMessage::Hook(first), "sc-1", "msg_1").await.unwrap();
+    drain::<TruckMessage>(&ops.trucks);
+
+    let report = ops.replay().quarantined().await.unwrap();
+    assert_eq!(report, ReplayReport { replayed: vec![id], still_failing: vec![] });
+    assert!(kept(&ops.table).await.is_empty());
+    assert_eq!(ops.table.hooks(), 1, "stored again, as the intake stores it");
+    let queued: Vec<(Option<String>, TruckMessage)> = drain(&ops.trucks);
+    let [(group, TruckMessage::Hook(hook))] = &queued[..] else { panic!("{queued:?}") };
+    assert_eq!(group.as_deref(), Some("sc-1"), "not dropped as a repeat of its first delivery");
+    assert_eq!(
+        (hook.kind, hook.hook_id.as_str(), hook.by_content, hook.body.as_str(), hook.replays),
+        (HookKind::Approved, "msg_1", false, APPROVED, 1)
+    );
+}
+
+fn received_hook(hook_id: &str, replays: u32) -> ReceivedHook {
+    ReceivedHook {
+        scoring_id: sid("sc-1"),
+        kind: HookKind::Approved,
+        hook_id: hook_id.into(),
+        by_content: false,
+        body: APPROVED.into(),
+        received_at_ms: now_ms(),
+        replays,
+    }
+}
+
+#[tokio::test]
+async fn a_kept_hook_still_failing_its_checks_is_reported_and_kept() {
+    let ops = Ops::new();
+    let id = ops
+        .keep(kept_hook("sc-1", HookKind::Approved, "msg_2"), "field insuranceCompany: missing", "{}")
+        .await;
+    let report = ops.replay().quarantined().await.unwrap();
+    assert_eq!(report.replayed, Vec::<String>::new());
+    assert_eq!(report.still_failing, [(id.clone(), "field insuranceCompany: missing".to_owned())]);
+    assert_eq!(kept_ids(&kept(&ops.table).await), [id]);
+    assert_eq!(ops.table.hooks(), 0);
+    assert!(ops.trucks.sent().is_empty());
+}
+
+#[tokio::test]
+async fn a_kept_bank_event_that_now_passes_goes_back_on_the_bank_events_queue() {
+    let ops = Ops::new();
+    let origin =
+        KeptOrigin::BankEvent { event_id: "evt-0001".into(), event_type: "truck.policy-requested".into() };
+    let good = ops.keep(origin.clone(), "an old rule", TRUCK_POLICY_REQUESTED).await;
+    let bad_body = edited(TRUCK_POLICY_REQUESTED, |v| v["vehicle"]["vin"] = serde_json::json!("SHORT"));
+    let bad = ops.keep(origin, "vehicle.vin: 17 letters or digits", &bad_body).await;
+    let report = ops.replay().quarantined().await.unwrap();
+    assert_eq!(report.replayed, [good]);
+    assert_eq!(report.still_failing, [(bad.clone(), "vehicle.vin: 17 letters or digits".to_owned())]);
+    let expected: serde_json::Value = serde_json::from_str(TRUCK_POLICY_REQUESTED).unwrap();
+    assert_eq!(sent_json(&ops.bank_events), [expected], "the event, as the bank sent it");
+    assert_eq!(kept_ids(&kept(&ops.table).await), [bad]);
+    assert!(ops.trucks.sent().is_empty(), "the intake routes it, not the replay");
+}
+
+#[tokio::test]
+async fn a_kept_truck_event_goes_to_its_process_with_the_next_replay_number() {
+    let ops = Ops::new();
+    initialized(&ops.table).await;
+    let origin = KeptOrigin::Event { process: truck_key(), event_id: "evt-0002".into(), replays: 1 };
+    let body = serde_json::to_string(&correction()).unwrap();
+    let id = ops.keep(origin, "documents already accepted", &body).await;
+    let report = ops.replay().quarantined().await.unwrap();
+    assert_eq!(report.replayed, [id]);
+    let queued: Vec<(Option<String>, TruckMessage)> = drain(&ops.trucks);
+    let expected = TruckMessage::BankEvent { process_id: process_id(), event: correction(), replays: 2 };
+    assert_eq!(queued, [(Some("sc-1".to_owned()), expected)], "in the group the process's hooks use");
+    assert!(kept(&ops.table).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_kept_drive_of_a_truck_process_that_is_not_an_event_stays_kept() {
+    let ops = Ops::new();
+    let origin = KeptOrigin::Event { process: truck_key(), event_id: "drive".into(), replays: 0 };
+    let id = ops.keep(origin, "unknown process", "null").await;
+    let report = ops.replay().quarantined().await.unwrap();
+    let [(failing, why)] = &report.still_failing[..] else { panic!("{report:?}") };
+    assert_eq!(failing, &id);
+    assert!(why.starts_with("not a truck process event"), "{why}");
+    assert_eq!(kept(&ops.table).await.len(), 1);
+    assert!(ops.trucks.sent().is_empty());
+}
+
+#[tokio::test]
+async fn a_kept_loan_event_goes_to_its_loan_and_a_kept_effect_result_becomes_a_drive() {
+    let ops = Ops::new();
+    let answer = LoanEvent::RetryArchive { id: "retry-7".into() };
+    let event = KeptOrigin::Event { process: loan_key(), event_id: "retry-7".into(), replays: 0 };
+    ops.keep(event, "the loan's insurance has ended", &serde_json::to_string(&answer).unwrap()).await;
+    let result = KeptOrigin::Event { process: loan_key(), event_id: "internal".into(), replays: 0 };
+    ops.keep(result, "contradicts the process", r#"{"some":"effect result"}"#).await;
+    let report = ops.replay().quarantined().await.unwrap();
+    assert_eq!((report.replayed.len(), report.still_failing.len()), (2, 0));
+    let mut queued: Vec<(Option<String>, LoanMessage)> = drain(&ops.loans);
+    queued.sort_by_key(|(_, m)| matches!(m, LoanMessage::Drive { .. }));
+    let group = Some(LOAN_NUMBER.to_owned());
+    assert_eq!(
+        queued,
+        [
+            (group.clone(), LoanMessage::Event { loan_number: LOAN_NUMBER.into(), event: answer }),
+            (group, LoanMessage::Drive { loan_number: LOAN_NUMBER.into() }),
+        ]
+    );
+    assert!(kept(&ops.table).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_held_review_is_reported_as_waiting_for_a_person_and_kept() {
+    let ops = Ops::new();
+    loan_held_on_the_sale(&ops.table).await;
+    let id = ops
+        .keep(KeptOrigin::Review { process: loan_key(), effect: "sale".into(), attempt: 1 }, "HTTP 502", "")
+        .await;
+    let report = ops.replay().quarantined().await.unwrap();
+    let [(failing, why)] = &report.still_failing[..] else { panic!("{report:?}") };
+    assert_eq!(failing, &id);
+    assert!(why.starts_with("LOAN#1234567890 is held: was sale received by the partner?"), "{why}");
+    assert!(why.contains("polis-replay resolve LOAN#1234567890 happened|did-not-happen"), "{why}");
+    assert_eq!(kept_ids(&kept(&ops.table).await), [id]);
+    assert!(ops.loans.sent().is_empty());
+}
+
+#[tokio::test]
+async fn a_review_that_outlived_its_hold_is_released() {
+    // The hold was lifted (a hook proved the call) and the runner died before releasing
+    // the review's record: nobody must be asked about it any more.
+    let ops = Ops::new();
+    ops.table.create(&LoanProcess::start(loan_issued())).await.unwrap();
+    let id = ops
+        .keep(KeptOrigin::Review { process: loan_key(), effect: "sale".into(), attempt: 1 }, "HTTP 502", "")
+        .await;
+    let report = ops.replay().quarantined().await.unwrap();
+    assert_eq!((report.replayed, report.still_failing), (vec![id], vec![]));
+    assert!(kept(&ops.table).await.is_empty());
+    assert!(ops.loans.sent().is_empty(), "nothing is sent for it");
+}
+
+#[tokio::test]
+async fn a_pending_archive_is_tried_again_through_its_process() {
+    let ops = Ops::new();
+    ops.keep(KeptOrigin::ArchivePending { process: loan_key(), attempt: 5 }, "print form not archived", "")
+        .await;
+    ops.keep(
+        KeptOrigin::ArchivePending { process: truck_key(), attempt: 2 },
+        "1 policy file(s) not archived",
+        "",
+    )
+    .await;
+    let report = ops.replay().quarantined().await.unwrap();
+    assert_eq!(report.replayed.len(), 2);
+    let loans: Vec<(Option<String>, LoanMessage)> = drain(&ops.loans);
+    assert!(
+        matches!(&loans[..], [(Some(g), LoanMessage::Event { event: LoanEvent::RetryArchive { id }, .. })]
+            if g == LOAN_NUMBER && id.starts_with("retry-archive-")),
+        "{loans:?}"
+    );
+    let trucks: Vec<(Option<String>, TruckMessage)> = drain(&ops.trucks);
+    assert!(
+        matches!(&trucks[..], [(Some(g), TruckMessage::BankEvent { event: TruckEvent::RetryArchive { .. }, replays: 0, .. })]
+            if g == REQUEST_ID),
+        "{trucks:?}"
+    );
+    assert!(kept(&ops.table).await.is_empty());
+}
+
+#[tokio::test]
+async fn an_item_that_cannot_be_queued_stops_the_replay_and_stays_kept() {
+    let inner = Ops::new();
+    let ops = Ops {
+        table: inner.table.clone(),
+        trucks: Flaky::new(inner.trucks.clone()),
+        loans: inner.loans,
+        bank_events: inner.bank_events,
+    };
+    let id = ops
+        .keep(kept_hook("sc-1", HookKind::Approved, "msg_3"), "unknown scoringId after 700s", APPROVED)
+        .await;
+    ops.trucks.fail_next(1);
+    assert!(ops.replay().quarantined().await.is_err());
+    assert_eq!(kept_ids(&kept(&ops.table).await), std::slice::from_ref(&id), "released only once re-driven");
+    assert_eq!(ops.replay().quarantined().await.unwrap().replayed, [id]);
+}
+
+#[tokio::test]
+async fn resolving_what_is_not_held_sends_nothing() {
+    let ops = Ops::new();
+    let happened = || Resolution::Happened { reference: None, number: None };
+    assert_eq!(
+        ops.replay().resolve(&loan_key(), happened()).await.unwrap(),
+        Err("LOAN#1234567890 does not exist".into())
+    );
+    ops.table.create(&TruckProcess::start(truck_request())).await.unwrap();
+    assert_eq!(
+        ops.replay().resolve(&truck_key(), happened()).await.unwrap(),
+        Err("TRUCK#REQ-2026-0001 is not held for review".into())
+    );
+    assert!(ops.trucks.sent().is_empty() && ops.loans.sent().is_empty());
+}
+
+#[tokio::test]
+async fn resolving_a_held_loan_queues_the_answer_and_releases_its_review_only() {
+    let ops = Ops::new();
+    loan_held_on_the_sale(&ops.table).await;
+    ops.keep(KeptOrigin::Review { process: loan_key(), effect: "sale".into(), attempt: 1 }, "timed out", "")
+        .await;
+    let other = ops
+        .keep(KeptOrigin::Review { process: truck_key(), effect: "init".into(), attempt: 1 }, "reset", "")
+        .await;
+    let happened = Resolution::Happened { reference: Some("100234".into()), number: Some("CL-9".into()) };
+    ops.replay().resolve(&loan_key(), happened.clone()).await.unwrap().unwrap();
+    let queued: Vec<(Option<String>, LoanMessage)> = drain(&ops.loans);
+    let [(group, LoanMessage::Event { loan_number, event: LoanEvent::ReviewResolved { id, resolution, .. } })] =
+        &queued[..]
+    else {
+        panic!("{queued:?}")
+    };
+    assert_eq!((group.as_deref(), loan_number.as_str()), (Some(LOAN_NUMBER), LOAN_NUMBER));
+    assert!(id.starts_with("review-resolved-"));
+    assert_eq!(resolution, &happened);
+    assert_eq!(kept_ids(&kept(&ops.table).await), [other], "another process's review stays");
+}
+
+#[tokio::test]
+async fn resolving_a_held_init_with_its_scoring_id_brings_the_hooks_kept_meanwhile() {
+    let ops = Ops::new();
+    let mut p = TruckProcess::start(truck_request());
+    p.apply(TruckEvent::CallUncertain { effect: "init".into(), at_ms: 5, detail: "reset".into() });
+    notices_sent(&mut p);
+    ops.table.create(&p).await.unwrap();
+    ops.keep(KeptOrigin::Review { process: truck_key(), effect: "init".into(), attempt: 1 }, "reset", "")
+        .await;
+    let types = r#"{"documentTypes":[11,12]}"#;
+    ops.keep(
+        kept_hook("sc-9", HookKind::DocumentsTypesRequired, "msg_9"),
+        "unknown scoringId after 601s",
+        types,
+    )
+    .await;
+    let elsewhere = ops
+        .keep(kept_hook("sc-8", HookKind::Approved, "msg_8"), "unknown scoringId after 601s", APPROVED)
+        .await;
+    let happened = Resolution::Happened { reference: Some("sc-9".into()), number: None };
+    ops.replay().resolve(&truck_key(), happened.clone()).await.unwrap().unwrap();
+    let queued: Vec<(Option<String>, TruckMessage)> = drain(&ops.trucks);
+    let groups: Vec<Option<&str>> = queued.iter().map(|(g, _)| g.as_deref()).collect();
+    // The answer in the process's own group: in the scoringId's, it would wait behind the
+    // hooks that wait for it.
+    assert_eq!(groups, [Some(truck_key().id()), Some("sc-9")], "{queued:?}");
+    assert!(
+        matches!(&queued[0].1, TruckMessage::BankEvent { event: TruckEvent::ReviewResolved { resolution, .. }, .. } if *resolution == happened)
+    );
+    assert!(
+        matches!(&queued[1].1, TruckMessage::Hook(h) if h.scoring_id == sid("sc-9") && h.body == types && h.replays == 1),
+        "the kept hook goes again, to wait in its scoringId's group for the answer"
+    );
+    assert_eq!(
+        kept_ids(&kept(&ops.table).await),
+        [elsewhere],
+        "the review and the re-driven hook are released"
+    );
+}
+
+#[tokio::test]
+async fn an_init_that_did_not_happen_is_answered_in_the_request_group() {
+    let ops = Ops::new();
+    let mut p = TruckProcess::start(truck_request());
+    p.apply(TruckEvent::CallUncertain { effect: "init".into(), at_ms: 5, detail: "reset".into() });
+    notices_sent(&mut p);
+    ops.table.create(&p).await.unwrap();
+    ops.replay().resolve(&truck_key(), Resolution::DidNotHappen).await.unwrap().unwrap();
+    let queued: Vec<(Option<String>, TruckMessage)> = drain(&ops.trucks);
+    assert!(
+        matches!(&queued[..], [(Some(g), TruckMessage::BankEvent { event: TruckEvent::ReviewResolved { resolution: Resolution::DidNotHappen, .. }, .. })] if g == REQUEST_ID),
+        "{queued:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_answered_review_reaches_the_runner_and_the_sale_is_not_made_again() {
+    let ops = Ops::new();
+    ops.table.create(&LoanProcess::start(loan_issued())).await.unwrap();
+    let bima = ScriptedBima::default();
+    bima.plan("sale", &[Plan::LostAnswer]);
+    let runner = LoanRunner {
+        engine: Engine {
+            store: ops.table.clone(),
+            effect_lease: Duration::from_millis(50),
+            backoff: Backoff { attempts: 1, first_delay: Duration::from_millis(1) },
+            refusal: bima_refusal,
+            partner_idempotent: false,
+        },
+        bima: bima.clone(),
+        objects: MemoryObjects::default(),
+        outbox: MemorySqs::default(),
+        archive_bucket: "archive".into(),
+        print_link: PrintLinkCaller::Polis,
+    };
+    runner.handle(LoanMessage::Drive { loan_number: LOAN_NUMBER.into() }).await.unwrap();
+    assert_eq!(kept(&ops.table).await.len(), 1, "the held sale is listed");
+    let happened = Resolution::Happened { reference: Some("100234".into()), number: None };
+    ops.replay().resolve(&loan_key(), happened).await.unwrap().unwrap();
+    for (_, message) in drain::<LoanMessage>(&ops.loans) {
+        runner.handle(message).await.unwrap();
+    }
+    let p = ops.table.load::<LoanProcess>(&loan_key()).await.unwrap().unwrap().value;
+    assert_eq!(p.policy.as_ref().and_then(|s| s.policy_id.as_deref()), Some("100234"));
+    assert_eq!(p.stage_name(), "issued");
+    assert_eq!(bima.calls("sale"), 1);
+    assert!(kept(&ops.table).await.is_empty());
+}
