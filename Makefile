@@ -17,6 +17,8 @@ help:
 	@echo "make check  - fmt, clippy -D warnings"
 	@echo "make validate-template - cfn-lint, sam validate --lint, sam build (one bootstrap per function)"
 	@echo "make bench  - release build, then the benchmark table (BENCH_ARGS='--flows 1000' for more)"
+	@echo "make sim    - the deterministic simulation: SEED=7 replays one run; SEEDS, TRUCKS, LOANS, IN_FLIGHT size it"
+	@echo "make soak   - the simulation at scale: 100,000 truck flows and 100,000 loans, faults on"
 
 $(VENV)/.installed:
 	python3 -m venv $(VENV)
@@ -52,6 +54,18 @@ check:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
+SEED ?= 1
+SEEDS ?= 1
+TRUCKS ?= 200
+LOANS ?= 200
+IN_FLIGHT ?= 64
+sim:
+	cargo run --release --quiet -p polis-sim --bin sim -- --seed $(SEED) --seeds $(SEEDS) \
+		--trucks $(TRUCKS) --loans $(LOANS) --in-flight $(IN_FLIGHT)
+
+soak:
+	cargo run --release --quiet -p polis-sim --bin sim -- --seed $(SEED) --trucks 100000 --loans 100000 --in-flight 512
+
 bench: deps emulator
 	@command -v zip >/dev/null || (apt-get update -qq && apt-get install -y -qq zip)
 	cargo build --release --workspace --bins
@@ -61,4 +75,4 @@ validate-template:
 	@mkdir -p .local
 	scripts/validate-template.sh
 
-.PHONY: help deps build emulator run test up down check bench validate-template
+.PHONY: help deps build emulator run test up down check bench sim soak validate-template

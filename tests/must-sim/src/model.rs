@@ -1,0 +1,707 @@
+//! MUST as its documents describe it, without a transport: each call of the partner
+//! API is a method that answers with an HTTP status and body, and the hooks and
+//! payments it sets off are queued as [`Event`]s for whoever carries them (the HTTP
+//! server in [`crate::http`], or a simulation that delivers them itself).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Mutex, MutexGuard};
+
+use serde_json::{json, Value};
+
+use crate::pdf;
+use crate::scenario::{Call, CallFault, Failure, OfferOutcome, PolicyFile, Scenario};
+use crate::{SimConfig, Stats};
+
+/// An answer of the API: a status and a JSON body, an empty body, or a file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub body: Body,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Body {
+    Empty,
+    Json(Value),
+    File {
+        content_type: String,
+        bytes: Vec<u8>,
+    },
+    /// Go to this path on the same host (with a 3xx status).
+    Redirect(String),
+}
+
+impl Reply {
+    /// A success with an empty body: all MUST's documents promise for most calls.
+    pub fn bare_ok() -> Reply {
+        Reply { status: 200, body: Body::Empty }
+    }
+
+    pub fn json(value: Value) -> Reply {
+        Reply { status: 200, body: Body::Json(value) }
+    }
+
+    /// An error as MUST answers one: `message`, and `errorCode` when there is one.
+    pub fn error(status: u16, code: Option<u32>, message: &str) -> Reply {
+        let mut body = json!({"message": message});
+        if let Some(code) = code {
+            body["errorCode"] = json!(code);
+        }
+        Reply { status, body: Body::Json(body) }
+    }
+
+    pub fn unauthorized() -> Reply {
+        Reply::error(401, None, "token missing or expired")
+    }
+}
+
+/// A reply, how long it takes, and how the transport should fail it (the change, if
+/// any, is made already).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub reply: Reply,
+    pub delay: Option<std::time::Duration>,
+    pub failure: Option<Failure>,
+}
+
+impl From<Reply> for Answer {
+    fn from(reply: Reply) -> Answer {
+        Answer { reply, delay: None, failure: None }
+    }
+}
+
+impl Answer {
+    /// `reply`, failed as `failure` says.
+    pub fn failing(reply: Reply, failure: Option<Failure>) -> Answer {
+        Answer { reply, delay: None, failure }
+    }
+}
+
+/// A hook MUST sends to the partner.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hook {
+    pub scoring_id: String,
+    /// The path under `/api/hooks/{scoringId}/`.
+    pub path: &'static str,
+    pub body: Value,
+    /// The delivery id, sent as `webhook-id` when `with_id` (and always when signing).
+    pub id: String,
+    /// Deliveries of this hook at the same instant (a race test; normally 1).
+    pub concurrent: u32,
+    pub with_id: bool,
+}
+
+/// What MUST sets off after answering, for the carrier to perform.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// Deliver this hook after the earlier hooks of its process, retried until HTTP 200.
+    Hook(Hook),
+    /// The customer got a payment link and will pay a little later: call [`Must::pay`].
+    CustomerWillPay { scoring_id: String },
+}
+
+#[derive(Debug, Default)]
+struct Process {
+    vin: String,
+    scenario: Scenario,
+    documents_round: u32,
+    associated_types: HashSet<u32>,
+    documents_accepted: bool,
+    /// The last contract card MUST holds came from the partner (not from recognition).
+    contract_from_partner: bool,
+    recognition_done: bool,
+    scoring_started: bool,
+    approved: HashSet<String>,
+    payment_requested: bool,
+    paid: bool,
+    hooks_sent: u32,
+}
+
+/// A file MUST holds: uploaded by the partner, or issued (drafts, invoices, policies).
+#[derive(Debug, Clone)]
+struct Blob {
+    content_type: String,
+    bytes: Vec<u8>,
+}
+
+#[derive(Default)]
+struct State {
+    tokens: HashMap<String, u64>,
+    blobs: HashMap<String, Blob>,
+    scenarios: HashMap<String, Scenario>,
+    processes: HashMap<String, Process>,
+    idempotent: HashMap<String, Value>,
+    events: VecDeque<Event>,
+    /// Planned faults that have fired, by vehicle and call (each fires once).
+    fired: HashSet<(String, Call)>,
+    next_id: u64,
+    stats: Stats,
+}
+
+/// MUST's partner API and back office.
+pub struct Must {
+    config: SimConfig,
+    clock: fn() -> u64,
+    state: Mutex<State>,
+}
+
+fn system_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn not_approved() -> Reply {
+    Reply::error(403, None, "insurance company has not approved this scoring")
+}
+
+impl Must {
+    pub fn new(config: SimConfig) -> Must {
+        Must::with_clock(config, system_ms)
+    }
+
+    /// A MUST that reads the time from `clock` (epoch milliseconds), e.g. a simulation's.
+    pub fn with_clock(config: SimConfig, clock: fn() -> u64) -> Must {
+        Must { config, clock, state: Mutex::default() }
+    }
+
+    pub fn config(&self) -> &SimConfig {
+        &self.config
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock only means a caller panicked; the data is still usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn now_ms(&self) -> u64 {
+        (self.clock)()
+    }
+
+    /// What happened that the carrier must act on, oldest first.
+    pub fn take_events(&self) -> Vec<Event> {
+        self.lock().events.drain(..).collect()
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.lock().stats.clone()
+    }
+
+    pub fn set_scenario(&self, vin: &str, scenario: Scenario) {
+        self.lock().scenarios.insert(vin.to_owned(), scenario);
+    }
+
+    /// Drops every token, as if they all expired.
+    pub fn expire_tokens(&self) {
+        self.lock().tokens.clear();
+    }
+
+    /// The changes MUST made for a vehicle, by call: what the partner saw, whatever the caller was told.
+    pub fn changes(&self, vin: &str) -> HashMap<String, u64> {
+        self.lock().stats.changes.get(vin).cloned().unwrap_or_default()
+    }
+
+    /// The scoringIds MUST gave the vehicle's processes, oldest first (its back office, as an
+    /// operator would look it up).
+    pub fn scorings(&self, vin: &str) -> Vec<String> {
+        let state = self.lock();
+        let mut ids: Vec<&String> =
+            state.processes.iter().filter(|(_, p)| p.vin == vin).map(|(sid, _)| sid).collect();
+        ids.sort_by_key(|sid| sid.rsplit('-').next().and_then(|n| n.parse::<u64>().ok()));
+        ids.into_iter().cloned().collect()
+    }
+
+    /// The contract card MUST holds for a vehicle.
+    pub fn contract_of(&self, vin: &str) -> Option<Value> {
+        self.lock().stats.contracts.get(vin).cloned()
+    }
+
+    /// Counts a hook delivery attempt (by the carrier).
+    pub fn delivered(&self, path: &str, ok: bool) {
+        let mut state = self.lock();
+        if ok {
+            *state.stats.hooks_delivered.entry(path.to_owned()).or_default() += 1;
+        } else {
+            state.stats.hook_retries += 1;
+        }
+    }
+
+    fn count(&self, name: &str) {
+        *self.lock().stats.calls.entry(name.to_owned()).or_default() += 1;
+    }
+
+    /// A bearer token MUST issued and that has not expired.
+    pub fn authorised(&self, token: Option<&str>) -> bool {
+        let now = self.now_ms();
+        let mut state = self.lock();
+        let ok = token.and_then(|t| state.tokens.get(t)).is_some_and(|exp| *exp > now);
+        if !ok {
+            state.stats.unauthorized += 1;
+        }
+        ok
+    }
+
+    fn new_id(&self, prefix: &str) -> String {
+        let now = self.now_ms();
+        let mut state = self.lock();
+        state.next_id += 1;
+        format!("{prefix}-{:08x}-{}", now as u32, state.next_id)
+    }
+
+    fn with_process<T>(&self, sid: &str, f: impl FnOnce(&mut Process) -> T) -> Option<T> {
+        self.lock().processes.get_mut(sid).map(f)
+    }
+
+    /// Queues a hook behind the earlier hooks of its process.
+    fn send_hook(&self, scoring_id: &str, path: &'static str, body: Value) {
+        let mut state = self.lock();
+        let send_ids = self.config.send_webhook_ids;
+        let Some(process) = state.processes.get_mut(scoring_id) else {
+            return;
+        };
+        process.hooks_sent += 1;
+        let copies = if process.scenario.duplicate_hooks { 2 } else { 1 };
+        let hook = Hook {
+            scoring_id: scoring_id.to_owned(),
+            path,
+            body,
+            id: format!("hook-{scoring_id}-{}", process.hooks_sent),
+            concurrent: process.scenario.concurrent_deliveries.max(1),
+            with_id: process.scenario.webhook_ids || send_ids,
+        };
+        for _ in 0..copies {
+            state.events.push_back(Event::Hook(hook.clone()));
+        }
+    }
+
+    /// The planned fault for this call of the vehicle, if it has not fired yet (it fires now).
+    fn take_fault(&self, vin: &str, scenario: &Scenario, call: Call) -> Option<CallFault> {
+        let fault = scenario.faults.iter().find(|f| f.call == call).copied()?;
+        self.lock().fired.insert((vin.to_owned(), call)).then_some(fault)
+    }
+
+    /// Counts a change MUST made for the vehicle.
+    fn changed(&self, vin: &str, call: Call) {
+        let mut state = self.lock();
+        *state.stats.changes.entry(vin.to_owned()).or_default().entry(call.name().to_owned()).or_default() +=
+            1;
+    }
+
+    fn idempotent_replay(&self, key: Option<&str>) -> (Option<String>, Option<Value>) {
+        if !self.config.honour_idempotency_keys {
+            return (None, None);
+        }
+        let seen = key.and_then(|k| self.lock().idempotent.get(k).cloned());
+        (key.map(str::to_owned), seen)
+    }
+
+    /// Checks the token and that the process exists; counts the call.
+    fn guard(&self, token: Option<&str>, sid: &str, call: &str) -> Option<Reply> {
+        if !self.authorised(token) {
+            return Some(Reply::unauthorized());
+        }
+        self.count(call);
+        if !self.lock().processes.contains_key(sid) {
+            return Some(Reply::error(404, None, "no such scoring process"));
+        }
+        None
+    }
+
+    /// `POST /api/scoring/auth`.
+    pub fn auth(&self, body: &Value) -> Reply {
+        self.lock().stats.auth_calls += 1;
+        let login = body.get("login").and_then(Value::as_str);
+        let password = body.get("password").and_then(Value::as_str);
+        if login != Some(self.config.login.as_str()) || password != Some(self.config.password.as_str()) {
+            return Reply::error(401, None, "wrong login or password");
+        }
+        let token = self.new_id("token");
+        let expires = self.now_ms() + self.config.token_ttl.as_millis() as u64;
+        self.lock().tokens.insert(token.clone(), expires);
+        Reply::json(json!({"token": token}))
+    }
+
+    /// `POST /api/scoring/init`.
+    pub fn init(&self, token: Option<&str>, idempotency_key: Option<&str>, body: &Value) -> Answer {
+        if !self.authorised(token) {
+            return Reply::unauthorized().into();
+        }
+        self.lock().stats.init_calls += 1;
+        let (key, seen) = self.idempotent_replay(idempotency_key);
+        if let Some(previous) = seen {
+            return Reply::json(previous).into();
+        }
+        let vin = body.get("vin").and_then(Value::as_str).unwrap_or_default().to_owned();
+        if self.lock().scenarios.get(&vin).is_some_and(|s| s.throttled) {
+            return Reply::error(429, None, "too many requests, try later").into();
+        }
+        let start = body.get("policyStartOn").and_then(Value::as_str);
+        if start.is_none_or(|s| s.len() != 10) {
+            return Reply::error(400, Some(1403), "invalid policy start on").into();
+        }
+        let scenario = self.lock().scenarios.get(&vin).cloned().unwrap_or_default();
+        let fault = self.take_fault(&vin, &scenario, Call::Init);
+        if let Some(f) = fault.filter(|f| !f.committed) {
+            return Answer::failing(Reply::bare_ok(), Some(f.failure));
+        }
+        let sid = self.new_id("sc");
+        let required = scenario.required_types.clone();
+        let answer = json!({"scoringId": sid});
+        {
+            let mut state = self.lock();
+            state.processes.insert(sid.clone(), Process { vin: vin.clone(), scenario, ..Process::default() });
+            if let Some(k) = key {
+                state.idempotent.insert(k, answer.clone());
+            }
+        }
+        self.changed(&vin, Call::Init);
+        self.send_hook(&sid, "documents/types-required", json!({"documentTypes": required}));
+        Answer::failing(Reply::json(answer), fault.map(|f| f.failure))
+    }
+
+    /// `POST /api/blob` with the multipart field `Blob` (`None` when the field is missing).
+    pub fn upload_blob(&self, token: Option<&str>, blob: Option<Vec<u8>>) -> Reply {
+        if !self.authorised(token) {
+            return Reply::unauthorized();
+        }
+        self.count("blob");
+        match blob {
+            Some(bytes) if !bytes.is_empty() => {
+                Reply::json(json!({"blobId": self.store_blob(bytes, "application/octet-stream")}))
+            }
+            Some(_) => Reply::error(400, None, "empty file"),
+            None => Reply::error(400, None, "multipart field Blob is required"),
+        }
+    }
+
+    /// `GET /api/blob/{blobId}`.
+    pub fn download_blob(&self, token: Option<&str>, blob_id: &str) -> Reply {
+        if !self.authorised(token) {
+            return Reply::unauthorized();
+        }
+        self.count("download");
+        match self.lock().blobs.get(blob_id) {
+            Some(blob) => Reply {
+                status: 200,
+                body: Body::File { content_type: blob.content_type.clone(), bytes: blob.bytes.clone() },
+            },
+            None => Reply::error(404, None, "no such blob"),
+        }
+    }
+
+    /// `POST /api/scoring/{scoringId}/documents`.
+    pub fn documents(&self, token: Option<&str>, sid: &str, body: &Value) -> Answer {
+        if let Some(refused) = self.guard(token, sid, "documents") {
+            return refused.into();
+        }
+        let Some(list) = body.get("documents").and_then(Value::as_array) else {
+            return Reply::error(400, None, "documents: a list is required").into();
+        };
+        let mut types = Vec::new();
+        for d in list {
+            let type_id = d.get("typeId").and_then(Value::as_u64);
+            let blob_id = d.pointer("/blob/blobId").and_then(Value::as_str);
+            match (type_id, blob_id) {
+                (Some(t), Some(b)) if self.lock().blobs.contains_key(b) => types.push(t as u32),
+                _ => {
+                    return Reply::error(400, None, "each document needs typeId and a known blob.blobId")
+                        .into()
+                }
+            }
+        }
+        let Some((vin, scenario)) = self.with_process(sid, |p| (p.vin.clone(), p.scenario.clone())) else {
+            return Reply::error(404, None, "no such scoring process").into();
+        };
+        let fault = self.take_fault(&vin, &scenario, Call::Documents);
+        if let Some(f) = fault.filter(|f| !f.committed) {
+            return Answer::failing(Reply::bare_ok(), Some(f.failure));
+        }
+        self.changed(&vin, Call::Documents);
+        let (round, missing) = self
+            .with_process(sid, |p| {
+                p.documents_round += 1;
+                p.associated_types.extend(types.iter().copied());
+                let missing: Vec<u32> = p
+                    .scenario
+                    .required_types
+                    .iter()
+                    .copied()
+                    .filter(|t| !p.associated_types.contains(t))
+                    .collect();
+                (p.documents_round, missing)
+            })
+            .unwrap_or_default();
+        if round <= scenario.upload_failures {
+            // The same body every time: only the order of events tells a repeat from a new round.
+            let first = scenario.required_types.first().copied().unwrap_or(11);
+            self.send_hook(
+                sid,
+                "documents/upload-failed",
+                json!({"documents": [{"typeId": first, "reason": "document is unreadable"}]}),
+            );
+        } else if !missing.is_empty() {
+            self.send_hook(sid, "documents/upload-failed", json!({"missingTypeIds": missing}));
+        } else {
+            self.with_process(sid, |p| {
+                p.documents_accepted = true;
+                p.recognition_done = !p.scenario.prefilled_contract;
+            });
+            // Recognition pre-fills the contract as the documents are accepted; a late one
+            // finishes only after our card has come (and overwrites it).
+            if scenario.prefilled_contract && !scenario.late_recognition {
+                self.recognise(sid);
+            }
+            self.send_hook(sid, "documents/upload-completed", json!({}));
+            self.maybe_start_scoring(sid);
+        }
+        Answer::failing(Reply::bare_ok(), fault.map(|f| f.failure))
+    }
+
+    /// `POST /api/scoring/{scoringId}/contract`.
+    pub fn contract(&self, token: Option<&str>, sid: &str, card: &Value) -> Answer {
+        if let Some(refused) = self.guard(token, sid, "contract") {
+            return refused.into();
+        }
+        if card.pointer("/insurer/type").and_then(Value::as_str) == Some("legalEntity") {
+            for field in ["inn", "kpp"] {
+                if card.pointer(&format!("/insurer/{field}")).and_then(Value::as_str).is_none() {
+                    let message = format!("insurer.{field} is required for a legal entity");
+                    return Reply::error(400, None, &message).into();
+                }
+            }
+        }
+        let Some((vin, scenario, recognition_pending)) = self.with_process(sid, |p| {
+            (p.vin.clone(), p.scenario.clone(), p.scenario.prefilled_contract && !p.recognition_done)
+        }) else {
+            return Reply::error(404, None, "no such scoring process").into();
+        };
+        let fault = self.take_fault(&vin, &scenario, Call::Contract);
+        if let Some(f) = fault.filter(|f| !f.committed) {
+            return Answer::failing(Reply::bare_ok(), Some(f.failure));
+        }
+        self.changed(&vin, Call::Contract);
+        self.lock().stats.contracts.insert(vin, card.clone());
+        self.with_process(sid, |p| p.contract_from_partner = true);
+        self.send_hook(sid, "contract/update-completed", json!({}));
+        if recognition_pending {
+            // Changelog v3: recognition overwrites a contract that came before it finished.
+            self.recognise(sid);
+        }
+        self.maybe_start_scoring(sid);
+        Answer::failing(Reply::bare_ok(), fault.map(|f| f.failure))
+    }
+
+    /// The insurer a payment is asked for, if it approved and can be paid (changelog v2: otherwise HTTP 403).
+    fn approved_insurer(&self, sid: &str, body: &Value) -> Option<String> {
+        let insurer = body.get("insuranceCompany").and_then(Value::as_str).unwrap_or_default().to_owned();
+        self.with_process(sid, |p| {
+            let payable = p.approved.contains(&insurer) && !p.scenario.payment_refused.contains(&insurer);
+            p.payment_requested |= payable;
+            payable
+        })
+        .unwrap_or(false)
+        .then_some(insurer)
+    }
+
+    /// The vehicle and planned fault of a payment call.
+    fn payment_call(&self, sid: &str, call: Call) -> (String, Option<CallFault>) {
+        let (vin, scenario) =
+            self.with_process(sid, |p| (p.vin.clone(), p.scenario.clone())).unwrap_or_default();
+        let fault = self.take_fault(&vin, &scenario, call);
+        (vin, fault)
+    }
+
+    /// `POST /api/scoring/{scoringId}/payment-link`.
+    pub fn payment_link(&self, token: Option<&str>, sid: &str, body: &Value) -> Answer {
+        if let Some(refused) = self.guard(token, sid, "payment-link") {
+            return refused.into();
+        }
+        let (vin, fault) = self.payment_call(sid, Call::PaymentLink);
+        if let Some(f) = fault.filter(|f| !f.committed) {
+            return Answer::failing(Reply::bare_ok(), Some(f.failure));
+        }
+        let Some(insurer) = self.approved_insurer(sid, body) else {
+            return not_approved().into();
+        };
+        self.changed(&vin, Call::PaymentLink);
+        let link = format!("https://pay.must.example/pay/{sid}");
+        self.send_hook(
+            sid,
+            "payment-link-generated",
+            json!({"insuranceCompany": insurer, "paymentLink": link}),
+        );
+        self.lock().events.push_back(Event::CustomerWillPay { scoring_id: sid.to_owned() });
+        Answer::failing(Reply::bare_ok(), fault.map(|f| f.failure))
+    }
+
+    /// `POST /api/scoring/{scoringId}/payment-invoice`.
+    pub fn payment_invoice(&self, token: Option<&str>, sid: &str, body: &Value) -> Answer {
+        if let Some(refused) = self.guard(token, sid, "payment-invoice") {
+            return refused.into();
+        }
+        let (vin, fault) = self.payment_call(sid, Call::PaymentInvoice);
+        if let Some(f) = fault.filter(|f| !f.committed) {
+            return Answer::failing(Reply::bare_ok(), Some(f.failure));
+        }
+        let Some(insurer) = self.approved_insurer(sid, body) else {
+            return not_approved().into();
+        };
+        self.changed(&vin, Call::PaymentInvoice);
+        let invoice = self.store_blob(pdf::one_page(&format!("Invoice for {sid}")), "application/pdf");
+        self.send_hook(
+            sid,
+            "payment-invoice-generated",
+            json!({"insuranceCompany": insurer, "paymentInvoiceBlobId": invoice}),
+        );
+        Answer::failing(Reply::bare_ok(), fault.map(|f| f.failure))
+    }
+
+    /// `POST /api/scoring/scoring/{scoringId}/payment-order`.
+    pub fn payment_order(&self, token: Option<&str>, sid: &str, body: &Value) -> Answer {
+        if let Some(refused) = self.guard(token, sid, "payment-order") {
+            return refused.into();
+        }
+        let known =
+            body.get("blobId").and_then(Value::as_str).is_some_and(|b| self.lock().blobs.contains_key(b));
+        let invoiced = self.with_process(sid, |p| p.payment_requested).unwrap_or(false);
+        if !known || !invoiced {
+            let message = "a known blobId of a payment order, after an invoice, is required";
+            return Reply::error(400, None, message).into();
+        }
+        let (vin, fault) = self.payment_call(sid, Call::PaymentOrder);
+        if let Some(f) = fault.filter(|f| !f.committed) {
+            return Answer::failing(Reply::bare_ok(), Some(f.failure));
+        }
+        self.changed(&vin, Call::PaymentOrder);
+        if !self.with_process(sid, |p| p.paid).unwrap_or(true) {
+            self.issue_policy(sid);
+        }
+        Answer::failing(Reply::bare_ok(), fault.map(|f| f.failure))
+    }
+
+    /// The customer paid through the link: the insurer issues the policy.
+    pub fn pay(&self, sid: &str) {
+        if !self.with_process(sid, |p| p.paid).unwrap_or(true) {
+            self.issue_policy(sid);
+        }
+    }
+
+    /// Both steps 3 and 4 done: scoring starts by itself (step 5).
+    fn maybe_start_scoring(&self, sid: &str) {
+        let Some((scenario, start)) = self.with_process(sid, |p| {
+            let start =
+                p.documents_accepted && p.contract_from_partner && p.recognition_done && !p.scoring_started;
+            p.scoring_started |= start;
+            (p.scenario.clone(), start)
+        }) else {
+            return;
+        };
+        if !start {
+            return;
+        }
+        if let Some(code) = scenario.fail_with {
+            let entry = json!({"errorCode": code, "errorMessage": format!("simulated failure {code}")});
+            self.send_hook(sid, "failed", entry);
+            return;
+        }
+        let insurers: Vec<&str> = scenario.insurers.iter().map(|i| i.insurer.as_str()).collect();
+        self.send_hook(sid, "started", json!({"insuranceCompanies": insurers}));
+        for result in &scenario.insurers {
+            match result.outcome {
+                OfferOutcome::Approved => {
+                    self.with_process(sid, |p| p.approved.insert(result.insurer.clone()));
+                    self.send_hook(
+                        sid,
+                        "approved",
+                        json!({"insuranceCompany": result.insurer, "writtenPremium": result.premium}),
+                    );
+                }
+                OfferOutcome::Rejected => self.send_hook(
+                    sid,
+                    "rejected",
+                    json!({"insuranceCompany": result.insurer, "reason": "simulated refusal"}),
+                ),
+                OfferOutcome::Failed => self.send_hook(
+                    sid,
+                    "company-failed",
+                    json!({
+                        "insuranceCompany": result.insurer,
+                        "errorCode": result.error_code.unwrap_or(1501),
+                        "errorMessage": "simulated insurer error",
+                    }),
+                ),
+            }
+        }
+        if scenario.insurers.iter().any(|i| i.outcome == OfferOutcome::Approved) {
+            let draft = self.store_blob(pdf::one_page("eOSAGO draft"), "application/pdf");
+            self.send_hook(sid, "draft-issued", json!({"blobIds": [draft]}));
+        }
+    }
+
+    /// Recognition pre-fills (or overwrites) the contract from the documents and says so.
+    fn recognise(&self, sid: &str) {
+        let Some(vin) = self.with_process(sid, |p| {
+            p.recognition_done = true;
+            p.contract_from_partner = false;
+            p.vin.clone()
+        }) else {
+            return;
+        };
+        let recognised = json!({
+            "vin": format!("{}X", &vin[..vin.len().saturating_sub(1)]),
+            "engineNumber": "5738777",
+            "owner": {"name": "распознанный собственник", "ogrn": "1027700132195"},
+            "source": "recognition",
+        });
+        self.lock().stats.contracts.insert(vin, recognised.clone());
+        self.send_hook(sid, "contract/update-completed", json!({"contract": recognised}));
+    }
+
+    fn store_blob(&self, bytes: Vec<u8>, content_type: &str) -> String {
+        let id = self.new_id("blob");
+        self.lock().blobs.insert(id.clone(), Blob { content_type: content_type.to_owned(), bytes });
+        id
+    }
+
+    /// Paid: the insurer issues the policy and MUST sends its files.
+    fn issue_policy(&self, sid: &str) {
+        let Some((files, kind, issued_first)) = self.with_process(sid, |p| {
+            p.paid = true;
+            (p.scenario.policy_files.max(1), p.scenario.policy_file, p.scenario.issued_before_paid)
+        }) else {
+            return;
+        };
+        if !issued_first {
+            self.send_hook(sid, "policy-is-paid", json!({}));
+        }
+        let number = format!("XXX {:010}", self.now_ms() % 10_000_000_000);
+        let blobs: Vec<Value> = (1..=files)
+            .map(|n| {
+                let title = format!("eOSAGO policy {number} ({n}/{files})");
+                let (name, bytes, content_type) = match kind {
+                    PolicyFile::Pdf => {
+                        (format!("policy-{n}.pdf"), pdf::with_preamble(&title), "application/octet-stream")
+                    }
+                    PolicyFile::Jpeg => (format!("policy-{n}.jpg"), pdf::jpeg_scan(&title), "image/jpeg"),
+                    PolicyFile::Zip => (
+                        format!("policy-{n}.zip"),
+                        pdf::zip_of("policy.pdf", &pdf::one_page(&title)),
+                        "application/octet-stream",
+                    ),
+                    PolicyFile::Huge(mb) => {
+                        (format!("policy-{n}.pdf"), vec![b'%'; mb as usize * 1024 * 1024], "application/pdf")
+                    }
+                    PolicyFile::Missing => {
+                        return json!({"blobId": self.new_id("gone"), "name": format!("policy-{n}.pdf")});
+                    }
+                };
+                json!({"blobId": self.store_blob(bytes, content_type), "name": name})
+            })
+            .collect();
+        self.send_hook(sid, "policy-issued", json!({"policyNumber": number, "documents": blobs}));
+        if issued_first {
+            self.send_hook(sid, "policy-is-paid", json!({}));
+        }
+    }
+}
