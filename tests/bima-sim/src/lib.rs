@@ -118,6 +118,8 @@ pub struct Stats {
     pub calls: HashMap<String, u64>,
     /// Policies created, by credit number: one loan must make one.
     pub policies_by_credit: HashMap<String, u64>,
+    /// Print-link requests naming a known policy, by its credit number.
+    pub print_links_by_credit: HashMap<String, u64>,
     /// Print links delivered, by channel ("email", "sms").
     pub deliveries: HashMap<String, u64>,
     pub unauthorized: u64,

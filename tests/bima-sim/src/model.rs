@@ -258,6 +258,7 @@ impl Bima {
         };
         let reply = {
             let mut state = self.lock();
+            *state.stats.print_links_by_credit.entry(policy.credit_number.clone()).or_default() += 1;
             if let Some(left) = state.print_link_failures.get_mut(&policy.scenario_key).filter(|n| **n > 0) {
                 *left -= 1;
                 error(503, "print-link service unavailable")

@@ -172,11 +172,12 @@ impl HookAuth {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     const NOW: i64 = 1_795_439_400;
-    const OLD: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    /// A local stand-in signing secret, shared with the intake's tests.
+    pub(crate) const OLD: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     const NEW: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
     const BODY: &[u8] = br#"{"insuranceCompany":"ingostrah","writtenPremium":17847.29}"#;
 

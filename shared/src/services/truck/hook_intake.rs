@@ -252,7 +252,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_signed_hook_is_accepted_under_its_webhook_id() {
-        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        let secret = crate::services::truck::hook_auth::tests::OLD;
         let (table, queue) = (MemoryTable::default(), fifo());
         let hooks = HookIntake {
             store: table.clone(),

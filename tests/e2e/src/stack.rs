@@ -1,0 +1,241 @@
+//! The local stack: the MUST and BIMA simulators and the local cloud (the real function
+//! binaries from `template.yaml`) against the AWS emulator, on the ports given, with the secrets
+//! the operator puts in SSM before a deploy; and the [`Harness`] that holds it, with clients for
+//! the emulator's services.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use polis_local_cloud::{CloudOptions, LocalCloud};
+use polis_must_sim::{SimConfig, SimHandle};
+use serde_json::Value;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Secrets the local stack is configured with (local values, not real ones).
+pub const HOOK_SECRET: &str = "local-hook-secret-0123456789";
+/// Standard Webhooks signing secrets mid-rotation: the old one still accepted, MUST signing with the new.
+pub const OLD_SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub const NEW_SIGNING_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+pub const MUST_LOGIN: &str = "polis";
+pub const MUST_PASSWORD: &str = "polis-local-password";
+pub const BIMA_CLIENT_ID: &str = "imon";
+pub const BIMA_CLIENT_SECRET: &str = "bima-local-client-secret";
+
+pub struct Ports {
+    pub http: SocketAddr,
+    pub runtime: SocketAddr,
+    pub must: SocketAddr,
+    pub bima: SocketAddr,
+}
+
+impl Ports {
+    /// Free ports picked by the OS (for tests running beside a `make up` stack).
+    pub fn any() -> Result<Ports, BoxError> {
+        let free = || -> Result<SocketAddr, BoxError> {
+            Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+        };
+        Ok(Ports { http: free()?, runtime: free()?, must: free()?, bima: free()? })
+    }
+
+    /// The documented ports: APIs 3000, Runtime API 9001, MUST simulator 4010, BIMA simulator 4020.
+    pub fn fixed() -> Ports {
+        Ports {
+            http: SocketAddr::from(([127, 0, 0, 1], 3000)),
+            runtime: SocketAddr::from(([127, 0, 0, 1], 9001)),
+            must: SocketAddr::from(([127, 0, 0, 1], 4010)),
+            bima: SocketAddr::from(([127, 0, 0, 1], 4020)),
+        }
+    }
+}
+
+pub struct Harness {
+    pub cloud: LocalCloud,
+    pub must: SimHandle,
+    pub bima: polis_bima_sim::SimHandle,
+    pub sdk: aws_config::SdkConfig,
+    pub table: String,
+    pub documents_bucket: String,
+    pub archive_bucket: String,
+    pub bank_events_url: String,
+    pub notifications_url: String,
+    /// Where each function's log goes (`{binary}.log`).
+    pub log_dir: PathBuf,
+    pub(crate) notifications: Arc<Mutex<HashMap<String, Vec<Value>>>>,
+}
+
+/// The workspace's root directory.
+pub fn workspace_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// How MUST authenticates its hooks to this stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookAuthMode {
+    SharedSecret,
+    /// Standard Webhooks signatures, with two secrets configured (a rotation in progress).
+    StandardWebhooks,
+}
+
+/// How a stack differs from the template's defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct StackOptions {
+    pub hook_auth: HookAuthMode,
+    /// The functions' `RUST_LOG`, instead of the template's (e.g. `debug`, to prove what even
+    /// debug logs leave out).
+    pub log_filter: Option<&'static str>,
+    /// Run the release binaries (`target/release`, as Lambda would) instead of the debug ones.
+    pub release: bool,
+    /// Processes per function (Lambda's concurrency).
+    pub instances: usize,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        StackOptions { hook_auth: HookAuthMode::SharedSecret, log_filter: None, release: false, instances: 2 }
+    }
+}
+
+impl Harness {
+    /// The stack as the template defines it (hooks authenticated by the shared secret).
+    pub async fn start(stack: &str, ports: Ports, log_dir: PathBuf) -> Result<Harness, BoxError> {
+        Self::start_with(stack, ports, log_dir, StackOptions::default()).await
+    }
+
+    pub async fn start_with(
+        stack: &str,
+        ports: Ports,
+        log_dir: PathBuf,
+        options: StackOptions,
+    ) -> Result<Harness, BoxError> {
+        let (mode, hook_secret, signing) = match options.hook_auth {
+            HookAuthMode::SharedSecret => (
+                "shared-secret",
+                HOOK_SECRET.to_owned(),
+                polis_must_sim::HookSigning::Secret(HOOK_SECRET.into()),
+            ),
+            HookAuthMode::StandardWebhooks => (
+                "standard-webhooks",
+                format!("{OLD_SIGNING_SECRET} {NEW_SIGNING_SECRET}"),
+                polis_must_sim::HookSigning::Sign(NEW_SIGNING_SECRET.into()),
+            ),
+        };
+        let endpoint = std::env::var("AWS_ENDPOINT_URL")
+            .map_err(|_| "AWS_ENDPOINT_URL is not set: start the emulator (make emulator) first")?;
+        let sdk = polis::adapters::config::aws().await;
+        let must = polis_must_sim::start(
+            SimConfig {
+                hook_base_url: format!("http://{}", ports.http),
+                hook_auth: signing,
+                login: MUST_LOGIN.into(),
+                password: MUST_PASSWORD.into(),
+                ..SimConfig::default()
+            },
+            ports.must,
+        )
+        .await?;
+        let bima = polis_bima_sim::start(
+            polis_bima_sim::SimConfig {
+                client_id: BIMA_CLIENT_ID.into(),
+                client_secret: BIMA_CLIENT_SECRET.into(),
+                ..polis_bima_sim::SimConfig::default()
+            },
+            ports.bima,
+        )
+        .await?;
+        let parameters: BTreeMap<String, String> = [
+            ("MustBaseUrl", must.base_url()),
+            ("BimaBaseUrl", bima.base_url()),
+            ("BimaClientId", BIMA_CLIENT_ID.into()),
+            ("BimaClientSecretParameterName", format!("/{stack}/bima-client-secret")),
+            ("MustLogin", MUST_LOGIN.into()),
+            ("MustPasswordParameterName", format!("/{stack}/must-password")),
+            ("HookSecretParameterName", format!("/{stack}/hook-secret")),
+            ("HookAuthMode", mode.into()),
+            // Retries come back in seconds, not minutes, locally.
+            ("RunnerVisibilityTimeout", "4".into()),
+            ("EffectLeaseMs", "3000".into()),
+            ("UnknownScoringGraceSeconds", "3".into()),
+            ("InsurerTimeoutSeconds", "4".into()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+        let platform_env = vec![
+            ("AWS_ENDPOINT_URL".into(), endpoint),
+            ("AWS_ACCESS_KEY_ID".into(), std::env::var("AWS_ACCESS_KEY_ID").unwrap_or("local".into())),
+            (
+                "AWS_SECRET_ACCESS_KEY".into(),
+                std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or("local".into()),
+            ),
+            ("AWS_REGION".into(), std::env::var("AWS_REGION").unwrap_or("us-east-1".into())),
+            ("S3_FORCE_PATH_STYLE".into(), "true".into()),
+        ];
+        // The operator's step before a deploy: the secrets go to SSM as SecureStrings.
+        let ssm = aws_sdk_ssm::Client::new(&sdk);
+        for (name, value) in [
+            ("must-password", MUST_PASSWORD),
+            ("hook-secret", hook_secret.as_str()),
+            ("bima-client-secret", BIMA_CLIENT_SECRET),
+        ] {
+            ssm.put_parameter()
+                .name(format!("/{stack}/{name}"))
+                .value(value)
+                .r#type(aws_sdk_ssm::types::ParameterType::SecureString)
+                .overwrite(true)
+                .send()
+                .await?;
+        }
+        let root = workspace_root();
+        let cloud = LocalCloud::start(
+            CloudOptions {
+                template: root.join("template.yaml"),
+                stack: stack.to_owned(),
+                http_listen: ports.http,
+                runtime_listen: ports.runtime,
+                bin_dir: root.join(if options.release { "target/release" } else { "target/debug" }),
+                log_dir: log_dir.clone(),
+                parameters,
+                platform_env,
+                env_overrides: options
+                    .log_filter
+                    .map(|f| ("RUST_LOG".to_owned(), f.to_owned()))
+                    .into_iter()
+                    .collect(),
+                instances: options.instances,
+            },
+            &sdk,
+        )
+        .await?;
+        let physical = |id: &str| cloud.physical(id).ok_or_else(|| format!("{id} is not in the stack"));
+        let harness = Harness {
+            table: physical("Table")?,
+            documents_bucket: physical("DocumentsBucket")?,
+            archive_bucket: physical("ArchiveBucket")?,
+            bank_events_url: physical("BankEventsQueue")?,
+            notifications_url: physical("BankNotificationsQueue")?,
+            notifications: Arc::default(),
+            log_dir,
+            cloud,
+            must,
+            bima,
+            sdk,
+        };
+        harness.collect_notifications();
+        Ok(harness)
+    }
+
+    pub fn dynamodb(&self) -> aws_sdk_dynamodb::Client {
+        aws_sdk_dynamodb::Client::new(&self.sdk)
+    }
+
+    pub fn s3(&self) -> aws_sdk_s3::Client {
+        polis::adapters::config::s3(&self.sdk)
+    }
+
+    pub fn sqs(&self) -> aws_sdk_sqs::Client {
+        aws_sdk_sqs::Client::new(&self.sdk)
+    }
+}
