@@ -50,6 +50,33 @@ fn hook_path(c: &mut Criterion) {
     });
 }
 
+/// What a forger can make one hook invocation do: many `v1,` signatures (none valid)
+/// over the largest body that is verified at all, against two secrets (rotation).
+fn hook_signature_worst_case(c: &mut Criterion) {
+    let two = format!("{SIGNING} whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD");
+    let signed = HookAuth::from_config("standard-webhooks", &two).unwrap();
+    let now = 1_795_439_400;
+    let ts = now.to_string();
+    let body = vec![b'x'; 1024 * 1024];
+    let mut group = c.benchmark_group("hook signature, worst case");
+    group.sample_size(10);
+    for count in [4, 1000] {
+        let header = vec!["v1,AAAA"; count].join(" ");
+        group.bench_function(format!("{count} forged signatures, 1 MiB body, 2 secrets"), |b| {
+            b.iter(|| {
+                let creds = HookCredentials {
+                    id: Some("msg_1"),
+                    timestamp: Some(&ts),
+                    signature: Some(&header),
+                    secret: None,
+                };
+                assert!(signed.verify(&creds, black_box(&body), now).is_err());
+            })
+        });
+    }
+    group.finish();
+}
+
 fn runner_step(c: &mut Criterion) {
     let TruckBankEvent::PolicyRequested { request, .. } = serde_json::from_str(TRUCK).unwrap() else {
         panic!("the example is a policy request")
@@ -81,5 +108,5 @@ fn bank_events(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, hook_path, runner_step, bank_events);
+criterion_group!(benches, hook_path, hook_signature_worst_case, runner_step, bank_events);
 criterion_main!(benches);

@@ -119,8 +119,19 @@ pub struct Quarantined {
     pub received_at_ms: u64,
 }
 
+/// The most of an input's text a kept item holds, in UTF-8 bytes as stored: with the
+/// item's other fields, well inside DynamoDB's 400 KB item limit whatever the input (a
+/// body that is not UTF-8 grows up to threefold when made text), so keeping can never
+/// fail for size and block the hook stream behind it.
+pub const MAX_KEPT_BODY: usize = 200 * 1024;
+
 impl Quarantined {
-    pub fn new(origin: KeptOrigin, reason: String, body: String, at_ms: u64) -> Quarantined {
+    pub fn new(origin: KeptOrigin, mut reason: String, mut body: String, at_ms: u64) -> Quarantined {
+        if body.len() > MAX_KEPT_BODY {
+            let cut = (0..=MAX_KEPT_BODY).rev().find(|&at| body.is_char_boundary(at)).unwrap_or(0);
+            reason = format!("{reason} (the first {cut} of {} bytes kept)", body.len());
+            body.truncate(cut);
+        }
         Quarantined { id: origin.record_id(&body), origin, reason, body, received_at_ms: at_ms }
     }
 }

@@ -206,9 +206,12 @@ impl HookStore for MemoryTable {
 impl QuarantineStore for MemoryTable {
     async fn quarantine(&self, item: &Quarantined) -> Result<bool, InfraError> {
         self.turn().await;
-        let json = serde_json::to_string(item).map_err(|e| InfraError::Corrupt(e.to_string()))?;
-        if json.len() + item.reason.len() > ITEM_LIMIT {
-            return Err(too_large("kept item", json.len()));
+        // Sized as DynamoDB sizes it: the UTF-8 bytes of the text attributes (JSON's
+        // escapes do not count), plus the origin's fields.
+        let origin = serde_json::to_string(&item.origin).map_err(|e| InfraError::Corrupt(e.to_string()))?;
+        let size = item.id.len() + item.reason.len() + item.body.len() + origin.len() + 64;
+        if size > ITEM_LIMIT {
+            return Err(too_large("kept item", size));
         }
         let mut s = lock(&self.state);
         if s.kept.contains_key(&item.id) {

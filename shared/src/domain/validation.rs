@@ -1,6 +1,7 @@
 //! Field-by-field validation that reports every problem at once, so a sender
 //! can fix a message in one round trip.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,6 +33,39 @@ impl Problems {
             Err(self.0)
         }
     }
+}
+
+/// Decodes `value` into `T`; the error names the field at fault and what was wrong
+/// with it, never the value itself (serde quotes it, and a tax id or a phone number
+/// sent as a number would reach a log line and a kept item's reason).
+pub fn decode<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, FieldError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let field = e.path().to_string();
+        FieldError {
+            field: if field == "." { "$".into() } else { field },
+            problem: without_values(e.inner()),
+        }
+    })
+}
+
+/// A decoding error said without the value it quotes: `invalid type: integer `123`,
+/// expected a string` becomes `invalid type: integer, expected a string`.
+pub fn without_values(e: &serde_json::Error) -> String {
+    let text = e.to_string();
+    for prefix in ["invalid type: ", "invalid value: ", "invalid length "] {
+        if let Some((unexpected, expected)) =
+            text.strip_prefix(prefix).and_then(|r| r.split_once(", expected "))
+        {
+            let kind = unexpected.split([' ', '`', '"']).next().filter(|k| !k.is_empty()).unwrap_or("value");
+            return format!("{prefix}{kind}, expected {expected}");
+        }
+    }
+    for prefix in ["unknown variant ", "unknown field "] {
+        if let Some((_, expected)) = text.strip_prefix(prefix).and_then(|r| r.split_once(", expected ")) {
+            return format!("{prefix}(not shown), expected {expected}");
+        }
+    }
+    text
 }
 
 pub fn is_digits(s: &str, lengths: &[usize]) -> bool {

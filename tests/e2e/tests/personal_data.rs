@@ -1,5 +1,5 @@
 //! No personal data in any log line: full flows (a truck policy, a credit-life
-//! policy), a refused loan event and a quarantined hook run with known personal
+//! policy), a refused loan event, one with a tax id sent as a number, and a quarantined hook run with known personal
 //! data (names, passport and licence numbers, tax ids, phones, e-mails,
 //! addresses), with every function logging at debug level, then every line every
 //! function wrote is searched for each value.
@@ -82,6 +82,13 @@ fn no_personal_data_reaches_any_log_line() {
         invalid["eventId"] = json!(format!("evt-{refused}"));
         invalid["borrower"]["birthDate"] = json!("1990-13-45");
         h.send_bank_event(&invalid).await.unwrap();
+        // A tax id sent as a number: the decoder's message would quote it.
+        let (wrong_typed, _) = ids("pii-typed");
+        let mut typed = loan.clone();
+        typed["loanNumber"] = json!(wrong_typed);
+        typed["eventId"] = json!(format!("evt-{wrong_typed}"));
+        typed["borrower"]["tin"] = json!(987654321u64);
+        h.send_bank_event(&typed).await.unwrap();
         let (sid, _) = ids("pii-hook");
         reqwest::Client::new()
             .post(format!("{}/api/hooks/{sid}/approved", h.cloud.http_url))
@@ -94,6 +101,9 @@ fn no_personal_data_reaches_any_log_line() {
         h.wait_for_stage(&pid, "issued", FLOW_TIMEOUT, |_| {}).await.unwrap();
         h.wait_for_loan_stage(&number, "issued", FLOW_TIMEOUT).await.unwrap();
         h.wait_for_notification(&refused, "bima.failed", FLOW_TIMEOUT).await.unwrap();
+        let told = h.wait_for_notification(&wrong_typed, "bima.failed", FLOW_TIMEOUT).await.unwrap();
+        assert!(told.to_string().contains("borrower.tin"), "the bank is told which field: {told}");
+        assert!(!told.to_string().contains("987654321"), "{told}");
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
 
         let mut lines = 0;

@@ -262,3 +262,83 @@ fn runner_queues_outlast_six_function_timeouts_and_have_dead_letter_queues() {
         }
     }
 }
+
+#[test]
+fn both_apis_are_throttled_and_log_each_request_without_bodies_or_headers() {
+    let t = template();
+    let resources = defaults(&t);
+    let mut apis = 0;
+    for (id, api) in t.of_type("AWS::Serverless::HttpApi") {
+        let p = &api["Properties"];
+        for limit in ["ThrottlingRateLimit", "ThrottlingBurstLimit"] {
+            let value = resources.resolve(&p["DefaultRouteSettings"][limit]).unwrap_or_default();
+            let value: f64 = value.parse().unwrap_or_else(|_| panic!("{id}: {limit} is not set"));
+            assert!((1.0..=10_000.0).contains(&value), "{id}: {limit} = {value}");
+        }
+        let format =
+            p["AccessLogSettings"]["Format"].as_str().unwrap_or_else(|| panic!("{id}: no access log"));
+        let line: Value = serde_json::from_str(format).expect("the access log format is one JSON object");
+        assert!(line.get("requestId").is_some() && line.get("status").is_some(), "{id}: {format}");
+        for leak in ["body", "header", "authorizer", "queryString"] {
+            assert!(!format.to_lowercase().contains(&leak.to_lowercase()), "{id}'s access log names {leak}");
+        }
+        let group =
+            p.pointer("/AccessLogSettings/DestinationArn/Fn::GetAtt/0").and_then(Value::as_str).unwrap();
+        let retention = &t.resources[group]["Properties"]["RetentionInDays"];
+        assert!(resources.resolve(retention).is_ok_and(|days| !days.is_empty()), "{group}: no retention");
+        apis += 1;
+    }
+    assert_eq!(apis, 2, "the hook API and the bank's API");
+}
+
+#[test]
+fn hooks_and_each_runner_have_reserved_concurrency_and_runner_pollers_stay_within_it() {
+    let t = template();
+    let mut runners = 0;
+    for f in t.functions().unwrap() {
+        let props = &t.resources[&f.logical_id]["Properties"];
+        let reserved = &props["ReservedConcurrentExecutions"];
+        let takes_work = f.binary == "hook" || f.binary.ends_with("-runner");
+        if !takes_work {
+            continue;
+        }
+        assert!(reserved.get("Ref").is_some(), "{}: no reserved concurrency", f.logical_id);
+        for e in &f.events {
+            let EventSource::Sqs { .. } = e else { continue };
+            let scaling = props["Events"]
+                .as_object()
+                .unwrap()
+                .values()
+                .find_map(|e| e.pointer("/Properties/ScalingConfig/MaximumConcurrency").cloned());
+            assert_eq!(scaling.as_ref(), Some(reserved), "{}: the poller asks for its reserve", f.logical_id);
+            runners += 1;
+        }
+    }
+    assert_eq!(runners, 2, "truck-runner and loan-runner");
+}
+
+#[test]
+fn every_queue_refuses_calls_without_tls_and_the_hook_api_alarms_on_5xx() {
+    let t = template();
+    let queues: BTreeSet<&String> = t.of_type("AWS::SQS::Queue").map(|(id, _)| id).collect();
+    let mut covered = BTreeSet::new();
+    for (_, policy) in t.of_type("AWS::SQS::QueuePolicy") {
+        let p = &policy["Properties"];
+        let denies_plain_http = as_list(&p["PolicyDocument"]["Statement"]).iter().any(|s| {
+            s["Effect"] == "Deny"
+                && s["Principal"] == "*"
+                && s["Action"] == "sqs:*"
+                && s.pointer("/Condition/Bool/aws:SecureTransport") == Some(&json!("false"))
+        });
+        if denies_plain_http {
+            covered.extend(as_list(&p["Queues"]).iter().filter_map(|q| q["Ref"].as_str().map(str::to_owned)));
+        }
+    }
+    let covered: BTreeSet<&String> = covered.iter().collect();
+    assert_eq!(covered, queues, "every queue, and only queues, under a TLS-only policy");
+    let alarm = t.of_type("AWS::CloudWatch::Alarm").find(|(_, a)| {
+        a["Properties"]["MetricName"] == "5xx"
+            && as_list(&a["Properties"]["Dimensions"]).iter().any(|d| d["Value"] == json!({"Ref": "HttpApi"}))
+    });
+    assert!(alarm.is_some(), "an alarm on the hook API's 5xx answers");
+}

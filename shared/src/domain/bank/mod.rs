@@ -2,10 +2,10 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::loan::bank::LoanBankEvent;
+use crate::domain::loan::bank::{LoanBankEvent, LoanIssued};
 use crate::domain::must::error_codes::MustErrorCode;
-use crate::domain::truck::bank::TruckBankEvent;
-use crate::domain::validation::FieldError;
+use crate::domain::truck::bank::{TruckBankEvent, TruckPolicyRequest};
+use crate::domain::validation::{self, FieldError};
 
 /// Any event the bank sends on the bank-events queue, by its `type`'s product prefix.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -22,12 +22,23 @@ impl BankEvent {
             field: field.into(),
             problem: e.to_string(),
         };
-        let value: serde_json::Value = serde_json::from_str(body).map_err(|e| problem("$", &e))?;
-        let kind = value.get("type").and_then(|t| t.as_str()).unwrap_or_default();
+        let value: serde_json::Value =
+            serde_json::from_str(body).map_err(|e| problem("$", &validation::without_values(&e)))?;
+        let kind = value.get("type").and_then(|t| t.as_str()).unwrap_or_default().to_owned();
+        // A tagged enum hides the path inside it from the decoder: on an error, the
+        // event's own form is decoded again to name the field.
+        let located = |value: serde_json::Value, error: FieldError| {
+            let inner = match kind.as_str() {
+                "truck.policy-requested" => validation::decode::<TruckPolicyRequest>(value).err(),
+                "loan.issued" => validation::decode::<LoanIssued>(value).err(),
+                _ => None,
+            };
+            inner.filter(|e| e.field != "$").unwrap_or(error)
+        };
         if kind.starts_with("truck.") {
-            serde_json::from_value(value).map(BankEvent::Truck).map_err(|e| problem("$", &e))
+            validation::decode(value.clone()).map(BankEvent::Truck).map_err(|e| located(value, e))
         } else if kind.starts_with("loan.") {
-            serde_json::from_value(value).map(BankEvent::Loan).map_err(|e| problem("$", &e))
+            validation::decode(value.clone()).map(BankEvent::Loan).map_err(|e| located(value, e))
         } else {
             Err(problem("type", &format!("unknown event type {kind:?}: expected truck.* or loan.*")))
         }
@@ -97,6 +108,45 @@ impl ErrorReport {
             category: "integration".to_owned(),
             customer_text_ru: MustErrorCode::lookup(0).customer_text_ru.to_owned(),
             message: message.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The examples with one personal value sent with the wrong JSON type.
+    fn with(example: &str, pointer: &str, value: serde_json::Value) -> String {
+        let mut event: serde_json::Value = serde_json::from_str(example).unwrap();
+        *event.pointer_mut(pointer).unwrap() = value;
+        event.to_string()
+    }
+
+    #[test]
+    fn a_wrong_typed_personal_value_is_named_by_its_field_and_never_quoted() {
+        let truck = include_str!("../../../examples/bank/truck.policy-requested.json");
+        let loan = include_str!("../../../examples/bank/loan.issued.json");
+        for (body, secret, field) in [
+            (with(truck, "/policyholder/inn", 7731440000u64.into()), "7731440000", "policyholder.inn"),
+            (with(truck, "/policyholder/phone", 79990000000u64.into()), "79990000000", "policyholder.phone"),
+            (with(loan, "/borrower/tin", 123456789u64.into()), "123456789", "borrower.tin"),
+            (
+                with(loan, "/borrower/phones/0/number", 935550011u64.into()),
+                "935550011",
+                "borrower.phones[0].number",
+            ),
+            (
+                with(loan, "/borrower/lastName", serde_json::json!(["СОЛИХОВ"])),
+                "СОЛИХОВ",
+                "borrower.lastName",
+            ),
+        ] {
+            let error = BankEvent::parse(&body).unwrap_err();
+            let said = format!("{} {}", error.field, error.problem);
+            assert!(!said.contains(secret), "{said}");
+            assert_eq!(error.field, field, "{said}");
+            assert!(error.problem.starts_with("invalid type: "), "{said}");
         }
     }
 }

@@ -10,6 +10,7 @@ use thiserror::Error;
 
 use super::insurer::Insurer;
 use crate::domain::ids::BlobId;
+use crate::domain::validation::without_values;
 
 /// Every hook MUST sends us, one Lambda each, at `/api/hooks/{scoringId}/<path>`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -297,7 +298,7 @@ impl HookPayload {
         let json: Value = if raw.iter().all(u8::is_ascii_whitespace) {
             Value::Object(Default::default()) // an empty body is an empty object
         } else {
-            serde_json::from_slice(raw).map_err(|e| HookParseError::NotJson(e.to_string()))?
+            serde_json::from_slice(raw).map_err(|e| HookParseError::NotJson(without_values(&e)))?
         };
         let object = json.as_object().ok_or(HookParseError::NotAnObject)?;
         let body = Body(object);

@@ -27,6 +27,11 @@ pub const SIGNATURE_HEADER: &str = "webhook-signature";
 /// How far a signed hook's timestamp may be from our clock, either way.
 pub const TOLERANCE: Duration = Duration::from_secs(5 * 60);
 
+/// The most `v1,` signatures one request may carry: a sender signing with each of its
+/// secrets during a rotation needs two. More is refused unread, so a forger cannot
+/// make us compare thousands.
+pub const MAX_SIGNATURES: usize = 4;
+
 /// The authentication headers of one request, as sent.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct HookCredentials<'a> {
@@ -70,6 +75,8 @@ pub enum AuthError {
     Missing(&'static str),
     #[error("header {0} malformed")]
     Malformed(&'static str),
+    #[error("more than {MAX_SIGNATURES} signatures")]
+    TooManySignatures,
     #[error("timestamp {0} s outside the tolerance")]
     OutsideTolerance(i64),
     #[error("no signature or secret matches")]
@@ -150,6 +157,9 @@ impl HookAuth {
                 if skew.unsigned_abs() > TOLERANCE.as_secs() {
                     return Err(AuthError::OutsideTolerance(skew));
                 }
+                if header.split_whitespace().nth(MAX_SIGNATURES).is_some() {
+                    return Err(AuthError::TooManySignatures);
+                }
                 let signatures: Vec<Vec<u8>> = header
                     .split_whitespace()
                     .filter_map(|s| s.strip_prefix("v1,"))
@@ -158,11 +168,13 @@ impl HookAuth {
                 if signatures.is_empty() {
                     return Err(AuthError::Malformed(SIGNATURE_HEADER));
                 }
-                // Every pair is checked, so the time taken does not tell which matched.
+                // The body is hashed once per secret; every (secret, signature) pair is then
+                // compared in constant time, so the time taken does not tell which matched.
                 let mut matched = false;
                 for key in keys {
+                    let expected = mac(key, id, timestamp, body);
                     for signature in &signatures {
-                        matched |= mac(key, id, timestamp, body).verify_slice(signature).is_ok();
+                        matched |= expected.clone().verify_slice(signature).is_ok();
                     }
                 }
                 matched.then_some(()).ok_or(AuthError::Mismatch)
@@ -251,6 +263,16 @@ pub(crate) mod tests {
             signed(&auth, &format!("v2,{}", &good[3..]), NOW, BODY),
             Err(AuthError::Malformed(SIGNATURE_HEADER))
         );
+    }
+
+    #[test]
+    fn more_than_a_handful_of_signatures_is_refused_unread_even_with_a_valid_one() {
+        let auth = webhooks(OLD);
+        let good = sign(OLD, "msg_1", NOW, BODY).unwrap();
+        let padded = |forged: usize| format!("{}{good}", "v1,AAAA ".repeat(forged));
+        assert_eq!(signed(&auth, &padded(MAX_SIGNATURES - 1), NOW, BODY), Ok(()));
+        assert_eq!(signed(&auth, &padded(MAX_SIGNATURES), NOW, BODY), Err(AuthError::TooManySignatures));
+        assert_eq!(signed(&auth, &padded(1000), NOW, BODY), Err(AuthError::TooManySignatures));
     }
 
     #[test]

@@ -28,6 +28,12 @@ use crate::services::Reply;
 /// Bodies above this are not processed (they are quarantined with their first bytes).
 pub const MAX_HOOK_BODY: usize = 200 * 1024;
 
+/// Bodies above this are refused (413) before their signature is checked: MUST's hooks
+/// are small JSON documents, and hashing megabytes for a caller not yet authenticated is
+/// work anyone could ask for. Between [`MAX_HOOK_BODY`] and this, a hook that passes
+/// authentication is kept (its first bytes) for a person to look at.
+pub const MAX_SIGNED_BODY: usize = 1024 * 1024;
+
 /// The parts of an HTTP request a hook function looks at.
 pub struct HookRequest<'a> {
     pub scoring_id: Option<&'a str>,
@@ -83,6 +89,11 @@ where
 {
     pub async fn receive(&self, kind: HookKind, req: HookRequest<'_>) -> Reply {
         // Before anything is read or stored: a refused call costs no write and no message.
+        if req.body.len() > MAX_SIGNED_BODY {
+            let error = format!("body of {} bytes is over the {MAX_SIGNED_BODY}-byte limit", req.body.len());
+            tracing::warn!(hook = kind.path(), reason = %error, "hook refused");
+            return Reply::new(413, json!({ "error": error }));
+        }
         if let Err(why) = self.auth.verify(&req.credentials, req.body, (now_ms() / 1000) as i64) {
             tracing::warn!(hook = kind.path(), reason = %why, "hook refused");
             return Reply::new(401, json!({"error": "unauthorized"}));
@@ -324,6 +335,40 @@ mod tests {
         assert_eq!(items.len(), 1);
         assert_eq!(items[0].body.len(), MAX_HOOK_BODY);
         assert!(queue.sent().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_body_that_triples_when_made_text_is_still_kept_within_the_item_limit() {
+        // 200 KiB of bytes that are not UTF-8: each becomes U+FFFD (3 bytes) as text.
+        let (table, queue) = (MemoryTable::default(), fifo());
+        let body = vec![0xFF; MAX_HOOK_BODY];
+        let reply = intake(table.clone(), queue.clone()).receive(HookKind::Started, request(&body)).await;
+        assert_eq!(status(&reply), (200, "quarantined"), "{reply:?}");
+        let items = kept(&table).await;
+        assert_eq!(items.len(), 1);
+        assert!(items[0].body.len() <= crate::ports::MAX_KEPT_BODY);
+        assert!(
+            items[0].reason.contains(&format!("of {} bytes kept", 3 * MAX_HOOK_BODY)),
+            "{}",
+            items[0].reason
+        );
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_signed_limit_is_refused_before_its_credentials_are_checked() {
+        let (table, queue) = (MemoryTable::default(), fifo());
+        let hooks = intake(table.clone(), queue.clone());
+        let body = vec![b' '; MAX_SIGNED_BODY + 1];
+        for secret in [Some(SECRET.as_bytes()), None] {
+            let mut req = request(&body);
+            req.credentials.secret = secret;
+            let reply = hooks.receive(HookKind::Started, req).await;
+            assert_eq!(reply.status, 413, "{reply:?}");
+            assert!(reply.body["error"].as_str().unwrap().contains("over the 1048576-byte limit"));
+        }
+        assert_eq!(table.hooks(), 0);
+        assert!(queue.sent().is_empty());
+        assert!(kept(&table).await.is_empty());
     }
 
     #[tokio::test]
