@@ -9,7 +9,8 @@
 //! | loan's credit-life process | `LOAN#{loanNumber}` | `PROCESS` |
 //! | scoringId → process | `SCORING#{scoringId}` | `ALIAS` |
 //! | intent of one attempt at a changing call | the process key | `EFFECT#{effect}#{attempt}` |
-//! | received hook (raw) | `HOOK#{scoringId}` | `{kind}#{hookId}` |
+//! | received hook with MUST's delivery id (one per id, across every path) | `HOOK#DELIVERY#{webhookId}` | `DELIVERY` |
+//! | received hook without one (by content) | `HOOK#{scoringId}` | `{kind}#{digest}` |
 //! | kept for an operator | `QUARANTINE#{id}` | `QUARANTINE` |
 //! | a partner's token | `TOKEN#{name}` | `TOKEN` |
 //!
@@ -22,10 +23,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::domain::ids::{CustomerId, ProcessId, ScoringId};
 use crate::domain::loan::process::LoanProcess;
-use crate::domain::must::hook::HookKind;
 use crate::domain::truck::process::TruckProcess;
 use crate::domain::workflow::Workflow;
-use crate::ports::StoredProcess;
+use crate::ports::{ReceivedHook, StoredProcess};
 
 pub const GSI1: &str = "gsi1";
 
@@ -38,6 +38,8 @@ const KEPT_INDEX: &str = "QUARANTINE";
 const TOKEN: &str = "TOKEN#";
 const CUSTOMER: &str = "CUSTOMER#";
 const EFFECT: &str = "EFFECT#";
+const DELIVERY: &str = "DELIVERY#";
+const DELIVERY_SK: &str = "DELIVERY";
 
 /// Every partition key the functions may touch, as the template's `LeadingKeys` name them.
 pub const LEADING_KEY_PREFIXES: [&str; 8] = [TRUCK, LOAN, SCORING, HOOK, KEPT, TOKEN, CUSTOMER, KEPT_INDEX];
@@ -105,8 +107,20 @@ pub fn scoring_alias(scoring_id: &ScoringId) -> String {
 }
 
 /// Where a received hook is stored: (pk, sk).
-pub fn hook_key(scoring_id: &ScoringId, kind: HookKind, hook_id: &str) -> (String, String) {
-    (format!("{HOOK}{scoring_id}"), format!("{}#{hook_id}", kind.path()))
+pub fn hook_key(hook: &ReceivedHook) -> (String, String) {
+    if hook.by_content {
+        (format!("{HOOK}{}", hook.scoring_id), format!("{}#{}", hook.kind.path(), hook.hook_id))
+    } else {
+        // One record per delivery id whatever the path: a signature does not cover the
+        // path, so a signed delivery replayed onto another scoringId or hook must find
+        // its id taken. (`#` cannot occur in a scoringId, so the two forms never meet.)
+        (delivery_pk(&hook.hook_id), DELIVERY_SK.to_owned())
+    }
+}
+
+/// The partition key of the record of MUST's delivery id `webhook_id`.
+pub fn delivery_pk(webhook_id: &str) -> String {
+    format!("{HOOK}{DELIVERY}{webhook_id}")
 }
 
 /// The sort key of one attempt's intent record (its pk is the process key).
@@ -230,6 +244,7 @@ impl StoredProcess for LoanProcess {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::must::hook::HookKind;
 
     #[test]
     fn process_keys_round_trip_and_foreign_ones_are_refused() {
@@ -252,12 +267,34 @@ mod tests {
         }
     }
 
+    fn hook(scoring_id: &ScoringId, by_content: bool) -> ReceivedHook {
+        ReceivedHook {
+            scoring_id: scoring_id.clone(),
+            kind: HookKind::Started,
+            hook_id: "h".into(),
+            by_content,
+            body: String::new(),
+            received_at_ms: 0,
+            replays: 0,
+        }
+    }
+
+    #[test]
+    fn a_delivery_id_has_one_record_whatever_the_path_and_a_content_id_one_per_scoring_id_and_kind() {
+        let (one, other) = (ScoringId::parse("sc-1").unwrap(), ScoringId::parse("sc-2").unwrap());
+        assert_eq!(hook_key(&hook(&one, false)), hook_key(&hook(&other, false)));
+        assert_ne!(hook_key(&hook(&one, true)), hook_key(&hook(&other, true)));
+        let approved = ReceivedHook { kind: HookKind::Approved, ..hook(&one, true) };
+        assert_ne!(hook_key(&hook(&one, true)), hook_key(&approved));
+    }
+
     #[test]
     fn every_prefix_is_a_leading_key() {
         let sid = ScoringId::parse("sc-1").unwrap();
         let keys = [
             scoring_alias(&sid),
-            hook_key(&sid, HookKind::Started, "h").0,
+            hook_key(&hook(&sid, true)).0,
+            hook_key(&hook(&sid, false)).0,
             kept_key("x"),
             token_key("must"),
             customer_index(&CustomerId::parse("C-1").unwrap()),

@@ -49,6 +49,9 @@ pub struct ReceivedHook {
 pub enum Recorded {
     New,
     Duplicate,
+    /// The delivery id was first used for another scoringId or hook: a replay of a
+    /// signed delivery onto another path (the signature does not cover the path).
+    UsedElsewhere,
 }
 
 /// Where something kept for a person came from, and what replaying it means.
@@ -194,7 +197,8 @@ pub enum SaveError {
 }
 
 pub trait HookStore {
-    /// Stores a hook once; a second delivery of the same hook is `Duplicate`.
+    /// Stores a hook once; a second delivery of the same hook is `Duplicate`, and its
+    /// delivery id used again for another scoringId or hook is `UsedElsewhere`.
     fn record_hook(&self, hook: &ReceivedHook) -> impl Future<Output = Result<Recorded, InfraError>> + Send;
 }
 

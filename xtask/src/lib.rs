@@ -52,6 +52,7 @@ fn hook_functions() -> String {
           TRUCK_QUEUE_URL: !Ref TruckQueue
           HOOK_SECRET_PARAMETER: !Ref HookSecretParameterName
           HOOK_AUTH_MODE: !Ref HookAuthMode
+          PAYMENT_LINK_HOSTS: !Ref PaymentLinkHosts
       Policies:
         - !Ref HookFunctionPolicy
       Events:

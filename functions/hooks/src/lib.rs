@@ -23,6 +23,7 @@ pub async fn run(kind: HookKind) -> Result<(), Error> {
             &var("HOOK_AUTH_MODE")?,
             &secrets::read(&config::ssm(&sdk), &var("HOOK_SECRET_PARAMETER")?).await?,
         )?,
+        payment_link_hosts: config::list("PAYMENT_LINK_HOSTS"),
     };
     let intake = &intake;
     let suffix = format!("/{}", kind.path());

@@ -4,11 +4,12 @@
 use reqwest::{Client, Response};
 use serde::Serialize;
 
-use super::http_auth::{classify, download, host_of, read, read_capped, transport_error, AuthorizedClient};
+use super::http_auth::{classify, download, read, read_capped, transport_error, AuthorizedClient};
 use crate::domain::bima::api::{
     CalcRequest, Calculation, PrintLink, PrintLinkRequest, SaleAccepted, TokenResponse,
 };
 use crate::domain::bima::sale::SaleRequest;
+use crate::domain::links::host_of;
 use crate::ports::{BimaApi, CallError, Download, TokenStore};
 
 /// BIMA does not say how long a token lives; one hour, refreshed on 401 anyway.

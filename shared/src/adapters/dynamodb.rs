@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 
 use aws_sdk_dynamodb::error::SdkError;
-use aws_sdk_dynamodb::types::{AttributeValue, Put, TransactWriteItem};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValuesOnConditionCheckFailure, TransactWriteItem};
 use aws_sdk_dynamodb::Client;
 use serde::de::DeserializeOwned;
 
@@ -252,12 +253,38 @@ impl EffectLog for Table {
 
 impl HookStore for Table {
     async fn record_hook(&self, hook: &ReceivedHook) -> Result<Recorded, InfraError> {
-        let (pk, sk) = keys::hook_key(&hook.scoring_id, hook.kind, &hook.hook_id);
+        let (pk, sk) = keys::hook_key(hook);
         let mut item = key(pk, &sk);
+        item.insert("scoringId".into(), s(hook.scoring_id.as_str()));
+        item.insert("hook".into(), s(hook.kind.path()));
         item.insert("body".into(), s(&hook.body));
         item.insert("receivedAtMs".into(), n(hook.received_at_ms));
         item.insert("expiresAt".into(), ttl_from(hook.received_at_ms));
-        Ok(if self.put_new(item).await? { Recorded::New } else { Recorded::Duplicate })
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.name)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(pk)")
+            // The first record comes back with the refusal: no second read to tell a
+            // repeat from a delivery id used on another path.
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(Recorded::New),
+            Err(e) if is_condition_failure(&e) => {
+                let first = match e.into_service_error() {
+                    PutItemError::ConditionalCheckFailedException(failed) => failed.item,
+                    _ => None,
+                }
+                .unwrap_or_default();
+                let same_path = get_s(&first, "scoringId").ok() == Some(hook.scoring_id.as_str())
+                    && get_s(&first, "hook").ok() == Some(hook.kind.path());
+                Ok(if same_path { Recorded::Duplicate } else { Recorded::UsedElsewhere })
+            }
+            Err(e) => Err(call_error(e)),
+        }
     }
 }
 

@@ -10,6 +10,7 @@ use reqwest::{Client, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 
+use crate::domain::links::host_of;
 use crate::ports::{now_ms, CallError, Download, TokenStore};
 
 /// A token this close to expiry is replaced rather than used.
@@ -113,13 +114,6 @@ pub async fn read_capped(mut response: Response, max: u64) -> Result<Vec<u8>, Ca
         bytes.extend_from_slice(&chunk);
     }
     Ok(bytes)
-}
-
-/// The `host[:port]` part of an http(s) URL.
-pub fn host_of(url: &str) -> Option<&str> {
-    let rest = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://"))?;
-    let host = rest.split(['/', '?', '#']).next()?;
-    (!host.is_empty() && !host.contains('@')).then_some(host)
 }
 
 /// A file from the answer to a GET, following up to three redirects to hosts `allowed`
@@ -270,16 +264,5 @@ impl<T: TokenStore + Sync> AuthorizedClient<T> {
     {
         let url = self.url(path);
         self.send(|c| c.post(&url).json(body), idempotency_key, fetch_token).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn host_of_reads_host_and_port_and_refuses_userinfo_tricks() {
-        assert_eq!(super::host_of("https://print.bima.tj/p/1.pdf"), Some("print.bima.tj"));
-        assert_eq!(super::host_of("http://127.0.0.1:4020/print/1"), Some("127.0.0.1:4020"));
-        assert_eq!(super::host_of("https://bima.tj@evil.example/x"), None);
-        assert_eq!(super::host_of("ftp://x/y"), None);
     }
 }

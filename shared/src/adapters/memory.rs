@@ -194,9 +194,10 @@ impl HookStore for MemoryTable {
             return Err(too_large("hook item", size));
         }
         let mut s = lock(&self.state);
-        let slot = keys::hook_key(&hook.scoring_id, hook.kind, &hook.hook_id);
-        if s.hooks.contains_key(&slot) {
-            return Ok(Recorded::Duplicate);
+        let slot = keys::hook_key(hook);
+        if let Some(first) = s.hooks.get(&slot) {
+            let same_path = first.scoring_id == hook.scoring_id && first.kind == hook.kind;
+            return Ok(if same_path { Recorded::Duplicate } else { Recorded::UsedElsewhere });
         }
         s.hooks.insert(slot, hook.clone());
         Ok(Recorded::New)

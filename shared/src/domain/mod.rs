@@ -3,6 +3,7 @@
 pub mod bank;
 pub mod bima;
 pub mod ids;
+pub mod links;
 pub mod loan;
 pub mod must;
 pub mod outcome;

@@ -21,7 +21,7 @@ use crate::domain::workflow::{Resolution, Review};
 use crate::keys::ProcessKey;
 use crate::ports::{
     now_ms, BankOutbox, HookStore, InfraError, KeptOrigin, LoanMessage, LoanQueue, ProcessStore,
-    QuarantineStore, Quarantined, ReceivedHook, TruckMessage, TruckQueue,
+    QuarantineStore, Quarantined, ReceivedHook, Recorded, TruckMessage, TruckQueue,
 };
 
 /// What a replay did with each kept item.
@@ -179,7 +179,11 @@ where
                 // Not the hook's own deduplication id: the queue would drop this one as a
                 // repeat if it came within five minutes of the first delivery.
                 let dedup = format!("replay-{}-r{}", short(hook_id), replays + 1);
-                store_and_enqueue(&self.store, &self.trucks, hook, &dedup).await?;
+                if store_and_enqueue(&self.store, &self.trucks, hook, &dedup).await?
+                    == Recorded::UsedElsewhere
+                {
+                    return Ok(Err("its webhook-id was first used for another scoringId or hook".into()));
+                }
                 Ok(Ok(()))
             }
             KeptOrigin::BankEvent { .. } => match BankEvent::accept(&item.body) {

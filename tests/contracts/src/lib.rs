@@ -117,7 +117,10 @@ fn loan(number: &str, customer: &str) -> LoanProcess {
 
 /// Ids unique to one run of one contract (the emulator's stacks outlive a run).
 fn unique(name: &str) -> String {
-    format!("{name}-{}-{}", std::process::id(), now_ms() % 1_000_000_000)
+    // The counter: two calls within one millisecond are still two names.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{name}-{}-{}-{n}", std::process::id(), now_ms() % 1_000_000_000)
 }
 
 // ----------------------------------------------------------------------------------------
@@ -206,26 +209,47 @@ pub async fn effect_log<E: EffectLog>(log: &E) {
     );
 }
 
-/// Hooks: stored once per (scoringId, kind, id); the same id under another kind is another hook.
+/// Hooks: a delivery id is stored once, whatever the path (used again for another
+/// scoringId or hook it is refused); a content id once per (scoringId, kind).
 pub async fn hook_store<H: HookStore>(store: &H) {
     let scoring_id = ScoringId::parse(&unique("sc")).expect("id");
-    let hook = |kind, id: &str, body: &str| ReceivedHook {
-        scoring_id: scoring_id.clone(),
+    let elsewhere = ScoringId::parse(&unique("sc")).expect("id");
+    let hook = |sid: &ScoringId, kind, id: &str, by_content: bool, body: &str| ReceivedHook {
+        scoring_id: sid.clone(),
         kind,
         hook_id: id.to_owned(),
-        by_content: false,
+        by_content,
         body: body.to_owned(),
         received_at_ms: now_ms(),
         replays: 0,
     };
-    let first = hook(HookKind::Approved, "msg-1", "{}");
+    let delivery = unique("msg");
+    let first = hook(&scoring_id, HookKind::Approved, &delivery, false, "{}");
     assert_eq!(store.record_hook(&first).await.expect("record"), Recorded::New);
     assert_eq!(store.record_hook(&first).await.expect("record"), Recorded::Duplicate);
-    let redelivered = hook(HookKind::Approved, "msg-1", r#"{"other":"body"}"#);
+    let redelivered = hook(&scoring_id, HookKind::Approved, &delivery, false, r#"{"other":"body"}"#);
     assert_eq!(store.record_hook(&redelivered).await.expect("record"), Recorded::Duplicate, "same id");
-    let other_kind = hook(HookKind::Rejected, "msg-1", "{}");
-    assert_eq!(store.record_hook(&other_kind).await.expect("record"), Recorded::New);
-    let too_big = hook(HookKind::Approved, "msg-2", &"x".repeat(OVER_ITEM_LIMIT));
+    for (sid, kind) in [(&scoring_id, HookKind::Rejected), (&elsewhere, HookKind::Approved)] {
+        let replayed = hook(sid, kind, &delivery, false, "{}");
+        assert_eq!(store.record_hook(&replayed).await.expect("record"), Recorded::UsedElsewhere, "{kind:?}");
+    }
+    let by_content = |sid: &ScoringId, kind| hook(sid, kind, "digest-1", true, "{}");
+    assert_eq!(
+        store.record_hook(&by_content(&scoring_id, HookKind::Approved)).await.expect("record"),
+        Recorded::New
+    );
+    assert_eq!(
+        store.record_hook(&by_content(&scoring_id, HookKind::Approved)).await.expect("record"),
+        Recorded::Duplicate
+    );
+    for (sid, kind) in [(&scoring_id, HookKind::Rejected), (&elsewhere, HookKind::Approved)] {
+        assert_eq!(
+            store.record_hook(&by_content(sid, kind)).await.expect("record"),
+            Recorded::New,
+            "{kind:?}"
+        );
+    }
+    let too_big = hook(&scoring_id, HookKind::Approved, &unique("msg"), false, &"x".repeat(OVER_ITEM_LIMIT));
     assert!(store.record_hook(&too_big).await.is_err(), "a hook over 400 KB is an error, not a loss");
 }
 
@@ -250,10 +274,11 @@ pub async fn quarantine_store<Q: QuarantineStore>(store: &Q) {
     store.release(&early.id).await.expect("release");
     store.release(&early.id).await.expect("releasing twice is harmless");
     assert_eq!(ours(store.list_quarantined().await.expect("list")), vec![late]);
-    let too_big = {
-        let origin = KeptOrigin::BankEvent { event_id: tag.clone(), event_type: "x".into() };
-        Quarantined::new(origin, "big".into(), "y".repeat(OVER_ITEM_LIMIT), base)
-    };
+    // `Quarantined::new` cuts what it keeps to fit; an item built past it is refused whole.
+    let origin = KeptOrigin::BankEvent { event_id: tag.clone(), event_type: "x".into() };
+    let cut = Quarantined::new(origin.clone(), "big".into(), "y".repeat(OVER_ITEM_LIMIT), base);
+    assert!(store.quarantine(&cut).await.expect("a cut item fits"));
+    let too_big = Quarantined { body: "y".repeat(OVER_ITEM_LIMIT), id: format!("{}-whole", cut.id), ..cut };
     assert!(store.quarantine(&too_big).await.is_err(), "over 400 KB is an error the caller sees");
 }
 

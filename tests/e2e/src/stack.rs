@@ -154,6 +154,7 @@ impl Harness {
             ("MustPasswordParameterName", format!("/{stack}/must-password")),
             ("HookSecretParameterName", format!("/{stack}/hook-secret")),
             ("HookAuthMode", mode.into()),
+            ("PaymentLinkHosts", polis_must_sim::PAYMENT_HOST.into()),
             // Retries come back in seconds, not minutes, locally.
             ("RunnerVisibilityTimeout", "4".into()),
             ("EffectLeaseMs", "3000".into()),

@@ -153,12 +153,42 @@ fn forged_stale_or_tampered_hooks_are_refused_and_leave_nothing() {
             if status != expected {
                 wrong.push(format!("{name}: {status} {answer}"));
             }
-            let stored = items(h, &format!("HOOK#{sid}")).await.len();
+            let id = headers.iter().find(|(name, _)| *name == "webhook-id").map(|(_, id)| id.as_str());
+            let mut stored = items(h, &format!("HOOK#{sid}")).await.len();
+            if let Some(id) = id {
+                stored += items(h, &polis::keys::delivery_pk(id)).await.len();
+            }
             if expected == 401 && (stored != 0 || answer["error"] != "unauthorized") {
                 wrong.push(format!("{name}: refused but {stored} hooks stored, answer {answer}"));
             }
             if expected == 200 && stored != 1 {
                 wrong.push(format!("{name}: accepted but {stored} hooks stored"));
+            }
+        }
+        // A valid delivery replayed within its five minutes onto another process, and onto
+        // another hook: its id is taken (the signature does not cover the path).
+        // (A body both hooks accept, so only the id can refuse it.)
+        let both = r#"{"insuranceCompany":"ingostrah","writtenPremium":17847.29}"#;
+        let replayed = signed("m-replayed", t, NEW_SIGNING_SECRET, both);
+        let (first, _) = ids("auth");
+        assert_eq!(post(&first, &replayed, both).await.0, 200);
+        for (path, name) in [("rejected", "another process"), ("approved", "another hook")] {
+            let (sid, _) = ids("auth");
+            let target = if path == "rejected" { sid.clone() } else { first.clone() };
+            let mut req = reqwest::Client::new()
+                .post(format!("{}/api/hooks/{target}/{path}", h.cloud.http_url))
+                .body(both.to_owned());
+            for (header, value) in replayed.clone() {
+                req = req.header(header, value);
+            }
+            let before = h.cloud.aws.counts();
+            let status = req.send().await.unwrap().status().as_u16();
+            let sent = |counts: &polis_local_cloud::aws_proxy::CallCounts| {
+                counts.iter().filter(|((_, call), _)| call == "sqs:SendMessage").map(|(_, n)| n).sum::<u64>()
+            };
+            tried += 1;
+            if status != 409 || sent(&h.cloud.aws.counts()) != sent(&before) {
+                wrong.push(format!("replayed onto {name}: {status}, or it was queued"));
             }
         }
         println!("hook authentication: {tried} cases tried, {} wrong", wrong.len());

@@ -33,6 +33,7 @@ use axum::{Json, Router};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+pub use model::PAYMENT_HOST;
 use model::{Answer, Body, Event, Hook, Must, Reply};
 pub use scenario::{Call, CallFault, Failure, InsurerResult, OfferOutcome, PolicyFile, Scenario};
 

@@ -12,6 +12,9 @@ use crate::pdf;
 use crate::scenario::{Call, CallFault, Failure, OfferOutcome, PolicyFile, Scenario};
 use crate::{SimConfig, Stats};
 
+/// Where the payment links MUST hands out point (the insurers' payment pages, here one).
+pub const PAYMENT_HOST: &str = "pay.must.example";
+
 /// An answer of the API: a status and a JSON body, an empty body, or a file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reply {
@@ -525,7 +528,7 @@ impl Must {
             return not_approved().into();
         };
         self.changed(&vin, Call::PaymentLink);
-        let link = format!("https://pay.must.example/pay/{sid}");
+        let link = format!("https://{PAYMENT_HOST}/pay/{sid}");
         self.send_hook(
             sid,
             "payment-link-generated",

@@ -544,6 +544,7 @@ impl World {
             queue: Faulty::new(self.trucks.clone(), &invocation),
             auth: HookAuth::from_config("shared-secret", HOOK_SECRET)
                 .unwrap_or(HookAuth::SharedSecret(Vec::new())),
+            payment_link_hosts: vec![polis_must_sim::PAYMENT_HOST.into()],
         };
         let body = hook.body.to_string();
         let request = HookRequest {

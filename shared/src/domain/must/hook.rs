@@ -363,8 +363,8 @@ impl HookPayload {
                 insurer: body.optional_insurer()?,
                 url: body.required(
                     fields::URL,
-                    |v| v.as_str().filter(|s| is_http_url(s)).map(str::to_owned),
-                    "an http(s) URL",
+                    |v| v.as_str().filter(|s| is_https_url(s)).map(str::to_owned),
+                    "an https URL",
                 )?,
             },
             HookKind::PaymentInvoiceGenerated => {
@@ -401,8 +401,9 @@ impl HookPayload {
     }
 }
 
-fn is_http_url(s: &str) -> bool {
-    (s.starts_with("https://") || s.starts_with("http://")) && s.len() > 8 && !s.contains(char::is_whitespace)
+/// A customer pays behind this link: never over plain http.
+fn is_https_url(s: &str) -> bool {
+    s.starts_with("https://") && s.len() > 8 && !s.contains(char::is_whitespace)
 }
 
 #[cfg(test)]

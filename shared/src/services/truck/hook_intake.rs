@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
 use crate::domain::ids::ScoringId;
+use crate::domain::links::{host_of, is_trusted_https};
 use crate::domain::must::hook::{HookKind, HookPayload};
 use crate::ports::{
     now_ms, HookStore, InfraError, KeptOrigin, QuarantineStore, Quarantined, ReceivedHook, Recorded,
@@ -80,6 +81,9 @@ pub struct HookIntake<S, Q> {
     pub store: S,
     pub queue: Q,
     pub auth: HookAuth,
+    /// Hosts a payment link may point to (any, over https, when empty): a link
+    /// elsewhere is kept for a person rather than shown to a customer.
+    pub payment_link_hosts: Vec<String>,
 }
 
 impl<S, Q> HookIntake<S, Q>
@@ -108,7 +112,7 @@ where
 
     async fn accept(&self, kind: HookKind, scoring_id: ScoringId, req: HookRequest<'_>) -> Reply {
         let (hook_id, by_content) = hook_id(&scoring_id, kind, req.credentials.id, req.body);
-        if let Some(reason) = check_body(kind, req.body) {
+        if let Some(reason) = check_body(kind, req.body).or_else(|| self.check_link(kind, req.body)) {
             let origin = KeptOrigin::Hook { kind, scoring_id, hook_id, by_content, replays: 0 };
             return self.quarantine(origin, req.body, reason).await;
         }
@@ -123,11 +127,12 @@ where
         };
         let dedup = dedup_id(&hook);
         match store_and_enqueue(&self.store, &self.queue, hook, &dedup).await {
+            Ok(Recorded::UsedElsewhere) => {
+                tracing::warn!(hook_id, "hook refused: its delivery id was first used on another path");
+                Reply::new(409, json!({"error": "webhook-id already used for another scoringId or hook"}))
+            }
             Ok(recorded) => {
-                let status = match recorded {
-                    Recorded::New => "accepted",
-                    Recorded::Duplicate => "duplicate",
-                };
+                let status = if recorded == Recorded::New { "accepted" } else { "duplicate" };
                 tracing::info!(hook_id, status, "hook accepted");
                 Reply::new(200, json!({"status": status, "hookId": hook_id}))
             }
@@ -136,6 +141,17 @@ where
                 Reply::new(503, json!({"error": "temporarily unavailable, retry"}))
             }
         }
+    }
+
+    /// Why a payment link cannot go to the bank, if it cannot: a signed hook replayed
+    /// with another body, or a partner's page we were not told of.
+    fn check_link(&self, kind: HookKind, body: &[u8]) -> Option<String> {
+        let Ok(HookPayload::PaymentLinkGenerated { url, .. }) = HookPayload::parse(kind, body) else {
+            return None;
+        };
+        let host = host_of(&url).unwrap_or_default();
+        (!is_trusted_https(&url, &self.payment_link_hosts))
+            .then(|| format!("payment link host {host} is not one of PaymentLinkHosts"))
     }
 
     async fn quarantine(&self, origin: KeptOrigin, body: &[u8], reason: String) -> Reply {
@@ -165,7 +181,8 @@ pub fn check_body(kind: HookKind, body: &[u8]) -> Option<String> {
 }
 
 /// Stores a hook (once) and puts it on its process's FIFO group under `dedup` (the
-/// queue drops a repeat of it for five minutes); both must succeed.
+/// queue drops a repeat of it for five minutes); both must succeed. A delivery id
+/// used before on another path is neither stored nor queued.
 pub async fn store_and_enqueue<S, Q>(
     store: &S,
     queue: &Q,
@@ -177,8 +194,10 @@ where
     Q: TruckQueue + Sync,
 {
     let recorded = store.record_hook(&hook).await?;
-    let group = hook.scoring_id.to_string();
-    queue.enqueue(&TruckMessage::Hook(hook), &group, dedup).await?;
+    if recorded != Recorded::UsedElsewhere {
+        let group = hook.scoring_id.to_string();
+        queue.enqueue(&TruckMessage::Hook(hook), &group, dedup).await?;
+    }
     Ok(recorded)
 }
 
@@ -192,7 +211,12 @@ mod tests {
     const APPROVED: &str = r#"{"insuranceCompany":"ingostrah","writtenPremium":17847.29}"#;
 
     fn intake<S, Q>(store: S, queue: Q) -> HookIntake<S, Q> {
-        HookIntake { store, queue, auth: HookAuth::from_config("shared-secret", SECRET).unwrap() }
+        HookIntake {
+            store,
+            queue,
+            auth: HookAuth::from_config("shared-secret", SECRET).unwrap(),
+            payment_link_hosts: vec!["pay.must.example".into()],
+        }
     }
 
     /// A request with our secret, for `sc-1`, without a delivery id.
@@ -269,6 +293,7 @@ mod tests {
             store: table.clone(),
             queue: queue.clone(),
             auth: HookAuth::from_config("standard-webhooks", secret).unwrap(),
+            payment_link_hosts: Vec::new(),
         };
         let now = (now_ms() / 1000) as i64;
         let signature =
@@ -335,6 +360,47 @@ mod tests {
         assert_eq!(items.len(), 1);
         assert_eq!(items[0].body.len(), MAX_HOOK_BODY);
         assert!(queue.sent().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_delivery_id_used_again_on_another_scoring_id_or_hook_is_refused_and_not_queued() {
+        let (table, queue) = (MemoryTable::default(), fifo());
+        let hooks = intake(table.clone(), queue.clone());
+        let delivered = |scoring_id| {
+            let mut req = request(APPROVED.as_bytes());
+            req.scoring_id = Some(scoring_id);
+            req.credentials.id = Some("msg_2KW");
+            req
+        };
+        assert_eq!(status(&hooks.receive(HookKind::Approved, delivered("sc-1")).await), (200, "accepted"));
+        assert_eq!(status(&hooks.receive(HookKind::Approved, delivered("sc-1")).await), (200, "duplicate"));
+        for (kind, scoring_id) in [(HookKind::Approved, "sc-2"), (HookKind::PolicyIsPaid, "sc-1")] {
+            let reply = hooks.receive(kind, delivered(scoring_id)).await;
+            assert_eq!(reply.status, 409, "{kind:?} {scoring_id}: {reply:?}");
+        }
+        let messages: Vec<(Option<String>, TruckMessage)> = drain(&queue);
+        assert_eq!(
+            messages.len(),
+            1,
+            "only the first delivery is queued (the repeat is absorbed by the FIFO): {messages:?}"
+        );
+        assert!(kept(&table).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_payment_link_elsewhere_than_the_configured_hosts_is_kept_not_queued() {
+        let (table, queue) = (MemoryTable::default(), fifo());
+        let hooks = intake(table.clone(), queue.clone());
+        let link = |url: &str| format!(r#"{{"insuranceCompany":"ingostrah","paymentLink":"{url}"}}"#);
+        let good = link("https://pay.must.example/pay/1");
+        let reply = hooks.receive(HookKind::PaymentLinkGenerated, request(good.as_bytes())).await;
+        assert_eq!(status(&reply), (200, "accepted"));
+        for url in ["https://pay.evil.example/pay/1", "http://pay.must.example/pay/1"] {
+            let reply = hooks.receive(HookKind::PaymentLinkGenerated, request(link(url).as_bytes())).await;
+            assert_eq!(status(&reply), (200, "quarantined"), "{url}: {reply:?}");
+        }
+        assert_eq!(drain::<TruckMessage>(&queue).len(), 1, "only the trusted link goes on");
+        assert_eq!(kept(&table).await.len(), 2);
     }
 
     #[tokio::test]
