@@ -140,6 +140,12 @@ pub fn kept_sort(received_at_ms: u64, id: &str) -> String {
     format!("{received_at_ms:013}#{id}")
 }
 
+/// The partners whose tokens we cache, by the name their item is kept under. Each
+/// runner may read and write only its own partner's item (the template's
+/// `LeadingKeys` name the full key, checked by a test).
+pub const MUST_TOKEN: &str = "must";
+pub const BIMA_TOKEN: &str = "bima";
+
 pub fn token_key(name: &str) -> String {
     format!("{TOKEN}{name}")
 }

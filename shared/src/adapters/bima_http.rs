@@ -35,7 +35,7 @@ impl<T: TokenStore + Sync> BimaHttp<T> {
         extra_print_hosts: &[String],
         tokens: T,
     ) -> Self {
-        let api = AuthorizedClient::new(http, base_url, "bima", tokens);
+        let api = AuthorizedClient::new(http, base_url, crate::keys::BIMA_TOKEN, tokens);
         let mut print_hosts: Vec<String> = extra_print_hosts.to_vec();
         print_hosts.extend(host_of(&api.base_url).map(str::to_owned));
         BimaHttp { api, credentials, print_hosts }

@@ -29,7 +29,7 @@ pub struct MustHttp<T> {
 
 impl<T: TokenStore + Sync> MustHttp<T> {
     pub fn new(http: Client, base_url: impl Into<String>, credentials: MustCredentials, tokens: T) -> Self {
-        MustHttp { api: AuthorizedClient::new(http, base_url, "must", tokens), credentials }
+        MustHttp { api: AuthorizedClient::new(http, base_url, crate::keys::MUST_TOKEN, tokens), credentials }
     }
 
     /// `POST /api/scoring/auth`: a token, valid 7 days unless MUST says otherwise.

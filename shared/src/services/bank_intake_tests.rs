@@ -180,6 +180,22 @@ async fn an_invalid_policy_request_is_kept_with_every_reason_and_the_bank_is_tol
 }
 
 #[tokio::test]
+async fn a_request_naming_another_requests_document_is_refused() {
+    let desk = Desk::new();
+    let body = edited(TRUCK_POLICY_REQUESTED, |v| {
+        v["documents"][1]["s3Key"] = json!("inbound/REQ-2026-0002/pts.pdf");
+        v["documents"][2]["s3Key"] = json!("elsewhere/diagnostic-card.pdf");
+    });
+    desk.intake().handle(&body).await.unwrap();
+    let items = kept(&desk.table).await;
+    let [item] = &items[..] else { panic!("{items:?}") };
+    let under = "a key under inbound/REQ-2026-0001/ without empty, '.' or '..' segments";
+    assert_eq!(item.reason, format!("documents[1].s3Key: {under}; documents[2].s3Key: {under}"));
+    assert_eq!(version::<TruckProcess>(&desk.table, &truck_key()).await, None, "no process, no download");
+    assert!(desk.trucks.sent().is_empty());
+}
+
+#[tokio::test]
 async fn an_invalid_loan_is_kept_and_answered_with_bima_failed() {
     let desk = Desk::new();
     let body = edited(LOAN_ISSUED, |v| v["borrower"]["tin"] = json!("12345"));

@@ -79,7 +79,8 @@ impl Harness {
 
     /// Puts a document where the bank keeps them and returns its reference.
     pub async fn put_document(&self, process_id: &str, type_id: u32, name: &str) -> Result<Value, BoxError> {
-        let key = format!("inbound/{process_id}/{name}");
+        let request = polis::domain::ids::ProcessId::parse(process_id)?;
+        let key = format!("{}{name}", polis::domain::truck::bank::documents_prefix(&request));
         let body = polis_must_sim::pdf::one_page(&format!("scan of document type {type_id}"));
         self.s3().put_object().bucket(&self.documents_bucket).key(&key).body(body.into()).send().await?;
         Ok(json!({"typeId": type_id, "s3Key": key, "fileName": name}))

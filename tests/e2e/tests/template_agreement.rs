@@ -124,16 +124,41 @@ fn every_partition_key_a_policy_allows_is_one_the_storage_format_defines() {
             let patterns =
                 as_list(&statement["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]);
             for pattern in patterns.iter().filter_map(Value::as_str) {
-                let prefix = pattern.trim_end_matches('*');
-                assert!(
-                    polis::keys::LEADING_KEY_PREFIXES.contains(&prefix),
-                    "{id} allows {pattern}, which polis::keys does not define"
-                );
+                // A prefix (`TRUCK#*`), or one exact key (the kept index, a partner's token item).
+                let known = match pattern.strip_suffix('*') {
+                    Some(prefix) => polis::keys::LEADING_KEY_PREFIXES.contains(&prefix),
+                    None => {
+                        polis::keys::LEADING_KEY_PREFIXES.contains(&pattern)
+                            || [polis::keys::MUST_TOKEN, polis::keys::BIMA_TOKEN]
+                                .iter()
+                                .any(|name| polis::keys::token_key(name) == pattern)
+                    }
+                };
+                assert!(known, "{id} allows {pattern}, which polis::keys does not define");
                 checked += 1;
             }
         }
     }
     assert!(checked >= 10, "{checked} LeadingKeys patterns checked");
+}
+
+#[test]
+fn each_runner_may_touch_only_its_own_partners_token() {
+    let t = template();
+    for (function, own, other) in [
+        ("TruckRunnerFunction", polis::keys::MUST_TOKEN, polis::keys::BIMA_TOKEN),
+        ("LoanRunnerFunction", polis::keys::BIMA_TOKEN, polis::keys::MUST_TOKEN),
+    ] {
+        let allowed: Vec<String> = t
+            .policy_statements(function)
+            .iter()
+            .flat_map(|s| as_list(&s["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]))
+            .filter_map(|k| k.as_str().map(str::to_owned))
+            .collect();
+        let tokens: Vec<&String> = allowed.iter().filter(|k| k.starts_with("TOKEN#")).collect();
+        assert_eq!(tokens, [&polis::keys::token_key(own)], "{function}: {allowed:?}");
+        assert!(!allowed.contains(&polis::keys::token_key(other)), "{function}");
+    }
 }
 
 #[test]

@@ -265,7 +265,7 @@ impl World {
         event["payment"]["method"] = json!(method);
         let mut documents = Vec::new();
         for (type_id, name) in [(11, "sts.pdf"), (12, "pts.pdf"), (4, "diagnostic-card.pdf")] {
-            let key = format!("inbound/{request_id}/{name}");
+            let key = document_key(&request_id, name);
             self.objects.put(DOCUMENTS, &key, polis_must_sim::pdf::one_page(name));
             documents.push(json!({"typeId": type_id, "s3Key": key, "fileName": name}));
         }
@@ -337,7 +337,7 @@ impl World {
         let Some(request_id) = process.strip_prefix("TRUCK#") else { return };
         let event = match kind {
             "truck.invoice-ready" => {
-                let key = format!("inbound/{request_id}/payment-order.pdf");
+                let key = document_key(request_id, "payment-order.pdf");
                 self.objects.put(DOCUMENTS, &key, polis_must_sim::pdf::one_page("payment order"));
                 json!({
                     "type": "truck.payment-order",
@@ -353,7 +353,7 @@ impl World {
                     .flatten()
                     .filter_map(|p| p["typeId"].as_u64())
                     .map(|type_id| {
-                        let key = format!("inbound/{request_id}/rescan-{type_id}-{cause}.pdf");
+                        let key = document_key(request_id, &format!("rescan-{type_id}-{cause}.pdf"));
                         self.objects.put(DOCUMENTS, &key, polis_must_sim::pdf::one_page("rescan"));
                         json!({"typeId": type_id, "s3Key": key, "fileName": format!("rescan-{type_id}.pdf")})
                     })
@@ -905,4 +905,11 @@ fn changes_made(truck: &TruckProcess, call: &str) -> u64 {
         other => other,
     };
     u64::from(truck.outbox().calls_made(ours))
+}
+
+/// Where the bank puts a request's document: under the prefix polis holds it to.
+fn document_key(request_id: &str, name: &str) -> String {
+    let request =
+        polis::domain::ids::ProcessId::parse(request_id).expect("the simulation's request ids are valid");
+    format!("{}{name}", polis::domain::truck::bank::documents_prefix(&request))
 }

@@ -151,26 +151,33 @@ impl TruckBankEvent {
         );
         match self {
             TruckBankEvent::PolicyRequested { request, .. } => request.check(&mut p),
-            TruckBankEvent::DocumentsCorrected { documents, .. } => {
+            TruckBankEvent::DocumentsCorrected { documents, request_id, .. } => {
                 p.check(!documents.is_empty(), "documents", "at least one document");
-                check_documents(&mut p, "documents", documents);
+                check_documents(&mut p, "documents", documents, request_id);
             }
-            TruckBankEvent::PaymentOrder { document, .. } => {
-                check_documents(&mut p, "document", std::slice::from_ref(document))
+            TruckBankEvent::PaymentOrder { document, request_id, .. } => {
+                check_documents(&mut p, "document", std::slice::from_ref(document), request_id)
             }
         }
         p.into_result()
     }
 }
 
-fn check_documents(p: &mut Problems, field: &str, documents: &[BankDocument]) {
+/// Where the bank puts a request's documents in the documents bucket: a request may
+/// name only its own (a key elsewhere could hand us another customer's scan).
+pub fn documents_prefix(request_id: &ProcessId) -> String {
+    format!("inbound/{request_id}/")
+}
+
+fn check_documents(p: &mut Problems, field: &str, documents: &[BankDocument], request_id: &ProcessId) {
+    let prefix = documents_prefix(request_id);
     for (i, d) in documents.iter().enumerate() {
         let at = if field == "document" { field.to_owned() } else { format!("{field}[{i}]") };
         p.check(d.type_id > 0, format!("{at}.typeId"), "a MUST document type id");
         p.check(
-            is_safe_object_key(&d.s3_key),
+            is_safe_object_key(&d.s3_key) && d.s3_key.starts_with(&prefix),
             format!("{at}.s3Key"),
-            "a relative S3 key without empty, '.' or '..' segments",
+            format!("a key under {prefix} without empty, '.' or '..' segments"),
         );
         p.check(
             !d.file_name.is_empty() && d.file_name.len() <= 255 && !d.file_name.contains(['/', '\\']),
@@ -248,7 +255,7 @@ impl TruckPolicyRequest {
             "invoice payment is for legal entities only",
         );
         p.check(!self.documents.is_empty(), "documents", "at least one document");
-        check_documents(p, "documents", &self.documents);
+        check_documents(p, "documents", &self.documents, &self.request_id);
     }
 }
 
