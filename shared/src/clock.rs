@@ -9,6 +9,19 @@ thread_local! {
     /// Where virtual time started on this thread: tokio's instant then, and the epoch
     /// milliseconds it stands for.
     static VIRTUAL: Cell<Option<(tokio::time::Instant, u64)>> = const { Cell::new(None) };
+    /// When the invocation this thread serves must have answered (epoch milliseconds).
+    /// A Lambda process serves one invocation at a time on one thread.
+    static DEADLINE: Cell<Option<u64>> = const { Cell::new(None) };
+}
+
+/// Sets (or clears) the deadline of the invocation being served on this thread.
+pub fn set_deadline(at_ms: Option<u64>) {
+    DEADLINE.set(at_ms);
+}
+
+/// The time left before the invocation's deadline, if one is set.
+pub fn time_left() -> Option<std::time::Duration> {
+    DEADLINE.get().map(|at| std::time::Duration::from_millis(at.saturating_sub(now_ms())))
 }
 
 /// Milliseconds since the epoch.

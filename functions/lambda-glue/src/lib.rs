@@ -24,6 +24,9 @@ where
     let handle = &handle;
     // Boxed: the runtime's future type nests deeply enough to hit the compiler's recursion limit.
     Box::pin(lambda_runtime::run(service_fn(move |event: LambdaEvent<SqsEvent>| async move {
+        // What is not done when the invocation's time runs out is handed back, not lost
+        // with a timeout of the whole batch.
+        polis::clock::set_deadline(Some(event.context.deadline));
         let records = event
             .payload
             .records

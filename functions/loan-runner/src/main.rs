@@ -17,9 +17,10 @@ use polis::services::retry::Backoff;
 async fn main() -> Result<(), lambda_runtime::Error> {
     polis::telemetry::init();
     let sdk = config::aws().await;
+    let call_timeout = Duration::from_secs(config::number("BIMA_TIMEOUT_SECONDS", 20)?);
     let table = Table::new(config::dynamodb(&sdk), var("TABLE_NAME")?);
     let bima = BimaHttp::new(
-        http_client(Duration::from_secs(config::number("BIMA_TIMEOUT_SECONDS", 20)?))?,
+        http_client(call_timeout)?,
         var("BIMA_BASE_URL")?,
         BimaCredentials {
             client_id: var("BIMA_CLIENT_ID")?,
@@ -32,7 +33,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         engine: Engine {
             store: table,
             effect_lease: Duration::from_millis(config::number("EFFECT_LEASE_MS", 60_000)?),
-            backoff: Backoff::default(),
+            backoff: Backoff::with_attempt_budget(call_timeout),
             refusal: bima_refusal,
             partner_idempotent: config::flag("BIMA_HONOURS_IDEMPOTENCY_KEY")?,
         },

@@ -17,9 +17,10 @@ use polis::services::truck::runner::{must_refusal, KnownScorings, TruckRunner};
 async fn main() -> Result<(), lambda_runtime::Error> {
     polis::telemetry::init();
     let sdk = config::aws().await;
+    let call_timeout = Duration::from_secs(config::number("MUST_TIMEOUT_SECONDS", 20)?);
     let table = Table::new(config::dynamodb(&sdk), var("TABLE_NAME")?);
     let must = MustHttp::new(
-        http_client(Duration::from_secs(config::number("MUST_TIMEOUT_SECONDS", 20)?))?,
+        http_client(call_timeout)?,
         var("MUST_BASE_URL")?,
         MustCredentials {
             login: var("MUST_LOGIN")?,
@@ -31,7 +32,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
         engine: Engine {
             store: table,
             effect_lease: Duration::from_millis(config::number("EFFECT_LEASE_MS", 60_000)?),
-            backoff: Backoff::default(),
+            backoff: Backoff::with_attempt_budget(call_timeout),
             refusal: must_refusal,
             partner_idempotent: config::flag("MUST_HONOURS_IDEMPOTENCY_KEY")?,
         },

@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::time::Duration;
 
 use futures_util::future::join_all;
 
@@ -12,7 +13,16 @@ pub struct Record {
     pub group: Option<String>,
 }
 
+/// Kept free between the last record handled and the invocation's deadline, to answer.
+const ANSWER_MARGIN: Duration = Duration::from_secs(1);
+
 /// Handles the records and returns the ids of those to deliver again.
+///
+/// Within the invocation's deadline ([`crate::clock::time_left`]): a record still
+/// running when only the margin to answer is left is cut (dropped at its next await,
+/// as a crash would; the effect log makes that safe) and handed back with the rest
+/// of its group, so that one hanging message cannot make the whole batch time out
+/// and come back, finished messages included.
 ///
 /// Records of one FIFO message group (one process) are handled in order, and a
 /// failure fails every later record of its group, so that none overtakes an
@@ -44,7 +54,16 @@ where
                 failed.push(record.message_id);
                 continue;
             }
-            if let Err(e) = handle(record.body).await {
+            let left = crate::clock::time_left().map(|left| left.saturating_sub(ANSWER_MARGIN));
+            let outcome = match left {
+                Some(left) if left.is_zero() => Err("no time left in this invocation".to_owned()),
+                Some(left) => match tokio::time::timeout(left, handle(record.body)).await {
+                    Ok(done) => done.map_err(|e| e.to_string()),
+                    Err(_) => Err("cut short at the invocation's deadline".to_owned()),
+                },
+                None => handle(record.body).await.map_err(|e| e.to_string()),
+            };
+            if let Err(e) = outcome {
                 tracing::warn!(message_id = %record.message_id, error = %e, "message will be delivered again");
                 failed.push(record.message_id);
             }
@@ -130,5 +149,36 @@ mod tests {
         let failed =
             tokio::time::timeout(Duration::from_secs(5), run).await.expect("groups ran concurrently");
         assert!(failed.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_that_hangs_is_cut_before_the_deadline_and_the_rest_of_the_batch_answered() {
+        crate::clock::follow_tokio_time(Some(5_000_000));
+        crate::clock::set_deadline(Some(5_000_000 + 30_000));
+        // Group a: its first message never ends. Group b: two quick ones.
+        let batch = records(&[Some("a"), Some("b"), Some("a"), Some("b")]);
+        let started = tokio::time::Instant::now();
+        let failed = handle_batch(batch, |body| async move {
+            if body == "0" {
+                std::future::pending::<()>().await;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            Ok::<_, String>(())
+        })
+        .await;
+        let took = started.elapsed();
+        assert_eq!(failed, ["m0", "m2"], "the hanging message and what follows it in its group");
+        assert!(took <= Duration::from_secs(29), "answered with the margin to spare: {took:?}");
+        // With no time left, nothing is started.
+        let started_any = std::sync::atomic::AtomicBool::new(false);
+        let failed = handle_batch(records(&[None, None]), |_| {
+            started_any.store(true, std::sync::atomic::Ordering::SeqCst);
+            async { Ok::<_, String>(()) }
+        })
+        .await;
+        assert_eq!(failed, ["m0", "m1"]);
+        assert!(!started_any.load(std::sync::atomic::Ordering::SeqCst));
+        crate::clock::set_deadline(None);
+        crate::clock::follow_tokio_time(None);
     }
 }

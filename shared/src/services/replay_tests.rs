@@ -408,7 +408,7 @@ async fn an_answered_review_reaches_the_runner_and_the_sale_is_not_made_again() 
         engine: Engine {
             store: ops.table.clone(),
             effect_lease: Duration::from_millis(50),
-            backoff: Backoff { attempts: 1, first_delay: Duration::from_millis(1) },
+            backoff: Backoff { attempts: 1, first_delay: Duration::from_millis(1), ..Backoff::default() },
             refusal: bima_refusal,
             partner_idempotent: false,
         },

@@ -273,7 +273,7 @@ impl World {
             engine: Engine {
                 store: self.table.clone(),
                 effect_lease: Duration::from_millis(50),
-                backoff: Backoff { attempts: 1, first_delay: Duration::from_millis(1) },
+                backoff: Backoff { attempts: 1, first_delay: Duration::from_millis(1), ..Backoff::default() },
                 refusal: must_refusal,
                 partner_idempotent: idempotent,
             },

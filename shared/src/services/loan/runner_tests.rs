@@ -57,7 +57,7 @@ impl Loans {
             engine: Engine {
                 store: self.table.clone(),
                 effect_lease: Duration::from_millis(50),
-                backoff: Backoff { attempts: 1, first_delay: Duration::from_millis(1) },
+                backoff: Backoff { attempts: 1, first_delay: Duration::from_millis(1), ..Backoff::default() },
                 refusal: bima_refusal,
                 partner_idempotent: false,
             },
