@@ -83,6 +83,13 @@ impl KeptOrigin {
         }
     }
 
+    /// Whether the item holds raw input from outside (which may carry personal data and
+    /// expires after the configured days), rather than a hold or a pending file, which
+    /// stay until a person acts.
+    pub fn holds_input(&self) -> bool {
+        matches!(self, KeptOrigin::Hook { .. } | KeptOrigin::BankEvent { .. } | KeptOrigin::Event { .. })
+    }
+
     /// The kept record's id: the same input kept again is the same record; a replayed
     /// input that fails again is kept under its next replay number.
     fn record_id(&self, body: &str) -> String {

@@ -53,6 +53,7 @@ fn hook_functions() -> String {
           HOOK_SECRET_PARAMETER: !Ref HookSecretParameterName
           HOOK_AUTH_MODE: !Ref HookAuthMode
           PAYMENT_LINK_HOSTS: !Ref PaymentLinkHosts
+          KEPT_INPUT_DAYS: !Ref KeptInputDays
       Policies:
         - !Ref HookFunctionPolicy
       Events:

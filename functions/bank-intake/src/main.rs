@@ -11,7 +11,9 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let sdk = config::aws().await;
     let sqs = config::sqs(&sdk);
     let intake = BankIntake {
-        store: Table::new(config::dynamodb(&sdk), var("TABLE_NAME")?),
+        store: Table::new(config::dynamodb(&sdk), var("TABLE_NAME")?).keeping_input_for(
+            std::time::Duration::from_secs(config::number("KEPT_INPUT_DAYS", 90)? * 86_400),
+        ),
         trucks: Queue::new(sqs.clone(), var("TRUCK_QUEUE_URL")?),
         loans: Queue::new(sqs.clone(), var("LOAN_QUEUE_URL")?),
         outbox: Queue::new(sqs, var("BANK_NOTIFICATIONS_QUEUE_URL")?),

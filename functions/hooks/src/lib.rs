@@ -17,7 +17,9 @@ pub async fn run(kind: HookKind) -> Result<(), Error> {
     polis::telemetry::init();
     let sdk = config::aws().await;
     let intake = HookIntake {
-        store: Table::new(config::dynamodb(&sdk), var("TABLE_NAME")?),
+        store: Table::new(config::dynamodb(&sdk), var("TABLE_NAME")?).keeping_input_for(
+            std::time::Duration::from_secs(config::number("KEPT_INPUT_DAYS", 90)? * 86_400),
+        ),
         queue: Queue::new(config::sqs(&sdk), var("TRUCK_QUEUE_URL")?),
         auth: HookAuth::from_config(
             &var("HOOK_AUTH_MODE")?,

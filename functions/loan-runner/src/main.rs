@@ -18,7 +18,8 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     polis::telemetry::init();
     let sdk = config::aws().await;
     let call_timeout = Duration::from_secs(config::number("BIMA_TIMEOUT_SECONDS", 20)?);
-    let table = Table::new(config::dynamodb(&sdk), var("TABLE_NAME")?);
+    let table = Table::new(config::dynamodb(&sdk), var("TABLE_NAME")?)
+        .keeping_input_for(std::time::Duration::from_secs(config::number("KEPT_INPUT_DAYS", 90)? * 86_400));
     let bima = BimaHttp::new(
         http_client(call_timeout)?,
         var("BIMA_BASE_URL")?,

@@ -67,7 +67,9 @@ impl Replayer {
             DeadLetters::new(sqs.clone(), var("BANK_EVENTS_DLQ_URL")?, bank.clone()),
         ];
         let replay = Replay {
-            store: Table::new(config::dynamodb(&sdk), var("TABLE_NAME")?),
+            store: Table::new(config::dynamodb(&sdk), var("TABLE_NAME")?).keeping_input_for(
+                std::time::Duration::from_secs(config::number("KEPT_INPUT_DAYS", 90)? * 86_400),
+            ),
             trucks: queue(process),
             loans: queue(loan),
             bank_events: queue(bank),

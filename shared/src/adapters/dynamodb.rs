@@ -24,6 +24,8 @@ const RETENTION_MS: u64 = 365 * 24 * 3600 * 1000;
 pub struct Table {
     client: Client,
     name: String,
+    /// How long kept input (which may carry personal data) lives before TTL removes it.
+    kept_input_ttl: Option<std::time::Duration>,
 }
 
 type Item = HashMap<String, AttributeValue>;
@@ -93,7 +95,12 @@ fn key(pk: String, sk: &str) -> Item {
 
 impl Table {
     pub fn new(client: Client, name: impl Into<String>) -> Table {
-        Table { client, name: name.into() }
+        Table { client, name: name.into(), kept_input_ttl: None }
+    }
+
+    /// Kept input expires `ttl` after it was received (holds and pending files do not).
+    pub fn keeping_input_for(self, ttl: std::time::Duration) -> Table {
+        Table { kept_input_ttl: Some(ttl), ..self }
     }
 
     async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, InfraError> {
@@ -294,6 +301,9 @@ impl QuarantineStore for Table {
         item.insert("record".into(), record(q)?);
         item.insert("gsi1pk".into(), s(keys::KEPT_INDEX_PK));
         item.insert("gsi1sk".into(), s(keys::kept_sort(q.received_at_ms, &q.id)));
+        if let Some(ttl) = self.kept_input_ttl.filter(|_| q.origin.holds_input()) {
+            item.insert("expiresAt".into(), n((q.received_at_ms + ttl.as_millis() as u64) / 1000));
+        }
         // The same input kept twice is one record.
         self.put_new(item).await
     }

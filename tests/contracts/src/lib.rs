@@ -41,6 +41,9 @@ const OVER_ITEM_LIMIT: usize = 420 * 1024;
 /// A stack of our resources on the emulator, made from `template.yaml` for one test.
 pub struct Emulator {
     pub table: Table,
+    /// The table's own client and name, to read items as the console shows them.
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub table_name: String,
     pub buckets: Buckets,
     pub archive_bucket: String,
     pub truck_queue: RealFifo,
@@ -67,8 +70,11 @@ impl Emulator {
             aws_sdk_s3::config::Builder::from(&sdk).force_path_style(true).build(),
         );
         let sqs = aws_sdk_sqs::Client::new(&sdk);
+        let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
         Emulator {
-            table: Table::new(aws_sdk_dynamodb::Client::new(&sdk), physical("Table")),
+            table: Table::new(dynamodb.clone(), physical("Table")),
+            dynamodb,
+            table_name: physical("Table"),
             buckets: Buckets::new(s3),
             archive_bucket: physical("ArchiveBucket"),
             truck_queue: RealFifo {
@@ -280,6 +286,53 @@ pub async fn quarantine_store<Q: QuarantineStore>(store: &Q) {
     assert!(store.quarantine(&cut).await.expect("a cut item fits"));
     let too_big = Quarantined { body: "y".repeat(OVER_ITEM_LIMIT), id: format!("{}-whole", cut.id), ..cut };
     assert!(store.quarantine(&too_big).await.is_err(), "over 400 KB is an error the caller sees");
+}
+
+/// Kept input (it may carry personal data) expires by TTL the configured days after it
+/// came; a held call does not, for it waits for a person. (DynamoDB only: the in-memory
+/// store keeps no TTL, nothing in a simulation lives long enough to need one.)
+pub async fn kept_input_expires(e: &Emulator) {
+    let days = 30;
+    let table = Table::new(e.dynamodb.clone(), e.table_name.clone())
+        .keeping_input_for(std::time::Duration::from_secs(days * 86_400));
+    let at = now_ms();
+    let tag = unique("ttl");
+    let input = Quarantined::new(
+        KeptOrigin::BankEvent { event_id: tag.clone(), event_type: "loan.issued".into() },
+        "invalid".into(),
+        format!("{{\"tag\":\"{tag}\"}}"),
+        at,
+    );
+    let process = polis::keys::ProcessKey::Loan(tag.clone());
+    let hold = Quarantined::new(
+        KeptOrigin::Review { process, effect: "sale".into(), attempt: 1 },
+        String::new(),
+        String::new(),
+        at,
+    );
+    for item in [&input, &hold] {
+        assert!(table.quarantine(item).await.expect("kept"));
+    }
+    let expires = |item: &Quarantined| {
+        let (dynamodb, name, id) = (e.dynamodb.clone(), e.table_name.clone(), item.id.clone());
+        async move {
+            let got = dynamodb
+                .get_item()
+                .table_name(name)
+                .key("pk", aws_sdk_dynamodb::types::AttributeValue::S(polis::keys::kept_key(&id)))
+                .key("sk", aws_sdk_dynamodb::types::AttributeValue::S(polis::keys::KEPT_SK.into()))
+                .send()
+                .await
+                .expect("read");
+            got.item
+                .expect("stored")
+                .get("expiresAt")
+                .and_then(|v| v.as_n().ok())
+                .map(|n| n.parse::<u64>().unwrap())
+        }
+    };
+    assert_eq!(expires(&input).await, Some((at + days * 86_400_000) / 1000));
+    assert_eq!(expires(&hold).await, None, "a held call waits for a person");
 }
 
 /// Tokens: the last one saved is the one loaded.

@@ -51,3 +51,8 @@ contract!(fifo_order,
 contract!(fifo_redelivery,
     memory: contract::fifo_redelivery(&contract::memory_fifo()),
     emulator: |e| contract::fifo_redelivery(&e.truck_queue));
+
+#[tokio::test]
+async fn kept_input_expires_and_held_calls_do_not() {
+    contract::kept_input_expires(&Emulator::provision("kept_ttl").await).await
+}
