@@ -43,7 +43,7 @@ fn hook_path(c: &mut Criterion) {
                 id: Some("msg_1"),
                 timestamp: Some(&ts),
                 signature: Some(&signature),
-                secret: None,
+                ..HookCredentials::default()
             };
             signed.verify(&creds, black_box(HOOK), now).unwrap();
         })
@@ -68,7 +68,7 @@ fn hook_signature_worst_case(c: &mut Criterion) {
                     id: Some("msg_1"),
                     timestamp: Some(&ts),
                     signature: Some(&header),
-                    secret: None,
+                    ..HookCredentials::default()
                 };
                 assert!(signed.verify(&creds, black_box(&body), now).is_err());
             })

@@ -121,14 +121,17 @@ proptest! {
     ) {
         let shared = HookAuth::from_config("shared-secret", "local-hook-secret-0123456789").unwrap();
         let signed = HookAuth::from_config("standard-webhooks", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
+        let by_path = HookAuth::from_config("secret-path", "local-path-token-old-0123456789abcdef").unwrap();
         let c = HookCredentials {
             secret: secret.as_deref(),
             id: id.as_deref(),
             timestamp: timestamp.as_deref(),
             signature: signature.as_deref(),
+            path_token: secret.as_deref(),
         };
         prop_assert!(shared.verify(&c, &body, 1_795_439_400).is_err() || secret.as_deref() == Some(b"local-hook-secret-0123456789".as_slice()));
         prop_assert!(signed.verify(&c, &body, 1_795_439_400).is_err(), "random credentials never pass");
+        prop_assert!(by_path.verify(&c, &body, 1_795_439_400).is_err(), "random path tokens never pass");
     }
 }
 

@@ -54,6 +54,7 @@ fn hook_functions() -> String {
           HOOK_AUTH_MODE: !Ref HookAuthMode
           PAYMENT_LINK_HOSTS: !Ref PaymentLinkHosts
           KEPT_INPUT_DAYS: !Ref KeptInputDays
+          HOOK_SOURCE_NETWORKS: !Ref HookSourceNetworks
       Policies:
         - !Ref HookFunctionPolicy
       Events:
@@ -63,6 +64,12 @@ fn hook_functions() -> String {
             ApiId: !Ref HttpApi
             Method: POST
             Path: /api/hooks/{{scoringId}}/{path}
+        HookBySecretPath:
+          Type: HttpApi
+          Properties:
+            ApiId: !Ref HttpApi
+            Method: POST
+            Path: /h/{{hookToken}}/api/hooks/{{scoringId}}/{path}
 
 ",
             id = hook_function_id(kind),

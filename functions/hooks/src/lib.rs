@@ -1,6 +1,7 @@
 //! The one handler behind every hook function: the function's own hook path is its
 //! only route (API Gateway routes only that path to it; any other is refused here too).
 
+use lambda_http::request::RequestContext;
 use lambda_http::{service_fn, Error, Request, RequestExt};
 use polis::adapters::config::{self, var};
 use polis::adapters::dynamodb::Table;
@@ -25,6 +26,7 @@ pub async fn run(kind: HookKind) -> Result<(), Error> {
             &var("HOOK_AUTH_MODE")?,
             &secrets::read(&config::ssm(&sdk), &var("HOOK_SECRET_PARAMETER")?).await?,
         )?,
+        sources: config::list("HOOK_SOURCE_NETWORKS").iter().map(|n| n.parse()).collect::<Result<_, _>>()?,
         payment_link_hosts: config::list("PAYMENT_LINK_HOSTS"),
     };
     let intake = &intake;
@@ -38,16 +40,22 @@ pub async fn run(kind: HookKind) -> Result<(), Error> {
         let params = req.path_parameters();
         let header = |name: &str| req.headers().get(name).map(|v| v.as_bytes());
         let text = |name: &str| header(name).and_then(|v| std::str::from_utf8(v).ok());
+        let source_ip = match req.request_context_ref() {
+            Some(RequestContext::ApiGatewayV2(context)) => context.http.source_ip.as_deref(),
+            _ => None,
+        };
         let reply = intake
             .receive(
                 kind,
                 HookRequest {
                     scoring_id: params.first("scoringId"),
+                    source_ip: source_ip.and_then(|ip| ip.parse().ok()),
                     credentials: HookCredentials {
                         secret: header(SECRET_HEADER),
                         id: text(ID_HEADER),
                         timestamp: text(TIMESTAMP_HEADER),
                         signature: text(SIGNATURE_HEADER),
+                        path_token: params.first("hookToken").map(str::as_bytes),
                     },
                     body: req.body().as_ref(),
                 },

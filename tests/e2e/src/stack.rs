@@ -19,6 +19,9 @@ pub const HOOK_SECRET: &str = "local-hook-secret-0123456789";
 /// Standard Webhooks signing secrets mid-rotation: the old one still accepted, MUST signing with the new.
 pub const OLD_SIGNING_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 pub const NEW_SIGNING_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+/// Hook path tokens mid-rotation (`secret-path` mode): the old one still accepted, MUST given the new.
+pub const OLD_PATH_TOKEN: &str = "local-path-token-old-0123456789abcdef";
+pub const NEW_PATH_TOKEN: &str = "local-path-token-new-0123456789abcdef";
 pub const MUST_LOGIN: &str = "polis";
 pub const MUST_PASSWORD: &str = "polis-local-password";
 pub const BIMA_CLIENT_ID: &str = "imon";
@@ -77,6 +80,9 @@ pub enum HookAuthMode {
     SharedSecret,
     /// Standard Webhooks signatures, with two secrets configured (a rotation in progress).
     StandardWebhooks,
+    /// A secret token in the hook base URL, two configured (a rotation in progress), and
+    /// hooks limited to the loopback network.
+    SecretPath,
 }
 
 /// How a stack differs from the template's defaults.
@@ -110,6 +116,7 @@ impl Harness {
         log_dir: PathBuf,
         options: StackOptions,
     ) -> Result<Harness, BoxError> {
+        let mut hook_base_url = format!("http://{}", ports.http);
         let (mode, hook_secret, signing) = match options.hook_auth {
             HookAuthMode::SharedSecret => (
                 "shared-secret",
@@ -121,13 +128,22 @@ impl Harness {
                 format!("{OLD_SIGNING_SECRET} {NEW_SIGNING_SECRET}"),
                 polis_must_sim::HookSigning::Sign(NEW_SIGNING_SECRET.into()),
             ),
+            HookAuthMode::SecretPath => {
+                hook_base_url = format!("{hook_base_url}/h/{NEW_PATH_TOKEN}");
+                (
+                    "secret-path",
+                    format!("{OLD_PATH_TOKEN} {NEW_PATH_TOKEN}"),
+                    polis_must_sim::HookSigning::None,
+                )
+            }
         };
+        let sources = if options.hook_auth == HookAuthMode::SecretPath { "127.0.0.0/8, ::1/128" } else { "" };
         let endpoint = std::env::var("AWS_ENDPOINT_URL")
             .map_err(|_| "AWS_ENDPOINT_URL is not set: start the emulator (make emulator) first")?;
         let sdk = polis::adapters::config::aws().await;
         let must = polis_must_sim::start(
             SimConfig {
-                hook_base_url: format!("http://{}", ports.http),
+                hook_base_url,
                 hook_auth: signing,
                 login: MUST_LOGIN.into(),
                 password: MUST_PASSWORD.into(),
@@ -155,6 +171,7 @@ impl Harness {
             ("HookSecretParameterName", format!("/{stack}/hook-secret")),
             ("HookAuthMode", mode.into()),
             ("PaymentLinkHosts", polis_must_sim::PAYMENT_HOST.into()),
+            ("HookSourceNetworks", sources.into()),
             // Retries come back in seconds, not minutes, locally.
             ("RunnerVisibilityTimeout", "4".into()),
             ("EffectLeaseMs", "3000".into()),

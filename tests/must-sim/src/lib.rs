@@ -88,6 +88,8 @@ pub enum HookSigning {
     /// Standard Webhooks: `webhook-timestamp` and a `v1,` HMAC-SHA256 signature made with
     /// this `whsec_…` secret over `{webhook-id}.{timestamp}.{body}`.
     Sign(String),
+    /// Nothing in the headers: the secret is in the hook base URL's path.
+    None,
 }
 
 impl HookSigning {
@@ -97,6 +99,7 @@ impl HookSigning {
         use hmac::{KeyInit, Mac};
         match self {
             HookSigning::Secret(secret) => vec![("x-hook-secret", secret.clone())],
+            HookSigning::None => Vec::new(),
             HookSigning::Sign(secret) => {
                 let b64 = base64::engine::general_purpose::STANDARD;
                 let key = b64.decode(secret.trim_start_matches("whsec_")).unwrap_or_default();

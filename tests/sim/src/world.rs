@@ -544,11 +544,13 @@ impl World {
             queue: Faulty::new(self.trucks.clone(), &invocation),
             auth: HookAuth::from_config("shared-secret", HOOK_SECRET)
                 .unwrap_or(HookAuth::SharedSecret(Vec::new())),
+            sources: Vec::new(),
             payment_link_hosts: vec![polis_must_sim::PAYMENT_HOST.into()],
         };
         let body = hook.body.to_string();
         let request = HookRequest {
             scoring_id: Some(&hook.scoring_id),
+            source_ip: None,
             credentials: HookCredentials {
                 secret: Some(HOOK_SECRET.as_bytes()),
                 id: hook.with_id.then_some(hook.id.as_str()),

@@ -5,11 +5,19 @@
 //!   (the Standard Webhooks scheme: `webhook-id`, `webhook-timestamp`,
 //!   `webhook-signature` holding space-separated `v1,<base64>` signatures), with
 //!   several secrets accepted at once so they can be rotated, and a timestamp
-//!   within ±5 minutes of ours.
+//!   within ±5 minutes of ours;
+//! - `secret-path`: for a partner that can send neither, a secret token as a path
+//!   segment of the hook base URL given to it (`…/h/{token}/api/hooks/…`), two tokens
+//!   accepted at once while rotating.
+//!
+//! Independently of the mode, the calls may be limited to source networks (an
+//! allow-list of CIDRs, e.g. MUST's egress addresses).
 //!
 //! Every comparison is constant-time. The secret (or secrets, separated by
 //! whitespace) comes from one SSM SecureString.
 
+use std::net::IpAddr;
+use std::str::FromStr;
 use std::time::Duration;
 
 use base64::Engine;
@@ -39,11 +47,14 @@ pub struct HookCredentials<'a> {
     pub id: Option<&'a str>,
     pub timestamp: Option<&'a str>,
     pub signature: Option<&'a str>,
+    /// The `{hookToken}` segment of the path the call came by, if it came by that route.
+    pub path_token: Option<&'a [u8]>,
 }
 
 pub enum HookAuth {
     SharedSecret(Vec<u8>),
     StandardWebhooks(Vec<Vec<u8>>),
+    SecretPath(Vec<Vec<u8>>),
 }
 
 impl std::fmt::Debug for HookAuth {
@@ -52,13 +63,14 @@ impl std::fmt::Debug for HookAuth {
         match self {
             HookAuth::SharedSecret(_) => f.write_str("SharedSecret(..)"),
             HookAuth::StandardWebhooks(keys) => write!(f, "StandardWebhooks({} keys)", keys.len()),
+            HookAuth::SecretPath(tokens) => write!(f, "SecretPath({} tokens)", tokens.len()),
         }
     }
 }
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum AuthConfigError {
-    #[error("HOOK_AUTH_MODE must be shared-secret or standard-webhooks, not {0:?}")]
+    #[error("HOOK_AUTH_MODE must be shared-secret, standard-webhooks or secret-path, not {0:?}")]
     UnknownMode(String),
     #[error("the hook secret is empty")]
     Empty,
@@ -66,6 +78,8 @@ pub enum AuthConfigError {
     TooShort,
     #[error("signing secret {0} is not whsec_ followed by base64")]
     BadSigningSecret(usize),
+    #[error("path token {0} must be 32 to 128 characters of A-Z, a-z, 0-9, '-' or '_'")]
+    BadPathToken(usize),
 }
 
 /// Why a hook was refused (said in our log, never in detail to the caller).
@@ -133,6 +147,16 @@ impl HookAuth {
                 .map(|(i, s)| signing_key(s).ok_or(AuthConfigError::BadSigningSecret(i + 1)))
                 .collect::<Result<_, _>>()
                 .map(HookAuth::StandardWebhooks),
+            "secret-path" => secrets
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    let usable = (32..=128).contains(&t.len())
+                        && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+                    usable.then(|| t.as_bytes().to_vec()).ok_or(AuthConfigError::BadPathToken(i + 1))
+                })
+                .collect::<Result<_, _>>()
+                .map(HookAuth::SecretPath),
             other => Err(AuthConfigError::UnknownMode(other.to_owned())),
         }
     }
@@ -143,6 +167,12 @@ impl HookAuth {
             HookAuth::SharedSecret(expected) => {
                 let given = c.secret.ok_or(AuthError::Missing(SECRET_HEADER))?;
                 secrets_match(expected, given).then_some(()).ok_or(AuthError::Mismatch)
+            }
+            HookAuth::SecretPath(tokens) => {
+                let given = c.path_token.ok_or(AuthError::Missing("the path's token"))?;
+                // Every token is compared, so the time taken does not tell which matched.
+                let matched = tokens.iter().fold(false, |any, t| any | secrets_match(t, given));
+                matched.then_some(()).ok_or(AuthError::Mismatch)
             }
             HookAuth::StandardWebhooks(keys) => {
                 let id = c.id.filter(|i| !i.is_empty()).ok_or(AuthError::Missing(ID_HEADER))?;
@@ -179,6 +209,46 @@ impl HookAuth {
                 }
                 matched.then_some(()).ok_or(AuthError::Mismatch)
             }
+        }
+    }
+}
+
+/// An IPv4 or IPv6 network (`203.0.113.0/24`, `2001:db8::/32`, or one address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Network {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+#[derive(Debug, Error, PartialEq, Eq)]
+#[error("{0:?} is not an IP network (a.b.c.d/n or an IPv6 prefix)")]
+pub struct NotANetwork(pub String);
+
+impl FromStr for Network {
+    type Err = NotANetwork;
+
+    fn from_str(text: &str) -> Result<Network, NotANetwork> {
+        let bad = || NotANetwork(text.to_owned());
+        let (addr, prefix) = text.split_once('/').unwrap_or((text, ""));
+        let addr: IpAddr = addr.trim().parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = if prefix.is_empty() { max } else { prefix.trim().parse().map_err(|_| bad())? };
+        (prefix <= max).then_some(Network { addr, prefix }).ok_or_else(bad)
+    }
+}
+
+impl Network {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip.to_canonical()) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.prefix)).unwrap_or(0);
+                u32::from(net) & mask == u32::from(ip) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.prefix)).unwrap_or(0);
+                u128::from(net) & mask == u128::from(ip) & mask
+            }
+            _ => false,
         }
     }
 }
@@ -276,6 +346,54 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_path_token_must_be_one_of_the_configured_ones() {
+        let (old, new) = ("a".repeat(40), "b".repeat(40));
+        let auth = HookAuth::from_config("secret-path", &format!("{old} {new}")).unwrap();
+        let with = |t: Option<&str>| {
+            auth.verify(
+                &HookCredentials { path_token: t.map(str::as_bytes), ..Default::default() },
+                BODY,
+                NOW,
+            )
+        };
+        assert_eq!(with(Some(&old)), Ok(()));
+        assert_eq!(with(Some(&new)), Ok(()), "two tokens while rotating");
+        assert_eq!(with(Some(&"a".repeat(39))), Err(AuthError::Mismatch));
+        assert_eq!(with(None), Err(AuthError::Missing("the path's token")));
+        let shared = HookCredentials { secret: Some(old.as_bytes()), ..Default::default() };
+        assert_eq!(
+            auth.verify(&shared, BODY, NOW),
+            Err(AuthError::Missing("the path's token")),
+            "not a header"
+        );
+        for bad in ["short", &format!("{}/x", "a".repeat(40)), &"c".repeat(129)] {
+            assert_eq!(
+                HookAuth::from_config("secret-path", bad).unwrap_err(),
+                AuthConfigError::BadPathToken(1)
+            );
+        }
+    }
+
+    #[test]
+    fn networks_contain_their_addresses_only() {
+        let net = |s: &str| s.parse::<Network>().unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert!(net("203.0.113.0/24").contains(ip("203.0.113.255")));
+        assert!(!net("203.0.113.0/24").contains(ip("203.0.112.255")));
+        assert!(
+            net("203.0.113.7").contains(ip("203.0.113.7")) && !net("203.0.113.7").contains(ip("203.0.113.8"))
+        );
+        assert!(net("0.0.0.0/0").contains(ip("198.51.100.1")));
+        assert!(net("203.0.113.0/24").contains(ip("::ffff:203.0.113.1")), "an IPv4-mapped address is IPv4");
+        assert!(net("2001:db8::/32").contains(ip("2001:db8:ffff::1")));
+        assert!(!net("2001:db8::/32").contains(ip("2001:db9::1")));
+        assert!(!net("2001:db8::/32").contains(ip("203.0.113.1")));
+        for bad in ["203.0.113.0/33", "x/8", "2001:db8::/129", ""] {
+            assert!(bad.parse::<Network>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
     fn a_rotated_secret_is_accepted_beside_the_old_one_and_alone_after() {
         let during = webhooks(&format!("{OLD} {NEW}"));
         let after = webhooks(NEW);
@@ -310,8 +428,13 @@ pub(crate) mod tests {
         let auth = webhooks(OLD);
         let sig = sign(OLD, "msg_1", NOW, BODY).unwrap();
         let ts = NOW.to_string();
-        let full =
-            HookCredentials { id: Some("msg_1"), timestamp: Some(&ts), signature: Some(&sig), secret: None };
+        let full = HookCredentials {
+            id: Some("msg_1"),
+            timestamp: Some(&ts),
+            signature: Some(&sig),
+            secret: None,
+            path_token: None,
+        };
         assert_eq!(
             auth.verify(&HookCredentials { id: None, ..full }, BODY, NOW),
             Err(AuthError::Missing(ID_HEADER))

@@ -23,7 +23,7 @@ use crate::ports::{
     TruckMessage, TruckQueue,
 };
 use crate::services::keep::keep;
-use crate::services::truck::hook_auth::{HookAuth, HookCredentials};
+use crate::services::truck::hook_auth::{HookAuth, HookCredentials, Network};
 use crate::services::Reply;
 
 /// Bodies above this are not processed (they are quarantined with their first bytes).
@@ -38,6 +38,8 @@ pub const MAX_SIGNED_BODY: usize = 1024 * 1024;
 /// The parts of an HTTP request a hook function looks at.
 pub struct HookRequest<'a> {
     pub scoring_id: Option<&'a str>,
+    /// Where the call came from, as API Gateway saw it.
+    pub source_ip: Option<std::net::IpAddr>,
     pub credentials: HookCredentials<'a>,
     pub body: &'a [u8],
 }
@@ -81,6 +83,8 @@ pub struct HookIntake<S, Q> {
     pub store: S,
     pub queue: Q,
     pub auth: HookAuth,
+    /// Networks a hook may come from (any, when empty).
+    pub sources: Vec<Network>,
     /// Hosts a payment link may point to (any, over https, when empty): a link
     /// elsewhere is kept for a person rather than shown to a customer.
     pub payment_link_hosts: Vec<String>,
@@ -93,6 +97,12 @@ where
 {
     pub async fn receive(&self, kind: HookKind, req: HookRequest<'_>) -> Reply {
         // Before anything is read or stored: a refused call costs no write and no message.
+        if !self.sources.is_empty()
+            && !req.source_ip.is_some_and(|ip| self.sources.iter().any(|n| n.contains(ip)))
+        {
+            tracing::warn!(hook = kind.path(), "hook refused: not from an allowed network");
+            return Reply::new(403, json!({"error": "forbidden"}));
+        }
         if req.body.len() > MAX_SIGNED_BODY {
             let error = format!("body of {} bytes is over the {MAX_SIGNED_BODY}-byte limit", req.body.len());
             tracing::warn!(hook = kind.path(), reason = %error, "hook refused");
@@ -215,6 +225,7 @@ mod tests {
             store,
             queue,
             auth: HookAuth::from_config("shared-secret", SECRET).unwrap(),
+            sources: Vec::new(),
             payment_link_hosts: vec!["pay.must.example".into()],
         }
     }
@@ -223,6 +234,7 @@ mod tests {
     fn request(body: &[u8]) -> HookRequest<'_> {
         HookRequest {
             scoring_id: Some("sc-1"),
+            source_ip: None,
             credentials: HookCredentials { secret: Some(SECRET.as_bytes()), ..Default::default() },
             body,
         }
@@ -293,6 +305,7 @@ mod tests {
             store: table.clone(),
             queue: queue.clone(),
             auth: HookAuth::from_config("standard-webhooks", secret).unwrap(),
+            sources: Vec::new(),
             payment_link_hosts: Vec::new(),
         };
         let now = (now_ms() / 1000) as i64;
@@ -305,7 +318,8 @@ mod tests {
             signature: Some(&signature),
             ..Default::default()
         };
-        let req = HookRequest { scoring_id: Some("sc-1"), credentials, body: APPROVED.as_bytes() };
+        let req =
+            HookRequest { scoring_id: Some("sc-1"), source_ip: None, credentials, body: APPROVED.as_bytes() };
         let reply = hooks.receive(HookKind::Approved, req).await;
         assert_eq!(reply, Reply::new(200, json!({"status": "accepted", "hookId": "msg_2KW"})));
         let messages: Vec<(Option<String>, TruckMessage)> = drain(&queue);
@@ -313,7 +327,7 @@ mod tests {
             matches!(&messages[..], [(_, TruckMessage::Hook(h))] if h.hook_id == "msg_2KW" && !h.by_content)
         );
         // The same body signed for another body's signature is refused.
-        let req = HookRequest { scoring_id: Some("sc-1"), credentials, body: b"{}" };
+        let req = HookRequest { scoring_id: Some("sc-1"), source_ip: None, credentials, body: b"{}" };
         assert_eq!(hooks.receive(HookKind::Approved, req).await.status, 401);
         assert_eq!(table.hooks(), 1);
     }
@@ -384,6 +398,29 @@ mod tests {
             1,
             "only the first delivery is queued (the repeat is absorbed by the FIFO): {messages:?}"
         );
+        assert!(kept(&table).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn with_an_allow_list_only_its_networks_may_call_and_others_cost_nothing() {
+        let (table, queue) = (MemoryTable::default(), fifo());
+        let mut hooks = intake(table.clone(), queue.clone());
+        hooks.sources = vec!["203.0.113.0/24".parse().unwrap(), "2001:db8::/32".parse().unwrap()];
+        for (from, expected) in [
+            (Some("203.0.113.7"), 200),
+            (Some("2001:db8::1"), 200),
+            (Some("::ffff:203.0.113.9"), 200),
+            (Some("203.0.114.1"), 403),
+            (Some("10.0.0.1"), 403),
+            (None, 403),
+        ] {
+            let body = format!(r#"{{"insuranceCompany":"ingostrah","writtenPremium":{}}}"#, expected);
+            let mut req = request(body.as_bytes());
+            req.source_ip = from.map(|ip| ip.parse().unwrap());
+            let reply = hooks.receive(HookKind::Approved, req).await;
+            assert_eq!(reply.status, expected, "{from:?}: {reply:?}");
+        }
+        assert_eq!(table.hooks(), 1, "one accepted body (the three allowed calls carry the same one)");
         assert!(kept(&table).await.is_empty());
     }
 
