@@ -266,3 +266,100 @@ impl<T: TokenStore + Sync> AuthorizedClient<T> {
         self.send(|c| c.post(&url).json(body), idempotency_key, fetch_token).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// A partner on a loopback port answering every request with `head`, then the body
+    /// `write_body` writes; returns its URL and the body bytes it managed to send.
+    async fn partner<F, Fut>(head: &'static str, write_body: F) -> (String, Arc<AtomicU64>)
+    where
+        F: Fn(tokio::net::TcpStream, Arc<AtomicU64>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = ()> + Send,
+    {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/print/customer-link-7731440000.pdf", listener.local_addr().unwrap());
+        let sent = Arc::new(AtomicU64::new(0));
+        let counter = sent.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let mut request = [0u8; 4096];
+                let _ = socket.read(&mut request).await;
+                if socket.write_all(head.as_bytes()).await.is_ok() {
+                    write_body(socket, counter.clone()).await;
+                }
+            }
+        });
+        (url, sent)
+    }
+
+    /// Writes up to 200 MB in 64 KiB pieces, counting what got out, until the reader hangs up.
+    async fn two_hundred_megabytes(mut socket: tokio::net::TcpStream, sent: Arc<AtomicU64>) {
+        let piece = vec![b'%'; 64 * 1024];
+        for _ in 0..(200 * 16) {
+            if socket.write_all(&piece).await.is_err() {
+                return;
+            }
+            sent.fetch_add(piece.len() as u64, Ordering::SeqCst);
+        }
+    }
+
+    async fn get(url: &str, timeout: Duration) -> Result<Download, CallError> {
+        let http = http_client(timeout).unwrap();
+        let response = http.get(url).send().await.map_err(transport_error)?;
+        download(&http, response, |_| true, 1024 * 1024).await
+    }
+
+    #[tokio::test]
+    async fn a_file_announced_over_the_cap_is_refused_before_its_body_is_read() {
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/pdf\r\ncontent-length: 209715200\r\n\r\n";
+        let (url, sent) = partner(head, two_hundred_megabytes).await;
+        let error = get(&url, Duration::from_secs(10)).await.err().expect("refused");
+        assert!(matches!(&error, CallError::Unusable(e) if e.contains("209715200 bytes")), "{error}");
+        assert!(sent.load(Ordering::SeqCst) < 50 * 1024 * 1024, "the 200 MB were not read");
+    }
+
+    #[tokio::test]
+    async fn a_file_of_unannounced_length_is_read_only_up_to_the_cap() {
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/pdf\r\nconnection: close\r\n\r\n";
+        let (url, sent) = partner(head, two_hundred_megabytes).await;
+        let error = get(&url, Duration::from_secs(10)).await.err().expect("refused");
+        assert!(
+            matches!(&error, CallError::Unusable(e) if e.contains("over the 1048576-byte cap")),
+            "{error}"
+        );
+        // What the kernel buffers besides: far from 200 MB.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(sent.load(Ordering::SeqCst) < 50 * 1024 * 1024, "{} bytes sent", sent.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test]
+    async fn a_partner_that_trickles_bytes_is_cut_at_the_timeout_and_the_link_stays_out_of_the_error() {
+        let head = "HTTP/1.1 200 OK\r\ncontent-type: application/pdf\r\ncontent-length: 1000\r\n\r\n";
+        let (url, _) = partner(head, |mut socket, _| async move {
+            for _ in 0..1000 {
+                if socket.write_all(b"%").await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+        let started = std::time::Instant::now();
+        let error = get(&url, Duration::from_secs(1)).await.err().expect("cut");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "cut at the 1 s timeout: {:?}",
+            started.elapsed()
+        );
+        assert!(error.is_transient(), "worth another try later: {error}");
+        let said = error.to_string();
+        assert!(!said.contains("customer-link") && !said.contains("7731440000"), "{said}");
+    }
+}
