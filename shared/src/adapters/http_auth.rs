@@ -320,7 +320,7 @@ mod tests {
     async fn a_file_announced_over_the_cap_is_refused_before_its_body_is_read() {
         let head = "HTTP/1.1 200 OK\r\ncontent-type: application/pdf\r\ncontent-length: 209715200\r\n\r\n";
         let (url, sent) = partner(head, two_hundred_megabytes).await;
-        let error = get(&url, Duration::from_secs(10)).await.err().expect("refused");
+        let Err(error) = get(&url, Duration::from_secs(10)).await else { panic!("refused") };
         assert!(matches!(&error, CallError::Unusable(e) if e.contains("209715200 bytes")), "{error}");
         assert!(sent.load(Ordering::SeqCst) < 50 * 1024 * 1024, "the 200 MB were not read");
     }
@@ -329,7 +329,7 @@ mod tests {
     async fn a_file_of_unannounced_length_is_read_only_up_to_the_cap() {
         let head = "HTTP/1.1 200 OK\r\ncontent-type: application/pdf\r\nconnection: close\r\n\r\n";
         let (url, sent) = partner(head, two_hundred_megabytes).await;
-        let error = get(&url, Duration::from_secs(10)).await.err().expect("refused");
+        let Err(error) = get(&url, Duration::from_secs(10)).await else { panic!("refused") };
         assert!(
             matches!(&error, CallError::Unusable(e) if e.contains("over the 1048576-byte cap")),
             "{error}"
@@ -352,7 +352,7 @@ mod tests {
         })
         .await;
         let started = std::time::Instant::now();
-        let error = get(&url, Duration::from_secs(1)).await.err().expect("cut");
+        let Err(error) = get(&url, Duration::from_secs(1)).await else { panic!("cut") };
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "cut at the 1 s timeout: {:?}",
