@@ -122,7 +122,10 @@ where
 
     async fn accept(&self, kind: HookKind, scoring_id: ScoringId, req: HookRequest<'_>) -> Reply {
         let (hook_id, by_content) = hook_id(&scoring_id, kind, req.credentials.id, req.body);
-        if let Some(reason) = check_body(kind, req.body).or_else(|| self.check_link(kind, req.body)) {
+        let reason = check_body(kind, req.body)
+            .or_else(|| names_another_scoring(&scoring_id, req.body))
+            .or_else(|| self.check_link(kind, req.body));
+        if let Some(reason) = reason {
             let origin = KeptOrigin::Hook { kind, scoring_id, hook_id, by_content, replays: 0 };
             return self.quarantine(origin, req.body, reason).await;
         }
@@ -177,6 +180,19 @@ where
             }
         }
     }
+}
+
+/// A body that names a scoringId other than its path's: a signed hook replayed onto
+/// another process (the signature does not cover the path). MUST's documented hooks
+/// name none; one that does must name its own.
+fn names_another_scoring(path: &ScoringId, body: &[u8]) -> Option<String> {
+    // Most bodies never mention it: no parse for them.
+    if !body.windows(9).any(|w| w == b"scoringId") {
+        return None;
+    }
+    let json: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let named = json.get("scoringId")?.as_str()?;
+    (named != path.as_str()).then(|| "the body names another scoringId than its path".to_owned())
 }
 
 /// Why a hook's body cannot be processed, if it cannot (size, encoding, payload).
@@ -422,6 +438,20 @@ mod tests {
         }
         assert_eq!(table.hooks(), 1, "one accepted body (the three allowed calls carry the same one)");
         assert!(kept(&table).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_body_naming_another_scoring_id_than_its_path_is_kept_not_queued() {
+        let (table, queue) = (MemoryTable::default(), fifo());
+        let hooks = intake(table.clone(), queue.clone());
+        let naming = |sid: &str| {
+            format!(r#"{{"scoringId":"{sid}","insuranceCompany":"ingostrah","writtenPremium":1}}"#)
+        };
+        let own = hooks.receive(HookKind::Approved, request(naming("sc-1").as_bytes())).await;
+        assert_eq!(status(&own), (200, "accepted"));
+        let other = hooks.receive(HookKind::Approved, request(naming("sc-2").as_bytes())).await;
+        assert_eq!(status(&other), (200, "quarantined"), "{other:?}");
+        assert_eq!(drain::<TruckMessage>(&queue).len(), 1);
     }
 
     #[tokio::test]
