@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{harness, ids, run_on, FLOW_TIMEOUT};
+use common::{harness, ids, run_on, writes_and_messages, FLOW_TIMEOUT};
 use polis_e2e::{HookAuthMode, StackOptions, HOOK_SECRET, NEW_PATH_TOKEN, OLD_PATH_TOKEN};
 use polis_must_sim::Scenario;
 
@@ -29,13 +29,7 @@ fn hooks_with_the_token_in_their_path_carry_a_flow_to_the_policy() {
 fn a_call_without_a_configured_token_in_its_path_is_refused_and_costs_nothing() {
     run_on(BY_PATH, async {
         let h = harness();
-        let costs = || {
-            let counts = h.cloud.aws.counts();
-            let of = |call: &str| {
-                counts.get(&("HookRejectedFunction".to_owned(), call.to_owned())).copied().unwrap_or(0)
-            };
-            (of("dynamodb:PutItem"), of("sqs:SendMessage"))
-        };
+        let costs = || writes_and_messages(h, "HookRejectedFunction");
         let wrong = format!("{}x", &NEW_PATH_TOKEN[..NEW_PATH_TOKEN.len() - 1]);
         let cases: [(&str, Option<&str>, u16); 5] = [
             ("the new token", Some(NEW_PATH_TOKEN), 200),

@@ -86,3 +86,12 @@ pub async fn items(h: &Harness, pk: &str) -> Vec<std::collections::HashMap<Strin
         .items()
         .to_vec()
 }
+
+/// The item writes and queue messages `function` has made so far, as the local cloud's
+/// AWS proxy counted them (a refused call must cost neither).
+#[allow(dead_code)] // Not every test binary uses each helper.
+pub fn writes_and_messages(h: &Harness, function: &str) -> (u64, u64) {
+    let counts = h.cloud.aws.counts();
+    let of = |call: &str| counts.get(&(function.to_owned(), call.to_owned())).copied().unwrap_or(0);
+    (of("dynamodb:PutItem"), of("sqs:SendMessage"))
+}
