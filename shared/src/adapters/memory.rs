@@ -338,6 +338,8 @@ struct SqsState {
     messages: Vec<SqsMessage>,
     /// Deduplication ids seen, by (group, id), with when.
     seen: HashMap<(String, String), u64>,
+    /// How many were left at the last pruning (the next comes at twice as many).
+    seen_after_prune: usize,
     /// Every body ever accepted, in order (what a consumer of a bank-facing queue saw).
     log: Vec<String>,
     next: u64,
@@ -372,6 +374,11 @@ impl MemorySqs {
             let slot = (group.to_owned(), dedup.to_owned());
             if s.seen.get(&slot).is_some_and(|at| now < at + DEDUP_WINDOW_MS) {
                 return Ok(());
+            }
+            // Ids past the window are forgotten, as SQS forgets them (a long run stays small).
+            if s.seen.len() >= 2 * s.seen_after_prune.max(1024) {
+                s.seen.retain(|_, at| now < *at + DEDUP_WINDOW_MS);
+                s.seen_after_prune = s.seen.len();
             }
             s.seen.insert(slot, now);
         }

@@ -50,8 +50,17 @@ where
 {
     /// Re-drives every kept item that now passes its checks; releases those.
     pub async fn quarantined(&self) -> Result<ReplayReport, InfraError> {
+        self.quarantined_where(|_| true).await
+    }
+
+    /// As [`Replay::quarantined`], for the kept items `chosen` picks (e.g. input only,
+    /// leaving files a partner would not serve for a later, rarer round).
+    pub async fn quarantined_where(
+        &self,
+        chosen: impl Fn(&Quarantined) -> bool,
+    ) -> Result<ReplayReport, InfraError> {
         let mut report = ReplayReport::default();
-        for item in self.store.list_quarantined().await? {
+        for item in self.store.list_quarantined().await?.into_iter().filter(|i| chosen(i)) {
             match self.redrive(&item).await? {
                 Ok(()) => {
                     self.store.release(&item.id).await?;

@@ -15,7 +15,7 @@ use polis::domain::must::hook::HookKind;
 use polis::domain::truck::process::{TruckProcess, TruckStage};
 use polis::domain::workflow::{CallOutcome, EffectSpec, Resolution, Workflow};
 use polis::keys::ProcessKey;
-use polis::ports::{now_ms, KeptOrigin, ProcessStore, QuarantineStore};
+use polis::ports::{now_ms, KeptOrigin, ProcessStore, QuarantineStore, Quarantined};
 use polis::services::bank_intake::BankIntake;
 use polis::services::batch::{handle_batch, Record};
 use polis::services::engine::Engine;
@@ -602,8 +602,11 @@ impl World {
             }
             due
         };
+        // Files only when due: re-driving every pending file each round made a long run
+        // quadratic in the number of policies whose files MUST would not serve.
         if input_kept || archives_due {
-            if let Ok(outcome) = replay.quarantined().await {
+            let chosen = |item: &Quarantined| archives_due || item.origin.holds_input();
+            if let Ok(outcome) = replay.quarantined_where(chosen).await {
                 lock(&self.report).replayed += outcome.replayed.len() as u64;
             }
         }

@@ -506,7 +506,16 @@ impl TruckProcess {
         if self.stage.is_terminal() && !self.takes_after_end(&event) {
             let why = format!("the process has ended ({:?})", self.stage);
             return match &event {
-                // A payment asked for after the end needs a person; the rest is MUST's history.
+                // The customer has paid and the policy exists: a payment request that comes
+                // late (its delivery retried, or re-driven from a dead-letter queue) is history.
+                TruckEvent::Hook {
+                    payload:
+                        HookPayload::PaymentLinkGenerated { .. } | HookPayload::PaymentInvoiceGenerated { .. },
+                    ..
+                } if self.stage == TruckStage::Issued && self.payment == Payment::Paid => Ignored(format!(
+                    "{why}: the policy is paid and issued; a late payment request is history"
+                )),
+                // A payment asked for after any other end needs a person; the rest is MUST's history.
                 TruckEvent::Hook {
                     payload:
                         HookPayload::PaymentLinkGenerated { .. } | HookPayload::PaymentInvoiceGenerated { .. },

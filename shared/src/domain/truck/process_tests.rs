@@ -671,6 +671,25 @@ fn once_issued_nothing_turns_the_policy_into_failed() {
 }
 
 #[test]
+fn a_payment_link_that_comes_after_the_policy_was_paid_and_issued_is_history() {
+    // Found by the simulation: the link's delivery went to a dead-letter queue, the
+    // customer paid by MUST's own channel, and the re-driven hook was kept for a person forever.
+    let (mut p, mut sent) = started();
+    let hooks: Vec<TruckEvent> = happy_hooks()
+        .into_iter()
+        .filter(|h| !matches!(h, TruckEvent::Hook { payload: HookPayload::PaymentLinkGenerated { .. }, .. }))
+        .collect();
+    feed(&mut p, &mut sent, hooks);
+    assert_eq!((p.stage, &p.payment), (TruckStage::Issued, &Payment::Paid));
+    let late = hook(
+        "late-link",
+        HookPayload::PaymentLinkGenerated { insurer: None, url: "https://pay.must.example/pay/1".into() },
+    );
+    assert!(matches!(p.apply(late), Outcome::Ignored(_)), "history, not something for a person");
+    assert!(!kinds(&sent).contains(&"truck.payment-link-ready"));
+}
+
+#[test]
 fn policy_is_paid_after_policy_issued_is_history_not_an_error() {
     let (mut p, mut sent) = started();
     let mut hooks = happy_hooks();
