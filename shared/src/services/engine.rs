@@ -380,15 +380,28 @@ where
                     return Err(RetryLater::NotYet(why));
                 }
                 Err(EffectFailure::Later(e)) => {
-                    if let RetryLater::Call(cause) = &e {
-                        let detail = cause.to_string();
-                        draft.record(call(if changes {
-                            CallOutcome::NotSent { detail }
-                        } else {
-                            CallOutcome::Failed { detail }
-                        }));
+                    let not_sent = match &e {
+                        RetryLater::Call(cause) => {
+                            let detail = cause.to_string();
+                            draft.record(call(if changes {
+                                CallOutcome::NotSent { detail }
+                            } else {
+                                CallOutcome::Failed { detail }
+                            }));
+                            changes
+                        }
+                        _ => false,
+                    };
+                    if not_sent {
+                        // That the attempt sent nothing is what lets the next one send: lost, its
+                        // intent would look like a call nobody can vouch for, and be held for a
+                        // person. So it is written as patiently as a result.
+                        if let Err(lost) = self.save_result(&mut draft).await {
+                            tracing::warn!(error = %lost, "that the call was not sent is not written");
+                        }
+                    } else {
+                        self.keep_progress(&mut draft).await;
                     }
-                    self.keep_progress(&mut draft).await;
                     return Err(e);
                 }
             }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use common::{harness, ids, run, FLOW_TIMEOUT};
 use polis_e2e::{Harness, HOOK_SECRET};
-use polis_must_sim::Scenario;
+use polis_must_sim::{InsurerResult, OfferOutcome, Scenario};
 use serde_json::{json, Value};
 
 async fn post_hook(sid: &str, path: &str, body: String) -> Value {
@@ -57,10 +57,18 @@ fn input_we_cannot_process_is_kept_counted_and_replayed_without_loss() {
         let (unknown, _) = ids("q-unknown");
         post_hook(&unknown, "approved", r#"{"insuranceCompany":"ingostrah","writtenPremium":1}"#.into())
             .await;
-        // 4. A hook for a process that has ended.
+        // 4. A payment request for a process that ended rejected (after a paid and issued
+        // policy it would be history; here money could move where nothing was approved).
         let (pid, vin) = ids("q-ended");
-        h.start_truck_process(&pid, &vin, Scenario::default(), false).await.unwrap();
-        let done = h.wait_for_stage(&pid, "issued", FLOW_TIMEOUT, |_| {}).await.unwrap();
+        let rejected = InsurerResult {
+            insurer: "ingostrah".into(),
+            outcome: OfferOutcome::Rejected,
+            premium: 0.0,
+            error_code: None,
+        };
+        let scenario = Scenario { insurers: vec![rejected], ..Scenario::default() };
+        h.start_truck_process(&pid, &vin, scenario, false).await.unwrap();
+        let done = h.wait_for_stage(&pid, "rejected", FLOW_TIMEOUT, |_| {}).await.unwrap();
         let sid = done["scoring_id"].as_str().unwrap().to_owned();
         let late = post_hook(
             &sid,

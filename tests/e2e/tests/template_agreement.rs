@@ -376,3 +376,40 @@ fn every_queue_refuses_calls_without_tls_and_the_hook_api_alarms_on_5xx() {
     });
     assert!(alarm.is_some(), "an alarm on the hook API's 5xx answers");
 }
+
+/// `sam deploy --config-env <env>` must not stop for a parameter: every parameter without a
+/// default is named in each environment of `samconfig.toml`, and the secrets' SSM names are the
+/// ones README's first deploying step creates.
+#[test]
+fn every_samconfig_environment_names_every_required_parameter_and_the_readmes_secret_names() {
+    let t = template();
+    let required: Vec<&String> = t.parameters.iter().filter(|(_, d)| d.is_none()).map(|(n, _)| n).collect();
+    assert!(!required.is_empty(), "the template has parameters only a deployer can know");
+    let samconfig = std::fs::read_to_string(root().join("samconfig.toml")).unwrap();
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let mut environments = 0;
+    let mut section = String::new();
+    for line in samconfig.lines() {
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            section = name.to_owned();
+            continue;
+        }
+        let Some(overrides) = line.strip_prefix("parameter_overrides = ") else { continue };
+        assert!(section.ends_with(".deploy.parameters"), "{section}: overrides belong to deploy");
+        environments += 1;
+        let given: BTreeMap<&str, &str> =
+            overrides.trim_matches('"').split_whitespace().filter_map(|kv| kv.split_once('=')).collect();
+        for name in &required {
+            assert!(given.contains_key(name.as_str()), "{section}: {name} has no default and no value");
+        }
+        for (name, value) in given.iter().filter(|(n, _)| n.ends_with("ParameterName")) {
+            assert!(t.parameters.contains_key(*name), "{section}: {name} is not a template parameter");
+            let as_in_readme = value.replace("/prod/", "/dev/");
+            assert!(
+                readme.contains(&format!("--name {as_in_readme} ")),
+                "{section}: {name}={value} is not the name README's step 1 creates"
+            );
+        }
+    }
+    assert_eq!(environments, 3, "default, dev and prod");
+}
