@@ -159,6 +159,10 @@ where
     /// Why a payment link cannot go to the bank, if it cannot: a signed hook replayed
     /// with another body, or a partner's page we were not told of.
     fn check_link(&self, kind: HookKind, body: &[u8]) -> Option<String> {
+        // Only this hook carries a link: no second parse of any other on the hot path.
+        if kind != HookKind::PaymentLinkGenerated {
+            return None;
+        }
         let Ok(HookPayload::PaymentLinkGenerated { url, .. }) = HookPayload::parse(kind, body) else {
             return None;
         };
