@@ -40,13 +40,6 @@ pub struct Bima {
     state: Mutex<State>,
 }
 
-fn system_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 fn error(status: u16, message: &str) -> Reply {
     Reply { status, body: Body::Json(json!({"message": message})) }
 }
@@ -58,7 +51,7 @@ fn money(cents: u64) -> String {
 
 impl Bima {
     pub fn new(config: SimConfig, base_url: String) -> Bima {
-        Bima::with_clock(config, base_url, system_ms)
+        Bima::with_clock(config, base_url, polis_must_sim::model::system_ms)
     }
 
     /// A BIMA that reads the time from `clock` (epoch milliseconds), e.g. a simulation's.

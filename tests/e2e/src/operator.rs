@@ -75,14 +75,7 @@ impl Harness {
                     self.replay("quarantine").await?;
                 }
             }
-            let review = &record["outbox"]["review"];
-            if stage == "needs-review"
-                && is_settled(&record)
-                && held_for(&record) > REVIEW_PATIENCE
-                && *review != answered
-            {
-                answered = review.clone();
-                let effect = review["effect"].as_str().unwrap_or_default().to_owned();
+            if let Some(effect) = review_due(&record, &mut answered) {
                 let call = must_call_of(&effect, &record);
                 let ours = done_calls(&record, |e| must_call_of(e, &record) == call);
                 let theirs = self.must.sim.changes(vin).get(call).copied().unwrap_or(0);
@@ -125,14 +118,7 @@ impl Harness {
             if ENDED.contains(&stage.as_str()) && is_settled(&record) {
                 return Ok(answers);
             }
-            let review = &record["outbox"]["review"];
-            if stage == "needs-review"
-                && is_settled(&record)
-                && held_for(&record) > REVIEW_PATIENCE
-                && *review != answered
-            {
-                answered = review.clone();
-                let effect = review["effect"].as_str().unwrap_or_default().to_owned();
+            if let Some(effect) = review_due(&record, &mut answered) {
                 let key = format!("LOAN#{number}");
                 let policies = self.bima.sim.policies_of(number);
                 let (answered_it, answer) = match (effect.as_str(), policies.first()) {
@@ -154,6 +140,21 @@ impl Harness {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// The effect of the review `record` holds, when an operator should answer it now: held
+/// past [`REVIEW_PATIENCE`], settled, and not the one answered last (`answered`, updated).
+fn review_due(record: &Value, answered: &mut Value) -> Option<String> {
+    let review = &record["outbox"]["review"];
+    let due = stage_of(record) == "needs-review"
+        && is_settled(record)
+        && held_for(record) > REVIEW_PATIENCE
+        && review != answered;
+    if !due {
+        return None;
+    }
+    *answered = review.clone();
+    Some(review["effect"].as_str().unwrap_or_default().to_owned())
 }
 
 /// How long the operator leaves a review open before answering it: a hook from the partner

@@ -148,7 +148,8 @@ pub struct Must {
     state: Mutex<State>,
 }
 
-fn system_ms() -> u64 {
+/// The wall clock, for a model outside a simulation (the simulation gives its own).
+pub fn system_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
