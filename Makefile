@@ -3,7 +3,8 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 
 VENV := .venv
-PY_DEPS := 'moto[dynamodb,s3,sqs,ssm]==5.*' flask flask-cors
+# aws-sam-translator: AWS's own SAM transform, for the deployment's rehearsal (scripts/translate-template.py).
+PY_DEPS := 'moto[dynamodb,s3,sqs,ssm]==5.*' flask flask-cors 'aws-sam-translator==1.*' pyyaml
 export AWS_ENDPOINT_URL ?= http://127.0.0.1:5000
 export AWS_ACCESS_KEY_ID ?= local
 export AWS_SECRET_ACCESS_KEY ?= local
@@ -16,11 +17,13 @@ help:
 	@echo "make up     - leave the local stack running (hook API 127.0.0.1:3000); make down stops it"
 	@echo "make check  - fmt, clippy -D warnings"
 	@echo "make validate-template - cfn-lint, sam validate --lint, sam build (one bootstrap per function)"
+	@echo "make translate-template - the template through AWS's SAM translator: .local/template.cfn.json"
 	@echo "make bench  - release build, then the benchmark table (BENCH_ARGS='--flows 1000' for more)"
 	@echo "make sim    - the deterministic simulation: SEED=7 replays one run; SEEDS, TRUCKS, LOANS, IN_FLIGHT size it"
 	@echo "make soak   - the simulation at scale: 100,000 truck flows and 100,000 loans, faults on"
 
-$(VENV)/.installed:
+# Remade when the Makefile (PY_DEPS) changes; pip leaves what is already there alone.
+$(VENV)/.installed: Makefile
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet $(PY_DEPS)
 	touch $@
@@ -75,4 +78,9 @@ validate-template:
 	@mkdir -p .local
 	scripts/validate-template.sh
 
-.PHONY: help deps build emulator run test up down check bench sim soak validate-template
+translate-template: deps
+	@mkdir -p .local
+	$(VENV)/bin/python scripts/translate-template.py template.yaml -o .local/template.cfn.json
+	@echo "CloudFormation as AWS would deploy it: .local/template.cfn.json (local-cloud --template reads it)"
+
+.PHONY: help deps build emulator run test up down check bench sim soak validate-template translate-template

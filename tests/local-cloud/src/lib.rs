@@ -4,6 +4,8 @@
 //! binary under a Lambda Runtime API of its own, routes HTTP requests by the
 //! template's `HttpApi` events (payload 2.0), and polls each SQS event source
 //! as Lambda does (batch size, partial batch failures, visibility timeout).
+//! It runs as well from the CloudFormation that AWS's SAM translator makes of the
+//! template (`scripts/translate-template.py`): see [`template`].
 
 pub mod aws_proxy;
 pub mod gateway;
@@ -127,13 +129,13 @@ impl LocalCloud {
             )?;
             for event in &f.events {
                 match event {
-                    EventSource::Http { method, path, iam } => routes.push(Route {
+                    EventSource::Http { method, path, iam, .. } => routes.push(Route {
                         method: method.clone(),
                         path: resources.resolve(path)?,
                         function: f.logical_id.clone(),
                         iam: *iam,
                     }),
-                    EventSource::Sqs { queue, batch_size } => {
+                    EventSource::Sqs { queue, batch_size, report_batch_item_failures, .. } => {
                         let Some(Physical::Queue { url, arn, .. }) = resources.by_logical_id.get(queue)
                         else {
                             return Err(CloudError::Template(format!(
@@ -152,6 +154,7 @@ impl LocalCloud {
                                 queue_url: url.clone(),
                                 queue_arn: arn.clone(),
                                 batch_size: *batch_size,
+                                report_batch_item_failures: *report_batch_item_failures,
                                 region: resources.region.clone(),
                             },
                             aws.clone(),

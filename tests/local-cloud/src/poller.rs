@@ -1,5 +1,6 @@
 //! An SQS event source mapping: receive a batch, invoke the function with an
-//! SQS event, delete what succeeded, leave the reported failures to reappear
+//! SQS event, delete what succeeded, leave the reported failures (with
+//! `ReportBatchItemFailures`; else none, as Lambda ignores them) to reappear
 //! after the visibility timeout (and go to the dead-letter queue after
 //! `maxReceiveCount`, which the emulator enforces).
 
@@ -18,6 +19,9 @@ pub struct SqsSource {
     pub queue_url: String,
     pub queue_arn: String,
     pub batch_size: usize,
+    /// `ReportBatchItemFailures`: only the messages the function names as failed stay on the
+    /// queue. Without it Lambda ignores `batchItemFailures` and deletes an answered batch whole.
+    pub report_batch_item_failures: bool,
     pub region: String,
 }
 
@@ -77,6 +81,7 @@ async fn poll_once(
     let failed: Vec<String> = match api.invoke(&source.function, event).await {
         Ok(bytes) => serde_json::from_slice::<Value>(&bytes)
             .ok()
+            .filter(|_| source.report_batch_item_failures)
             .and_then(|v| v.get("batchItemFailures").cloned())
             .and_then(|f| f.as_array().cloned())
             .unwrap_or_default()

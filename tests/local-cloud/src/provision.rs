@@ -130,7 +130,9 @@ impl Provisioner<'_> {
         }
         let region = self.sdk.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into());
         let mut res = Resources { by_logical_id: BTreeMap::new(), parameters: params, region };
-        for (id, _) in template.of_type("AWS::Serverless::HttpApi") {
+        let apis =
+            template.of_type("AWS::Serverless::HttpApi").chain(template.of_type("AWS::ApiGatewayV2::Api"));
+        for (id, _) in apis {
             res.by_logical_id.insert(id.clone(), Physical::Api { url: api_url.to_owned() });
         }
         for (id, def) in template.of_type("AWS::DynamoDB::Table") {

@@ -1,6 +1,12 @@
 //! Reads the SAM template: the functions with their events and environment,
 //! and the tables, queues and buckets they use. CloudFormation's short tags
 //! (`!Ref`, `!GetAtt`, `!Sub`) are turned into their long JSON form first.
+//!
+//! It reads as well the CloudFormation that AWS's SAM translator makes of the template
+//! (`scripts/translate-template.py`, JSON): there the functions are `AWS::Lambda::Function`s
+//! with a role each, their SQS events `AWS::Lambda::EventSourceMapping`s and their routes the
+//! OpenAPI body of each `AWS::ApiGatewayV2::Api`; [`Template::functions`] and
+//! [`Template::policy_statements`] answer the same from either.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -16,21 +22,49 @@ pub struct Template {
     pub resources: BTreeMap<String, Value>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum EventSource {
     /// `iam`: the route takes only SigV4-signed calls (`AWS_IAM` on the route or as its API's default).
-    Http {
-        method: String,
-        path: Value,
-        iam: bool,
-    },
+    /// `api`: the logical id of the HTTP API the route is on.
+    Http { api: String, method: String, path: Value, iam: bool },
+    /// `report_batch_item_failures`: `FunctionResponseTypes` holds `ReportBatchItemFailures`, so
+    /// the poller deletes only the messages the function did not name as failed (without it, a
+    /// batch the function answers is deleted whole, as Lambda does). The batching window and the
+    /// maximum concurrency are carried as declared; the local poller does not wait or scale by them.
     Sqs {
         queue: String,
         batch_size: usize,
+        report_batch_item_failures: bool,
+        maximum_batching_window_seconds: u64,
+        maximum_concurrency: Option<Value>,
     },
 }
 
-#[derive(Debug, Clone)]
+/// SAM's name for the HTTP API of `HttpApi` events that name none.
+const IMPLICIT_HTTP_API: &str = "ServerlessHttpApi";
+
+impl EventSource {
+    /// An SQS source from the properties SAM's `SQS` event and CloudFormation's
+    /// `AWS::Lambda::EventSourceMapping` share.
+    fn sqs(queue: String, props: &Value) -> EventSource {
+        EventSource::Sqs {
+            queue,
+            batch_size: props.get("BatchSize").and_then(Value::as_u64).unwrap_or(10) as usize,
+            report_batch_item_failures: props
+                .get("FunctionResponseTypes")
+                .map(as_list)
+                .unwrap_or_default()
+                .contains(&json!("ReportBatchItemFailures")),
+            maximum_batching_window_seconds: props
+                .get("MaximumBatchingWindowInSeconds")
+                .and_then(Value::as_u64)
+                .unwrap_or(0),
+            maximum_concurrency: props.pointer("/ScalingConfig/MaximumConcurrency").cloned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
 pub struct FunctionDef {
     pub logical_id: String,
     pub binary: String,
@@ -116,28 +150,57 @@ impl Template {
         Ok(Template { parameters, globals_env, globals_timeout, resources })
     }
 
-    /// The statements of a function's inline policies.
     /// Every statement a function's policies hold: inline ones, and those of the managed
-    /// policies it names by `!Ref`.
+    /// policies it names by `!Ref`. In translated CloudFormation, those of the function's role
+    /// (its inline policies, then the managed policies of this template among its
+    /// `ManagedPolicyArns`; AWS's own managed policies, named by ARN, are not modelled).
     pub fn policy_statements(&self, logical_id: &str) -> Vec<Value> {
         let statements =
             |p: &Value| p.get("Statement").and_then(Value::as_array).cloned().unwrap_or_default();
+        let managed = |p: &Value| {
+            p.get("Ref")
+                .and_then(Value::as_str)
+                .and_then(|m| self.resources.get(m))
+                .and_then(|r| r.pointer("/Properties/PolicyDocument"))
+                .map(statements)
+                .unwrap_or_default()
+        };
+        if self.is_translated() {
+            let Some(role) = self.role_of(logical_id) else { return Vec::new() };
+            let inline = role
+                .pointer("/Properties/Policies")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(|p| p.get("PolicyDocument"))
+                .flat_map(statements);
+            let arns = role.pointer("/Properties/ManagedPolicyArns").and_then(Value::as_array);
+            return inline.chain(arns.into_iter().flatten().flat_map(managed)).collect();
+        }
         self.resources
             .get(logical_id)
             .and_then(|r| r.pointer("/Properties/Policies"))
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-            .flat_map(|p| match p.get("Ref").and_then(Value::as_str) {
-                Some(managed) => self
-                    .resources
-                    .get(managed)
-                    .and_then(|r| r.pointer("/Properties/PolicyDocument"))
-                    .map(statements)
-                    .unwrap_or_default(),
-                None => statements(p),
-            })
+            .flat_map(|p| if p.get("Ref").is_some() { managed(p) } else { statements(p) })
             .collect()
+    }
+
+    /// Whether this is CloudFormation made by the SAM translator (no `AWS::Serverless::*` left).
+    pub fn is_translated(&self) -> bool {
+        !self.resources.values().any(|r| {
+            r.get("Type").and_then(Value::as_str).is_some_and(|t| t.starts_with("AWS::Serverless::"))
+        })
+    }
+
+    /// The logical id of a translated function's role (`Role: !GetAtt X.Arn`).
+    pub fn role_id(&self, function: &str) -> Option<&str> {
+        self.resources.get(function)?.pointer("/Properties/Role/Fn::GetAtt/0")?.as_str()
+    }
+
+    fn role_of(&self, function: &str) -> Option<&Value> {
+        self.resources.get(self.role_id(function)?)
     }
 
     pub fn of_type<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = (&'a String, &'a Value)> + 'a {
@@ -155,6 +218,9 @@ impl Template {
     }
 
     pub fn functions(&self) -> Result<Vec<FunctionDef>, CloudError> {
+        if self.is_translated() {
+            return self.translated_functions();
+        }
         let mut out = Vec::new();
         for (id, res) in self.of_type("AWS::Serverless::Function") {
             let binary = res
@@ -174,6 +240,11 @@ impl Template {
                     let props = ev.get("Properties").cloned().unwrap_or_default();
                     match ev.get("Type").and_then(Value::as_str) {
                         Some("HttpApi") => events.push(EventSource::Http {
+                            api: props
+                                .pointer("/ApiId/Ref")
+                                .and_then(Value::as_str)
+                                .unwrap_or(IMPLICIT_HTTP_API)
+                                .to_owned(),
                             method: props
                                 .get("Method")
                                 .and_then(Value::as_str)
@@ -190,9 +261,7 @@ impl Template {
                                     CloudError::Template(format!("{id}.{name}: Queue must be !GetAtt X.Arn"))
                                 })?
                                 .to_owned();
-                            let batch_size =
-                                props.get("BatchSize").and_then(Value::as_u64).unwrap_or(10) as usize;
-                            events.push(EventSource::Sqs { queue, batch_size });
+                            events.push(EventSource::sqs(queue, &props));
                         }
                         other => {
                             return Err(CloudError::Template(format!(
@@ -208,6 +277,95 @@ impl Template {
         }
         Ok(out)
     }
+}
+
+impl Template {
+    /// The functions of translated CloudFormation, with the events that reach them.
+    fn translated_functions(&self) -> Result<Vec<FunctionDef>, CloudError> {
+        let mut events: BTreeMap<String, Vec<EventSource>> = BTreeMap::new();
+        for (id, mapping) in self.of_type("AWS::Lambda::EventSourceMapping") {
+            let props = mapping.get("Properties").cloned().unwrap_or_default();
+            let function = props.pointer("/FunctionName/Ref").and_then(Value::as_str);
+            let queue = props.pointer("/EventSourceArn/Fn::GetAtt/0").and_then(Value::as_str);
+            let (Some(function), Some(queue)) = (function, queue) else {
+                return Err(CloudError::Template(format!(
+                    "{id}: FunctionName must be !Ref F and EventSourceArn !GetAtt Q.Arn"
+                )));
+            };
+            let queue_type = self.resources.get(queue).and_then(|q| q.get("Type")).and_then(Value::as_str);
+            if queue_type != Some("AWS::SQS::Queue") {
+                return Err(CloudError::Template(format!("{id}: only SQS event sources are supported")));
+            }
+            events.entry(function.to_owned()).or_default().push(EventSource::sqs(queue.to_owned(), &props));
+        }
+        for (api, def) in self.of_type("AWS::ApiGatewayV2::Api") {
+            let body = def.pointer("/Properties/Body").ok_or_else(|| {
+                CloudError::Template(format!("{api}: an HTTP API without an OpenAPI Body is not supported"))
+            })?;
+            let api_iam = is_iam(body.get("security"));
+            for (path, operations) in body.get("paths").and_then(Value::as_object).into_iter().flatten() {
+                for (method, op) in operations.as_object().into_iter().flatten() {
+                    let method = match method.as_str() {
+                        "x-amazon-apigateway-any-method" => "ANY".to_owned(),
+                        m => m.to_uppercase(),
+                    };
+                    let uri = op
+                        .pointer("/x-amazon-apigateway-integration/uri/Fn::Sub")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    let function = uri
+                        .split_once("/functions/${")
+                        .and_then(|(_, rest)| rest.split_once(".Arn}/invocations"))
+                        .map(|(f, _)| f)
+                        .ok_or_else(|| {
+                            CloudError::Template(format!(
+                                "{api} {method} {path}: integration is not a Lambda function of the stack"
+                            ))
+                        })?;
+                    let iam = match op.get("security") {
+                        Some(own) => is_iam(Some(own)),
+                        None => api_iam,
+                    };
+                    events.entry(function.to_owned()).or_default().push(EventSource::Http {
+                        api: api.clone(),
+                        method,
+                        path: json!(path),
+                        iam,
+                    });
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (id, res) in self.of_type("AWS::Lambda::Function") {
+            let binary = res
+                .pointer("/Metadata/BuildProperties/Binary")
+                .and_then(Value::as_str)
+                .ok_or_else(|| {
+                    CloudError::Template(format!("{id}: Metadata.BuildProperties.Binary is required"))
+                })?
+                .to_owned();
+            out.push(FunctionDef {
+                logical_id: id.clone(),
+                binary,
+                environment: res
+                    .pointer("/Properties/Environment/Variables")
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default(),
+                events: events.remove(id).unwrap_or_default(),
+                timeout_seconds: res.pointer("/Properties/Timeout").and_then(Value::as_u64).unwrap_or(3),
+            });
+        }
+        if let Some(function) = events.keys().next() {
+            return Err(CloudError::Template(format!("events for {function}, which is not a function here")));
+        }
+        Ok(out)
+    }
+}
+
+/// Whether an OpenAPI `security` requirement list asks for `AWS_IAM`.
+fn is_iam(security: Option<&Value>) -> bool {
+    security.and_then(Value::as_array).is_some_and(|reqs| reqs.iter().any(|r| r.get("AWS_IAM").is_some()))
 }
 
 /// A value that may be one item or a list of them (IAM's `Action`, `Resource`), as a list.

@@ -1,0 +1,400 @@
+//! The deployment's rehearsal without AWS: `template.yaml` goes through AWS's own SAM
+//! translator (`scripts/translate-template.py`, the `aws-sam-translator` package in `.venv`
+//! that `sam deploy` uses), and the CloudFormation it makes must be what the local cloud
+//! runs: the same functions (binary, environment, timeout), each with a role of its own whose
+//! statements are those the local cloud reads for it, each SQS event source mapping with the
+//! local poller's queue, batch size, `ReportBatchItemFailures`, batching window and maximum
+//! concurrency, and each HTTP API route (method and path to the function, with its
+//! authorizer) that the local gateway serves, with the permission API Gateway needs to call it.
+//! Besides the agreement, what the code relies on is pinned: every SQS handler answers with
+//! `batchItemFailures`, the hook routes are the hook catalogue's, the bank's route is
+//! `GET /api/customers/{customerId}/products` with IAM auth.
+//!
+//! `POLIS_TEMPLATE=/path/to/copy.yaml` rehearses another template (to see a broken copy fail).
+//! Without `.venv` (`make deps` makes it) the test fails; it never skips.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::OnceLock;
+
+use polis::domain::must::hook::HookKind;
+use polis_local_cloud::template::{EventSource, FunctionDef, Template};
+use serde_json::{json, Value};
+
+const BASIC_EXECUTION: &str = "arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole";
+const XRAY_WRITE: &str = "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess";
+const SQS_EXECUTION: &str = "arn:aws:iam::aws:policy/service-role/AWSLambdaSQSQueueExecutionRole";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+struct Rehearsal {
+    /// The SAM template, as the local cloud reads it.
+    sam: Template,
+    /// The translator's CloudFormation, read by the local cloud's reader.
+    cfn: Template,
+    /// The translator's CloudFormation as it is.
+    raw: Value,
+}
+
+impl Rehearsal {
+    fn resource(&self, id: &str) -> &Value {
+        self.raw["Resources"].get(id).unwrap_or_else(|| panic!("no {id} in the translated template"))
+    }
+
+    fn of_type<'a>(&'a self, kind: &'a str) -> impl Iterator<Item = (&'a String, &'a Value)> + 'a {
+        self.raw["Resources"].as_object().unwrap().iter().filter(move |(_, r)| r["Type"] == json!(kind))
+    }
+
+    fn sam_functions(&self) -> Vec<FunctionDef> {
+        self.sam.functions().expect("the local cloud reads the SAM template")
+    }
+}
+
+fn rehearsal() -> &'static Rehearsal {
+    static REHEARSAL: OnceLock<Rehearsal> = OnceLock::new();
+    REHEARSAL.get_or_init(|| {
+        let template = std::env::var_os("POLIS_TEMPLATE").map(PathBuf::from).unwrap_or(root().join("template.yaml"));
+        let python = root().join(".venv/bin/python");
+        assert!(
+            python.exists(),
+            "{} is missing: run `make deps` (its venv has aws-sam-translator); this test needs the SAM translator",
+            python.display()
+        );
+        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("template-{}.cfn.json", std::process::id()));
+        let run = Command::new(&python)
+            .arg(root().join("scripts/translate-template.py"))
+            .arg(&template)
+            .arg("-o")
+            .arg(&out)
+            .output()
+            .expect("runs the translator");
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(
+            run.status.success(),
+            "the SAM translator failed on {}{}:\n{stderr}",
+            template.display(),
+            if stderr.contains("No module named") { " (run `make deps`: PY_DEPS has aws-sam-translator)" } else { "" }
+        );
+        let raw: Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+        let cfn = Template::load(&out).expect("the local cloud reads the translated template");
+        let _ = std::fs::remove_file(&out);
+        let sam = Template::load(&template).expect("the local cloud reads the SAM template");
+        Rehearsal { sam, cfn, raw }
+    })
+}
+
+fn sorted(mut items: Vec<Value>) -> Vec<Value> {
+    items.sort_by_key(Value::to_string);
+    items
+}
+
+fn sorted_events(f: &FunctionDef) -> Vec<EventSource> {
+    let mut events = f.events.clone();
+    events.sort_by_key(|e| format!("{e:?}"));
+    events
+}
+
+fn list(v: &Value) -> Vec<Value> {
+    match v {
+        Value::Array(items) => items.clone(),
+        Value::Null => Vec::new(),
+        other => vec![other.clone()],
+    }
+}
+
+#[test]
+fn the_translator_makes_one_lambda_function_of_each_function_the_local_cloud_runs() {
+    let r = rehearsal();
+    assert!(r.cfn.is_translated(), "AWS::Serverless::* left after the transform");
+    let local: BTreeSet<String> = r.sam_functions().into_iter().map(|f| f.logical_id).collect();
+    let deployed: BTreeSet<String> = r.of_type("AWS::Lambda::Function").map(|(id, _)| id.clone()).collect();
+    assert!(!local.is_empty());
+    assert_eq!(local, deployed, "the functions AWS would deploy are not those the local cloud runs");
+}
+
+#[test]
+fn each_function_runs_locally_as_aws_would_run_it() {
+    let r = rehearsal();
+    let deployed: BTreeMap<String, FunctionDef> = r
+        .cfn
+        .functions()
+        .expect("the local cloud reads the translated template")
+        .into_iter()
+        .map(|f| (f.logical_id.clone(), f))
+        .collect();
+    for local in r.sam_functions() {
+        let id = &local.logical_id;
+        let aws = deployed.get(id).unwrap_or_else(|| panic!("{id} is not deployed"));
+        assert_eq!(local.binary, aws.binary, "{id}: binary");
+        assert_eq!(local.environment, aws.environment, "{id}: environment");
+        assert_eq!(local.timeout_seconds, aws.timeout_seconds, "{id}: timeout");
+        assert_eq!(sorted_events(&local), sorted_events(aws), "{id}: the events that invoke it");
+    }
+}
+
+#[test]
+fn each_function_has_its_own_role_with_the_statements_the_local_cloud_reads() {
+    let r = rehearsal();
+    let mut roles = BTreeSet::new();
+    for f in r.sam_functions() {
+        let id = &f.logical_id;
+        let function = r.resource(id);
+        let role_id = function["Properties"]["Role"]["Fn::GetAtt"][0].as_str().unwrap_or_else(|| {
+            panic!("{id}: Role is not a role of the stack: {}", function["Properties"]["Role"])
+        });
+        assert_eq!(function["Properties"]["Role"]["Fn::GetAtt"][1], json!("Arn"));
+        assert!(roles.insert(role_id.to_owned()), "{id} shares its role {role_id} with another function");
+        let role = r.resource(role_id);
+        assert_eq!(role["Type"], json!("AWS::IAM::Role"), "{id}: {role_id}");
+        let assume = list(&role["Properties"]["AssumeRolePolicyDocument"]["Statement"]);
+        assert!(
+            assume.iter().any(|s| s["Effect"] == json!("Allow")
+                && list(&s["Action"]).contains(&json!("sts:AssumeRole"))
+                && list(&s["Principal"]["Service"]).contains(&json!("lambda.amazonaws.com"))),
+            "{id}: {role_id} is not assumable by Lambda: {assume:?}"
+        );
+
+        // The role's own statements: inline policies, and the stack's managed policies it attaches.
+        let mut statements: Vec<Value> = list(&role["Properties"]["Policies"])
+            .iter()
+            .flat_map(|p| list(&p["PolicyDocument"]["Statement"]))
+            .collect();
+        let mut aws_managed = BTreeSet::new();
+        for arn in list(&role["Properties"]["ManagedPolicyArns"]) {
+            match (arn.as_str(), arn["Ref"].as_str()) {
+                (Some(arn), _) => {
+                    aws_managed.insert(arn.to_owned());
+                }
+                (_, Some(policy)) => {
+                    let p = r.resource(policy);
+                    assert_eq!(p["Type"], json!("AWS::IAM::ManagedPolicy"), "{id}: {policy}");
+                    statements.extend(list(&p["Properties"]["PolicyDocument"]["Statement"]));
+                }
+                _ => panic!("{id}: {role_id} attaches {arn}, which the local cloud does not model"),
+            }
+        }
+        let local = r.sam.policy_statements(id);
+        assert!(!local.is_empty(), "{id}: no statements in the template");
+        let actions = |ss: &[Value]| -> BTreeSet<String> {
+            ss.iter()
+                .flat_map(|s| list(&s["Action"]))
+                .map(|a| a.as_str().unwrap_or_default().to_owned())
+                .collect()
+        };
+        assert_eq!(actions(&statements), actions(&local), "{id}: the deployed role's actions");
+        assert_eq!(
+            sorted(statements.clone()),
+            sorted(local.clone()),
+            "{id}: the deployed role's statements are not those the local cloud reads"
+        );
+        assert_eq!(sorted(r.cfn.policy_statements(id)), sorted(local.clone()), "{id}: local reader");
+
+        // AWS's managed policies: logs, traces, and for a queue's consumer what its poller does.
+        let mut expected = BTreeSet::from([BASIC_EXECUTION.to_owned()]);
+        if function["Properties"]["TracingConfig"]["Mode"] == json!("Active") {
+            expected.insert(XRAY_WRITE.to_owned());
+        }
+        if f.events.iter().any(|e| matches!(e, EventSource::Sqs { .. })) {
+            expected.insert(SQS_EXECUTION.to_owned());
+        }
+        assert_eq!(aws_managed, expected, "{id}: AWS managed policies of {role_id}");
+    }
+}
+
+#[test]
+fn each_queue_mapping_is_what_the_local_poller_does() {
+    let r = rehearsal();
+    let mappings: Vec<(&String, &Value)> = r.of_type("AWS::Lambda::EventSourceMapping").collect();
+    let mut local_sources = 0;
+    for f in r.sam_functions() {
+        let id = &f.logical_id;
+        for e in &f.events {
+            let EventSource::Sqs {
+                queue,
+                batch_size,
+                report_batch_item_failures,
+                maximum_batching_window_seconds,
+                maximum_concurrency,
+            } = e
+            else {
+                continue;
+            };
+            local_sources += 1;
+            // Every SQS handler goes through lambda-glue's `sqs_batch`, which answers with the
+            // failed messages: without the flag AWS would delete them with the batch.
+            assert!(
+                report_batch_item_failures,
+                "{id} <- {queue}: the handler reports batch item failures; FunctionResponseTypes must hold ReportBatchItemFailures"
+            );
+            let found: Vec<_> = mappings
+                .iter()
+                .filter(|(_, m)| {
+                    m["Properties"]["FunctionName"] == json!({"Ref": id})
+                        && m["Properties"]["EventSourceArn"] == json!({"Fn::GetAtt": [queue, "Arn"]})
+                })
+                .collect();
+            assert_eq!(found.len(), 1, "{id} <- {queue}: event source mappings {found:?}");
+            let (mapping_id, m) = found[0];
+            let p = &m["Properties"];
+            assert_eq!(
+                p["BatchSize"].as_u64().unwrap_or(10) as usize,
+                *batch_size,
+                "{mapping_id}: BatchSize"
+            );
+            assert_eq!(
+                list(&p["FunctionResponseTypes"]).contains(&json!("ReportBatchItemFailures")),
+                *report_batch_item_failures,
+                "{mapping_id}: ReportBatchItemFailures"
+            );
+            assert_eq!(
+                p["MaximumBatchingWindowInSeconds"].as_u64().unwrap_or(0),
+                *maximum_batching_window_seconds,
+                "{mapping_id}: MaximumBatchingWindowInSeconds"
+            );
+            assert_eq!(
+                p["ScalingConfig"].get("MaximumConcurrency"),
+                maximum_concurrency.as_ref(),
+                "{mapping_id}: ScalingConfig.MaximumConcurrency"
+            );
+            assert_ne!(p["Enabled"], json!(false), "{mapping_id} is disabled");
+            // A consumer with reserved concurrency: its poller never asks for more (else Lambda
+            // throttles the extra invocations and their messages go round to the dead-letter queue).
+            if let Some(reserved) = r.resource(id)["Properties"].get("ReservedConcurrentExecutions") {
+                assert_eq!(
+                    p["ScalingConfig"].get("MaximumConcurrency"),
+                    Some(reserved),
+                    "{mapping_id}: ScalingConfig.MaximumConcurrency must be {id}'s reserved concurrency"
+                );
+            }
+        }
+    }
+    assert!(local_sources > 0);
+    assert_eq!(mappings.len(), local_sources, "event source mappings the local cloud does not poll");
+}
+
+/// (API, METHOD, path, function, IAM-authorized)
+type RouteKey = (String, String, String, String, bool);
+
+#[test]
+fn each_route_and_authorizer_is_what_the_local_gateway_serves() {
+    let r = rehearsal();
+    let functions = r.sam_functions();
+    let mut local: BTreeSet<RouteKey> = BTreeSet::new();
+    for f in &functions {
+        for e in &f.events {
+            if let EventSource::Http { api, method, path, iam } = e {
+                let path =
+                    path.as_str().unwrap_or_else(|| panic!("{}: path {path} is not literal", f.logical_id));
+                local.insert((api.clone(), method.clone(), path.to_owned(), f.logical_id.clone(), *iam));
+            }
+        }
+    }
+
+    // What API Gateway would route, read from each API's OpenAPI body.
+    let mut deployed: BTreeSet<RouteKey> = BTreeSet::new();
+    for (api, def) in r.of_type("AWS::ApiGatewayV2::Api") {
+        let body = &def["Properties"]["Body"];
+        let api_security = body.get("security");
+        for (path, operations) in body["paths"].as_object().into_iter().flatten() {
+            for (method, op) in operations.as_object().into_iter().flatten() {
+                let integration = &op["x-amazon-apigateway-integration"];
+                assert_eq!(integration["type"], json!("aws_proxy"), "{api} {method} {path}");
+                assert_eq!(
+                    integration["payloadFormatVersion"],
+                    json!("2.0"),
+                    "{api} {method} {path}: payload 2.0"
+                );
+                let uri = integration["uri"]["Fn::Sub"].as_str().unwrap_or_default();
+                let function = uri
+                    .split_once("/functions/${")
+                    .and_then(|(_, rest)| rest.strip_suffix(".Arn}/invocations"))
+                    .unwrap_or_else(|| panic!("{api} {method} {path}: integration {uri}"));
+                let security = op.get("security").or(api_security).map(list).unwrap_or_default();
+                let iam = match security.as_slice() {
+                    // `Auth.Authorizer: NONE` on a route of an API with a default authorizer.
+                    [] => false,
+                    [only] if only.as_object().is_some_and(|o| o.len() == 1 && o.contains_key("NONE")) => {
+                        false
+                    }
+                    [only] if only.as_object().is_some_and(|o| o.len() == 1 && o.contains_key("AWS_IAM")) => {
+                        true
+                    }
+                    other => panic!(
+                        "{api} {method} {path}: an authorizer the local gateway does not run: {other:?}"
+                    ),
+                };
+                deployed.insert((api.clone(), method.to_uppercase(), path.clone(), function.to_owned(), iam));
+            }
+        }
+        if !deployed.iter().any(|(a, ..)| a == api) {
+            panic!("{api} has no routes");
+        }
+    }
+    assert_eq!(
+        deployed,
+        local,
+        "routes: only deployed {:?}; only local {:?}",
+        deployed.difference(&local).collect::<Vec<_>>(),
+        local.difference(&deployed).collect::<Vec<_>>()
+    );
+
+    // API Gateway may call each route's function.
+    for (api, method, path, function, _) in &deployed {
+        let source = format!("/${{__Stage__}}/{method}{}", star_params(path));
+        let allowed = r.of_type("AWS::Lambda::Permission").any(|(_, p)| {
+            let p = &p["Properties"];
+            p["FunctionName"] == json!({"Ref": function})
+                && p["Action"] == json!("lambda:InvokeFunction")
+                && p["Principal"] == json!("apigateway.amazonaws.com")
+                && p["SourceArn"]["Fn::Sub"][1]["__ApiId__"] == json!({"Ref": api})
+                && p["SourceArn"]["Fn::Sub"][0].as_str().is_some_and(|s| s.ends_with(&source))
+        });
+        assert!(allowed, "{api} {method} {path}: no permission for API Gateway to invoke {function}");
+    }
+
+    // What the code relies on: the hook catalogue's paths, unauthenticated at the gateway (MUST
+    // cannot sign; the hook function checks its secret), each by the function told its hook;
+    // and the bank's one route, SigV4-signed.
+    let hook_path = |f: &str| -> Value {
+        functions
+            .iter()
+            .find(|d| d.logical_id == f)
+            .map(|d| d.environment["HOOK_PATH"].clone())
+            .unwrap_or_default()
+    };
+    let mut expected_hooks = BTreeSet::new();
+    for kind in HookKind::ALL {
+        for prefix in ["", "/h/{hookToken}"] {
+            let path = format!("{prefix}/api/hooks/{{scoringId}}/{}", kind.path());
+            let serving: Vec<_> = deployed.iter().filter(|(_, _, p, ..)| *p == path).collect();
+            assert_eq!(serving.len(), 1, "{path}: routes {serving:?}");
+            let (api, method, _, function, iam) = serving[0];
+            assert_eq!((api.as_str(), method.as_str(), *iam), ("HttpApi", "POST", false), "{path}");
+            assert_eq!(hook_path(function), json!(kind.path()), "{path} goes to {function}");
+            expected_hooks.insert(path);
+        }
+    }
+    let bank: Vec<_> = deployed.iter().filter(|(api, ..)| api == "BankApi").collect();
+    assert_eq!(
+        bank,
+        [&(
+            "BankApi".to_owned(),
+            "GET".to_owned(),
+            "/api/customers/{customerId}/products".to_owned(),
+            "ProductsApiFunction".to_owned(),
+            true
+        )],
+        "the bank's API"
+    );
+    let other: Vec<_> =
+        deployed.iter().filter(|(api, _, p, ..)| api != "BankApi" && !expected_hooks.contains(p)).collect();
+    assert!(other.is_empty(), "routes outside the hook catalogue and the bank's API: {other:?}");
+}
+
+/// `/a/{x}/b` as API Gateway's source ARN writes it: `/a/*/b`.
+fn star_params(path: &str) -> String {
+    path.split('/').map(|s| if s.starts_with('{') { "*" } else { s }).collect::<Vec<_>>().join("/")
+}
