@@ -29,6 +29,10 @@ impl Harness {
                 };
                 for m in out.messages() {
                     if let Some(body) = m.body().and_then(|b| serde_json::from_str::<Value>(b).ok()) {
+                        // Every notice the bank receives is held to contracts/schemas.
+                        if let Err(v) = polis_contract_docs::validate_notice(&body) {
+                            crate::stack::record_violation(format!("{v}; the notice: {body}"));
+                        }
                         let pid = body["processId"]
                             .as_str()
                             .or(body["loanNumber"].as_str())
@@ -45,7 +49,9 @@ impl Harness {
     }
 
     /// Notifications the bank has received for a process (or loan number) so far, in arrival order.
+    /// Panics when the stack has broken its contracts (a notice or an HTTP answer).
     pub fn notifications(&self, process_id: &str) -> Vec<Value> {
+        crate::stack::assert_contracts_held();
         self.notifications
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -154,8 +160,12 @@ impl Harness {
             self.put_document(process_id, 11, "sts.pdf").await?,
             self.put_document(process_id, 12, "pts.pdf").await?,
         ];
-        self.send_bank_event(&Self::truck_request(process_id, customer_id, vin, legal_entity, documents))
-            .await
+        let request = Self::truck_request(process_id, customer_id, vin, legal_entity, documents);
+        // What the harness sends as a valid request, the contract accepts.
+        if let Err(v) = polis_contract_docs::validate_event(&request) {
+            panic!("the harness's truck request breaks contracts/schemas: {v}");
+        }
+        self.send_bank_event(&request).await
     }
 
     /// `GET /api/customers/{customer}/products?{query}` as the bank's backend calls it:
@@ -183,7 +193,10 @@ impl Harness {
         }
         let response = request.send().await?;
         let status = response.status().as_u16();
-        Ok((status, response.json().await?))
+        let body = response.json().await?;
+        // The answer came through the contract-checking front door (stack.rs).
+        crate::stack::assert_contracts_held();
+        Ok((status, body))
     }
 
     /// A `loan.issued` event (the example in `shared/examples/bank`) for `loan_number`,

@@ -22,6 +22,8 @@ impl Harness {
     }
 
     async fn record(&self, pk: &str) -> Result<Option<Value>, BoxError> {
+        // Tests poll records: a contract broken meanwhile (stack.rs, bank.rs) fails them here.
+        crate::stack::assert_contracts_held();
         let out = self
             .dynamodb()
             .get_item()

@@ -2,6 +2,11 @@
 //! binaries from `template.yaml`) against the AWS emulator, on the ports given, with the secrets
 //! the operator puts in SSM before a deploy; and the [`Harness`] that holds it, with clients for
 //! the emulator's services.
+//!
+//! Every HTTP call to the stack (MUST's hooks, the tests' own calls, My products) passes a front
+//! door on the stack's address that holds each answer to `contracts/openapi.yaml` (the local
+//! cloud itself listens behind it); `bank.rs` holds every notice to `contracts/schemas`. A
+//! violation is recorded, and the next harness call that reads what the stack did panics with it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -141,6 +146,8 @@ impl Harness {
         let endpoint = std::env::var("AWS_ENDPOINT_URL")
             .map_err(|_| "AWS_ENDPOINT_URL is not set: start the emulator (make emulator) first")?;
         let sdk = polis::adapters::config::aws().await;
+        // The stack's address is the contract-checking front door; the local cloud listens behind it.
+        let front = tokio::net::TcpListener::bind(ports.http).await?;
         let must = polis_must_sim::start(
             SimConfig {
                 hook_base_url,
@@ -207,11 +214,11 @@ impl Harness {
                 .await?;
         }
         let root = workspace_root();
-        let cloud = LocalCloud::start(
+        let mut cloud = LocalCloud::start(
             CloudOptions {
                 template: root.join("template.yaml"),
                 stack: stack.to_owned(),
-                http_listen: ports.http,
+                http_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
                 runtime_listen: ports.runtime,
                 bin_dir: root.join(if options.release { "target/release" } else { "target/debug" }),
                 log_dir: log_dir.clone(),
@@ -227,6 +234,7 @@ impl Harness {
             &sdk,
         )
         .await?;
+        cloud.http_url = contract_front(front, cloud.http_url.clone())?;
         let physical = |id: &str| cloud.physical(id).ok_or_else(|| format!("{id} is not in the stack"));
         let harness = Harness {
             table: physical("Table")?,
@@ -256,4 +264,101 @@ impl Harness {
     pub fn sqs(&self) -> aws_sdk_sqs::Client {
         aws_sdk_sqs::Client::new(&self.sdk)
     }
+}
+
+/// What the stacks of this test binary sent that breaks `contracts/` (answers and notices).
+static VIOLATIONS: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+/// Records a contract violation; the next harness read panics with it.
+pub(crate) fn record_violation(violation: String) {
+    eprintln!("CONTRACT VIOLATION: {violation}");
+    VIOLATIONS.lock().unwrap_or_else(|e| e.into_inner()).push(violation);
+}
+
+/// Panics when anything the stack answered or sent the bank broke `contracts/`.
+pub(crate) fn assert_contracts_held() {
+    let seen = VIOLATIONS.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    if !seen.is_empty() {
+        panic!(
+            "the stack broke its contracts (contracts/openapi.yaml, contracts/schemas) {} time(s):\n{}",
+            seen.len(),
+            seen.join("\n")
+        );
+    }
+}
+
+struct Front {
+    /// The local cloud's own address.
+    inner: String,
+    client: reqwest::Client,
+}
+
+/// Headers of one connection, not of the message.
+fn hop_by_hop(name: &axum::http::HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection" | "keep-alive" | "transfer-encoding" | "content-length" | "upgrade" | "te" | "trailer"
+    )
+}
+
+/// Serves `listener` by passing every request to `inner` as it came (the `host` header too, which
+/// SigV4 signs) and every answer back as it went, each answer held to `contracts/openapi.yaml`.
+/// Returns the front door's URL.
+fn contract_front(listener: tokio::net::TcpListener, inner: String) -> Result<String, BoxError> {
+    let url = format!("http://{}", listener.local_addr()?);
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+    let front = Arc::new(Front { inner, client });
+    let app = axum::Router::new()
+        .fallback(pass)
+        .with_state(front)
+        .layer(axum::extract::DefaultBodyLimit::disable());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Ok(url)
+}
+
+async fn pass(
+    axum::extract::State(front): axum::extract::State<Arc<Front>>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let target = format!("{}{}", front.inner, uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+    let mut request = front.client.request(method.clone(), target).body(body);
+    for (name, value) in headers.iter().filter(|(name, _)| !hop_by_hop(name)) {
+        request = request.header(name, value);
+    }
+    let answer = match request.send().await {
+        Ok(answer) => answer,
+        Err(e) => {
+            return (axum::http::StatusCode::BAD_GATEWAY, format!("local cloud unreachable: {e}"))
+                .into_response()
+        }
+    };
+    let status = answer.status();
+    let answer_headers = answer.headers().clone();
+    let bytes = match answer.bytes().await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            return (axum::http::StatusCode::BAD_GATEWAY, format!("answer unreadable: {e}")).into_response()
+        }
+    };
+    if let Err(v) = polis_contract_docs::validate_answer(method.as_str(), uri.path(), status.as_u16(), &bytes)
+    {
+        let said = format!("{v}; the answer: {}", String::from_utf8_lossy(&bytes[..bytes.len().min(500)]));
+        record_violation(said.clone());
+        // The caller sees it too: a test that only looks at statuses fails on this one.
+        return (axum::http::StatusCode::INTERNAL_SERVER_ERROR, [("x-contract-violation", "1")], said)
+            .into_response();
+    }
+    let mut response = axum::response::Response::builder().status(status);
+    for (name, value) in answer_headers.iter().filter(|(name, _)| !hop_by_hop(name)) {
+        response = response.header(name, value);
+    }
+    response
+        .body(axum::body::Body::from(bytes))
+        .unwrap_or_else(|_| axum::http::StatusCode::BAD_GATEWAY.into_response())
 }
