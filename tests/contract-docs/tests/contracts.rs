@@ -386,3 +386,27 @@ fn every_route_of_the_template_is_in_the_openapi_file_and_nothing_else() {
         "operations of openapi.yaml that template.yaml does not route"
     );
 }
+
+#[test]
+fn the_asyncapi_document_ties_every_kind_to_its_queue_and_schema() {
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(&std::fs::read_to_string(contracts_dir().join("asyncapi.yaml")).unwrap())
+            .unwrap();
+    assert_eq!(doc["asyncapi"].as_str(), Some("3.0.0"));
+    for (channel, umbrella) in
+        [("bankEvents", "bank-event.schema.json"), ("bankNotifications", "notice.schema.json")]
+    {
+        let mut named = BTreeSet::new();
+        for (_, message) in doc["channels"][channel]["messages"].as_mapping().unwrap() {
+            let reference = message["$ref"].as_str().unwrap();
+            let id = reference.strip_prefix("#/components/messages/").unwrap();
+            let message = &doc["components"]["messages"][id];
+            let kind = message["name"].as_str().unwrap().to_owned();
+            let schema = message["payload"]["schema"]["$ref"].as_str().unwrap();
+            assert_eq!(schema, format!("schemas/{kind}.schema.json"), "{id}");
+            assert!(contracts_dir().join(schema).is_file(), "{schema}");
+            named.insert(kind);
+        }
+        assert_eq!(named, kinds(umbrella), "{channel}");
+    }
+}
