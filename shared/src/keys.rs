@@ -16,6 +16,10 @@
 //!
 //! Index [`GSI1`] (`gsi1pk`, `gsi1sk`): a customer's products (`CUSTOMER#{customerId}` →
 //! `TRUCK#…` / `LOAN#…`) and everything kept (`QUARANTINE` → `{receivedAtMs}#{id}`).
+//!
+//! Index [`OPEN_INDEX`] (`openpk`, `opensk`, keys only, sparse): processes not in a terminal
+//! stage (`OPEN#truck` / `OPEN#loan` → `{stageSinceMs}#{stage}#{processKey}`), longest in
+//! their stage first; a process leaves it when it ends.
 
 use std::fmt;
 
@@ -25,9 +29,10 @@ use crate::domain::ids::{CustomerId, ProcessId, ScoringId};
 use crate::domain::loan::process::LoanProcess;
 use crate::domain::truck::process::TruckProcess;
 use crate::domain::workflow::Workflow;
-use crate::ports::{ReceivedHook, StoredProcess};
+use crate::ports::{OpenProcess, ReceivedHook, StoredProcess};
 
 pub const GSI1: &str = "gsi1";
+pub const OPEN_INDEX: &str = "open";
 
 const TRUCK: &str = "TRUCK#";
 const LOAN: &str = "LOAN#";
@@ -40,6 +45,7 @@ const CUSTOMER: &str = "CUSTOMER#";
 const EFFECT: &str = "EFFECT#";
 const DELIVERY: &str = "DELIVERY#";
 const DELIVERY_SK: &str = "DELIVERY";
+const OPEN: &str = "OPEN#";
 
 /// Every partition key the functions may touch, as the template's `LeadingKeys` name them.
 pub const LEADING_KEY_PREFIXES: [&str; 8] = [TRUCK, LOAN, SCORING, HOOK, KEPT, TOKEN, CUSTOMER, KEPT_INDEX];
@@ -155,6 +161,42 @@ pub fn customer_index(customer: &CustomerId) -> String {
     format!("{CUSTOMER}{customer}")
 }
 
+/// The open index's partition of processes of `kind` (`truck`, `loan`).
+pub fn open_partition(kind: &str) -> String {
+    format!("{OPEN}{kind}")
+}
+
+/// An open process's place in the open index: since when it is in `stage`.
+pub fn open_sort(since_ms: u64, stage: &str, process: &ProcessKey) -> String {
+    format!("{since_ms:013}#{stage}#{process}")
+}
+
+/// The sort key of the open index that comes before every stage entered at `at_ms` or later.
+pub fn open_sort_before(at_ms: u64) -> String {
+    format!("{at_ms:013}#")
+}
+
+/// The process an open index entry is, in which stage and since when.
+pub fn parse_open_sort(sort: &str) -> Option<OpenProcess> {
+    let (since, rest) = sort.split_once('#')?;
+    let (stage, process) = rest.split_once('#')?;
+    Some(OpenProcess {
+        process: ProcessKey::parse(process).ok()?,
+        stage: stage.to_owned(),
+        since_ms: since.parse().ok()?,
+    })
+}
+
+/// The open index's attributes of a process not in a terminal stage (none once it ended).
+fn open_index<W: Workflow + StoredProcess>(process: &W) -> Vec<(&'static str, String)> {
+    if process.is_terminal() {
+        return Vec::new();
+    }
+    let stage = process.stage_name();
+    let since = process.history().stage().filter(|(noted, _)| *noted == stage).map_or(0, |(_, at)| at);
+    vec![("openpk", open_partition(process.kind())), ("opensk", open_sort(since, &stage, &process.key()))]
+}
+
 /// What an entry of a customer's products index is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Product {
@@ -220,6 +262,7 @@ impl StoredProcess for TruckProcess {
         if let Some(sid) = &self.scoring_id {
             index.push(("scoringId", sid.to_string()));
         }
+        index.extend(open_index(self));
         index
     }
 }
@@ -238,12 +281,14 @@ impl StoredProcess for LoanProcess {
     }
 
     fn index(&self) -> Vec<(&'static str, String)> {
-        vec![
+        let mut index = vec![
             ("stage", self.stage_name()),
             ("customerId", self.loan.customer_id.to_string()),
             ("gsi1pk", customer_index(&self.loan.customer_id)),
             ("gsi1sk", self.key().to_string()),
-        ]
+        ];
+        index.extend(open_index(self));
+        index
     }
 }
 

@@ -461,6 +461,26 @@ pub trait ProductIndex {
     ) -> impl Future<Output = Result<ProductPage, InfraError>> + Send;
 }
 
+/// A process not in a terminal stage, as the open index lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenProcess {
+    pub process: ProcessKey,
+    pub stage: String,
+    /// When it entered `stage` (0: before stages were recorded).
+    pub since_ms: u64,
+}
+
+pub trait OpenProcesses {
+    /// Up to `limit` processes of `kind` (`truck`, `loan`) in their stage since before
+    /// `before_ms`, longest first.
+    fn open_before(
+        &self,
+        kind: &str,
+        before_ms: u64,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<OpenProcess>, InfraError>> + Send;
+}
+
 pub trait Presigner {
     /// A short-lived URL to GET `bucket/key`.
     fn presign_get(

@@ -1,16 +1,19 @@
 //! Replay, wired to AWS: what is kept for an operator (re-driven or resolved by
 //! `polis::services::replay::Replay`) and the three dead-letter queues (moved
 //! back to their source queues). The Lambda (`replay`) and the command
-//! (`polis-replay`) are two thin doors to [`Replayer::run`].
+//! (`polis-ops`) are two thin doors to [`Replayer::run`]; the command also reads a
+//! process's timeline and the processes stuck in a stage.
 
 use polis::adapters::config::{self, var};
 use polis::adapters::dynamodb::Table;
 use polis::adapters::sqs::{DeadLetters, Queue};
 use polis::domain::workflow::Resolution;
 use polis::keys::ProcessKey;
-use polis::ports::{InfraError, QuarantineStore, Quarantined};
+use polis::ports::{now_ms, InfraError, OpenProcess, QuarantineStore, Quarantined};
 use polis::services::replay::{Replay, ReplayReport};
+use polis::services::timeline::{self, Timeline};
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 /// An operator's answer to a review: `process` is `TRUCK#{requestId}` or `LOAN#{loanNumber}`.
 #[derive(Debug, Clone, Deserialize)]
@@ -53,6 +56,9 @@ pub struct Replayer {
 /// The most messages one run moves from each dead-letter queue.
 const REDRIVE_LIMIT: usize = 10_000;
 
+/// The most stuck processes of each kind one listing shows.
+const STUCK_LIMIT: u32 = 1_000;
+
 impl Replayer {
     /// From the environment (the same in the Lambda and in the command).
     pub async fn from_env() -> Result<Replayer, Box<dyn std::error::Error + Send + Sync>> {
@@ -79,6 +85,18 @@ impl Replayer {
 
     pub async fn list(&self) -> Result<Vec<Quarantined>, InfraError> {
         self.replay.store.list_quarantined().await
+    }
+
+    /// The timeline of the process `id` names (a request id, scoringId, loan number or key).
+    pub async fn timeline(&self, id: &str) -> Result<Option<Timeline>, InfraError> {
+        let store = &self.replay.store;
+        let Some(key) = timeline::find(store, id).await? else { return Ok(None) };
+        timeline::timeline(store, &key, &store.list_quarantined().await?).await
+    }
+
+    /// Processes in their stage for longer than `older_than`, longest first.
+    pub async fn stuck(&self, older_than: Duration) -> Result<Vec<OpenProcess>, InfraError> {
+        timeline::stuck(&self.replay.store, older_than, now_ms(), STUCK_LIMIT).await
     }
 
     pub async fn run(&self, request: ReplayRequest) -> Result<ReplayOutcome, ReplayError> {

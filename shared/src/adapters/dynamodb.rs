@@ -13,8 +13,9 @@ use serde::de::DeserializeOwned;
 use crate::domain::ids::CustomerId;
 use crate::keys::{self, Cursor, ProcessKey, Product};
 use crate::ports::{
-    EffectLog, EffectRecord, HookStore, InfraError, ProcessStore, ProductIndex, ProductPage, ProductRecord,
-    QuarantineStore, Quarantined, ReceivedHook, Recorded, SaveError, StoredProcess, TokenStore, Versioned,
+    EffectLog, EffectRecord, HookStore, InfraError, OpenProcess, OpenProcesses, ProcessStore, ProductIndex,
+    ProductPage, ProductRecord, QuarantineStore, Quarantined, ReceivedHook, Recorded, SaveError,
+    StoredProcess, TokenStore, Versioned,
 };
 
 /// Hooks and intent records are kept for a year, then expire by TTL.
@@ -342,6 +343,44 @@ impl QuarantineStore for Table {
             .await
             .map_err(call_error)?;
         Ok(())
+    }
+}
+
+impl OpenProcesses for Table {
+    async fn open_before(
+        &self,
+        kind: &str,
+        before_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<OpenProcess>, InfraError> {
+        let mut out = Vec::new();
+        let mut start = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.name)
+                .index_name(keys::OPEN_INDEX)
+                .key_condition_expression("openpk = :kind AND opensk < :before")
+                .expression_attribute_values(":kind", s(keys::open_partition(kind)))
+                .expression_attribute_values(":before", s(keys::open_sort_before(before_ms)))
+                .limit(limit.saturating_sub(out.len() as u32).max(1) as i32)
+                .set_exclusive_start_key(start)
+                .send()
+                .await
+                .map_err(call_error)?;
+            for item in page.items() {
+                let sort = get_s(item, "opensk")?;
+                out.push(
+                    keys::parse_open_sort(sort)
+                        .ok_or_else(|| InfraError::Corrupt(format!("open index entry {sort:?}")))?,
+                );
+            }
+            start = page.last_evaluated_key;
+            if start.is_none() || out.len() >= limit as usize {
+                return Ok(out);
+            }
+        }
     }
 }
 

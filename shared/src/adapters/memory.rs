@@ -14,8 +14,9 @@ use crate::domain::ids::CustomerId;
 use crate::keys::{self, Cursor, ProcessKey, Product};
 use crate::ports::{
     now_ms, BankOutbox, EffectLog, EffectRecord, HookStore, InfraError, LoanMessage, LoanQueue, ObjectStore,
-    ProcessStore, ProductIndex, ProductPage, ProductRecord, QuarantineStore, Quarantined, ReceivedHook,
-    Recorded, SaveError, StoredObject, StoredProcess, TokenStore, TruckMessage, TruckQueue, Versioned,
+    OpenProcess, OpenProcesses, ProcessStore, ProductIndex, ProductPage, ProductRecord, QuarantineStore,
+    Quarantined, ReceivedHook, Recorded, SaveError, StoredObject, StoredProcess, TokenStore, TruckMessage,
+    TruckQueue, Versioned,
 };
 
 /// DynamoDB refuses items larger than this (attribute names and values, UTF-8).
@@ -242,6 +243,28 @@ impl TokenStore for MemoryTable {
     async fn save_token(&self, name: &str, token: &str, expires_at_ms: u64) -> Result<(), InfraError> {
         lock(&self.state).tokens.insert(name.to_owned(), (token.to_owned(), expires_at_ms));
         Ok(())
+    }
+}
+
+impl OpenProcesses for MemoryTable {
+    async fn open_before(
+        &self,
+        kind: &str,
+        before_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<OpenProcess>, InfraError> {
+        self.turn().await;
+        let (partition, end) = (keys::open_partition(kind), keys::open_sort_before(before_ms));
+        let s = lock(&self.state);
+        let mut sorts: Vec<&String> = s
+            .processes
+            .values()
+            .filter(|p| p.index.iter().any(|(k, v)| *k == "openpk" && *v == partition))
+            .filter_map(|p| p.index.iter().find(|(k, _)| *k == "opensk").map(|(_, v)| v))
+            .filter(|sort| **sort < end)
+            .collect();
+        sorts.sort();
+        Ok(sorts.into_iter().take(limit as usize).filter_map(|sort| keys::parse_open_sort(sort)).collect())
     }
 }
 

@@ -33,8 +33,12 @@ pub trait EffectSpec: Clone + Serialize + DeserializeOwned + Send + Sync {
     /// The kind of call it makes that changes something at the partner (`init`,
     /// `documents`, `sale`, ...), if it makes one.
     fn changing_call(&self) -> Option<&'static str>;
-    /// A notice to the bank: still sent while the process is held.
-    fn is_notice(&self) -> bool;
+    /// A notice to the bank (still sent while the process is held): its type and eventId.
+    fn notice(&self) -> Option<(&'static str, &str)>;
+
+    fn is_notice(&self) -> bool {
+        self.notice().is_some()
+    }
 
     fn class(&self) -> EffectClass {
         match self.changing_call() {
@@ -317,6 +321,93 @@ impl<E: EffectSpec> Outbox<E> {
     }
 }
 
+/// Who sent an event from outside, what it is and its id: how the history names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received<'a> {
+    /// `must`, `bank` or `operator`.
+    pub from: &'static str,
+    /// The hook's path, the bank event's type, the operator's request.
+    pub kind: &'static str,
+    pub id: &'a str,
+    /// When our intake received it (0: not known; then when it was applied).
+    pub at_ms: u64,
+}
+
+/// One thing that happened to a process, for the operator's timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Happening {
+    pub at_ms: u64,
+    #[serde(flatten)]
+    pub what: What,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "what", rename_all = "kebab-case", rename_all_fields = "camelCase")]
+pub enum What {
+    /// The process entered `stage` (as operators see it: `needs-review` while held).
+    Stage { stage: String },
+    /// An event from outside was applied (`at_ms` is when our intake received it).
+    Event { from: String, kind: String, id: String, applied_ms: u64 },
+    /// A notice went to the bank.
+    Notice { kind: String, event_id: String },
+}
+
+/// Happenings kept per process; beyond this the oldest but the first are dropped.
+const HISTORY_LIMIT: usize = 200;
+
+/// What happened to a process, oldest first: the stages it went through and the events
+/// it got. Its calls are in the outbox's journal; both make the operator's timeline.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct History(Vec<Happening>);
+
+impl History {
+    pub fn entries(&self) -> &[Happening] {
+        &self.0
+    }
+
+    /// Adds `happening` unless it is there already (a change replayed onto a fresh copy).
+    pub fn note(&mut self, happening: Happening) {
+        if self.0.contains(&happening) {
+            return;
+        }
+        self.0.push(happening);
+        if self.0.len() > HISTORY_LIMIT {
+            // The first entry says when and how the process began: kept.
+            self.0.remove(1);
+        }
+    }
+
+    /// Notes that the process is now in `stage`, unless that is where it last was.
+    pub fn note_stage(&mut self, at_ms: u64, stage: String) {
+        if self.stage().is_some_and(|(last, _)| last == stage) {
+            return;
+        }
+        self.note(Happening { at_ms, what: What::Stage { stage } });
+    }
+
+    /// The stage last noted, and since when.
+    pub fn stage(&self) -> Option<(&str, u64)> {
+        self.0.iter().rev().find_map(|h| match &h.what {
+            What::Stage { stage } => Some((stage.as_str(), h.at_ms)),
+            What::Event { .. } | What::Notice { .. } => None,
+        })
+    }
+
+    /// The happening that notes `event` applied at `now_ms`.
+    pub fn event(event: &Received<'_>, now_ms: u64) -> Happening {
+        Happening {
+            at_ms: if event.at_ms == 0 { now_ms } else { event.at_ms },
+            what: What::Event {
+                from: event.from.to_owned(),
+                kind: event.kind.to_owned(),
+                id: event.id.to_owned(),
+                applied_ms: now_ms,
+            },
+        }
+    }
+}
+
 /// A process the engine can drive: a state machine with an outbox.
 pub trait Workflow: Clone + Serialize + DeserializeOwned + Send + Sync {
     type Event: Clone + Serialize + Send + Sync;
@@ -326,11 +417,21 @@ pub trait Workflow: Clone + Serialize + DeserializeOwned + Send + Sync {
     fn apply(&mut self, event: Self::Event) -> Outcome;
     fn outbox(&self) -> &Outbox<Self::Effect>;
     fn outbox_mut(&mut self) -> &mut Outbox<Self::Effect>;
+    fn history(&self) -> &History;
+    fn history_mut(&mut self) -> &mut History;
     /// The stage as operators and indexes see it (`needs-review` while held).
     fn stage_name(&self) -> String;
     fn is_terminal(&self) -> bool;
-    /// The event's id when it comes from outside (hooks, bank events).
-    fn external_id(event: &Self::Event) -> Option<&str>;
+    /// Who sent the event, when it comes from outside (hooks, bank and operator events).
+    fn received(event: &Self::Event) -> Option<Received<'_>>;
+
+    /// The process as it begins, at `at_ms`, with the event that began it in its history.
+    fn begun(mut self, at_ms: u64, cause: &Received<'_>) -> Self {
+        self.history_mut().note(History::event(cause, at_ms));
+        let stage = self.stage_name();
+        self.history_mut().note_stage(at_ms, stage);
+        self
+    }
 
     /// The event that records an effect's permanent failure.
     fn effect_failed(effect: &Self::Effect, error: super::bank::ErrorReport) -> Self::Event;
@@ -377,8 +478,11 @@ mod tests {
                 Toy::Notice(_) => None,
             }
         }
-        fn is_notice(&self) -> bool {
-            matches!(self, Toy::Notice(_))
+        fn notice(&self) -> Option<(&'static str, &str)> {
+            match self {
+                Toy::Notice(id) => Some(("toy.notice", id)),
+                Toy::Call(_) => None,
+            }
         }
     }
 

@@ -15,6 +15,7 @@ use crate::domain::loan::process::{LoanNotice, LoanNotification, LoanProcess};
 use crate::domain::truck::bank::{TruckBankEvent, TruckNotice, TruckNotification};
 use crate::domain::truck::process::{TruckEvent, TruckProcess};
 use crate::domain::validation::FieldError;
+use crate::domain::workflow::{Received, Workflow};
 use crate::ports::{
     now_ms, BankOutbox, KeptOrigin, LoanMessage, LoanQueue, ProcessStore, QuarantineStore, Quarantined,
     TruckMessage, TruckQueue,
@@ -61,8 +62,11 @@ where
         let process_id = event.process_id().clone();
         let dedup = dedup_id(event.event_id());
         let (message, created) = match event {
-            TruckBankEvent::PolicyRequested { request, .. } => {
-                let created = self.store.create(&TruckProcess::start(*request)).await?;
+            TruckBankEvent::PolicyRequested { request, event_id } => {
+                let cause =
+                    Received { from: "bank", kind: "truck.policy-requested", id: &event_id, at_ms: 0 };
+                let created =
+                    self.store.create(&TruckProcess::start(*request).begun(now_ms(), &cause)).await?;
                 if !created {
                     tracing::info!("process already exists; driving it again");
                 }
@@ -96,7 +100,9 @@ where
     async fn route_loan(&self, loan: LoanIssued) -> Result<(), RetryLater> {
         let number = loan.loan_number.clone();
         let dedup = dedup_id(&loan.event_id);
-        if !self.store.create(&LoanProcess::start(loan)).await? {
+        let event_id = loan.event_id.clone();
+        let cause = Received { from: "bank", kind: "loan.issued", id: &event_id, at_ms: 0 };
+        if !self.store.create(&LoanProcess::start(loan).begun(now_ms(), &cause)).await? {
             tracing::info!("loan already insured or in progress; driving it again");
         }
         self.loans.enqueue(&LoanMessage::Drive { loan_number: number.clone() }, &number, &dedup).await?;

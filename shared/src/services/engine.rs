@@ -21,7 +21,9 @@ use super::retry::Backoff;
 use super::RetryLater;
 use crate::domain::bank::ErrorReport;
 use crate::domain::outcome::Outcome;
-use crate::domain::workflow::{CallOutcome, CallRecord, EffectClass, EffectSpec, Workflow};
+use crate::domain::workflow::{
+    CallOutcome, CallRecord, EffectClass, EffectSpec, Happening, History, What, Workflow,
+};
 use crate::keys::ProcessKey;
 use crate::ports::{
     now_ms, CallError, EffectLog, EffectRecord, InfraError, KeptOrigin, ProcessStore, QuarantineStore,
@@ -43,6 +45,8 @@ enum Change<W: Workflow> {
     Completed { effect: String, happened: bool, result: Option<W::Event> },
     /// An attempt at an effect, for the journal.
     Call(CallRecord),
+    /// Something for the history (an event's arrival, whatever it did).
+    Noted(Happening),
 }
 
 /// A process with changes not yet written: the version it was read at and the
@@ -70,6 +74,17 @@ impl<W: Workflow> Draft<W> {
         outcome
     }
 
+    /// Notes the stage in the history when the last change moved it.
+    fn note_stage(&mut self) {
+        let stage = self.value.stage_name();
+        self.value.history_mut().note_stage(now_ms(), stage);
+    }
+
+    fn note(&mut self, happening: Happening) {
+        self.value.history_mut().note(happening.clone());
+        self.changes.push(Change::Noted(happening));
+    }
+
     fn record(&mut self, call: CallRecord) {
         self.value.outbox_mut().record(call.clone());
         self.changes.push(Change::Call(call));
@@ -78,6 +93,7 @@ impl<W: Workflow> Draft<W> {
     fn complete(&mut self, effect: String, happened: bool, result: Option<W::Event>) {
         Self::complete_on(&mut self.value, &effect, happened, result.clone());
         self.changes.push(Change::Completed { effect, happened, result });
+        self.note_stage();
     }
 
     fn complete_on(value: &mut W, effect: &str, happened: bool, result: Option<W::Event>) {
@@ -109,6 +125,7 @@ impl<W: Workflow> Draft<W> {
                         value.outbox_mut().record(call.clone());
                     }
                 }
+                Change::Noted(happening) => value.history_mut().note(happening.clone()),
                 Change::Completed { effect, happened, result } if value.outbox().is_pending(effect) => {
                     Self::complete_on(&mut value, effect, *happened, result.clone());
                 }
@@ -117,6 +134,7 @@ impl<W: Workflow> Draft<W> {
         }
         self.value = value;
         self.stored = fresh;
+        self.note_stage();
     }
 }
 
@@ -216,14 +234,21 @@ where
     ) -> Result<Draft<W>, RetryLater> {
         let mut draft = Draft::new(current);
         match draft.apply(event.clone()) {
-            Outcome::Advanced => {}
+            // Noted in the history with the change; an event that changes nothing writes
+            // nothing (a kept one is on the kept list, a repeat or an ignored one in the logs).
+            Outcome::Advanced => {
+                if let Some(received) = W::received(&event) {
+                    draft.note(History::event(&received, now_ms()));
+                }
+                draft.note_stage();
+            }
             Outcome::Duplicate => {
                 tracing::info!("event applied before; nothing to do");
                 crate::telemetry::count("DuplicateEvent", ("Process", draft.value.kind()));
             }
             Outcome::Ignored(reason) => tracing::info!(%reason, "event ignored"),
             Outcome::Rejected(reason) => {
-                let id = W::external_id(&event).unwrap_or("internal").to_owned();
+                let id = W::received(&event).map_or("internal", |r| r.id).to_owned();
                 let origin = KeptOrigin::Event { process: draft.value.key(), event_id: id, replays };
                 let body = serde_json::to_string(&event).unwrap_or_default();
                 self.quarantine(origin, reason, body).await?;
@@ -329,7 +354,6 @@ where
                     continue;
                 }
             }
-            let notice = effect.is_notice();
             let attempt = Attempt {
                 process: process.clone(),
                 effect: key.clone(),
@@ -348,8 +372,12 @@ where
             };
             match result {
                 Ok(event) => {
-                    if !notice {
-                        draft.record(call(CallOutcome::Done));
+                    match effect.notice() {
+                        Some((kind, event_id)) => draft.note(Happening {
+                            at_ms: started,
+                            what: What::Notice { kind: kind.to_owned(), event_id: event_id.to_owned() },
+                        }),
+                        None => draft.record(call(CallOutcome::Done)),
                     }
                     draft.complete(key.clone(), true, event);
                 }
@@ -374,6 +402,7 @@ where
                     draft.record(record);
                     // Held from now (the attempt's start is in the journal).
                     draft.apply(W::effect_uncertain(&key, now_ms(), detail));
+                    draft.note_stage();
                 }
                 Err(EffectFailure::Busy(why)) => {
                     self.keep_progress(&mut draft).await;

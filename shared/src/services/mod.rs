@@ -3,7 +3,7 @@
 //!
 //! Shared machinery: the [`engine`] every runner drives its process with, the
 //! [`archive`] of partner files, [`keep`] for what a person must see, [`replay`] of
-//! it, SQS [`batch`]es and [`retry`]; then each product line's own services
+//! it, an operator's [`timeline`] of a process, SQS [`batch`]es and [`retry`]; then each product line's own services
 //! ([`truck`], [`loan`]) and what faces the bank ([`bank_intake`], [`products`]).
 
 pub mod archive;
@@ -17,6 +17,7 @@ pub mod replay;
 pub mod retry;
 #[cfg(test)]
 pub(crate) mod test_support;
+pub mod timeline;
 pub mod truck;
 
 use thiserror::Error;

@@ -1,4 +1,4 @@
-//! Replay of what [`super::keep`] kept, from the `polis-replay` command or the
+//! Replay of what [`super::keep`] kept, from the `polis-ops` command or the
 //! replay Lambda: inputs re-driven the way they first came in, reviews answered,
 //! pending archives tried again.
 //!
@@ -233,7 +233,7 @@ where
                 }
                 Ok(Err(format!(
                     "{process} is held: was {effect} received by the partner? \
-                     answer with `polis-replay resolve {process} happened|did-not-happen`"
+                     answer with `polis-ops resolve {process} happened|did-not-happen`"
                 )))
             }
             KeptOrigin::ArchivePending { process, .. } => {

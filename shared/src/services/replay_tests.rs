@@ -238,7 +238,7 @@ async fn a_held_review_is_reported_as_waiting_for_a_person_and_kept() {
     let [(failing, why)] = &report.still_failing[..] else { panic!("{report:?}") };
     assert_eq!(failing, &id);
     assert!(why.starts_with("LOAN#1234567890 is held: was sale received by the partner?"), "{why}");
-    assert!(why.contains("polis-replay resolve LOAN#1234567890 happened|did-not-happen"), "{why}");
+    assert!(why.contains("polis-ops resolve LOAN#1234567890 happened|did-not-happen"), "{why}");
     assert_eq!(kept_ids(&kept(&ops.table).await), [id]);
     assert!(ops.loans.sent().is_empty());
 }

@@ -20,12 +20,13 @@ use polis::domain::loan::bank::LoanBankEvent;
 use polis::domain::loan::process::LoanProcess;
 use polis::domain::must::hook::HookKind;
 use polis::domain::truck::bank::TruckBankEvent;
-use polis::domain::truck::process::TruckProcess;
+use polis::domain::truck::process::{TruckProcess, TruckStage};
+use polis::domain::workflow::{Received, Workflow};
 use polis::keys::{self, ProcessKey};
 use polis::ports::{
-    now_ms, EffectLog, EffectRecord, HookStore, KeptOrigin, ObjectStore, ProcessStore, ProductIndex,
-    ProductRecord, QuarantineStore, Quarantined, ReceivedHook, Recorded, SaveError, StoredObject,
-    StoredProcess, TokenStore, TruckMessage, TruckQueue,
+    now_ms, EffectLog, EffectRecord, HookStore, KeptOrigin, ObjectStore, OpenProcess, OpenProcesses,
+    ProcessStore, ProductIndex, ProductRecord, QuarantineStore, Quarantined, ReceivedHook, Recorded,
+    SaveError, StoredObject, StoredProcess, TokenStore, TruckMessage, TruckQueue,
 };
 use polis_local_cloud::provision::{Provisioner, Resources};
 use polis_local_cloud::template::Template;
@@ -185,6 +186,49 @@ pub async fn process_store<S: ProcessStore>(store: &S) {
     assert!(store.create(&credit).await.expect("create"));
     let back = store.load::<LoanProcess>(&credit.key()).await.expect("load").expect("created");
     assert_eq!(back.value, credit);
+}
+
+/// Open processes: listed by kind while not ended, longest in their stage first, only
+/// those in it since before the time asked; a process that ends leaves the list.
+pub async fn open_processes<S: ProcessStore + OpenProcesses>(store: &S) {
+    // Stages entered at times of this run's own (the emulator's stack outlives a run).
+    let base = now_ms() * 10;
+    let cause = |id: &'static str| Received { from: "bank", kind: "test", id, at_ms: 0 };
+    let old = truck(&unique("REQ-OPEN-A"), &unique("CUST")).begun(base + 1, &cause("a"));
+    let new = truck(&unique("REQ-OPEN-B"), &unique("CUST")).begun(base + 2, &cause("b"));
+    let mut ends = truck(&unique("REQ-OPEN-C"), &unique("CUST")).begun(base + 1, &cause("c"));
+    let credit = loan(&unique("L-OPEN"), &unique("CUST")).begun(base + 1, &cause("d"));
+    for process in [&old, &new, &ends] {
+        assert!(store.create(process).await.expect("create"));
+    }
+    assert!(store.create(&credit).await.expect("create"));
+    ends.stage = TruckStage::Rejected;
+    ends.history.note_stage(base + 3, ends.stage_name());
+    store.save(&ends, 1, &[]).await.expect("save");
+
+    let ours = [old.key(), new.key(), ends.key(), credit.key()];
+    let ours = &ours;
+    let listed = |kind: &'static str, before: u64| async move {
+        let all = store.open_before(kind, before, 100_000).await.expect("open processes");
+        let mut since: Vec<u64> = all.iter().map(|p| p.since_ms).collect();
+        since.dedup();
+        assert!(since.windows(2).all(|w| w[0] <= w[1]), "longest in their stage first");
+        all.into_iter().filter(|p| ours.contains(&p.process)).collect::<Vec<_>>()
+    };
+    let trucks = listed("truck", base + 10).await;
+    let stage = old.stage_name();
+    assert_eq!(
+        trucks,
+        vec![
+            OpenProcess { process: old.key(), stage: stage.clone(), since_ms: base + 1 },
+            OpenProcess { process: new.key(), stage, since_ms: base + 2 },
+        ],
+        "an ended process is not listed; loans are not trucks"
+    );
+    assert_eq!(listed("truck", base + 2).await.len(), 1, "only those in their stage since before the time");
+    let loans = listed("loan", base + 10).await;
+    assert_eq!(loans.iter().map(|p| &p.process).collect::<Vec<_>>(), vec![&credit.key()]);
+    assert_eq!(store.open_before("truck", base + 10, 1).await.expect("open").len(), 1, "at most the limit");
 }
 
 /// Intents: the first attempt is fresh, a second within the lease sees it in flight,

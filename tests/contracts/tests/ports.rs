@@ -27,6 +27,9 @@ macro_rules! contract {
 contract!(process_store,
     memory: contract::process_store(&MemoryTable::default()),
     emulator: |e| contract::process_store(&e.table));
+contract!(open_processes,
+    memory: contract::open_processes(&MemoryTable::default()),
+    emulator: |e| contract::open_processes(&e.table));
 contract!(effect_log,
     memory: contract::effect_log(&MemoryTable::default()),
     emulator: |e| contract::effect_log(&e.table));

@@ -1,4 +1,4 @@
-//! The operator: runs `polis-replay` against the stack (replaying quarantined and dead-lettered
+//! The operator: runs `polis-ops` against the stack (replaying quarantined and dead-lettered
 //! messages, resolving reviews) and plays the one who answers reviews from what the partner's
 //! back office shows.
 
@@ -11,29 +11,29 @@ use crate::stack::workspace_root;
 use crate::{BoxError, Harness};
 
 impl Harness {
-    /// Runs the operator's `polis-replay` command (`list`, `quarantine`, `dead-letters`, `all`)
+    /// Runs the operator's `polis-ops` command (`list`, `quarantine`, `dead-letters`, `all`)
     /// against this stack, as an operator would with the stack's outputs; returns its stdout.
     pub async fn replay(&self, command: &str) -> Result<String, BoxError> {
-        self.replay_with(&[command]).await
+        self.ops(&[command]).await
     }
 
-    /// An operator's answer to a review with `polis-replay resolve`; `Ok(false)` when the
+    /// An operator's answer to a review with `polis-ops resolve`; `Ok(false)` when the
     /// process was no longer held (a hook from the partner proved the call meanwhile).
     pub async fn resolve(&self, process: &str, answer: &[&str]) -> Result<bool, BoxError> {
         let mut args = vec!["resolve", process];
         args.extend(answer);
-        match self.replay_with(&args).await {
+        match self.ops(&args).await {
             Ok(_) => Ok(true),
             Err(e) if e.to_string().contains("is not held for review") => Ok(false),
             Err(e) => Err(e),
         }
     }
 
-    /// `polis-replay` with arguments, e.g. `["resolve", "TRUCK#REQ-1", "happened", "sc-1"]`.
-    pub async fn replay_with(&self, args: &[&str]) -> Result<String, BoxError> {
+    /// `polis-ops` with arguments, e.g. `["resolve", "TRUCK#REQ-1", "happened", "sc-1"]` or `["timeline", "REQ-1"]`.
+    pub async fn ops(&self, args: &[&str]) -> Result<String, BoxError> {
         let command = args.join(" ");
         let physical = |id: &str| self.cloud.physical(id).ok_or_else(|| format!("{id} is not in the stack"));
-        let out = tokio::process::Command::new(workspace_root().join("target/debug/polis-replay"))
+        let out = tokio::process::Command::new(workspace_root().join("target/debug/polis-ops"))
             .args(args)
             .env("TABLE_NAME", &self.table)
             .env("TRUCK_QUEUE_URL", physical("TruckQueue")?)
@@ -45,7 +45,7 @@ impl Harness {
             .output()
             .await?;
         if !out.status.success() {
-            return Err(format!("polis-replay {command}: {}", String::from_utf8_lossy(&out.stderr)).into());
+            return Err(format!("polis-ops {command}: {}", String::from_utf8_lossy(&out.stderr)).into());
         }
         Ok(String::from_utf8(out.stdout)?)
     }

@@ -1,5 +1,5 @@
 //! Nothing is dropped: input we cannot process is kept with its reason and
-//! counted (the `Quarantined` metric); `polis-replay` re-drives what passes its
+//! counted (the `Quarantined` metric); `polis-ops` re-drives what passes its
 //! checks now and leaves the rest kept; a flow whose messages were dead-lettered
 //! while MUST was down completes once they are moved back. Each test prints its
 //! figures (kept, replayed, lost).

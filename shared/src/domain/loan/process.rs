@@ -13,7 +13,7 @@ use crate::domain::bank::{ArchivedFile, ErrorReport};
 use crate::domain::bima::api::{Calculation, SaleAccepted};
 use crate::domain::outcome::Outcome;
 use crate::domain::validation::FieldError;
-use crate::domain::workflow::{self, EffectSpec, Outbox, Resolution, Workflow};
+use crate::domain::workflow::{self, EffectSpec, History, Outbox, Received, Resolution, Workflow};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -121,8 +121,11 @@ impl EffectSpec for LoanEffect {
         }
     }
 
-    fn is_notice(&self) -> bool {
-        matches!(self, LoanEffect::Notify(_))
+    fn notice(&self) -> Option<(&'static str, &str)> {
+        match self {
+            LoanEffect::Notify(n) => Some((n.notice.kind(), &n.event_id)),
+            _ => None,
+        }
     }
 }
 
@@ -216,6 +219,8 @@ pub struct LoanProcess {
     /// Ids of operator events already applied.
     #[serde(default)]
     pub applied: Vec<String>,
+    #[serde(default)]
+    pub history: History,
     #[serde(skip)]
     cause: (String, Vec<&'static str>),
 }
@@ -234,6 +239,7 @@ impl LoanProcess {
             late_errors: Vec::new(),
             outbox: Outbox::new(vec![LoanEffect::Calculate]),
             applied: Vec::new(),
+            history: History::default(),
             cause: Default::default(),
         }
     }
@@ -425,14 +431,25 @@ impl Workflow for LoanProcess {
     fn outbox_mut(&mut self) -> &mut Outbox<LoanEffect> {
         &mut self.outbox
     }
+    fn history(&self) -> &History {
+        &self.history
+    }
+    fn history_mut(&mut self) -> &mut History {
+        &mut self.history
+    }
     fn stage_name(&self) -> String {
         workflow::stage_name(&self.stage, self.outbox.review().is_some())
     }
     fn is_terminal(&self) -> bool {
         LoanProcess::is_terminal(self)
     }
-    fn external_id(event: &LoanEvent) -> Option<&str> {
-        event.external_id()
+    fn received(event: &LoanEvent) -> Option<Received<'_>> {
+        let kind = match event {
+            LoanEvent::ReviewResolved { .. } => "review-resolved",
+            LoanEvent::RetryArchive { .. } => "retry-archive",
+            _ => return None,
+        };
+        Some(Received { from: "operator", kind, id: event.external_id()?, at_ms: 0 })
     }
     fn effect_failed(effect: &LoanEffect, error: ErrorReport) -> LoanEvent {
         LoanEvent::EffectFailed { effect: effect.key(), error }

@@ -28,7 +28,7 @@ use crate::domain::must::api::ContractCard;
 use crate::domain::must::hook::{DocumentProblem, HookKind, HookPayload};
 use crate::domain::must::insurer::Insurer;
 pub use crate::domain::outcome::Outcome;
-use crate::domain::workflow::{self, EffectSpec, Outbox, Resolution, Workflow};
+use crate::domain::workflow::{self, EffectSpec, History, Outbox, Received, Resolution, Workflow};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -198,8 +198,11 @@ impl EffectSpec for TruckEffect {
         }
     }
 
-    fn is_notice(&self) -> bool {
-        matches!(self, TruckEffect::Notify(_))
+    fn notice(&self) -> Option<(&'static str, &str)> {
+        match self {
+            TruckEffect::Notify(n) => Some((n.notice.kind(), &n.event_id)),
+            _ => None,
+        }
     }
 }
 
@@ -389,6 +392,8 @@ pub struct TruckProcess {
     pub outbox: Outbox<TruckEffect>,
     /// Keys of external events already applied.
     pub applied: Vec<String>,
+    #[serde(default)]
+    pub history: History,
     #[serde(skip)]
     cause: Cause,
 }
@@ -416,6 +421,7 @@ impl TruckProcess {
             late_errors: Vec::new(),
             outbox: Outbox::new(vec![TruckEffect::InitScoring]),
             applied: Vec::new(),
+            history: History::default(),
             cause: Cause::default(),
         }
     }
@@ -1106,14 +1112,30 @@ impl Workflow for TruckProcess {
     fn outbox_mut(&mut self) -> &mut Outbox<TruckEffect> {
         &mut self.outbox
     }
+    fn history(&self) -> &History {
+        &self.history
+    }
+    fn history_mut(&mut self) -> &mut History {
+        &mut self.history
+    }
     fn stage_name(&self) -> String {
         workflow::stage_name(&self.stage, self.outbox.review().is_some())
     }
     fn is_terminal(&self) -> bool {
         self.stage.is_terminal()
     }
-    fn external_id(event: &TruckEvent) -> Option<&str> {
-        event.external_id()
+    fn received(event: &TruckEvent) -> Option<Received<'_>> {
+        let (from, kind, at_ms) = match event {
+            TruckEvent::Hook { payload, received_at_ms, .. } => {
+                ("must", payload.kind().path(), *received_at_ms)
+            }
+            TruckEvent::DocumentsCorrected { .. } => ("bank", "truck.documents-corrected", 0),
+            TruckEvent::PaymentOrderReceived { .. } => ("bank", "truck.payment-order", 0),
+            TruckEvent::ReviewResolved { .. } => ("operator", "review-resolved", 0),
+            TruckEvent::RetryArchive { .. } => ("operator", "retry-archive", 0),
+            _ => return None,
+        };
+        Some(Received { from, kind, id: event.external_id()?, at_ms })
     }
     fn effect_failed(effect: &TruckEffect, error: ErrorReport) -> TruckEvent {
         match effect {
