@@ -265,6 +265,10 @@ impl StoredProcess for TruckProcess {
         index.extend(open_index(self));
         index
     }
+
+    fn insurer(&self) -> String {
+        self.chosen.as_ref().map_or_else(|| "none".to_owned(), ToString::to_string)
+    }
 }
 
 impl StoredProcess for LoanProcess {
@@ -289,6 +293,10 @@ impl StoredProcess for LoanProcess {
         ];
         index.extend(open_index(self));
         index
+    }
+
+    fn insurer(&self) -> String {
+        "bima".to_owned()
     }
 }
 

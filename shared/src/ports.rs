@@ -226,6 +226,8 @@ pub trait StoredProcess: serde::Serialize + serde::de::DeserializeOwned + Send +
     fn aliases(&self) -> Vec<String>;
     /// Attributes stored beside the state for the indexes (`gsi1pk`, `gsi1sk`, `stage`, ...).
     fn index(&self) -> Vec<(&'static str, String)>;
+    /// The insurer, for metrics (`none` before one is chosen).
+    fn insurer(&self) -> String;
 }
 
 pub trait ProcessStore {

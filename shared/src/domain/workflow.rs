@@ -40,6 +40,13 @@ pub trait EffectSpec: Clone + Serialize + DeserializeOwned + Send + Sync {
         self.notice().is_some()
     }
 
+    /// What kind of work it is (its `action` as stored: `init`, `submit-documents`, ...),
+    /// for metrics: the key names one piece of work, this names its kind.
+    fn action(&self) -> String {
+        let stored = serde_json::to_value(self).unwrap_or_default();
+        stored["action"].as_str().unwrap_or("unknown").to_owned()
+    }
+
     fn class(&self) -> EffectClass {
         match self.changing_call() {
             Some(_) => EffectClass::ChangesPartner,

@@ -30,6 +30,7 @@ use crate::ports::{
     Quarantined, SaveError, StoredProcess, Versioned,
 };
 use crate::services::keep::keep;
+use crate::telemetry::{self, Unit};
 
 /// Attempts at an optimistic write before the message is retried later.
 const SAVE_ATTEMPTS: u32 = 5;
@@ -155,6 +156,51 @@ fn lifted_review<W: Workflow + StoredProcess>(before: &W, after: &W) -> Option<S
     Some(Quarantined::new(origin, String::new(), String::new(), 0).id)
 }
 
+/// The metrics of a stage entered that an on-call engineer watches: policies issued (and
+/// how long from the bank's request), failed, rejected, held for review.
+fn stage_metrics<W: Workflow + StoredProcess>(process: &W, stage: &str) {
+    let metric = match stage {
+        "issued" | "sold" => "PolicyIssued",
+        "failed" => "PolicyFailed",
+        "rejected" => "PolicyRejected",
+        "needs-review" => "NeedsReview",
+        _ => return,
+    };
+    let insurer = process.insurer();
+    let dimensions = [("Process", process.kind()), ("Insurer", insurer.as_str())];
+    let begun = process.history().entries().first().map(|h| h.at_ms);
+    match begun.filter(|_| metric == "PolicyIssued") {
+        Some(at) => {
+            let waited = now_ms().saturating_sub(at) as f64;
+            telemetry::record(
+                &dimensions,
+                &[(metric, Unit::Count, 1.0), ("RequestToIssued", Unit::Milliseconds, waited)],
+            );
+        }
+        None => telemetry::record(&dimensions, &[(metric, Unit::Count, 1.0)]),
+    }
+}
+
+/// One attempt at a partner call (or an archive): its latency and outcome, by effect.
+fn call_metrics<E: EffectSpec>(process: &str, effect: &E, call: &CallRecord) {
+    let outcome = match &call.outcome {
+        CallOutcome::Done => "done",
+        CallOutcome::NotSent { .. } => "not-sent",
+        CallOutcome::Ambiguous { .. } => "ambiguous",
+        CallOutcome::Refused { .. } => "refused",
+        CallOutcome::Failed { .. } => "failed",
+        CallOutcome::Resolved { .. } => "resolved",
+    };
+    let action = effect.action();
+    telemetry::record(
+        &[("Process", process), ("Effect", action.as_str()), ("Outcome", outcome)],
+        &[
+            ("PartnerCall", Unit::Count, 1.0),
+            ("PartnerCallLatency", Unit::Milliseconds, call.duration_ms as f64),
+        ],
+    );
+}
+
 /// Why an effect did not complete.
 #[derive(Debug)]
 pub enum EffectFailure {
@@ -244,7 +290,7 @@ where
             }
             Outcome::Duplicate => {
                 tracing::info!("event applied before; nothing to do");
-                crate::telemetry::count("DuplicateEvent", ("Process", draft.value.kind()));
+                telemetry::count("DuplicateEvent", ("Process", draft.value.kind()));
             }
             Outcome::Ignored(reason) => tracing::info!(%reason, "event ignored"),
             Outcome::Rejected(reason) => {
@@ -278,6 +324,7 @@ where
                     let (from, to) = (draft.stored.value.stage_name(), draft.value.stage_name());
                     if from != to {
                         tracing::info!(%from, %to, "stage changed");
+                        stage_metrics(&draft.value, &to);
                     }
                     let lifted = lifted_review(&draft.stored.value, &draft.value);
                     draft.stored = Versioned { value: draft.value.clone(), version };
@@ -363,12 +410,16 @@ where
             let started = now_ms();
             // Boxed: effect futures are large and deeply nested.
             let result = Box::pin(perform(draft.value.clone(), effect.clone(), attempt)).await;
-            let call = |outcome| CallRecord {
-                effect: key.clone(),
-                attempt: number,
-                at_ms: started,
-                duration_ms: now_ms().saturating_sub(started),
-                outcome,
+            let call = |outcome| {
+                let record = CallRecord {
+                    effect: key.clone(),
+                    attempt: number,
+                    at_ms: started,
+                    duration_ms: now_ms().saturating_sub(started),
+                    outcome,
+                };
+                call_metrics(draft.value.kind(), &effect, &record);
+                record
             };
             match result {
                 Ok(event) => {

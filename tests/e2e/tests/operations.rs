@@ -1,12 +1,12 @@
 //! What an operator reads with `polis-ops` from the stack's own records: one process's
 //! timeline (bank event, hooks, calls to MUST, stages, notices, in order) and the
-//! processes stuck in a stage.
+//! processes stuck in a stage; and the metrics the functions emit for CloudWatch.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{harness, ids, run, FLOW_TIMEOUT};
+use common::{harness, ids, log_dir, run, FLOW_TIMEOUT};
 use polis_must_sim::Scenario;
 use serde_json::Value;
 
@@ -104,5 +104,86 @@ fn a_process_that_stopped_moving_is_listed_as_stuck_and_an_ended_one_is_not() {
         // Let it go: MUST stops throttling, the flow ends.
         h.must.sim.set_scenario(&vin, Scenario::default());
         h.wait_for_stage(&pid, "issued", FLOW_TIMEOUT, |_| {}).await.unwrap();
+    });
+}
+
+/// Every Embedded Metric Format line the stack's functions wrote to their logs so far.
+fn emf_lines() -> Vec<Value> {
+    let dir = log_dir(&format!("polis-e2e-{}", std::process::id()));
+    let mut lines = Vec::new();
+    for file in std::fs::read_dir(&dir).unwrap() {
+        let text = std::fs::read_to_string(file.unwrap().path()).unwrap();
+        lines.extend(text.lines().filter(|l| l.contains(r#""_aws":"#)).map(|l| {
+            serde_json::from_str::<Value>(l).unwrap_or_else(|e| panic!("an EMF line is JSON ({e}): {l}"))
+        }));
+    }
+    lines
+}
+
+/// Checks one line against CloudWatch's EMF specification; returns (metric, dimensions) pairs.
+fn valid_emf(line: &Value) -> Vec<(String, Vec<(String, String)>)> {
+    let aws = &line["_aws"];
+    let at = aws["Timestamp"].as_u64().unwrap_or_else(|| panic!("Timestamp in ms: {line}"));
+    assert!(at > 1_700_000_000_000, "Timestamp in milliseconds since the epoch: {line}");
+    let mut found = Vec::new();
+    for spec in aws["CloudWatchMetrics"].as_array().unwrap_or_else(|| panic!("CloudWatchMetrics: {line}")) {
+        assert_eq!(spec["Namespace"], "polis", "{line}");
+        let sets = spec["Dimensions"].as_array().unwrap_or_else(|| panic!("Dimensions: {line}"));
+        let metrics = spec["Metrics"].as_array().unwrap_or_else(|| panic!("Metrics: {line}"));
+        assert!(!metrics.is_empty() && metrics.len() <= 100, "{line}");
+        for set in sets {
+            let names = set.as_array().unwrap_or_else(|| panic!("a dimension set is an array: {line}"));
+            assert!(names.len() <= 30, "{line}");
+            for name in names {
+                let value = line[name.as_str().unwrap()].as_str();
+                assert!(value.is_some_and(|v| !v.is_empty()), "dimension {name} has a string value: {line}");
+            }
+        }
+        let widest =
+            sets.iter().filter_map(Value::as_array).max_by_key(|s| s.len()).cloned().unwrap_or_default();
+        for metric in metrics {
+            let name = metric["Name"].as_str().unwrap_or_else(|| panic!("a metric's Name: {line}"));
+            assert!(["Count", "Milliseconds"].contains(&metric["Unit"].as_str().unwrap_or("")), "{line}");
+            assert!(line[name].as_f64().is_some_and(f64::is_finite), "{name} has a number: {line}");
+            let dims = widest
+                .iter()
+                .map(|d| {
+                    (d.as_str().unwrap().to_owned(), line[d.as_str().unwrap()].as_str().unwrap().to_owned())
+                })
+                .collect();
+            found.push((name.to_owned(), dims));
+        }
+    }
+    found
+}
+
+#[test]
+fn the_functions_emit_valid_embedded_metrics_for_issued_policies_partner_calls_and_hooks() {
+    run(async {
+        let h = harness();
+        let (pid, vin) = ids("metrics");
+        h.start_truck_process(&pid, &vin, Scenario::default(), false).await.unwrap();
+        h.wait_for_stage(&pid, "issued", FLOW_TIMEOUT, |_| {}).await.unwrap();
+        h.wait_for_notification(&pid, "truck.policy-issued", FLOW_TIMEOUT).await.unwrap();
+
+        let lines = emf_lines();
+        let metrics: Vec<(String, Vec<(String, String)>)> = lines.iter().flat_map(valid_emf).collect();
+        let has = |metric: &str, dims: &[(&str, &str)]| {
+            metrics.iter().any(|(name, found)| {
+                name == metric && dims.iter().all(|(k, v)| found.iter().any(|(fk, fv)| fk == k && fv == v))
+            })
+        };
+        assert!(has("HookReceived", &[("Hook", "started"), ("Status", "accepted")]), "{metrics:?}");
+        assert!(
+            has("PartnerCall", &[("Process", "truck"), ("Effect", "init-scoring"), ("Outcome", "done")]),
+            "{metrics:?}"
+        );
+        assert!(
+            has("PartnerCallLatency", &[("Process", "truck"), ("Effect", "request-payment")]),
+            "{metrics:?}"
+        );
+        assert!(has("PolicyIssued", &[("Process", "truck"), ("Insurer", "ingostrah")]), "{metrics:?}");
+        let waited = lines.iter().filter_map(|l| l["RequestToIssued"].as_f64()).fold(0.0, f64::max);
+        assert!(waited > 0.0, "the time from the bank's request to the policy");
     });
 }

@@ -413,3 +413,70 @@ fn every_samconfig_environment_names_every_required_parameter_and_the_readmes_se
     }
     assert_eq!(environments, 3, "default, dev and prod");
 }
+
+/// What an on-call engineer needs from the template: every function's logs kept for a set
+/// time and searchable with the saved queries, an alarm on its errors, a line on the
+/// dashboard; every runner queue's oldest message watched; processes stuck in a stage alarmed.
+#[test]
+fn every_function_has_kept_logs_saved_queries_an_error_alarm_and_a_place_on_the_dashboard() {
+    let t = template();
+    let functions: BTreeSet<&String> = t.of_type("AWS::Serverless::Function").map(|(id, _)| id).collect();
+    let dashboard = t.of_type("AWS::CloudWatch::Dashboard").next().expect("a dashboard").1;
+    let body =
+        dashboard["Properties"]["DashboardBody"]["Fn::Sub"].as_str().expect("the body is a !Sub string");
+    let substituted: String = {
+        let mut out = String::new();
+        let mut rest = body;
+        while let Some(at) = rest.find("${") {
+            let end = rest[at..].find('}').expect("a closed ${...}") + at;
+            out.push_str(&rest[..at]);
+            out.push('x');
+            rest = &rest[end + 1..];
+        }
+        out + rest
+    };
+    let widgets: Value = serde_json::from_str(&substituted).expect("the dashboard body is JSON");
+    assert!(widgets["widgets"].as_array().is_some_and(|w| w.len() >= 10));
+    let queries: Vec<&Value> = t.of_type("AWS::Logs::QueryDefinition").map(|(_, q)| q).collect();
+    assert_eq!(queries.len(), 2, "one process's lines, errors by kind");
+    for function in &functions {
+        let group = &t.resources[&format!("{function}LogGroup")]["Properties"];
+        assert_eq!(
+            group["LogGroupName"],
+            json!({"Fn::Sub": format!("/aws/lambda/${{{function}}}")}),
+            "{function}"
+        );
+        assert_eq!(group["RetentionInDays"], json!({"Ref": "LogRetentionDays"}), "{function}");
+        for query in &queries {
+            let groups = as_list(&query["Properties"]["LogGroupNames"]);
+            assert!(
+                groups.contains(&json!({"Ref": format!("{function}LogGroup")})),
+                "{function} in every query"
+            );
+        }
+        let alarm = &t.resources[&format!("{function}ErrorsAlarm")]["Properties"];
+        assert_eq!(alarm["MetricName"], "Errors", "{function}");
+        assert!(body.contains(&format!("\"${{{function}}}\"")), "{function} on the dashboard");
+    }
+    let consumed: BTreeSet<String> = t
+        .functions()
+        .expect("the functions read")
+        .into_iter()
+        .flat_map(|spec| spec.events)
+        .filter_map(|event| match event {
+            EventSource::Sqs { queue, .. } => Some(queue),
+            _ => None,
+        })
+        .collect();
+    assert!(consumed.len() >= 3, "the truck, loan and bank-event queues: {consumed:?}");
+    for queue in &consumed {
+        let alarm = &t.resources[&format!("{queue}OldestMessageAlarm")]["Properties"];
+        assert_eq!(alarm["MetricName"], "ApproximateAgeOfOldestMessage", "{queue}");
+        assert_eq!(alarm["Threshold"], json!({"Ref": "QueueAgeAlarmSeconds"}), "{queue}");
+        assert!(body.contains(&format!("${{{queue}.QueueName}}")), "{queue} on the dashboard");
+    }
+    let stuck = t.of_type("AWS::CloudWatch::Alarm").any(|(_, a)| {
+        a["Properties"]["Namespace"] == "polis" && a["Properties"]["MetricName"] == "StuckProcesses"
+    });
+    assert!(stuck, "an alarm on processes stuck in a stage");
+}

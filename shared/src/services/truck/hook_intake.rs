@@ -25,6 +25,7 @@ use crate::ports::{
 use crate::services::keep::keep;
 use crate::services::truck::hook_auth::{HookAuth, HookCredentials, Network};
 use crate::services::Reply;
+use crate::telemetry::Unit;
 
 /// Bodies above this are not processed (they are quarantined with their first bytes).
 pub const MAX_HOOK_BODY: usize = 200 * 1024;
@@ -147,6 +148,10 @@ where
             Ok(recorded) => {
                 let status = if recorded == Recorded::New { "accepted" } else { "duplicate" };
                 tracing::info!(hook_id, status, "hook accepted");
+                crate::telemetry::record(
+                    &[("Hook", kind.path()), ("Status", status)],
+                    &[("HookReceived", Unit::Count, 1.0)],
+                );
                 Reply::new(200, json!({"status": status, "hookId": hook_id}))
             }
             Err(e) => {
