@@ -492,3 +492,23 @@ pub trait Presigner {
         ttl: std::time::Duration,
     ) -> impl Future<Output = Result<String, InfraError>> + Send;
 }
+
+/// What a [`CallError`]'s text starts with when the partner did not answer in time (our
+/// client's timeout), so a synchronous caller can say 504 rather than 502.
+pub const TIMED_OUT: &str = "timed out";
+
+/// MUST's helper methods (the seed's "Вспомогательные методы"), which change nothing at
+/// MUST: the bank calls them through us synchronously, with MUST's shared token.
+pub trait MustHelpers {
+    /// `/api/scoring/vehicle/license-category`: the vehicle's licence category and
+    /// whether a trailer is mandatory.
+    fn license_category(
+        &self,
+        request: &crate::domain::must::helpers::LicenseCategoryRequest,
+    ) -> impl Future<Output = Result<crate::domain::must::helpers::LicenseCategoryAnswer, CallError>> + Send;
+    /// `/api/scoring/tariff`: a preliminary price per insurer, before documents.
+    fn tariff(
+        &self,
+        request: &crate::domain::must::helpers::TariffRequest,
+    ) -> impl Future<Output = Result<crate::domain::must::helpers::TariffAnswer, CallError>> + Send;
+}

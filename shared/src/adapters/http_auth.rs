@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 
 use crate::domain::links::host_of;
-use crate::ports::{now_ms, CallError, Download, TokenStore};
+use crate::ports::{now_ms, CallError, Download, TokenStore, TIMED_OUT};
 
 /// A token this close to expiry is replaced rather than used.
 const TOKEN_MARGIN_MS: u64 = 10 * 60 * 1000;
@@ -44,6 +44,8 @@ pub fn transport_error(e: reqwest::Error) -> CallError {
     }
     if connect {
         CallError::NotSent(text)
+    } else if e.is_timeout() {
+        CallError::Ambiguous(format!("{TIMED_OUT}: {text}"))
     } else {
         CallError::Ambiguous(text)
     }

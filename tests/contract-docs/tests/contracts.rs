@@ -253,6 +253,7 @@ fn documented_answers_pass_and_others_are_refused() {
     let by_path = "/h/local-path-token-new-0123456789abcdef/api/hooks/sc-1/documents/types-required";
     let products = "/api/customers/CUST-19091/products";
     let paged = format!("{products}?limit=2&nextToken=abc");
+    let (license, tariff) = ("/api/trucks/license-category", "/api/trucks/tariff");
     let body = |v: Value| v.to_string().into_bytes();
     let good: Vec<(&str, &str, u16, Vec<u8>)> = vec![
         ("POST", hook, 200, body(json!({"status": "accepted", "hookId": "a".repeat(64)}))),
@@ -272,6 +273,33 @@ fn documented_answers_pass_and_others_are_refused() {
         ("GET", products, 403, body(json!({"message": "Forbidden"}))),
         ("GET", products, 404, body(json!({"error": "no products for customer CUST-19091"}))),
         ("GET", "/api/hooks/sc-1/approved", 404, body(json!({"message": "Not Found"}))),
+        ("POST", license, 200, body(json!({"licenseCategory": "C", "trailerRequired": null}))),
+        (
+            "POST",
+            license,
+            400,
+            body(
+                json!({"error": "vin: 17 letters or digits", "problems": [{"field": "vin", "problem": "17 letters or digits"}]}),
+            ),
+        ),
+        (
+            "POST",
+            license,
+            422,
+            body(
+                json!({"error": "MUST refused the request (HTTP 400, code 1203: vin not determined)", "mustStatus": 400,
+                        "mustCode": 1203, "category": "vehicle-category", "customerText": "…", "mustMessage": "vin not determined"}),
+            ),
+        ),
+        ("POST", license, 504, body(json!({"error": "MUST did not answer in time; retry"}))),
+        (
+            "POST",
+            tariff,
+            200,
+            body(json!({"estimates": [{"insurer": "ingostrah", "premium": 17847.29}],
+                        "failures": [{"insurer": "renaissance", "mustCode": 1505, "category": "ingosstrakh", "customerText": "…"}]})),
+        ),
+        ("POST", tariff, 502, body(json!({"error": "MUST failed to answer; retry later"}))),
         ("POST", "/api/hooks/sc-1/no-such-hook", 404, body(json!({"message": "Not Found"}))),
     ];
     for (method, path, status, answer) in &good {
@@ -301,6 +329,16 @@ fn documented_answers_pass_and_others_are_refused() {
         ),
         ("GET", products, 400, body(json!({"message": "limit"})), "/"),
         ("GET", "/api/customers/x/orders", 200, body(json!({})), "no route"),
+        ("POST", license, 200, body(json!({"licenseCategory": "C"})), "trailerRequired"),
+        ("POST", license, 400, body(json!({"error": "vin"})), "problems"),
+        (
+            "POST",
+            tariff,
+            200,
+            body(json!({"estimates": [{"insurer": "x", "premium": 0}], "failures": []})),
+            "premium",
+        ),
+        ("GET", license, 200, body(json!({})), "no route"),
     ];
     for (method, path, status, answer, fragment) in &bad {
         refused(
@@ -374,7 +412,11 @@ fn every_route_of_the_template_is_in_the_openapi_file_and_nothing_else() {
         })
         .collect();
     let routes = template_routes();
-    assert_eq!(routes.len(), 29, "14 hooks twice (plain and by secret path) and My products: {routes:?}");
+    assert_eq!(
+        routes.len(),
+        31,
+        "14 hooks twice (plain and by secret path), My products and MUST's two helpers: {routes:?}"
+    );
     assert_eq!(
         routes.difference(&documented).collect::<Vec<_>>(),
         Vec::<&(String, String, bool)>::new(),

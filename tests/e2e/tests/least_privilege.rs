@@ -111,6 +111,13 @@ async fn exercise_every_function(h: &Harness) {
 }
 
 #[test]
+    // MUST's helpers for the bank, after MUST forgot every token: the helpers function reads the
+    // shared token, is refused, takes a new one and shares it.
+    h.must.sim.expire_tokens();
+    let (_, helper_vin) = ids("lp-helper");
+    let (status, body) =
+        common::bank_post(h, "/api/trucks/license-category", &json!({"vin": helper_vin}), true).await;
+    assert_eq!(status, 200, "{body}");
 fn every_function_is_allowed_exactly_the_aws_calls_its_code_makes() {
     run(async {
         let h = harness();

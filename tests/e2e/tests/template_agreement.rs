@@ -113,7 +113,11 @@ fn every_hook_path_has_exactly_one_function_named_after_it() {
         assert_eq!(serving.len(), 1, "{path}");
         assert_eq!(serving[0].2.logical_id, xtask::hook_function_id(kind));
     }
-    assert_eq!(routes.len(), 2 * HookKind::ALL.len() + 1, "the hooks twice, and My products");
+    assert_eq!(
+        routes.len(),
+        2 * HookKind::ALL.len() + 3,
+        "the hooks twice, My products and MUST's two helpers"
+    );
 }
 
 #[test]
@@ -155,6 +159,7 @@ fn each_runner_may_touch_only_its_own_partners_token() {
     let t = template();
     for (function, own, other) in [
         ("TruckRunnerFunction", polis::keys::MUST_TOKEN, polis::keys::BIMA_TOKEN),
+        ("TruckHelpersFunction", polis::keys::MUST_TOKEN, polis::keys::BIMA_TOKEN),
         ("LoanRunnerFunction", polis::keys::BIMA_TOKEN, polis::keys::MUST_TOKEN),
     ] {
         let allowed: Vec<String> = t
@@ -186,7 +191,10 @@ fn bank_facing_routes_take_only_signed_calls_and_hook_routes_their_own_secret() 
             }
         }
     }
-    assert_eq!(bank_routes, ["/api/customers/{customerId}/products"]);
+    assert_eq!(
+        bank_routes,
+        ["/api/customers/{customerId}/products", "/api/trucks/license-category", "/api/trucks/tariff"]
+    );
 }
 
 #[test]

@@ -7,8 +7,9 @@
 //! concurrency, and each HTTP API route (method and path to the function, with its
 //! authorizer) that the local gateway serves, with the permission API Gateway needs to call it.
 //! Besides the agreement, what the code relies on is pinned: every SQS handler answers with
-//! `batchItemFailures`, the hook routes are the hook catalogue's, the bank's route is
-//! `GET /api/customers/{customerId}/products` with IAM auth.
+//! `batchItemFailures`, the hook routes are the hook catalogue's, the bank's routes are
+//! `GET /api/customers/{customerId}/products`, `POST /api/trucks/license-category` and
+//! `POST /api/trucks/tariff`, each with IAM auth.
 //!
 //! `POLIS_TEMPLATE=/path/to/copy.yaml` rehearses another template (to see a broken copy fail).
 //! Without `.venv` (`make deps` makes it) the test fails; it never skips.
@@ -357,7 +358,7 @@ fn each_route_and_authorizer_is_what_the_local_gateway_serves() {
 
     // What the code relies on: the hook catalogue's paths, unauthenticated at the gateway (MUST
     // cannot sign; the hook function checks its secret), each by the function told its hook;
-    // and the bank's one route, SigV4-signed.
+    // and the bank's routes, SigV4-signed.
     let hook_path = |f: &str| -> Value {
         functions
             .iter()
@@ -378,16 +379,17 @@ fn each_route_and_authorizer_is_what_the_local_gateway_serves() {
         }
     }
     let bank: Vec<_> = deployed.iter().filter(|(api, ..)| api == "BankApi").collect();
+    let route = |method: &str, path: &str, function: &str| {
+        ("BankApi".to_owned(), method.to_owned(), path.to_owned(), function.to_owned(), true)
+    };
     assert_eq!(
         bank,
-        [&(
-            "BankApi".to_owned(),
-            "GET".to_owned(),
-            "/api/customers/{customerId}/products".to_owned(),
-            "ProductsApiFunction".to_owned(),
-            true
-        )],
-        "the bank's API"
+        [
+            &route("GET", "/api/customers/{customerId}/products", "ProductsApiFunction"),
+            &route("POST", "/api/trucks/license-category", "TruckHelpersFunction"),
+            &route("POST", "/api/trucks/tariff", "TruckHelpersFunction"),
+        ],
+        "the bank's API: My products and MUST's two helpers, each SigV4-signed"
     );
     let other: Vec<_> =
         deployed.iter().filter(|(api, _, p, ..)| api != "BankApi" && !expected_hooks.contains(p)).collect();

@@ -15,6 +15,7 @@
 //! its answers over HTTP and delivers its hooks, and a simulation may carry them itself.
 
 pub mod faults;
+mod helpers;
 pub mod model;
 pub mod pdf;
 mod scenario;
@@ -133,6 +134,9 @@ pub struct Stats {
     pub changes: HashMap<String, HashMap<String, u64>>,
     /// The contract card MUST holds for each vehicle, last written.
     pub contracts: HashMap<String, Value>,
+    /// Calls of the helper methods, by `"{call} {vin or plates}"`.
+    #[serde(default)]
+    pub helper_calls: HashMap<String, u64>,
 }
 
 /// The HTTP server around [`Must`]: routes, transport faults and hook delivery.
@@ -182,6 +186,8 @@ pub async fn start(config: SimConfig, listen: SocketAddr) -> std::io::Result<Sim
         .route("/api/scoring/{sid}/payment-link", post(payment_link))
         .route("/api/scoring/{sid}/payment-invoice", post(payment_invoice))
         .route("/api/scoring/scoring/{sid}/payment-order", post(payment_order))
+        .route("/api/scoring/vehicle/license-category", post(license_category))
+        .route("/api/scoring/tariff", post(tariff))
         .route_layer(axum::middleware::from_fn_with_state(sim.faults.clone(), faults::inject))
         .route("/sim/scenarios/{vin}", put(set_scenario))
         .route("/sim/stats", get(stats))
@@ -414,6 +420,20 @@ async fn payment_order(
     Json(body): Json<Value>,
 ) -> Response {
     let answer = sim.must.payment_order(bearer(&headers), &sid, &body);
+    sim.respond(answer).await
+}
+
+async fn license_category(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let answer = sim.must.license_category(bearer(&headers), &body);
+    sim.respond(answer).await
+}
+
+async fn tariff(State(sim): State<Arc<Sim>>, headers: HeaderMap, Json(body): Json<Value>) -> Response {
+    let answer = sim.must.tariff(bearer(&headers), &body);
     sim.respond(answer).await
 }
 

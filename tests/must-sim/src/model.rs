@@ -235,6 +235,22 @@ impl Must {
         *self.lock().stats.calls.entry(name.to_owned()).or_default() += 1;
     }
 
+    /// The time on MUST's clock (epoch milliseconds).
+    pub fn clock_ms(&self) -> u64 {
+        self.now_ms()
+    }
+
+    /// The scenario of a vehicle (by VIN, or by plates when it has none).
+    pub fn scenario_of(&self, vehicle: &str) -> Scenario {
+        self.lock().scenarios.get(vehicle).cloned().unwrap_or_default()
+    }
+
+    /// Counts a helper call, by name and by vehicle.
+    pub fn count_helper(&self, call: &str, vehicle: &str) {
+        self.count(call);
+        *self.lock().stats.helper_calls.entry(format!("{call} {vehicle}")).or_default() += 1;
+    }
+
     /// A bearer token MUST issued and that has not expired.
     pub fn authorised(&self, token: Option<&str>) -> bool {
         let now = self.now_ms();

@@ -128,6 +128,14 @@ pub struct Scenario {
     pub throttled: bool,
     /// Calls that fail once, committed or not.
     pub faults: Vec<CallFault>,
+    /// The licence category MUST's helper finds for this vehicle.
+    pub license_category: String,
+    /// Whether the vehicle must be driven with a trailer (a tractor unit).
+    pub trailer_required: bool,
+    /// MUST cannot identify the vehicle: its helpers answer 400 with code 1203.
+    pub unknown_vehicle: bool,
+    /// Every helper call about this vehicle fails so (after the token is checked).
+    pub helper_failure: Option<Failure>,
 }
 
 impl Default for Scenario {
@@ -153,6 +161,10 @@ impl Default for Scenario {
             webhook_ids: false,
             throttled: false,
             faults: Vec::new(),
+            license_category: "C".into(),
+            trailer_required: false,
+            unknown_vehicle: false,
+            helper_failure: None,
         }
     }
 }

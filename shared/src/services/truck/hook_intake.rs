@@ -216,8 +216,15 @@ pub fn check_body(kind: HookKind, body: &[u8]) -> Option<String> {
 }
 
 /// Stores a hook (once) and puts it on its process's FIFO group under `dedup` (the
-/// queue drops a repeat of it for five minutes); both must succeed. A delivery id
-/// used before on another path is neither stored nor queued.
+/// queue drops a repeat of it for five minutes); both must succeed, and a retry by MUST
+/// completes whichever half failed.
+///
+/// A hook known by its content (MUST's documents define no delivery id) is written to
+/// both at once: its id names its path and scoringId, so it cannot have been used
+/// elsewhere, and a message whose record is missing is still a whole message (the
+/// process applies a repeat once). MUST waits for the slower write, not for both in turn.
+/// A delivery id may have been used on another path (a replayed signed delivery): its
+/// record decides first, and one used elsewhere is neither stored nor queued.
 pub async fn store_and_enqueue<S, Q>(
     store: &S,
     queue: &Q,
@@ -228,10 +235,19 @@ where
     S: HookStore + Sync,
     Q: TruckQueue + Sync,
 {
-    let recorded = store.record_hook(&hook).await?;
+    let group = hook.scoring_id.to_string();
+    let by_content = hook.by_content;
+    let message = TruckMessage::Hook(hook);
+    let TruckMessage::Hook(hook) = &message else { unreachable!("built as a hook just above") };
+    if by_content {
+        let (recorded, queued) =
+            tokio::join!(store.record_hook(hook), queue.enqueue(&message, &group, dedup));
+        queued?;
+        return recorded;
+    }
+    let recorded = store.record_hook(hook).await?;
     if recorded != Recorded::UsedElsewhere {
-        let group = hook.scoring_id.to_string();
-        queue.enqueue(&TruckMessage::Hook(hook), &group, dedup).await?;
+        queue.enqueue(&message, &group, dedup).await?;
     }
     Ok(recorded)
 }
@@ -561,20 +577,87 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_hook_not_stored_gets_503_and_is_not_queued() {
+    async fn a_signed_hook_not_stored_gets_503_and_is_not_queued() {
         let (store, queue) = (Flaky::new(MemoryTable::default()), fifo());
+        let hooks = intake(store.clone(), queue.clone());
+        let signed = || {
+            let mut req = request(APPROVED.as_bytes());
+            req.credentials.id = Some("msg_1");
+            req
+        };
+        store.fail_next(1);
+        let reply = hooks.receive(HookKind::Approved, signed()).await;
+        assert_eq!(reply, Reply::new(503, json!({"error": "temporarily unavailable, retry"})));
+        assert_eq!(store.inner.hooks(), 0);
+        assert!(queue.sent().is_empty(), "its record decides first (it may be a replay from another path)");
+        // MUST's retry gets through.
+        assert_eq!(status(&hooks.receive(HookKind::Approved, signed()).await), (200, "accepted"));
+        assert_eq!((store.inner.hooks(), queue.sent().len()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_hook_known_by_content_not_stored_gets_503_and_its_retry_is_applied_once() {
+        use crate::services::test_support::{up_to_payment, World};
+        let w = World::new(MemoryTable::default());
+        let runner = w.runner(false);
+        up_to_payment(&w, &runner).await;
+        let (store, queue) = (Flaky::new(w.table.clone()), fifo());
         let hooks = intake(store.clone(), queue.clone());
         store.fail_next(1);
         let reply = hooks.receive(HookKind::Approved, request(APPROVED.as_bytes())).await;
-        assert_eq!(reply, Reply::new(503, json!({"error": "temporarily unavailable, retry"})));
-        assert_eq!(store.inner.hooks(), 0);
-        assert!(queue.sent().is_empty());
-        // MUST's retry gets through.
-        assert_eq!(
-            status(&hooks.receive(HookKind::Approved, request(APPROVED.as_bytes())).await),
-            (200, "accepted")
-        );
-        assert_eq!((store.inner.hooks(), queue.sent().len()), (1, 1));
+        assert_eq!(reply.status, 503, "the record failed: MUST is asked to send it again");
+        // A later delivery (not within the same millisecond: each delivery is its own message).
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        let retry = hooks.receive(HookKind::Approved, request(APPROVED.as_bytes())).await;
+        assert_eq!(status(&retry), (200, "accepted"));
+        let messages = drain::<TruckMessage>(&queue);
+        assert_eq!(messages.len(), 2, "the first delivery's message went out beside the failed record");
+        for (_, message) in messages {
+            runner.handle(message).await.unwrap();
+        }
+        let offers: Vec<_> = w.notices().into_iter().filter(|(_, kind)| kind == "truck.offer").collect();
+        assert_eq!(offers.len(), 1, "the approval is applied once: {offers:?}");
+    }
+
+    /// A port that takes `delay` for every call (paused time), to see which calls overlap.
+    #[derive(Clone)]
+    struct Slow<T> {
+        inner: T,
+        delay: std::time::Duration,
+    }
+
+    impl<T: HookStore + Sync> HookStore for Slow<T> {
+        async fn record_hook(&self, hook: &ReceivedHook) -> Result<Recorded, InfraError> {
+            tokio::time::sleep(self.delay).await;
+            self.inner.record_hook(hook).await
+        }
+    }
+
+    impl<T: TruckQueue + Sync> TruckQueue for Slow<T> {
+        async fn enqueue(&self, message: &TruckMessage, group: &str, dedup: &str) -> Result<(), InfraError> {
+            tokio::time::sleep(self.delay).await;
+            self.inner.enqueue(message, group, dedup).await
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hook_known_by_content_waits_for_the_slower_write_and_a_signed_one_for_both_in_turn() {
+        let ms = std::time::Duration::from_millis;
+        let store = Slow { inner: MemoryTable::default(), delay: ms(30) };
+        let queue = Slow { inner: fifo(), delay: ms(50) };
+        let by_content = crate::services::test_support::received(HookKind::Approved, APPROVED, 1);
+        let started = tokio::time::Instant::now();
+        let recorded = store_and_enqueue(&store, &queue, by_content, "d-1").await.unwrap();
+        assert_eq!((recorded, started.elapsed()), (Recorded::New, ms(50)), "the put and the send at once");
+        let signed = ReceivedHook {
+            hook_id: "msg_2".into(),
+            by_content: false,
+            ..crate::services::test_support::received(HookKind::Approved, APPROVED, 2)
+        };
+        let started = tokio::time::Instant::now();
+        let recorded = store_and_enqueue(&store, &queue, signed, "msg_2").await.unwrap();
+        assert_eq!((recorded, started.elapsed()), (Recorded::New, ms(80)), "the record first, then the send");
+        assert_eq!(queue.inner.sent().len(), 2);
     }
 
     #[tokio::test]

@@ -8,6 +8,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use polis_e2e::{Harness, Ports, StackOptions};
 
+#[allow(dead_code)] // Not every test binary uses each helper.
 pub const FLOW_TIMEOUT: Duration = Duration::from_secs(90);
 
 static RUNTIME: LazyLock<tokio::runtime::Runtime> = LazyLock::new(|| {
@@ -94,4 +95,38 @@ pub fn writes_and_messages(h: &Harness, function: &str) -> (u64, u64) {
     let counts = h.cloud.aws.counts();
     let of = |call: &str| counts.get(&(function.to_owned(), call.to_owned())).copied().unwrap_or(0);
     (of("dynamodb:PutItem"), of("sqs:SendMessage"))
+}
+
+/// `POST {path}` on the bank API with a JSON body, as the bank's backend calls it: signed
+/// (SigV4, service `execute-api`) with the local stack's key when `signed`. Status and body.
+#[allow(dead_code)] // Not every test binary uses each helper.
+pub async fn bank_post(
+    h: &Harness,
+    path: &str,
+    body: &serde_json::Value,
+    signed: bool,
+) -> (u16, serde_json::Value) {
+    let url = format!("{}{path}", h.cloud.http_url);
+    let bytes = body.to_string().into_bytes();
+    let mut request = reqwest::Client::new().post(&url).header("content-type", "application/json");
+    if signed {
+        let principal = polis_local_cloud::sigv4::Principal {
+            access_key: std::env::var("AWS_ACCESS_KEY_ID").unwrap_or("local".into()),
+            secret_key: std::env::var("AWS_SECRET_ACCESS_KEY").unwrap_or("local".into()),
+        };
+        let region = std::env::var("AWS_REGION").unwrap_or("us-east-1".into());
+        for (name, value) in
+            polis_local_cloud::sigv4::sign(&principal, &region, "POST", &url, &bytes).expect("signed")
+        {
+            request = request.header(name, value);
+        }
+    }
+    let response = request.body(bytes).send().await.expect("the bank API answers");
+    let status = response.status().as_u16();
+    // A contract violation is answered 500 by the stack's front door, with the reason.
+    assert!(
+        response.headers().get("x-contract-violation").is_none(),
+        "{path}: the answer breaks openapi.yaml"
+    );
+    (status, response.json().await.unwrap_or(serde_json::Value::Null))
 }
