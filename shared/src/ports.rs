@@ -152,7 +152,7 @@ impl Quarantined {
 pub enum TruckMessage {
     /// A stored hook, to apply to the process that owns its scoringId.
     Hook(ReceivedHook),
-    /// Apply a bank's (or an operator's) event to a process.
+    /// Apply a bank's (or an operator's, or the watchdog's) event to a process.
     BankEvent {
         process_id: ProcessId,
         event: TruckEvent,

@@ -88,6 +88,14 @@ where
                 },
                 false,
             ),
+            TruckBankEvent::InsurerChosen { event_id, insurer, payment_method, .. } => (
+                TruckMessage::BankEvent {
+                    process_id: process_id.clone(),
+                    event: TruckEvent::InsurerChosen { id: event_id, insurer, method: payment_method },
+                    replays: 0,
+                },
+                false,
+            ),
         };
         let group =
             if created { process_id.to_string() } else { message_group(&self.store, &process_id).await? };

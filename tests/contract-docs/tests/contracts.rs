@@ -452,3 +452,45 @@ fn the_asyncapi_document_ties_every_kind_to_its_queue_and_schema() {
         assert_eq!(named, kinds(umbrella), "{channel}");
     }
 }
+
+/// The bank's choice of insurer: the walk-through in `shared/examples/bank/choice-by-bank/`
+/// holds, and its broken forms are refused.
+#[test]
+fn the_banks_choice_examples_validate_and_their_broken_forms_are_refused() {
+    let files = json_files(&examples_dir().join("bank/choice-by-bank"));
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["truck.insurer-chosen.json", "truck.policy-requested.json"]);
+    for (name, event) in &files {
+        validate_event(event).unwrap_or_else(|v| panic!("bank/choice-by-bank/{name}: {v}"));
+        assert_eq!(format!("{}.json", event["type"].as_str().unwrap()), *name);
+    }
+    let request = example("bank/choice-by-bank", "truck.policy-requested.json");
+    assert_eq!(request["choice"], json!("bank"));
+    let chosen = example("bank", "truck.insurer-chosen.json");
+    let cases = [
+        (
+            "the bank's choice with a preferred insurer",
+            with(&request, "/payment/preferredInsurer", Some(json!("ingostrah"))),
+            "payment",
+        ),
+        ("an unknown choice", with(&request, "/choice", Some(json!("insurer"))), "/choice"),
+        ("a choice naming no insurer", with(&chosen, "/insurer", None), "insurer"),
+        ("an insurer code in capitals", with(&chosen, "/insurer", Some(json!("INGOSTRAH"))), "/insurer"),
+        ("an unknown payment method", with(&chosen, "/paymentMethod", Some(json!("cash"))), "/paymentMethod"),
+        ("a choice for no request", with(&chosen, "/requestId", None), "requestId"),
+    ];
+    for (case, event, fragment) in cases {
+        refused(validate_event(&event), case, fragment);
+    }
+    let reminder = example("notifications", "truck.choice-reminder.json");
+    refused(
+        validate_notice(&with(&reminder, "/offers", Some(json!([])))),
+        "a reminder of no offers",
+        "/offers",
+    );
+    refused(
+        validate_notice(&with(&reminder, "/offers/0/outcome", Some(json!("approved")))),
+        "an offer with a field the contract does not name",
+        "/offers/0",
+    );
+}

@@ -72,6 +72,23 @@ pub enum PaymentMethod {
     Invoice,
 }
 
+/// Who chooses the insurer once the offers are in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum InsurerChoice {
+    /// polis: the preferred insurer once it approves, else the cheapest approved offer.
+    #[default]
+    Auto,
+    /// The bank: polis waits after the offers for `truck.insurer-chosen`.
+    Bank,
+}
+
+impl InsurerChoice {
+    pub fn is_auto(&self) -> bool {
+        *self == InsurerChoice::Auto
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentChoice {
@@ -104,6 +121,9 @@ pub struct TruckPolicyRequest {
     pub policy: PolicyTerms,
     pub payment: PaymentChoice,
     pub documents: Vec<BankDocument>,
+    /// Who chooses the insurer after the offers (`auto` when absent).
+    #[serde(default, skip_serializing_if = "InsurerChoice::is_auto")]
+    pub choice: InsurerChoice,
 }
 
 /// What the bank sends us about truck policies, on the bank-events queue.
@@ -122,6 +142,17 @@ pub enum TruckBankEvent {
     /// The scan of a paid invoice's payment order (legal entities).
     #[serde(rename = "truck.payment-order", rename_all = "camelCase")]
     PaymentOrder { event_id: String, request_id: ProcessId, document: BankDocument },
+    /// The bank's choice among the approved offers (a request with `"choice": "bank"`), and
+    /// how to pay: a link, or for a legal entity an invoice (changelog v3); the request's
+    /// `payment.method` when absent.
+    #[serde(rename = "truck.insurer-chosen", rename_all = "camelCase")]
+    InsurerChosen {
+        event_id: String,
+        request_id: ProcessId,
+        insurer: Insurer,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        payment_method: Option<PaymentMethod>,
+    },
 }
 
 impl TruckBankEvent {
@@ -129,7 +160,8 @@ impl TruckBankEvent {
         match self {
             TruckBankEvent::PolicyRequested { event_id, .. }
             | TruckBankEvent::DocumentsCorrected { event_id, .. }
-            | TruckBankEvent::PaymentOrder { event_id, .. } => event_id,
+            | TruckBankEvent::PaymentOrder { event_id, .. }
+            | TruckBankEvent::InsurerChosen { event_id, .. } => event_id,
         }
     }
 
@@ -137,7 +169,8 @@ impl TruckBankEvent {
         match self {
             TruckBankEvent::PolicyRequested { request, .. } => &request.request_id,
             TruckBankEvent::DocumentsCorrected { request_id, .. }
-            | TruckBankEvent::PaymentOrder { request_id, .. } => request_id,
+            | TruckBankEvent::PaymentOrder { request_id, .. }
+            | TruckBankEvent::InsurerChosen { request_id, .. } => request_id,
         }
     }
 
@@ -158,6 +191,10 @@ impl TruckBankEvent {
             TruckBankEvent::PaymentOrder { document, request_id, .. } => {
                 check_documents(&mut p, "document", std::slice::from_ref(document), request_id)
             }
+            // The insurer's code is checked by its type; whether it approved, and whether an
+            // invoice fits the policyholder, only the process knows (it answers with
+            // `truck.request-invalid` naming the field).
+            TruckBankEvent::InsurerChosen { .. } => {}
         }
         p.into_result()
     }
@@ -254,6 +291,11 @@ impl TruckPolicyRequest {
             "payment.method",
             "invoice payment is for legal entities only",
         );
+        p.check(
+            self.choice.is_auto() || self.payment.preferred_insurer.is_none(),
+            "payment.preferredInsurer",
+            "with \"choice\": \"bank\" the bank names the insurer in truck.insurer-chosen",
+        );
         p.check(!self.documents.is_empty(), "documents", "at least one document");
         check_documents(p, "documents", &self.documents, &self.request_id);
     }
@@ -318,6 +360,19 @@ pub enum TruckNotice {
     /// The bank's own event could not be accepted; every bad field is named.
     #[serde(rename = "truck.request-invalid")]
     RequestInvalid { rejected_event_id: String, problems: Vec<FieldError> },
+    /// The process has waited for the bank's `truck.insurer-chosen` longer than it should
+    /// (sent once per wait): the approved offers to choose from.
+    #[serde(rename = "truck.choice-reminder")]
+    ChoiceReminder { offers: Vec<ApprovedOffer>, waiting_since_ms: u64 },
+}
+
+/// An approved offer the bank may choose.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ApprovedOffer {
+    pub insurer: Insurer,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub premium: Option<f64>,
 }
 
 impl TruckNotice {
@@ -334,6 +389,7 @@ impl TruckNotice {
             TruckNotice::Failed { .. } => "truck.failed",
             TruckNotice::NeedsReview { .. } => "truck.needs-review",
             TruckNotice::RequestInvalid { .. } => "truck.request-invalid",
+            TruckNotice::ChoiceReminder { .. } => "truck.choice-reminder",
         }
     }
 }

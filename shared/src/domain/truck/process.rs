@@ -20,14 +20,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::bank::{
-    ArchivedFile, BankDocument, ErrorReport, OfferOutcome, PaymentMethod, PendingFile, TruckNotice,
-    TruckNotification, TruckPolicyRequest,
+    ApprovedOffer, ArchivedFile, BankDocument, ErrorReport, InsurerChoice, OfferOutcome, PartyKind,
+    PaymentMethod, PendingFile, TruckNotice, TruckNotification, TruckPolicyRequest,
 };
 use crate::domain::ids::{BlobId, ProcessId, ScoringId};
 use crate::domain::must::api::ContractCard;
 use crate::domain::must::hook::{DocumentProblem, HookKind, HookPayload};
 use crate::domain::must::insurer::Insurer;
 pub use crate::domain::outcome::Outcome;
+use crate::domain::validation::{FieldError, Problems};
 use crate::domain::workflow::{self, EffectSpec, History, Outbox, Received, Resolution, Workflow};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -39,6 +40,8 @@ pub enum TruckStage {
     Preparing,
     /// MUST is scoring with one or more insurers (step 5).
     Scoring,
+    /// The offers are in; the bank chooses one (`"choice": "bank"`) with `truck.insurer-chosen`.
+    AwaitingChoice,
     /// An insurer was chosen; payment link or invoice requested, customer to pay (step 6).
     AwaitingPayment,
     /// Paid; waiting for the insurer to issue (step 7).
@@ -273,6 +276,20 @@ pub enum TruckEvent {
     RetryArchive {
         id: String,
     },
+    /// The bank chose an approved offer (`truck.insurer-chosen`), and how to pay for it.
+    InsurerChosen {
+        id: String,
+        insurer: Insurer,
+        #[serde(default)]
+        method: Option<PaymentMethod>,
+    },
+    /// The watchdog found the process waiting for the bank's choice since `since_ms`
+    /// (the stage's start) for too long. `id` names that wait, so every run's message
+    /// about it is one event.
+    ChoiceOverdue {
+        id: String,
+        since_ms: u64,
+    },
     /// Results of effects, applied by the runner that performed them.
     Initialized {
         scoring_id: ScoringId,
@@ -319,7 +336,9 @@ impl TruckEvent {
             | TruckEvent::DocumentsCorrected { id, .. }
             | TruckEvent::PaymentOrderReceived { id, .. }
             | TruckEvent::ReviewResolved { id, .. }
-            | TruckEvent::RetryArchive { id } => Some(id),
+            | TruckEvent::RetryArchive { id }
+            | TruckEvent::InsurerChosen { id, .. }
+            | TruckEvent::ChoiceOverdue { id, .. } => Some(id),
             _ => None,
         }
     }
@@ -379,6 +398,9 @@ pub struct TruckProcess {
     pub prefilled_contract: Option<Value>,
     pub offers: BTreeMap<Insurer, Offer>,
     pub chosen: Option<Insurer>,
+    /// Whether the bank was reminded of the current wait for its choice.
+    #[serde(default)]
+    pub choice_reminded: bool,
     pub payment: Payment,
     /// Draft blobs MUST issued, and those archived.
     pub drafts: Vec<BlobId>,
@@ -413,6 +435,7 @@ impl TruckProcess {
             prefilled_contract: None,
             offers: BTreeMap::new(),
             chosen: None,
+            choice_reminded: false,
             payment: Payment::NotRequested,
             drafts: Vec::new(),
             draft_files: Vec::new(),
@@ -534,6 +557,13 @@ impl TruckProcess {
                 TruckEvent::DocumentsCorrected { .. } => {
                     Ignored(format!("{why}: the correction came too late"))
                 }
+                // A choice that crossed the end: the bank is told, its event is not kept.
+                TruckEvent::InsurerChosen { id, .. } => {
+                    let stage = workflow::stage_name(&self.stage, false);
+                    self.refuse_choice(id, "requestId", format!("the process has ended ({stage})"));
+                    Advanced
+                }
+                TruckEvent::ChoiceOverdue { .. } => Ignored(format!("{why}: no choice is awaited")),
                 other if other.external_id().is_some() => Rejected(why),
                 _ => Ignored(why),
             };
@@ -568,6 +598,19 @@ impl TruckProcess {
                 Some(review) if review.effect == effect => self.resolve(resolution, "an operator"),
                 _ => Outcome::Ignored(format!("the answer is about {effect}, which is not held")),
             },
+            TruckEvent::InsurerChosen { id, insurer, method } => self.on_insurer_chosen(&id, insurer, method),
+            TruckEvent::ChoiceOverdue { since_ms, .. } => {
+                if self.stage != TruckStage::AwaitingChoice {
+                    return Ignored("not waiting for the bank's choice".into());
+                }
+                if self.choice_reminded {
+                    return Ignored("the bank was reminded of this wait already".into());
+                }
+                self.choice_reminded = true;
+                let offers = self.approved_offers();
+                self.notify(TruckNotice::ChoiceReminder { offers, waiting_since_ms: since_ms });
+                Advanced
+            }
             TruckEvent::RetryArchive { .. } => match self.policy.as_ref() {
                 Some(policy) if !policy.pending_files.is_empty() => {
                     let blob_ids =
@@ -1050,8 +1093,9 @@ impl TruckProcess {
             .clone()
             .filter(|p| self.offers.get(p).is_some_and(approved));
         let any_pending = self.offers.values().any(|o| *o == Offer::Pending);
-        let choice = preferred.or_else(|| {
-            if any_pending {
+        let by_bank = self.request.choice == InsurerChoice::Bank;
+        let choice = preferred.filter(|_| !by_bank).or_else(|| {
+            if any_pending || by_bank {
                 return None;
             }
             self.offers
@@ -1063,14 +1107,11 @@ impl TruckProcess {
                 .min_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)))
                 .map(|(_, i)| i.clone())
         });
+        let any_approved = self.offers.values().any(approved);
         match choice {
-            Some(insurer) => {
-                self.chosen = Some(insurer.clone());
-                self.stage = TruckStage::AwaitingPayment;
-                self.payment = Payment::Requesting;
-                self.outbox
-                    .push(TruckEffect::RequestPayment { insurer, method: self.request.payment.method });
-            }
+            Some(insurer) => self.choose(insurer),
+            // `"choice": "bank"`: every insurer has answered, and the bank chooses.
+            None if by_bank && !any_pending && any_approved => self.await_choice(),
             None if !any_pending && !self.offers.is_empty() => {
                 let payment_refusals: Vec<&ErrorReport> = self
                     .offers
@@ -1092,6 +1133,109 @@ impl TruckProcess {
             }
             None => {}
         }
+        Outcome::Advanced
+    }
+}
+
+impl TruckProcess {
+    /// The chosen insurer's payment is requested (step 6): a changing call, sent once.
+    fn choose(&mut self, insurer: Insurer) {
+        self.chosen = Some(insurer.clone());
+        self.stage = TruckStage::AwaitingPayment;
+        self.payment = Payment::Requesting;
+        self.outbox.push(TruckEffect::RequestPayment { insurer, method: self.request.payment.method });
+    }
+
+    /// Waits for the bank's choice: a new wait (and its reminder) unless one is under way.
+    fn await_choice(&mut self) {
+        if self.stage != TruckStage::AwaitingChoice {
+            self.stage = TruckStage::AwaitingChoice;
+            self.choice_reminded = false;
+        }
+    }
+
+    /// The approved offers, cheapest first.
+    pub fn approved_offers(&self) -> Vec<ApprovedOffer> {
+        let mut offers: Vec<ApprovedOffer> = self
+            .offers
+            .iter()
+            .filter_map(|(insurer, o)| match o {
+                Offer::Approved { premium } => {
+                    Some(ApprovedOffer { insurer: insurer.clone(), premium: *premium })
+                }
+                _ => None,
+            })
+            .collect();
+        offers.sort_by(|a, b| {
+            let price = |o: &ApprovedOffer| o.premium.unwrap_or(f64::INFINITY);
+            price(a).total_cmp(&price(b)).then_with(|| a.insurer.cmp(&b.insurer))
+        });
+        offers
+    }
+
+    /// Tells the bank its `truck.insurer-chosen` cannot be taken; the process waits on.
+    fn refuse_choice(&mut self, event_id: &str, field: &str, problem: String) {
+        self.refuse_choice_for(event_id, vec![FieldError { field: field.to_owned(), problem }]);
+    }
+
+    fn refuse_choice_for(&mut self, event_id: &str, problems: Vec<FieldError>) {
+        self.notify(TruckNotice::RequestInvalid { rejected_event_id: event_id.to_owned(), problems });
+    }
+
+    /// The bank's choice, checked against the approved offers: taken (the payment is
+    /// requested), or refused with `truck.request-invalid` naming the field at fault. Applied
+    /// either way, so a redelivery of the same event is a duplicate.
+    fn on_insurer_chosen(
+        &mut self,
+        event_id: &str,
+        insurer: Insurer,
+        method: Option<PaymentMethod>,
+    ) -> Outcome {
+        if self.request.choice != InsurerChoice::Bank {
+            self.refuse_choice(
+                event_id,
+                "type",
+                "this request's insurer is chosen by polis (its \"choice\" is not \"bank\")".into(),
+            );
+            return Outcome::Advanced;
+        }
+        let method_wanted = method.unwrap_or(self.request.payment.method);
+        if let Some(chosen) = &self.chosen {
+            if *chosen == insurer && method_wanted == self.request.payment.method {
+                return Outcome::Ignored(format!("{insurer} is chosen already"));
+            }
+            let problem =
+                format!("{chosen} was chosen already and its payment requested; it cannot be changed");
+            let field = if *chosen == insurer { "paymentMethod" } else { "insurer" };
+            self.refuse_choice(event_id, field, problem);
+            return Outcome::Advanced;
+        }
+        let mut p = Problems::default();
+        let approved: Vec<String> = self.approved_offers().iter().map(|o| o.insurer.to_string()).collect();
+        let listed = if approved.is_empty() { "none yet".to_owned() } else { approved.join(", ") };
+        match self.offers.get(&insurer) {
+            Some(Offer::Approved { .. }) => {}
+            Some(other) => {
+                let state = match other {
+                    Offer::Pending => "is still scoring",
+                    Offer::Rejected { .. } => "rejected",
+                    _ => "failed",
+                };
+                p.add("insurer", format!("{insurer} {state}; approved offers: {listed}"));
+            }
+            None => p.add("insurer", format!("{insurer} has made no offer; approved offers: {listed}")),
+        }
+        p.check(
+            method_wanted == PaymentMethod::Link || self.request.policyholder.kind == PartyKind::LegalEntity,
+            "paymentMethod",
+            "invoice payment is for legal entities only",
+        );
+        if let Err(problems) = p.into_result() {
+            self.refuse_choice_for(event_id, problems);
+            return Outcome::Advanced;
+        }
+        self.request.payment.method = method_wanted;
+        self.choose(insurer);
         Outcome::Advanced
     }
 }
@@ -1133,6 +1277,8 @@ impl Workflow for TruckProcess {
             TruckEvent::PaymentOrderReceived { .. } => ("bank", "truck.payment-order", 0),
             TruckEvent::ReviewResolved { .. } => ("operator", "review-resolved", 0),
             TruckEvent::RetryArchive { .. } => ("operator", "retry-archive", 0),
+            TruckEvent::InsurerChosen { .. } => ("bank", "truck.insurer-chosen", 0),
+            TruckEvent::ChoiceOverdue { .. } => ("watchdog", "choice-overdue", 0),
             _ => return None,
         };
         Some(Received { from, kind, id: event.external_id()?, at_ms })

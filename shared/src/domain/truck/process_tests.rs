@@ -2,6 +2,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::domain::truck::bank::{PaymentChoice, TruckBankEvent};
+use crate::domain::validation::FieldError;
 use crate::domain::workflow::EffectSpec;
 
 fn request(method: PaymentMethod, preferred: Option<&str>) -> TruckPolicyRequest {
@@ -790,10 +791,11 @@ proptest! {
 
     /// Any sequence of any events: no panic, and the invariants hold after each.
     #[test]
-    fn apply_is_total_and_keeps_invariants(events in proptest::collection::vec(any_event(), 0..40)) {
-        let (mut p, mut sent) = started();
+    fn apply_is_total_and_keeps_invariants(events in proptest::collection::vec(any_event(), 0..40), by_bank in any::<bool>()) {
+        let (mut p, mut sent) = if by_bank { started_with(bank_choice(PaymentMethod::Link)) } else { started() };
         for e in events {
             let before = p.clone();
+            let a_choice = matches!(e, TruckEvent::InsurerChosen { .. });
             let outcome = p.apply(e);
             if !matches!(outcome, Outcome::Advanced) {
                 prop_assert_eq!(&p, &before);
@@ -811,10 +813,368 @@ proptest! {
             if let Some(review) = p.outbox.review() {
                 prop_assert!(p.outbox.is_pending(&review.effect), "a hold is on a pending call");
             }
+            if by_bank && p.chosen != before.chosen && p.chosen.is_some() {
+                prop_assert!(a_choice, "only the bank's choice chooses");
+            }
+            prop_assert!(
+                !(p.stage == TruckStage::AwaitingChoice && p.chosen.is_some()),
+                "waiting for a choice made already"
+            );
             run_effects(&mut p, &mut sent);
             let ids: std::collections::BTreeSet<_> = sent.iter().map(|n| (&n.event_id, n.notice.kind())).collect();
             let distinct: std::collections::BTreeSet<_> = sent.iter().map(|n| &n.event_id).collect();
             prop_assert_eq!(ids.len(), distinct.len(), "one id, one kind of notice");
+            let reminders = sent.iter().filter(|n| n.notice.kind() == "truck.choice-reminder").count();
+            prop_assert!(reminders <= 1 + sent.iter().filter(|n| n.notice.kind() == "truck.offer").count());
+        }
+    }
+}
+
+// --- The bank's choice (`"choice": "bank"`) ---
+
+/// A `"choice": "bank"` request, paid by `method` unless the choice says otherwise.
+fn bank_choice(method: PaymentMethod) -> TruckPolicyRequest {
+    let mut r = request(method, None);
+    r.choice = InsurerChoice::Bank;
+    r
+}
+
+fn chosen(id: &str, insurer: &str, method: Option<PaymentMethod>) -> TruckEvent {
+    TruckEvent::InsurerChosen { id: id.into(), insurer: ins(insurer), method }
+}
+
+fn overdue(since_ms: u64) -> TruckEvent {
+    TruckEvent::ChoiceOverdue { id: format!("choice-overdue-{since_ms}"), since_ms }
+}
+
+/// Documents and contract done, scoring started with both insurers.
+fn scoring_two(request: TruckPolicyRequest) -> (TruckProcess, Vec<TruckNotification>) {
+    let (mut p, mut sent) = started_with(request);
+    feed(&mut p, &mut sent, happy_hooks()[..3].to_vec());
+    feed(
+        &mut p,
+        &mut sent,
+        vec![hook("s", HookPayload::Started { insurers: vec![ins("ingostrah"), ins("renaissance")] })],
+    );
+    (p, sent)
+}
+
+/// Both insurers approved: renaissance the cheaper.
+fn both_approved(p: &mut TruckProcess, sent: &mut Vec<TruckNotification>) {
+    feed(
+        p,
+        sent,
+        vec![
+            hook("a1", HookPayload::Approved { insurer: ins("ingostrah"), premium: Some(21310.5) }),
+            hook("a2", HookPayload::Approved { insurer: ins("renaissance"), premium: Some(17847.29) }),
+        ],
+    );
+}
+
+fn awaiting_choice() -> (TruckProcess, Vec<TruckNotification>) {
+    let (mut p, mut sent) = scoring_two(bank_choice(PaymentMethod::Link));
+    both_approved(&mut p, &mut sent);
+    (p, sent)
+}
+
+/// The problems of the last notice, which must be a `truck.request-invalid` for `event_id`.
+fn refusal(sent: &[TruckNotification], event_id: &str) -> Vec<FieldError> {
+    match &sent.last().expect("a notice").notice {
+        TruckNotice::RequestInvalid { rejected_event_id, problems } => {
+            assert_eq!(rejected_event_id, event_id);
+            problems.clone()
+        }
+        other => panic!("expected truck.request-invalid, got {other:?}"),
+    }
+}
+
+fn payment_requests(p: &TruckProcess) -> Vec<(Insurer, PaymentMethod)> {
+    p.outbox
+        .pending()
+        .iter()
+        .filter_map(|e| match e {
+            TruckEffect::RequestPayment { insurer, method } => Some((insurer.clone(), *method)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn with_the_banks_choice_the_process_waits_after_the_offers_and_requests_no_payment() {
+    let (p, sent) = awaiting_choice();
+    assert_eq!(p.stage, TruckStage::AwaitingChoice);
+    assert_eq!(p.stage_name(), "awaiting-choice");
+    assert_eq!((p.chosen.clone(), p.payment.clone()), (None, Payment::NotRequested));
+    assert!(payment_requests(&p).is_empty());
+    assert_eq!(kinds(&sent), ["truck.offer", "truck.offer"]);
+}
+
+#[test]
+fn the_bank_may_choose_the_dearer_offer_and_its_payment_is_requested_once_then_the_policy_is_issued() {
+    let (mut p, mut sent) = awaiting_choice();
+    assert_eq!(p.apply(chosen("evt-c", "ingostrah", None)), Outcome::Advanced);
+    assert_eq!(p.chosen, Some(ins("ingostrah")));
+    assert_eq!(p.stage, TruckStage::AwaitingPayment);
+    assert_eq!(payment_requests(&p), [(ins("ingostrah"), PaymentMethod::Link)]);
+    assert!(p.applied.contains(&"evt-c".to_owned()));
+    feed(&mut p, &mut sent, happy_hooks()[6..].to_vec());
+    assert_eq!(p.stage, TruckStage::Issued);
+    match &sent.last().unwrap().notice {
+        TruckNotice::PolicyIssued { insurer, .. } => assert_eq!(insurer.as_ref(), Some(&ins("ingostrah"))),
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        &sent.iter().find(|n| n.notice.kind() == "truck.payment-link-ready").unwrap().notice,
+        TruckNotice::PaymentLinkReady { insurer, .. } if *insurer == ins("ingostrah")
+    ));
+}
+
+#[test]
+fn a_choice_of_an_insurer_that_did_not_approve_is_refused_naming_the_approved_ones_and_the_process_waits_on()
+{
+    let (mut p, mut sent) = scoring_two(bank_choice(PaymentMethod::Link));
+    feed(
+        &mut p,
+        &mut sent,
+        vec![
+            hook("a1", HookPayload::Approved { insurer: ins("renaissance"), premium: Some(17847.29) }),
+            hook("r1", HookPayload::Rejected { insurer: ins("ingostrah"), reason: None }),
+        ],
+    );
+    assert_eq!(p.stage, TruckStage::AwaitingChoice);
+    for (id, insurer, says) in [
+        ("evt-1", "ingostrah", "ingostrah rejected; approved offers: renaissance"),
+        ("evt-2", "alfa", "alfa has made no offer; approved offers: renaissance"),
+    ] {
+        assert_eq!(p.apply(chosen(id, insurer, None)), Outcome::Advanced, "applied: the bank is told");
+        run_effects(&mut p, &mut sent);
+        let problems = refusal(&sent, id);
+        assert_eq!(problems, [FieldError { field: "insurer".into(), problem: says.into() }]);
+        assert_eq!((p.stage, p.chosen.clone()), (TruckStage::AwaitingChoice, None));
+        assert!(payment_requests(&p).is_empty());
+    }
+    // A redelivery of a refused choice is a duplicate: one notice.
+    assert_eq!(p.apply(chosen("evt-1", "ingostrah", None)), Outcome::Duplicate);
+    // Then a valid choice completes it.
+    assert_eq!(p.apply(chosen("evt-3", "renaissance", None)), Outcome::Advanced);
+    assert_eq!(payment_requests(&p), [(ins("renaissance"), PaymentMethod::Link)]);
+}
+
+#[test]
+fn a_choice_before_the_offers_is_refused_and_the_same_choice_after_the_approval_is_taken() {
+    let (mut p, mut sent) = started_with(bank_choice(PaymentMethod::Link));
+    // Before scoring started: no offer at all.
+    assert_eq!(p.apply(chosen("evt-early", "renaissance", None)), Outcome::Advanced);
+    run_effects(&mut p, &mut sent);
+    assert_eq!(
+        refusal(&sent, "evt-early"),
+        [FieldError {
+            field: "insurer".into(),
+            problem: "renaissance has made no offer; approved offers: none yet".into()
+        }]
+    );
+    feed(&mut p, &mut sent, happy_hooks()[..3].to_vec());
+    feed(
+        &mut p,
+        &mut sent,
+        vec![hook("s", HookPayload::Started { insurers: vec![ins("ingostrah"), ins("renaissance")] })],
+    );
+    // Still scoring.
+    assert_eq!(p.apply(chosen("evt-pending", "renaissance", None)), Outcome::Advanced);
+    run_effects(&mut p, &mut sent);
+    assert_eq!(
+        refusal(&sent, "evt-pending")[0].problem,
+        "renaissance is still scoring; approved offers: none yet"
+    );
+    // An approved offer may be taken while another insurer is still scoring.
+    feed(
+        &mut p,
+        &mut sent,
+        vec![hook("a2", HookPayload::Approved { insurer: ins("renaissance"), premium: Some(17847.29) })],
+    );
+    assert_eq!(p.stage, TruckStage::Scoring, "ingostrah has not answered");
+    assert_eq!(p.apply(chosen("evt-now", "renaissance", None)), Outcome::Advanced);
+    assert_eq!((p.stage, p.chosen.clone()), (TruckStage::AwaitingPayment, Some(ins("renaissance"))));
+    // The late answer of the other insurer changes nothing.
+    feed(
+        &mut p,
+        &mut sent,
+        vec![hook("a1", HookPayload::Approved { insurer: ins("ingostrah"), premium: Some(1.0) })],
+    );
+    assert_eq!(p.chosen, Some(ins("renaissance")));
+}
+
+#[test]
+fn a_repeated_choice_is_a_duplicate_the_same_choice_anew_is_ignored_and_another_is_refused() {
+    let (mut p, mut sent) = awaiting_choice();
+    p.apply(chosen("evt-c", "ingostrah", None));
+    run_effects(&mut p, &mut sent);
+    let before = p.clone();
+    assert_eq!(p.apply(chosen("evt-c", "ingostrah", None)), Outcome::Duplicate);
+    assert!(matches!(p.apply(chosen("evt-d", "ingostrah", None)), Outcome::Ignored(_)));
+    assert_eq!(p, before);
+    assert_eq!(p.apply(chosen("evt-e", "renaissance", None)), Outcome::Advanced);
+    run_effects(&mut p, &mut sent);
+    let problems = refusal(&sent, "evt-e");
+    assert_eq!(problems[0].field, "insurer");
+    assert!(problems[0].problem.contains("ingostrah was chosen already"), "{problems:?}");
+    assert_eq!(p.apply(chosen("evt-f", "ingostrah", Some(PaymentMethod::Invoice))), Outcome::Advanced);
+    run_effects(&mut p, &mut sent);
+    assert_eq!(refusal(&sent, "evt-f")[0].field, "paymentMethod");
+    assert_eq!(p.chosen, Some(ins("ingostrah")));
+    assert_eq!(p.outbox.calls().len(), before.outbox.calls().len(), "no second payment request");
+}
+
+#[test]
+fn a_choice_after_the_process_ended_is_refused_and_changes_nothing_else() {
+    let (mut p, mut sent) = awaiting_choice();
+    p.apply(chosen("evt-c", "renaissance", None));
+    feed(&mut p, &mut sent, happy_hooks()[6..].to_vec());
+    assert_eq!(p.stage, TruckStage::Issued);
+    let policy = p.policy.clone();
+    assert_eq!(p.apply(chosen("evt-late", "ingostrah", None)), Outcome::Advanced);
+    run_effects(&mut p, &mut sent);
+    assert_eq!(
+        refusal(&sent, "evt-late"),
+        [FieldError { field: "requestId".into(), problem: "the process has ended (issued)".into() }]
+    );
+    assert_eq!(
+        (p.stage, p.chosen.clone(), p.policy.clone()),
+        (TruckStage::Issued, Some(ins("renaissance")), policy)
+    );
+    assert_eq!(p.apply(chosen("evt-late", "ingostrah", None)), Outcome::Duplicate);
+}
+
+#[test]
+fn a_choice_for_a_request_polis_chooses_for_is_refused() {
+    let (mut p, mut sent) = started();
+    feed(&mut p, &mut sent, happy_hooks()[..5].to_vec());
+    assert_eq!(p.chosen, Some(ins("ingostrah")));
+    assert_eq!(p.apply(chosen("evt-c", "ingostrah", None)), Outcome::Advanced);
+    run_effects(&mut p, &mut sent);
+    assert_eq!(refusal(&sent, "evt-c")[0].field, "type");
+}
+
+#[test]
+fn a_legal_entity_may_choose_an_invoice_and_a_person_may_not() {
+    let (mut p, mut sent) = awaiting_choice();
+    assert_eq!(p.apply(chosen("evt-c", "ingostrah", Some(PaymentMethod::Invoice))), Outcome::Advanced);
+    assert_eq!(payment_requests(&p), [(ins("ingostrah"), PaymentMethod::Invoice)]);
+    run_effects(&mut p, &mut sent);
+    feed(
+        &mut p,
+        &mut sent,
+        vec![hook("inv", HookPayload::PaymentInvoiceGenerated { insurer: None, blob_ids: vec![blob("i1")] })],
+    );
+    assert!(matches!(p.payment, Payment::InvoiceReady { .. }));
+    assert_eq!(kinds(&sent).last(), Some(&"truck.invoice-ready"));
+
+    let mut person = bank_choice(PaymentMethod::Link);
+    person.policyholder.kind = PartyKind::Individual;
+    let (mut p, mut sent) = scoring_two(person);
+    both_approved(&mut p, &mut sent);
+    assert_eq!(p.apply(chosen("evt-c", "ingostrah", Some(PaymentMethod::Invoice))), Outcome::Advanced);
+    run_effects(&mut p, &mut sent);
+    assert_eq!(
+        refusal(&sent, "evt-c"),
+        [FieldError {
+            field: "paymentMethod".into(),
+            problem: "invoice payment is for legal entities only".into()
+        }]
+    );
+    assert!(payment_requests(&p).is_empty() && p.chosen.is_none());
+    // Every problem at once: a rejected insurer and an invoice.
+    p.apply(chosen("evt-d", "alfa", Some(PaymentMethod::Invoice)));
+    run_effects(&mut p, &mut sent);
+    let fields: Vec<String> = refusal(&sent, "evt-d").into_iter().map(|f| f.field).collect();
+    assert_eq!(fields, ["insurer", "paymentMethod"]);
+}
+
+#[test]
+fn an_overdue_choice_reminds_the_bank_once_per_wait_naming_the_offers_cheapest_first() {
+    let (mut p, mut sent) = awaiting_choice();
+    assert_eq!(p.apply(overdue(1000)), Outcome::Advanced);
+    run_effects(&mut p, &mut sent);
+    match &sent.last().unwrap().notice {
+        TruckNotice::ChoiceReminder { offers, waiting_since_ms } => {
+            assert_eq!(*waiting_since_ms, 1000);
+            let named: Vec<(&str, Option<f64>)> =
+                offers.iter().map(|o| (o.insurer.as_str(), o.premium)).collect();
+            assert_eq!(named, [("renaissance", Some(17847.29)), ("ingostrah", Some(21310.5))]);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(p.apply(overdue(1000)), Outcome::Duplicate, "the same wait from another run");
+    assert!(matches!(p.apply(overdue(2000)), Outcome::Ignored(_)), "reminded of this wait already");
+    assert_eq!(kinds(&sent).iter().filter(|k| **k == "truck.choice-reminder").count(), 1);
+    // Once chosen, or ended, an overdue message is moot.
+    p.apply(chosen("evt-c", "renaissance", None));
+    assert!(matches!(p.apply(overdue(3000)), Outcome::Ignored(_)));
+    feed(&mut p, &mut sent, happy_hooks()[6..].to_vec());
+    assert!(matches!(p.apply(overdue(4000)), Outcome::Ignored(_)), "after the end: ignored, not kept");
+}
+
+#[test]
+fn an_overdue_message_for_a_process_not_waiting_for_the_bank_is_ignored() {
+    let (mut p, _) = scoring_two(bank_choice(PaymentMethod::Link));
+    assert!(matches!(p.apply(overdue(1)), Outcome::Ignored(_)), "still scoring");
+    let (mut p, _) = started();
+    assert!(matches!(p.apply(overdue(1)), Outcome::Ignored(_)));
+}
+
+#[test]
+fn a_payment_refused_for_the_banks_choice_waits_for_a_new_choice_with_a_new_reminder() {
+    let (mut p, mut sent) = awaiting_choice();
+    p.apply(overdue(10));
+    p.apply(chosen("evt-c", "ingostrah", None));
+    run_effects_except_payment(&mut p, &mut sent);
+    p.outbox.complete("payment-ingostrah", false);
+    assert_eq!(p.apply(refused("ingostrah")), Outcome::Advanced);
+    assert_eq!((p.stage, p.chosen.clone(), p.choice_reminded), (TruckStage::AwaitingChoice, None, false));
+    assert!(payment_requests(&p).is_empty(), "the bank chooses again; nothing chosen for it");
+    assert_eq!(p.apply(overdue(20)), Outcome::Advanced, "a new wait, a new reminder");
+    p.apply(chosen("evt-d", "renaissance", None));
+    run_effects_except_payment(&mut p, &mut sent);
+    p.outbox.complete("payment-renaissance", false);
+    p.apply(refused("renaissance"));
+    assert_eq!(p.stage, TruckStage::Failed, "approved, yet nobody could be paid");
+}
+
+#[test]
+fn with_the_banks_choice_no_approval_at_all_still_ends_rejected() {
+    let (mut p, mut sent) = scoring_two(bank_choice(PaymentMethod::Link));
+    feed(
+        &mut p,
+        &mut sent,
+        vec![
+            hook("r1", HookPayload::Rejected { insurer: ins("ingostrah"), reason: None }),
+            hook("r2", HookPayload::Rejected { insurer: ins("renaissance"), reason: None }),
+        ],
+    );
+    assert_eq!(p.stage, TruckStage::Rejected);
+}
+
+#[test]
+fn a_preferred_insurer_does_not_choose_for_the_bank() {
+    let mut r = request(PaymentMethod::Link, Some("renaissance"));
+    r.choice = InsurerChoice::Bank;
+    let (mut p, mut sent) = scoring_two(r);
+    both_approved(&mut p, &mut sent);
+    assert_eq!((p.stage, p.chosen.clone()), (TruckStage::AwaitingChoice, None));
+}
+
+/// Performs every effect but the payment request (left pending, as a call in flight).
+fn run_effects_except_payment(p: &mut TruckProcess, sent: &mut Vec<TruckNotification>) {
+    while let Some(effect) = p.outbox.next().cloned() {
+        if matches!(effect, TruckEffect::RequestPayment { .. }) {
+            return;
+        }
+        if let TruckEffect::Notify(n) = &effect {
+            sent.push(n.clone());
+        }
+        p.outbox.complete(&effect.key(), true);
+        if let Some(event) = success(&effect) {
+            p.apply(event);
         }
     }
 }
@@ -875,5 +1235,8 @@ fn any_event() -> impl Strategy<Value = TruckEvent> {
         1 => (effect.clone(), 0u64..10).prop_map(|(effect, at_ms)| TruckEvent::CallUncertain { effect, at_ms, detail: "?".into() }),
         1 => (id, effect, resolution).prop_map(|(id, effect, resolution)| TruckEvent::ReviewResolved { id, effect, resolution }),
         1 => id.prop_map(|id| TruckEvent::RetryArchive { id }),
+        1 => (id, any_insurer(), proptest::option::of(prop_oneof![Just(PaymentMethod::Link), Just(PaymentMethod::Invoice)]))
+            .prop_map(|(id, insurer, method)| TruckEvent::InsurerChosen { id, insurer, method }),
+        1 => (0u64..3).prop_map(|since_ms| TruckEvent::ChoiceOverdue { id: format!("choice-overdue-{since_ms}"), since_ms }),
     ]
 }
