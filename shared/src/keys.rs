@@ -48,7 +48,8 @@ const DELIVERY_SK: &str = "DELIVERY";
 const OPEN: &str = "OPEN#";
 
 /// Every partition key the functions may touch, as the template's `LeadingKeys` name them.
-pub const LEADING_KEY_PREFIXES: [&str; 8] = [TRUCK, LOAN, SCORING, HOOK, KEPT, TOKEN, CUSTOMER, KEPT_INDEX];
+pub const LEADING_KEY_PREFIXES: [&str; 9] =
+    [TRUCK, LOAN, SCORING, HOOK, KEPT, TOKEN, CUSTOMER, KEPT_INDEX, OPEN];
 
 /// The sort key of a process record.
 pub const PROCESS_SK: &str = "PROCESS";

@@ -127,7 +127,8 @@ mod gauge_tests {
 
     #[test]
     fn a_gauge_line_carries_its_value_by_its_one_dimension_only() {
-        let v: serde_json::Value = serde_json::from_str(&gauge_line(9, ("Process", "truck"), "StuckProcesses", 3.0)).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&gauge_line(9, ("Process", "truck"), "StuckProcesses", 3.0)).unwrap();
         let spec = &v["_aws"]["CloudWatchMetrics"][0];
         assert_eq!(spec["Dimensions"], serde_json::json!([["Process"]]));
         assert_eq!(spec["Metrics"], serde_json::json!([{"Name": "StuckProcesses", "Unit": "Count"}]));

@@ -19,6 +19,7 @@ pub mod retry;
 pub(crate) mod test_support;
 pub mod timeline;
 pub mod truck;
+pub mod watchdog;
 
 use thiserror::Error;
 

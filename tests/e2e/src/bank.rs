@@ -168,6 +168,49 @@ impl Harness {
         self.send_bank_event(&request).await
     }
 
+    /// As [`Harness::start_truck_process`], with `"choice": "bank"`: polis waits after the
+    /// offers for the bank's `truck.insurer-chosen` ([`Harness::choose_insurer`]).
+    pub async fn start_truck_process_bank_chooses(
+        &self,
+        process_id: &str,
+        vin: &str,
+        scenario: Scenario,
+        legal_entity: bool,
+    ) -> Result<(), BoxError> {
+        self.must.sim.set_scenario(vin, scenario);
+        let documents = vec![
+            self.put_document(process_id, 11, "sts.pdf").await?,
+            self.put_document(process_id, 12, "pts.pdf").await?,
+        ];
+        let customer_id = format!("cust-{process_id}");
+        let mut request = Self::truck_request(process_id, &customer_id, vin, legal_entity, documents);
+        request["choice"] = json!("bank");
+        request["payment"] = json!({"method": "link"});
+        if let Err(v) = polis_contract_docs::validate_event(&request) {
+            panic!("the harness's truck request breaks contracts/schemas: {v}");
+        }
+        self.send_bank_event(&request).await
+    }
+
+    /// Sends the bank's `truck.insurer-chosen` for a process (`payment_method`: `link`,
+    /// `invoice`, or the request's when `None`), held to the contract first.
+    pub async fn choose_insurer(
+        &self,
+        process_id: &str,
+        event_id: &str,
+        insurer: &str,
+        payment_method: Option<&str>,
+    ) -> Result<(), BoxError> {
+        let mut event = json!({"type": "truck.insurer-chosen", "eventId": event_id, "requestId": process_id, "insurer": insurer});
+        if let Some(method) = payment_method {
+            event["paymentMethod"] = json!(method);
+        }
+        if let Err(v) = polis_contract_docs::validate_event(&event) {
+            panic!("the harness's truck.insurer-chosen breaks contracts/schemas: {v}");
+        }
+        self.send_bank_event(&event).await
+    }
+
     /// `GET /api/customers/{customer}/products?{query}` as the bank's backend calls it:
     /// signed (SigV4) with the local stack's key when `signed`. Returns status and body.
     pub async fn products(

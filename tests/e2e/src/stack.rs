@@ -32,6 +32,11 @@ pub const MUST_PASSWORD: &str = "polis-local-password";
 pub const BIMA_CLIENT_ID: &str = "imon";
 pub const BIMA_CLIENT_SECRET: &str = "bima-local-client-secret";
 
+/// How often the local stack runs scheduled functions (the watchdog), instead of their rates.
+pub const SCHEDULE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long a truck request waits for the bank's choice before its reminder, on the local stack (6 s).
+pub const CHOICE_REMINDER_MINUTES: &str = "0.1";
+
 pub struct Ports {
     pub http: SocketAddr,
     pub runtime: SocketAddr,
@@ -184,6 +189,8 @@ impl Harness {
             ("EffectLeaseMs", "3000".into()),
             ("UnknownScoringGraceSeconds", "3".into()),
             ("InsurerTimeoutSeconds", "4".into()),
+            // The watchdog runs every SCHEDULE_EVERY; a bank's choice is overdue after 6 s.
+            ("ChoiceReminderMinutes", CHOICE_REMINDER_MINUTES.into()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
@@ -230,6 +237,7 @@ impl Harness {
                     .into_iter()
                     .collect(),
                 instances: options.instances,
+                schedule_every: Some(SCHEDULE_EVERY),
             },
             &sdk,
         )

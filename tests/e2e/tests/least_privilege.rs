@@ -32,6 +32,9 @@ fn root() -> std::path::PathBuf {
 async fn exercise_every_function(h: &Harness) {
     let (pid, vin) = ids("lp");
     h.start_truck_process_for("CUST-LP", &pid, &vin, Scenario::default(), false).await.unwrap();
+    // The bank chooses the insurer and does not: the scheduled watchdog reminds it.
+    let (waiting, waiting_vin) = ids("lp-choice");
+    h.start_truck_process_bank_chooses(&waiting, &waiting_vin, Scenario::default(), false).await.unwrap();
     // A loan whose print form an earlier attempt already archived: the runner reads it back.
     let (number, _) = ids("lp-loan");
     h.loan_with_print_form_already_archived(&number, "CUST-LP", "654000").await.unwrap();
@@ -50,6 +53,7 @@ async fn exercise_every_function(h: &Harness) {
     h.send_bank_event(&invalid).await.unwrap();
     h.wait_for_stage(&pid, "issued", FLOW_TIMEOUT, |_| {}).await.unwrap();
     h.wait_for_loan_stage(&number, "issued", FLOW_TIMEOUT).await.unwrap();
+    h.wait_for_notification(&waiting, "truck.choice-reminder", FLOW_TIMEOUT).await.unwrap();
     let (status, _) = h.products("CUST-LP", "", true).await.unwrap();
     assert_eq!(status, 200);
     // Something to re-drive from a dead-letter queue, then the replay Lambda, once the

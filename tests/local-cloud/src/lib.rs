@@ -3,7 +3,8 @@
 //! redrive policies and buckets on the AWS emulator, runs each function's real
 //! binary under a Lambda Runtime API of its own, routes HTTP requests by the
 //! template's `HttpApi` events (payload 2.0), and polls each SQS event source
-//! as Lambda does (batch size, partial batch failures, visibility timeout).
+//! as Lambda does (batch size, partial batch failures, visibility timeout), and invokes each
+//! scheduled function at its rate as EventBridge does.
 //! It runs as well from the CloudFormation that AWS's SAM translator makes of the
 //! template (`scripts/translate-template.py`): see [`template`].
 
@@ -12,6 +13,7 @@ pub mod gateway;
 pub mod poller;
 pub mod provision;
 pub mod runtime;
+pub mod schedule;
 pub mod sigv4;
 pub mod template;
 
@@ -54,6 +56,8 @@ pub struct CloudOptions {
     pub env_overrides: Vec<(String, String)>,
     /// Processes per function (Lambda's concurrency).
     pub instances: usize,
+    /// Runs every scheduled function this often instead of at its rate (tests do not wait minutes).
+    pub schedule_every: Option<Duration>,
 }
 
 /// How a function's process is started (for tools that start one themselves, e.g. to time a cold start).
@@ -135,6 +139,11 @@ impl LocalCloud {
                         function: f.logical_id.clone(),
                         iam: *iam,
                     }),
+                    EventSource::Schedule { expression } => {
+                        let rate = template::schedule_period(&resources.resolve(expression)?)?;
+                        let every = options.schedule_every.unwrap_or(rate);
+                        schedule::spawn(api.clone(), f.logical_id.clone(), every, resources.region.clone());
+                    }
                     EventSource::Sqs { queue, batch_size, report_batch_item_failures, .. } => {
                         let Some(Physical::Queue { url, arn, .. }) = resources.by_logical_id.get(queue)
                         else {

@@ -2,7 +2,8 @@
 //!
 //! Options: `--template template.yaml --stack polis-local --http 127.0.0.1:3000
 //! --runtime 127.0.0.1:9001 --bin-dir target/debug --log-dir .local/logs
-//! --param Name=Value ... --resources-out .local/resources.json`
+//! --param Name=Value ... --resources-out .local/resources.json --schedule-seconds 60`
+//! (`--schedule-seconds`: run scheduled functions this often instead of at their rates)
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -30,6 +31,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         platform_env: platform_env(),
         env_overrides: Vec::new(),
         instances: 1,
+        schedule_every: None,
     };
     let mut resources_out: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
@@ -44,6 +46,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--log-dir" => options.log_dir = value.into(),
             "--instances" => options.instances = value.parse()?,
             "--resources-out" => resources_out = Some(value.into()),
+            "--schedule-seconds" => {
+                options.schedule_every = Some(std::time::Duration::from_secs_f64(value.parse()?))
+            }
             "--param" => {
                 let (k, v) = value.split_once('=').ok_or("--param takes Name=Value")?;
                 options.parameters.insert(k.to_owned(), v.to_owned());

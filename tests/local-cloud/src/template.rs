@@ -38,6 +38,9 @@ pub enum EventSource {
         maximum_batching_window_seconds: u64,
         maximum_concurrency: Option<Value>,
     },
+    /// An EventBridge schedule (SAM's `Schedule` event, CloudFormation's `AWS::Events::Rule`
+    /// with a `ScheduleExpression` targeting the function); the expression unresolved.
+    Schedule { expression: Value },
 }
 
 /// SAM's name for the HTTP API of `HttpApi` events that name none.
@@ -263,6 +266,11 @@ impl Template {
                                 .to_owned();
                             events.push(EventSource::sqs(queue, &props));
                         }
+                        Some("Schedule") => events.push(EventSource::Schedule {
+                            expression: props.get("Schedule").cloned().ok_or_else(|| {
+                                CloudError::Template(format!("{id}.{name}: a Schedule event needs Schedule"))
+                            })?,
+                        }),
                         other => {
                             return Err(CloudError::Template(format!(
                                 "{id}.{name}: event type {other:?} not supported"
@@ -297,6 +305,22 @@ impl Template {
                 return Err(CloudError::Template(format!("{id}: only SQS event sources are supported")));
             }
             events.entry(function.to_owned()).or_default().push(EventSource::sqs(queue.to_owned(), &props));
+        }
+        for (id, rule) in self.of_type("AWS::Events::Rule") {
+            let props = rule.get("Properties").cloned().unwrap_or_default();
+            let Some(expression) = props.get("ScheduleExpression").cloned() else {
+                return Err(CloudError::Template(format!("{id}: only schedule rules are supported")));
+            };
+            for target in props.get("Targets").map(as_list).unwrap_or_default() {
+                let function =
+                    target.pointer("/Arn/Fn::GetAtt/0").and_then(Value::as_str).ok_or_else(|| {
+                        CloudError::Template(format!("{id}: a target must be !GetAtt Function.Arn"))
+                    })?;
+                events
+                    .entry(function.to_owned())
+                    .or_default()
+                    .push(EventSource::Schedule { expression: expression.clone() });
+            }
         }
         for (api, def) in self.of_type("AWS::ApiGatewayV2::Api") {
             let body = def.pointer("/Properties/Body").ok_or_else(|| {
@@ -361,6 +385,24 @@ impl Template {
         }
         Ok(out)
     }
+}
+
+/// The period of an EventBridge rate expression: `rate(5 minutes)`, `rate(1 hour)`, `rate(2 days)`.
+pub fn schedule_period(expression: &str) -> Result<std::time::Duration, CloudError> {
+    let bad = || CloudError::Template(format!("schedule {expression:?}: only rate(N unit) is supported"));
+    let inner = expression.trim().strip_prefix("rate(").and_then(|r| r.strip_suffix(')')).ok_or_else(bad)?;
+    let (count, unit) = inner.trim().split_once(' ').ok_or_else(bad)?;
+    let count: u64 = count.parse().map_err(|_| bad())?;
+    let seconds = match unit.trim() {
+        "minute" | "minutes" => 60,
+        "hour" | "hours" => 3600,
+        "day" | "days" => 86_400,
+        _ => return Err(bad()),
+    };
+    if count == 0 {
+        return Err(bad());
+    }
+    Ok(std::time::Duration::from_secs(count * seconds))
 }
 
 /// Whether an OpenAPI `security` requirement list asks for `AWS_IAM`.

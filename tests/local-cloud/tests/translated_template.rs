@@ -400,3 +400,38 @@ fn each_route_and_authorizer_is_what_the_local_gateway_serves() {
 fn star_params(path: &str) -> String {
     path.split('/').map(|s| if s.starts_with('{') { "*" } else { s }).collect::<Vec<_>>().join("/")
 }
+
+#[test]
+fn each_schedule_is_an_eventbridge_rule_that_may_invoke_its_function_at_the_rate_the_local_cloud_runs() {
+    let r = rehearsal();
+    let mut schedules = 0;
+    for f in r.sam_functions() {
+        let id = &f.logical_id;
+        for e in &f.events {
+            let EventSource::Schedule { expression } = e else { continue };
+            schedules += 1;
+            let rules: Vec<(&String, &Value)> = r
+                .of_type("AWS::Events::Rule")
+                .filter(|(_, rule)| {
+                    list(&rule["Properties"]["Targets"])
+                        .iter()
+                        .any(|t| t["Arn"] == json!({"Fn::GetAtt": [id, "Arn"]}))
+                })
+                .collect();
+            assert_eq!(rules.len(), 1, "{id}: schedule rules {rules:?}");
+            let (rule_id, rule) = rules[0];
+            assert_eq!(&rule["Properties"]["ScheduleExpression"], expression, "{rule_id}: its rate");
+            assert_ne!(rule["Properties"]["State"], json!("DISABLED"), "{rule_id} is disabled");
+            let allowed = r.of_type("AWS::Lambda::Permission").any(|(_, p)| {
+                let p = &p["Properties"];
+                p["FunctionName"] == json!({"Ref": id})
+                    && p["Action"] == json!("lambda:InvokeFunction")
+                    && p["Principal"] == json!("events.amazonaws.com")
+                    && p["SourceArn"] == json!({"Fn::GetAtt": [rule_id, "Arn"]})
+            });
+            assert!(allowed, "{rule_id}: no permission for EventBridge to invoke {id}");
+        }
+    }
+    assert!(schedules > 0, "the watchdog runs on a schedule");
+    assert_eq!(r.of_type("AWS::Events::Rule").count(), schedules, "rules the local cloud does not run");
+}

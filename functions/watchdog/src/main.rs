@@ -1,0 +1,29 @@
+//! watchdog: on its schedule, reminds the bank of truck processes waiting too long for its
+//! choice of insurer and counts the processes stuck in a stage (`services::watchdog`).
+
+use lambda_runtime::{service_fn, Error, LambdaEvent};
+use polis::adapters::config::{self, var};
+use polis::adapters::dynamodb::Table;
+use polis::adapters::sqs::Queue;
+use polis::services::watchdog::{minutes, Watchdog};
+use serde_json::Value;
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Error> {
+    polis::telemetry::init();
+    let sdk = config::aws().await;
+    let watchdog = Watchdog {
+        store: Table::new(config::dynamodb(&sdk), var("TABLE_NAME")?),
+        trucks: Queue::new(config::sqs(&sdk), var("TRUCK_QUEUE_URL")?),
+        choice_reminder: minutes("CHOICE_REMINDER_MINUTES", &var("CHOICE_REMINDER_MINUTES")?)?,
+        stuck_after: minutes("STUCK_AFTER_MINUTES", &var("STUCK_AFTER_MINUTES")?)?,
+    };
+    let watchdog = &watchdog;
+    // The scheduled event (EventBridge's) says nothing the run needs.
+    lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
+        let report = watchdog.run(polis::clock::now_ms()).await?;
+        tracing::info!(overdue = report.overdue_choices.len(), stuck = ?report.stuck, "watchdog ran");
+        Ok::<_, Error>(serde_json::to_value(report)?)
+    }))
+    .await
+}

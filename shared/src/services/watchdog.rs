@@ -1,0 +1,114 @@
+//! The watchdog, run on a schedule: reminds the bank of truck processes waiting for its
+//! choice of insurer too long, and tells CloudWatch how many processes are stuck.
+//!
+//! It reads only the sparse open index (processes not ended, by the time they entered
+//! their stage) and writes only to the truck queue: for each process in `awaiting-choice`
+//! longer than the reminder time, a [`TruckEvent::ChoiceOverdue`] named after that wait
+//! (`choice-overdue-{since}`). The process applies it once (a repeat of the same wait is a
+//! duplicate; a process reminded already, or no longer waiting, ignores it), so repeated
+//! runs and redeliveries give the bank one `truck.choice-reminder` per wait.
+//!
+//! The message goes in the process id's FIFO group (the watchdog does not read the
+//! process to learn its scoringId): it may run beside the process's own group, which the
+//! engine's versioned writes make safe, and the event commutes with everything else
+//! (applied to whatever version it meets, it only adds a notice while the wait lasts).
+
+use std::time::Duration;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::domain::truck::process::{TruckEvent, TruckStage};
+use crate::domain::workflow;
+use crate::keys::ProcessKey;
+use crate::ports::{InfraError, OpenProcesses, TruckMessage, TruckQueue};
+use crate::telemetry;
+
+/// The product lines whose stuck processes are counted.
+const KINDS: [&str; 2] = ["truck", "loan"];
+
+/// The most processes of each kind one run looks at (the open index, longest waiting first).
+pub const LIMIT: u32 = 10_000;
+
+pub struct Watchdog<S, Q> {
+    pub store: S,
+    pub trucks: Q,
+    /// How long a truck process waits for the bank's choice before the bank is reminded.
+    pub choice_reminder: Duration,
+    /// How long a process of any kind may stay in one stage before it counts as stuck.
+    pub stuck_after: Duration,
+}
+
+/// What one run did.
+#[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WatchdogReport {
+    /// Truck processes whose overdue choice was queued (`TRUCK#...`).
+    pub overdue_choices: Vec<String>,
+    /// Processes not ended and in their stage longer than `stuck_after`, by kind.
+    pub stuck: Vec<(String, usize)>,
+}
+
+/// The stage name of a truck process waiting for the bank's choice.
+pub fn awaiting_choice() -> String {
+    workflow::stage_name(&TruckStage::AwaitingChoice, false)
+}
+
+/// The event's id for the wait that began at `since_ms`: one per wait.
+pub fn overdue_id(since_ms: u64) -> String {
+    format!("choice-overdue-{since_ms}")
+}
+
+/// A duration in minutes as the template gives it (`60`, `0.1` for tests).
+pub fn minutes(name: &str, text: &str) -> Result<Duration, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|m| m.is_finite() && *m >= 0.0)
+        .map(|m| Duration::from_secs_f64(m * 60.0))
+        .ok_or_else(|| format!("{name} must be a number of minutes, not {text:?}"))
+}
+
+impl<S, Q> Watchdog<S, Q>
+where
+    S: OpenProcesses + Sync,
+    Q: TruckQueue + Sync,
+{
+    /// One scheduled run at `now_ms`.
+    pub async fn run(&self, now_ms: u64) -> Result<WatchdogReport, InfraError> {
+        let mut report = WatchdogReport::default();
+        let reminder_before = now_ms.saturating_sub(self.choice_reminder.as_millis() as u64);
+        let stage = awaiting_choice();
+        for open in self.store.open_before("truck", reminder_before, LIMIT).await? {
+            let ProcessKey::Truck(process_id) = &open.process else { continue };
+            if open.stage != stage || open.since_ms == 0 {
+                continue;
+            }
+            let id = overdue_id(open.since_ms);
+            let dedup = hex::encode(Sha256::digest(format!("{process_id}:{id}").as_bytes()));
+            let message = TruckMessage::BankEvent {
+                process_id: process_id.clone(),
+                event: TruckEvent::ChoiceOverdue { id, since_ms: open.since_ms },
+                replays: 0,
+            };
+            self.trucks.enqueue(&message, process_id.as_str(), &dedup).await?;
+            tracing::info!(process_id = %process_id, since_ms = open.since_ms, "choice overdue; queued");
+            report.overdue_choices.push(open.process.to_string());
+        }
+        // One line per kind (the dashboard's), and one with their total (the alarm's).
+        let stuck_before = now_ms.saturating_sub(self.stuck_after.as_millis() as u64);
+        let mut total = 0;
+        for kind in KINDS {
+            let stuck = self.store.open_before(kind, stuck_before, LIMIT).await?.len();
+            telemetry::gauge("StuckProcesses", ("Process", kind), stuck as f64);
+            report.stuck.push((kind.to_owned(), stuck));
+            total += stuck;
+        }
+        telemetry::record(&[], &[("StuckProcesses", telemetry::Unit::Count, total as f64)]);
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+#[path = "watchdog_tests.rs"]
+mod tests;
