@@ -5,6 +5,7 @@ use reqwest::{Client, Response};
 use serde::Serialize;
 
 use super::http_auth::{classify, download, read, read_capped, transport_error, AuthorizedClient};
+use super::xray::partner_request;
 use crate::domain::bima::api::{
     CalcRequest, Calculation, PrintLink, PrintLinkRequest, SaleAccepted, TokenResponse,
 };
@@ -42,15 +43,13 @@ impl<T: TokenStore + Sync> BimaHttp<T> {
     }
 
     async fn fetch_token(&self) -> Result<(String, u64), CallError> {
-        let response = self
+        let request = self
             .api
             .http
             .post(self.api.url("/api/v1/auth/token"))
             .basic_auth(&self.credentials.client_id, Some(&self.credentials.client_secret))
-            .json(&serde_json::json!({}))
-            .send()
-            .await
-            .map_err(transport_error)?;
+            .json(&serde_json::json!({}));
+        let response = partner_request("bima", &self.api.http, request).await.map_err(transport_error)?;
         let token: TokenResponse = read(classify(response).await?).await?;
         Ok((token.token, TOKEN_LIFETIME_MS))
     }
@@ -88,7 +87,8 @@ impl<T: TokenStore + Sync + Send> BimaApi for BimaHttp<T> {
             tracing::warn!("print link is not on a trusted host; not archived");
             return Ok(None);
         }
-        let first = self.api.http.get(url).send().await.map_err(transport_error)?;
+        let first =
+            partner_request("bima", &self.api.http, self.api.http.get(url)).await.map_err(transport_error)?;
         download(&self.api.http, first, trusted, max_bytes).await.map(Some)
     }
 }

@@ -2,6 +2,8 @@
 
 use thiserror::Error;
 
+use super::xray::AwsCalls;
+
 #[derive(Debug, Error)]
 #[error("environment variable {0} is not set")]
 pub struct MissingVar(pub &'static str);
@@ -67,21 +69,27 @@ pub async fn aws() -> aws_config::SdkConfig {
     aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
 }
 
+// Every client sends each call as an X-Ray subsegment of the invocation's trace.
+
 pub fn dynamodb(sdk: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
-    aws_sdk_dynamodb::Client::new(sdk)
+    let conf = aws_sdk_dynamodb::config::Builder::from(sdk).interceptor(AwsCalls).build();
+    aws_sdk_dynamodb::Client::from_conf(conf)
 }
 
 pub fn sqs(sdk: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
-    aws_sdk_sqs::Client::new(sdk)
+    let conf = aws_sdk_sqs::config::Builder::from(sdk).interceptor(AwsCalls).build();
+    aws_sdk_sqs::Client::from_conf(conf)
 }
 
 pub fn ssm(sdk: &aws_config::SdkConfig) -> aws_sdk_ssm::Client {
-    aws_sdk_ssm::Client::new(sdk)
+    let conf = aws_sdk_ssm::config::Builder::from(sdk).interceptor(AwsCalls).build();
+    aws_sdk_ssm::Client::from_conf(conf)
 }
 
 /// S3 with path-style addressing when `S3_FORCE_PATH_STYLE=true` (emulators need it).
 pub fn s3(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     let path_style = std::env::var("S3_FORCE_PATH_STYLE").is_ok_and(|v| v == "true");
-    let conf = aws_sdk_s3::config::Builder::from(sdk).force_path_style(path_style).build();
+    let conf =
+        aws_sdk_s3::config::Builder::from(sdk).force_path_style(path_style).interceptor(AwsCalls).build();
     aws_sdk_s3::Client::from_conf(conf)
 }

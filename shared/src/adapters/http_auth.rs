@@ -10,6 +10,7 @@ use reqwest::{Client, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 
+use super::xray::partner_request;
 use crate::domain::links::host_of;
 use crate::ports::{now_ms, CallError, Download, TokenStore, TIMED_OUT};
 
@@ -142,7 +143,7 @@ pub async fn download(
         if !host_of(next.as_str()).is_some_and(&allowed) {
             return Err(CallError::Unusable("redirected to a host we do not download from".into()));
         }
-        response = http.get(next).send().await.map_err(transport_error)?;
+        response = partner_request("download", http, http.get(next)).await.map_err(transport_error)?;
     }
     let response = classify(response).await?;
     let content_type = response
@@ -241,7 +242,8 @@ impl<T: TokenStore + Sync> AuthorizedClient<T> {
             if let Some(key) = idempotency_key {
                 req = req.header("Idempotency-Key", key);
             }
-            let response = req.send().await.map_err(transport_error)?;
+            let response =
+                partner_request(self.token_name, &self.http, req).await.map_err(transport_error)?;
             if response.status() == StatusCode::UNAUTHORIZED && !refresh {
                 tracing::info!(api = self.token_name, "401; refreshing the token");
                 refresh = true;

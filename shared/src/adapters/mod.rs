@@ -9,3 +9,4 @@ pub mod must_http;
 pub mod s3;
 pub mod secrets;
 pub mod sqs;
+pub mod xray;

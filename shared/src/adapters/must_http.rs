@@ -6,6 +6,7 @@ use reqwest::{Client, RequestBuilder, Response};
 use serde::Serialize;
 
 use super::http_auth::{classify, download, read, transport_error, AuthorizedClient};
+use super::xray::partner_request;
 use crate::domain::ids::{BlobId, ScoringId};
 use crate::domain::must::api::{
     AuthRequest, AuthResponse, BlobCreated, DocumentsRequest, InitRequest, InitResponse, PaymentOrderRequest,
@@ -42,14 +43,8 @@ impl<T: TokenStore + Sync> MustHttp<T> {
             login: self.credentials.login.clone(),
             password: self.credentials.password.clone(),
         };
-        let response = self
-            .api
-            .http
-            .post(self.api.url("/api/scoring/auth"))
-            .json(&body)
-            .send()
-            .await
-            .map_err(transport_error)?;
+        let request = self.api.http.post(self.api.url("/api/scoring/auth")).json(&body);
+        let response = partner_request("must", &self.api.http, request).await.map_err(transport_error)?;
         let auth: AuthResponse = read(classify(response).await?).await?;
         Ok((auth.token, auth.expires_in_seconds.map_or(TOKEN_LIFETIME_MS, |s| s * 1000)))
     }

@@ -100,6 +100,7 @@ impl LocalCloud {
         let api = RuntimeApi::new(
             functions.iter().map(|f| (f.logical_id.clone(), Duration::from_secs(f.timeout_seconds))),
         );
+        let daemon = xray_daemon(api.clone()).await?;
         std::fs::create_dir_all(&options.log_dir)?;
         let sqs = aws_sdk_sqs::Client::new(sdk);
         let mut routes = Vec::new();
@@ -111,6 +112,7 @@ impl LocalCloud {
                 .map(|(k, v)| (k.clone(), if k == "AWS_ENDPOINT_URL" { aws.url.clone() } else { v.clone() }))
                 .collect();
             env.push(("AWS_SDK_UA_APP_ID".into(), f.logical_id.clone()));
+            env.push(("AWS_XRAY_DAEMON_ADDRESS".into(), daemon.clone()));
             for (name, value) in &f.environment {
                 env.push((name.clone(), resources.resolve(value)?));
             }
@@ -208,6 +210,11 @@ impl LocalCloud {
         serde_json::from_slice(&answer).map_err(|e| e.to_string())
     }
 
+    /// Every X-Ray segment (one per invocation) and subsegment (sent by the functions) so far.
+    pub fn traces(&self) -> Vec<serde_json::Value> {
+        self.api.traces()
+    }
+
     /// Every finished invocation so far (when handed to the process, when answered).
     pub fn invocations(&self) -> Vec<runtime::InvocationTiming> {
         self.api.timings()
@@ -227,4 +234,26 @@ impl LocalCloud {
     pub fn stop(&self) {
         self.api.stopping.store(true, Ordering::Relaxed);
     }
+}
+
+/// The X-Ray daemon Lambda runs beside each function: takes the subsegments the
+/// functions send over UDP (`{"format":"json","version":1}` and a document per
+/// datagram) and records them with the invocations' segments. Returns its address.
+async fn xray_daemon(api: Arc<RuntimeApi>) -> Result<String, CloudError> {
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
+    let address = socket.local_addr()?.to_string();
+    tokio::spawn(async move {
+        let mut buffer = vec![0u8; 64 * 1024];
+        while let Ok(n) = socket.recv(&mut buffer).await {
+            let text = String::from_utf8_lossy(&buffer[..n]).into_owned();
+            let Some((header, document)) = text.split_once('\n') else { continue };
+            if header.trim() != r#"{"format":"json","version":1}"# {
+                continue;
+            }
+            if let Ok(document) = serde_json::from_str(document) {
+                api.trace(document);
+            }
+        }
+    });
+    Ok(address)
 }
