@@ -378,11 +378,26 @@ fn every_queue_refuses_calls_without_tls_and_the_hook_api_alarms_on_5xx() {
     }
     let covered: BTreeSet<&String> = covered.iter().collect();
     assert_eq!(covered, queues, "every queue, and only queues, under a TLS-only policy");
-    let alarm = t.of_type("AWS::CloudWatch::Alarm").find(|(_, a)| {
-        a["Properties"]["MetricName"] == "5xx"
-            && as_list(&a["Properties"]["Dimensions"]).iter().any(|d| d["Value"] == json!({"Ref": "HttpApi"}))
+    // The hook API's 5xx answers as a share of its requests.
+    let alarm = t.of_type("AWS::CloudWatch::Alarm").find_map(|(_, a)| {
+        let metrics = as_list(&a["Properties"]["Metrics"]);
+        let of_hook_api = |name: &str| {
+            metrics.iter().find(|m| {
+                let metric = &m["MetricStat"]["Metric"];
+                metric["MetricName"] == name
+                    && as_list(&metric["Dimensions"]).iter().any(|d| d["Value"] == json!({"Ref": "HttpApi"}))
+            })
+        };
+        let (errors, requests) = (of_hook_api("5xx")?, of_hook_api("Count")?);
+        let rate = metrics.iter().find(|m| m["ReturnData"] == true)?;
+        Some((errors["Id"].clone(), requests["Id"].clone(), rate["Expression"].clone()))
     });
-    assert!(alarm.is_some(), "an alarm on the hook API's 5xx answers");
+    let (errors, requests, rate) = alarm.expect("an alarm on the hook API's share of 5xx answers");
+    let rate = rate.as_str().unwrap_or_default();
+    assert!(
+        rate.contains(&format!("{} / {}", errors.as_str().unwrap(), requests.as_str().unwrap())),
+        "{rate}"
+    );
 }
 
 /// `sam deploy --config-env <env>` must not stop for a parameter: every parameter without a
