@@ -14,7 +14,8 @@ export CARGO_TERM_COLOR ?= never
 help:
 	@echo "make run    - local stack + MUST and BIMA simulators + a truck policy and a loan, printed as they go"
 	@echo "make test   - every test (unit, property, end-to-end through the local stack)"
-	@echo "make up     - leave the local stack running (hook API 127.0.0.1:3000); make down stops it"
+	@echo "make up     - leave the local stack running (hook API 127.0.0.1:3000); make down stops it;"
+	@echo "              POLIS_MUST_URL=... POLIS_BIMA_URL=... (with credentials, see README) call a partner's sandbox"
 	@echo "make check  - fmt, clippy -D warnings"
 	@echo "make validate-template - cfn-lint, sam validate --lint, sam build (one bootstrap per function)"
 	@echo "make translate-template - the template through AWS's SAM translator: .local/template.cfn.json"

@@ -95,8 +95,58 @@ pub enum HookAuthMode {
     SecretPath,
 }
 
+/// A partner's instance the stack's functions call instead of our simulator (a sandbox):
+/// its base URL and the bank's credentials there (MUST's login and password, BIMA's
+/// client id and secret).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Partner {
+    pub url: String,
+    pub login: String,
+    pub secret: String,
+}
+
+impl Partner {
+    /// `POLIS_{name}_URL` with its credentials (`login` and `secret` name their variables),
+    /// when the URL is set.
+    fn from_env(name: &str, login: &str, secret: &str) -> Result<Option<Partner>, BoxError> {
+        let var =
+            |suffix: &str| std::env::var(format!("POLIS_{name}_{suffix}")).ok().filter(|v| !v.is_empty());
+        let Some(url) = var("URL") else { return Ok(None) };
+        match (var(login), var(secret)) {
+            (Some(login), Some(secret)) => {
+                Ok(Some(Partner { url: url.trim_end_matches('/').to_owned(), login, secret }))
+            }
+            _ => Err(format!("POLIS_{name}_URL needs POLIS_{name}_{login} and POLIS_{name}_{secret}").into()),
+        }
+    }
+}
+
+/// The partners a stack calls: our simulators unless a sandbox is named.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Partners {
+    pub must: Option<Partner>,
+    pub bima: Option<Partner>,
+    /// Hosts MUST's payment links may point to (with an external MUST; else the simulator's).
+    pub payment_link_hosts: Option<String>,
+}
+
+impl Partners {
+    /// Our simulators, both.
+    pub const SIMULATORS: Partners = Partners { must: None, bima: None, payment_link_hosts: None };
+
+    /// From `POLIS_MUST_URL`, `POLIS_MUST_LOGIN`, `POLIS_MUST_PASSWORD`, `POLIS_BIMA_URL`,
+    /// `POLIS_BIMA_CLIENT_ID`, `POLIS_BIMA_CLIENT_SECRET`, `POLIS_PAYMENT_LINK_HOSTS`.
+    pub fn from_env() -> Result<Partners, BoxError> {
+        Ok(Partners {
+            must: Partner::from_env("MUST", "LOGIN", "PASSWORD")?,
+            bima: Partner::from_env("BIMA", "CLIENT_ID", "CLIENT_SECRET")?,
+            payment_link_hosts: std::env::var("POLIS_PAYMENT_LINK_HOSTS").ok().filter(|v| !v.is_empty()),
+        })
+    }
+}
+
 /// How a stack differs from the template's defaults.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct StackOptions {
     pub hook_auth: HookAuthMode,
     /// The functions' `RUST_LOG`, instead of the template's (e.g. `debug`, to prove what even
@@ -106,11 +156,19 @@ pub struct StackOptions {
     pub release: bool,
     /// Processes per function (Lambda's concurrency).
     pub instances: usize,
+    /// External partners instead of the simulators.
+    pub partners: Partners,
 }
 
 impl Default for StackOptions {
     fn default() -> Self {
-        StackOptions { hook_auth: HookAuthMode::SharedSecret, log_filter: None, release: false, instances: 2 }
+        StackOptions {
+            hook_auth: HookAuthMode::SharedSecret,
+            log_filter: None,
+            release: false,
+            instances: 2,
+            partners: Partners::SIMULATORS,
+        }
     }
 }
 
@@ -173,16 +231,31 @@ impl Harness {
             ports.bima,
         )
         .await?;
+        // Our simulators, unless the developer named a partner's sandbox.
+        let simulated_must =
+            Partner { url: must.base_url(), login: MUST_LOGIN.into(), secret: MUST_PASSWORD.into() };
+        let simulated_bima =
+            Partner { url: bima.base_url(), login: BIMA_CLIENT_ID.into(), secret: BIMA_CLIENT_SECRET.into() };
+        let partners = &options.partners;
+        let must_partner = partners.must.clone().unwrap_or(simulated_must);
+        let bima_partner = partners.bima.clone().unwrap_or(simulated_bima);
+        let payment_hosts = match (&partners.payment_link_hosts, &partners.must) {
+            (Some(hosts), _) => hosts.clone(),
+            (None, Some(external)) => {
+                polis::domain::links::host_of(&external.url).unwrap_or_default().to_owned()
+            }
+            (None, None) => polis_must_sim::PAYMENT_HOST.into(),
+        };
         let parameters: BTreeMap<String, String> = [
-            ("MustBaseUrl", must.base_url()),
-            ("BimaBaseUrl", bima.base_url()),
-            ("BimaClientId", BIMA_CLIENT_ID.into()),
+            ("MustBaseUrl", must_partner.url.clone()),
+            ("BimaBaseUrl", bima_partner.url.clone()),
+            ("BimaClientId", bima_partner.login.clone()),
             ("BimaClientSecretParameterName", format!("/{stack}/bima-client-secret")),
-            ("MustLogin", MUST_LOGIN.into()),
+            ("MustLogin", must_partner.login.clone()),
             ("MustPasswordParameterName", format!("/{stack}/must-password")),
             ("HookSecretParameterName", format!("/{stack}/hook-secret")),
             ("HookAuthMode", mode.into()),
-            ("PaymentLinkHosts", polis_must_sim::PAYMENT_HOST.into()),
+            ("PaymentLinkHosts", payment_hosts),
             ("HookSourceNetworks", sources.into()),
             // Retries come back in seconds, not minutes, locally.
             ("RunnerVisibilityTimeout", "4".into()),
@@ -208,9 +281,9 @@ impl Harness {
         // The operator's step before a deploy: the secrets go to SSM as SecureStrings.
         let ssm = aws_sdk_ssm::Client::new(&sdk);
         for (name, value) in [
-            ("must-password", MUST_PASSWORD),
+            ("must-password", must_partner.secret.as_str()),
             ("hook-secret", hook_secret.as_str()),
-            ("bima-client-secret", BIMA_CLIENT_SECRET),
+            ("bima-client-secret", bima_partner.secret.as_str()),
         ] {
             ssm.put_parameter()
                 .name(format!("/{stack}/{name}"))

@@ -7,11 +7,16 @@
 mod common;
 
 use common::{harness, ids, run_on, writes_and_messages, FLOW_TIMEOUT};
-use polis_e2e::{HookAuthMode, StackOptions, HOOK_SECRET, NEW_PATH_TOKEN, OLD_PATH_TOKEN};
+use polis_e2e::{HookAuthMode, Partners, StackOptions, HOOK_SECRET, NEW_PATH_TOKEN, OLD_PATH_TOKEN};
 use polis_must_sim::Scenario;
 
-const BY_PATH: StackOptions =
-    StackOptions { hook_auth: HookAuthMode::SecretPath, log_filter: None, release: false, instances: 2 };
+const BY_PATH: StackOptions = StackOptions {
+    hook_auth: HookAuthMode::SecretPath,
+    log_filter: None,
+    release: false,
+    instances: 2,
+    partners: Partners::SIMULATORS,
+};
 const BODY: &str = r#"{"insuranceCompany":"ingostrah","reason":"fleet too old"}"#;
 
 #[test]

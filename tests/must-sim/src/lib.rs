@@ -147,6 +147,8 @@ pub struct Sim {
     /// Each process's hooks, in order, to its one delivery task.
     deliveries: Mutex<HashMap<String, mpsc::UnboundedSender<Hook>>>,
     http: reqwest::Client,
+    /// Where hooks go when a partner registered another base URL than the configured one.
+    registered_hook_base: std::sync::RwLock<Option<String>>,
 }
 
 /// A running simulator.
@@ -171,6 +173,7 @@ pub async fn start(config: SimConfig, listen: SocketAddr) -> std::io::Result<Sim
         faults: Arc::default(),
         must: Must::new(config),
         deliveries: Mutex::default(),
+        registered_hook_base: std::sync::RwLock::default(),
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
@@ -202,6 +205,12 @@ pub async fn start(config: SimConfig, listen: SocketAddr) -> std::io::Result<Sim
 }
 
 impl Sim {
+    /// A partner registers where its hooks go (as with MUST's sandbox): from now on,
+    /// `{url}/api/hooks/{scoringId}/...`.
+    pub fn register_hook_base_url(&self, url: &str) {
+        *self.registered_hook_base.write().unwrap_or_else(|e| e.into_inner()) = Some(url.to_owned());
+    }
+
     fn config(&self) -> &SimConfig {
         self.must.config()
     }
@@ -278,7 +287,9 @@ impl Sim {
     /// One delivery of a hook, retried with backoff until HTTP 200.
     async fn deliver(&self, hook: &Hook) {
         let config = self.config();
-        let url = format!("{}/api/hooks/{}/{}", config.hook_base_url, hook.scoring_id, hook.path);
+        let registered = self.registered_hook_base.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let base = registered.as_deref().unwrap_or(&config.hook_base_url);
+        let url = format!("{base}/api/hooks/{}/{}", hook.scoring_id, hook.path);
         let mut delay = config.first_retry_delay;
         loop {
             let body = hook.body.to_string().into_bytes();

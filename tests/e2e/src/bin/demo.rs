@@ -1,12 +1,14 @@
 //! `make run`: one customer's truck eOSAGO policy through MUST and the same
 //! customer's loan insured through BIMA, on the whole local stack, printed as
 //! it happens; ends with the archived files and the customer's "My products".
-//! `demo up` instead leaves the stack running (for `make up`) until Ctrl-C.
+//! `demo up` instead leaves the stack running (for `make up`) until Ctrl-C, its functions
+//! calling our simulators or, named by `POLIS_MUST_URL` / `POLIS_BIMA_URL` (with their
+//! credentials), a partner's sandbox.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use polis_e2e::{BoxError, Harness, Ports, HOOK_SECRET};
+use polis_e2e::{BoxError, Harness, Partners, Ports, StackOptions, HOOK_SECRET};
 use polis_must_sim::{InsurerResult, OfferOutcome, Scenario};
 use sha2::{Digest, Sha256};
 
@@ -15,15 +17,33 @@ async fn main() -> Result<(), BoxError> {
     let serve = std::env::args().nth(1).as_deref() == Some("up");
     let stack = format!("polis-{}", if serve { "up" } else { "run" });
     let logs = PathBuf::from(".local/logs").join(&stack);
-    let h = Harness::start(&stack, Ports::fixed(), logs.clone()).await?;
+    // A partner's sandbox instead of our simulator: POLIS_MUST_URL / POLIS_BIMA_URL (see the README).
+    let partners = Partners::from_env()?;
+    if !serve && partners != Partners::SIMULATORS {
+        return Err("make run drives our simulators' scenarios; point `make up` at a sandbox instead".into());
+    }
+    let options = StackOptions { partners: partners.clone(), ..StackOptions::default() };
+    let h = Harness::start_with(&stack, Ports::fixed(), logs.clone(), options).await?;
     println!("local stack up:");
     println!(
         "  hook API        {}  (POST /api/hooks/{{scoringId}}/...; header x-hook-secret: {HOOK_SECRET})",
         h.cloud.http_url
     );
     println!("  AWS emulator    {}", std::env::var("AWS_ENDPOINT_URL").unwrap_or_default());
-    println!("  MUST simulator  {}", h.must.base_url());
-    println!("  BIMA simulator  {}", h.bima.base_url());
+    match &partners.must {
+        Some(must) => {
+            println!("  MUST            {} (external, login {})", must.url, must.login);
+            println!(
+                "  register with MUST as the hook base URL: {}  (MUST must reach it: a tunnel or a public address)",
+                h.cloud.http_url
+            );
+        }
+        None => println!("  MUST simulator  {}", h.must.base_url()),
+    }
+    match &partners.bima {
+        Some(bima) => println!("  BIMA            {} (external, client id {})", bima.url, bima.login),
+        None => println!("  BIMA simulator  {}", h.bima.base_url()),
+    }
     println!(
         "  My products     {}/api/customers/{{customerId}}/products  (SigV4-signed, service execute-api)",
         h.cloud.http_url

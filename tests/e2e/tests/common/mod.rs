@@ -42,7 +42,7 @@ fn stack(options: StackOptions) -> &'static Harness {
         let mut tries = 0;
         loop {
             let ports = Ports::any().expect("free ports");
-            match RUNTIME.block_on(Harness::start_with(&stack, ports, logs.clone(), options)) {
+            match RUNTIME.block_on(Harness::start_with(&stack, ports, logs.clone(), options.clone())) {
                 Ok(harness) => break harness,
                 Err(e) if tries < 4 && e.to_string().contains("Address already in use") => tries += 1,
                 Err(e) => panic!("the local stack starts: {e}"),
