@@ -8,6 +8,7 @@
 //!   invocation time, and our own overhead (invocation time minus the time its two
 //!   AWS calls spent at AWS, as the local cloud's proxy saw them);
 //! - CPU time per hook and per runner message (from /proc);
+//! - the same hook in Python on boto3, and the ratios: cold start, CPU per hook;
 //! - N truck processes and N loans at once: wall time, throughput, unfinished;
 //! - AWS requests per issued policy against the minimum the flow needs, and the
 //!   AWS cost per 1,000 policies at list prices.
@@ -17,6 +18,7 @@
 mod cold;
 mod cost;
 mod flows;
+mod peer;
 mod sizes;
 mod warm;
 
@@ -92,8 +94,11 @@ async fn main() -> Result<(), BoxError> {
     eprintln!("bench: stack up (release binaries); measuring");
 
     let mut rows = sizes::zipped(&h)?;
-    rows.extend(cold::starts(&h, cold_runs).await?);
-    rows.extend(warm::hooks(&h, hooks).await?);
+    let (cold_rows, hook_cold) = cold::starts(&h, cold_runs).await?;
+    rows.extend(cold_rows);
+    let (warm_rows, cpu_per_hook) = warm::hooks(&h, hooks).await?;
+    rows.extend(warm_rows);
+    rows.extend(peer::compare(&h, &stack, hook_cold, cpu_per_hook).await?);
     let measured = flows::run(&h, flows).await?;
     rows.extend(measured.rows.iter().map(|r| Row::new(r.what.clone(), r.value.clone(), r.target.clone())));
     rows.extend(cost::per_thousand(&h, &measured)?);

@@ -1,8 +1,10 @@
 //! A warm hook function: `hooks` valid hooks posted one after another through
-//! the local gateway. Per hook: the caller's latency, the function's invocation
-//! time (Runtime API: event handed → answer), the time its two AWS calls spent
-//! at AWS (the proxy: request in → answer out), and our own overhead: the
-//! invocation time minus that AWS time. And the CPU time per hook.
+//! the local gateway, as MUST's documents describe them (no delivery id: the put and
+//! the send go out at once). Per hook: the caller's latency, the function's invocation
+//! time (Runtime API: event handed → answer), its two AWS calls at AWS (the proxy:
+//! request in → answer out) as their sum and as the slower of the two, the invocation
+//! time minus the slower call (what parallel writes can reach), and our own overhead:
+//! the invocation time minus the time any AWS call was under way. And the CPU time per hook.
 
 use std::time::{Duration, Instant};
 
@@ -13,13 +15,13 @@ use crate::{function_cpu_ms, quantile, Row};
 const FUNCTION: &str = "HookApprovedFunction";
 const WARM_UP: usize = 50;
 
-pub async fn hooks(h: &Harness, n: usize) -> Result<Vec<Row>, BoxError> {
+/// The rows, and the CPU time per warm hook (ms).
+pub async fn hooks(h: &Harness, n: usize) -> Result<(Vec<Row>, f64), BoxError> {
     let client = reqwest::Client::new();
     let post = |i: usize| {
         client
-            .post(format!("{}/api/hooks/bench-warm-{i}/approved", h.cloud.http_url))
+            .post(format!("{}/api/hooks/bench-warm-{}-{i}/approved", h.cloud.http_url, std::process::id()))
             .header("x-hook-secret", HOOK_SECRET)
-            .header("webhook-id", format!("warm-{i}-{}", std::process::id()))
             .body(r#"{"insuranceCompany":"ingostrah","writtenPremium":17847.29}"#)
             .send()
     };
@@ -40,24 +42,41 @@ pub async fn hooks(h: &Harness, n: usize) -> Result<Vec<Row>, BoxError> {
         h.cloud.invocations().into_iter().filter(|i| i.function == FUNCTION && i.started >= since).collect();
     let calls: Vec<_> =
         h.cloud.aws.timings().into_iter().filter(|c| c.function == FUNCTION && c.started >= since).collect();
-    let (mut invocation, mut aws, mut overhead) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut invocation, mut sum, mut slower, mut beyond_slower, mut overhead) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     for inv in &invocations {
-        let at_aws: f64 = calls
+        let mut inside: Vec<(Instant, Instant)> = calls
             .iter()
             .filter(|c| c.started >= inv.started && c.finished <= inv.finished)
-            .map(|c| (c.finished - c.started).as_secs_f64() * 1000.0)
-            .sum();
-        let total = (inv.finished - inv.started).as_secs_f64() * 1000.0;
+            .map(|c| (c.started, c.finished))
+            .collect();
+        inside.sort();
+        // The time any call was under way: the union of their intervals.
+        let (mut under_way, mut reach) = (Duration::ZERO, inv.started);
+        for &(start, end) in &inside {
+            let from = start.max(reach);
+            if end > from {
+                under_way += end - from;
+                reach = end;
+            }
+        }
+        let total = ms(inv.finished - inv.started);
+        let longest = inside.iter().map(|(s, e)| ms(*e - *s)).fold(0.0, f64::max);
         invocation.push(total);
-        aws.push(at_aws);
-        overhead.push((total - at_aws).max(0.0));
+        sum.push(inside.iter().map(|(s, e)| ms(*e - *s)).sum());
+        slower.push(longest);
+        beyond_slower.push((total - longest).max(0.0));
+        overhead.push((total - ms(under_way)).max(0.0));
     }
-    for v in [&mut latency, &mut invocation, &mut aws, &mut overhead] {
+    for v in [&mut latency, &mut invocation, &mut sum, &mut slower, &mut beyond_slower, &mut overhead] {
         v.sort_by(f64::total_cmp);
     }
     let p = |v: &[f64]| format!("p50 {:.2} ms, p99 {:.2} ms", quantile(v, 0.5), quantile(v, 0.99));
     let over99 = quantile(&overhead, 0.99);
-    Ok(vec![
+    let beyond99 = quantile(&beyond_slower, 0.99);
+    let cpu_per_hook = cpu / n as f64;
+    let rows = vec![
         Row::new(
             format!("warm hook, caller's latency through the local gateway ({n} hooks)"),
             p(&latency),
@@ -65,17 +84,24 @@ pub async fn hooks(h: &Harness, n: usize) -> Result<Vec<Row>, BoxError> {
         ),
         Row::new("warm hook, function invocation time", p(&invocation), "-"),
         Row::new(
-            "warm hook, time at AWS (DynamoDB PutItem + SQS SendMessage, at the emulator)",
-            p(&aws),
+            "warm hook, its two AWS calls one after the other (DynamoDB PutItem + SQS SendMessage, at the emulator)",
+            p(&sum),
             "-",
         ),
+        Row::new("warm hook, the slower of its two AWS calls", p(&slower), "-"),
         Row::new(
-            "warm hook, our own overhead (invocation minus time at AWS)",
+            "warm hook, invocation time beyond the slower AWS call",
+            p(&beyond_slower),
+            format!("p99 <= 1 ms: {}", if beyond99 <= 1.0 { "met" } else { "NOT met" }),
+        ),
+        Row::new(
+            "warm hook, our own overhead (invocation minus the time any AWS call was under way)",
             p(&overhead),
             format!("p99 < 1 ms: {}", if over99 < 1.0 { "met" } else { "NOT met" }),
         ),
-        Row::new("CPU time per warm hook", format!("{:.3} ms", cpu / n as f64), "-"),
-    ])
+        Row::new("CPU time per warm hook", format!("{cpu_per_hook:.3} ms"), "-"),
+    ];
+    Ok((rows, cpu_per_hook))
 }
 
 /// Waits until the runner has dealt with every warm hook (no process owns their
