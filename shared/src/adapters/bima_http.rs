@@ -49,7 +49,8 @@ impl<T: TokenStore + Sync> BimaHttp<T> {
             .post(self.api.url("/api/v1/auth/token"))
             .basic_auth(&self.credentials.client_id, Some(&self.credentials.client_secret))
             .json(&serde_json::json!({}));
-        let response = partner_request("bima", &self.api.http, request).await.map_err(transport_error)?;
+        let response =
+            partner_request("bima", None, &self.api.http, request).await.map_err(transport_error)?;
         let token: TokenResponse = read(classify(response).await?).await?;
         Ok((token.token, TOKEN_LIFETIME_MS))
     }
@@ -87,8 +88,9 @@ impl<T: TokenStore + Sync + Send> BimaApi for BimaHttp<T> {
             tracing::warn!("print link is not on a trusted host; not archived");
             return Ok(None);
         }
-        let first =
-            partner_request("bima", &self.api.http, self.api.http.get(url)).await.map_err(transport_error)?;
+        let first = partner_request("bima", Some("GET print form"), &self.api.http, self.api.http.get(url))
+            .await
+            .map_err(transport_error)?;
         download(&self.api.http, first, trusted, max_bytes).await.map(Some)
     }
 }

@@ -143,7 +143,9 @@ pub async fn download(
         if !host_of(next.as_str()).is_some_and(&allowed) {
             return Err(CallError::Unusable("redirected to a host we do not download from".into()));
         }
-        response = partner_request("download", http, http.get(next)).await.map_err(transport_error)?;
+        response = partner_request("download", Some("GET redirected file"), http, http.get(next))
+            .await
+            .map_err(transport_error)?;
     }
     let response = classify(response).await?;
     let content_type = response
@@ -243,7 +245,7 @@ impl<T: TokenStore + Sync> AuthorizedClient<T> {
                 req = req.header("Idempotency-Key", key);
             }
             let response =
-                partner_request(self.token_name, &self.http, req).await.map_err(transport_error)?;
+                partner_request(self.token_name, None, &self.http, req).await.map_err(transport_error)?;
             if response.status() == StatusCode::UNAUTHORIZED && !refresh {
                 tracing::info!(api = self.token_name, "401; refreshing the token");
                 refresh = true;

@@ -44,7 +44,8 @@ impl<T: TokenStore + Sync> MustHttp<T> {
             password: self.credentials.password.clone(),
         };
         let request = self.api.http.post(self.api.url("/api/scoring/auth")).json(&body);
-        let response = partner_request("must", &self.api.http, request).await.map_err(transport_error)?;
+        let response =
+            partner_request("must", None, &self.api.http, request).await.map_err(transport_error)?;
         let auth: AuthResponse = read(classify(response).await?).await?;
         Ok((auth.token, auth.expires_in_seconds.map_or(TOKEN_LIFETIME_MS, |s| s * 1000)))
     }

@@ -196,14 +196,20 @@ impl Intercept for AwsCalls {
 }
 
 /// Sends one partner HTTP request with `client`, traced as a subsegment named `partner`
-/// (the request's method and path only: no query, no host credentials).
+/// and `label`, or the request's method and path for our partners' API paths (never a
+/// query or a host's credentials; a URL the partner handed us, which may name a person's
+/// file, gets a label).
 pub async fn partner_request(
     partner: &'static str,
+    label: Option<&'static str>,
     client: &reqwest::Client,
     request: reqwest::RequestBuilder,
 ) -> Result<reqwest::Response, reqwest::Error> {
     let request = request.build()?;
-    let operation = format!("{} {}", request.method(), request.url().path());
+    let operation = match label {
+        Some(label) => label.to_owned(),
+        None => format!("{} {}", request.method(), request.url().path()),
+    };
     let start = now();
     let answer = client.execute(request).await;
     Subsegment {

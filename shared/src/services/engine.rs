@@ -40,13 +40,14 @@ const RESULT_SAVE_ATTEMPTS: u32 = 6;
 
 /// One change made to a draft since it was read.
 enum Change<W: Workflow> {
-    /// An event applied to the process.
-    Event(W::Event),
+    /// An event applied to the process, and its history entry if it came from outside
+    /// (noted again only where it applies again).
+    Event(W::Event, Option<Happening>),
     /// A performed effect, whether it happened, and the event that records its result.
     Completed { effect: String, happened: bool, result: Option<W::Event> },
     /// An attempt at an effect, for the journal.
     Call(CallRecord),
-    /// Something for the history (an event's arrival, whatever it did).
+    /// Something for the history (a notice sent).
     Noted(Happening),
 }
 
@@ -70,9 +71,17 @@ impl<W: Workflow> Draft<W> {
     fn apply(&mut self, event: W::Event) -> Outcome {
         let outcome = self.value.apply(event.clone());
         if outcome == Outcome::Advanced {
-            self.changes.push(Change::Event(event));
+            self.changes.push(Change::Event(event, None));
         }
         outcome
+    }
+
+    /// Notes in the history the event last applied (it came from outside).
+    fn note_event(&mut self, happening: Happening) {
+        if let Some(Change::Event(_, note)) = self.changes.last_mut() {
+            self.value.history_mut().note(happening.clone());
+            *note = Some(happening);
+        }
     }
 
     /// Notes the stage in the history when the last change moved it.
@@ -113,8 +122,11 @@ impl<W: Workflow> Draft<W> {
         let mut value = fresh.value.clone();
         for change in &self.changes {
             match change {
-                Change::Event(event) => {
-                    value.apply(event.clone());
+                Change::Event(event, note) => {
+                    let again = value.apply(event.clone()) == Outcome::Advanced;
+                    if let Some(note) = note.clone().filter(|_| again) {
+                        value.history_mut().note(note);
+                    }
                 }
                 Change::Call(call) => {
                     let known = value
@@ -284,7 +296,7 @@ where
             // nothing (a kept one is on the kept list, a repeat or an ignored one in the logs).
             Outcome::Advanced => {
                 if let Some(received) = W::received(&event) {
-                    draft.note(History::event(&received, now_ms()));
+                    draft.note_event(History::event(&received, now_ms()));
                 }
                 draft.note_stage();
             }
@@ -316,6 +328,9 @@ where
             if draft.changes.is_empty() {
                 return Ok(());
             }
+            // Also a process written before stages were noted gets its stage (and its place in
+            // the open index) with its next write.
+            draft.note_stage();
             let known = draft.stored.value.aliases();
             let new_aliases: Vec<String> =
                 draft.value.aliases().into_iter().filter(|a| !known.contains(a)).collect();

@@ -24,6 +24,11 @@ use crate::keys::ProcessKey;
 use crate::ports::{InfraError, OpenProcesses, TruckMessage, TruckQueue};
 use crate::telemetry;
 
+/// Stages where a person, not polis or a partner, owes the next step (the customer pays,
+/// the bank chooses, an operator answers a review, which has its own alarm): waiting
+/// there is not being stuck.
+const WAITING_ON_PEOPLE: [&str; 3] = ["awaiting-payment", "awaiting-choice", "needs-review"];
+
 /// The product lines whose stuck processes are counted.
 const KINDS: [&str; 2] = ["truck", "loan"];
 
@@ -77,6 +82,18 @@ where
     /// One scheduled run at `now_ms`.
     pub async fn run(&self, now_ms: u64) -> Result<WatchdogReport, InfraError> {
         let mut report = WatchdogReport::default();
+        // First (a failed send below must not cost the data point): one line per kind (the
+        // dashboard's), and one with their total (the alarm's).
+        let stuck_before = now_ms.saturating_sub(self.stuck_after.as_millis() as u64);
+        let mut total = 0;
+        for kind in KINDS {
+            let open = self.store.open_before(kind, stuck_before, LIMIT).await?;
+            let stuck = open.iter().filter(|p| !WAITING_ON_PEOPLE.contains(&p.stage.as_str())).count();
+            telemetry::gauge("StuckProcesses", ("Process", kind), stuck as f64);
+            report.stuck.push((kind.to_owned(), stuck));
+            total += stuck;
+        }
+        telemetry::record(&[], &[("StuckProcesses", telemetry::Unit::Count, total as f64)]);
         let reminder_before = now_ms.saturating_sub(self.choice_reminder.as_millis() as u64);
         let stage = awaiting_choice();
         for open in self.store.open_before("truck", reminder_before, LIMIT).await? {
@@ -95,16 +112,6 @@ where
             tracing::info!(process_id = %process_id, since_ms = open.since_ms, "choice overdue; queued");
             report.overdue_choices.push(open.process.to_string());
         }
-        // One line per kind (the dashboard's), and one with their total (the alarm's).
-        let stuck_before = now_ms.saturating_sub(self.stuck_after.as_millis() as u64);
-        let mut total = 0;
-        for kind in KINDS {
-            let stuck = self.store.open_before(kind, stuck_before, LIMIT).await?.len();
-            telemetry::gauge("StuckProcesses", ("Process", kind), stuck as f64);
-            report.stuck.push((kind.to_owned(), stuck));
-            total += stuck;
-        }
-        telemetry::record(&[], &[("StuckProcesses", telemetry::Unit::Count, total as f64)]);
         Ok(report)
     }
 }

@@ -91,22 +91,30 @@ async fn on_the_fifo_queue_runs_within_five_minutes_are_one_message() {
 }
 
 #[tokio::test]
-async fn processes_not_waiting_for_a_choice_are_not_reminded_but_are_counted_when_stuck() {
+async fn processes_not_waiting_for_a_choice_are_not_reminded_and_stuck_means_waiting_on_polis_or_a_partner() {
     let w = World::new(MemoryTable::default());
     let runner = w.runner(false);
-    // An automatic choice: the process goes on to payment by itself.
+    let trucks = MemorySqs::default();
+    let dog = watchdog(&w.table, &trucks);
+    let later = || now_ms() + 3 * HOUR.as_millis() as u64;
+    // An automatic choice: scoring at MUST, then the customer is to pay.
     crate::services::test_support::up_to_payment(&w, &runner).await;
+    assert_eq!(w.process().await.stage, TruckStage::Scoring);
+    let scoring = dog.run(later()).await.unwrap();
+    assert_eq!(scoring.stuck, [("truck".to_owned(), 1), ("loan".to_owned(), 0)], "MUST owes the next step");
     runner
         .handle(hook(HookKind::Approved, r#"{"insuranceCompany":"ingostrah","writtenPremium":1000}"#))
         .await
         .unwrap();
     assert_eq!(w.process().await.stage, TruckStage::AwaitingPayment);
-    let trucks = MemorySqs::default();
-    let dog = watchdog(&w.table, &trucks);
-    let report = dog.run(now_ms() + 3 * HOUR.as_millis() as u64).await.unwrap();
+    let report = dog.run(later()).await.unwrap();
     assert!(report.overdue_choices.is_empty());
     assert!(drain::<TruckMessage>(&trucks).is_empty());
-    assert_eq!(report.stuck, [("truck".to_owned(), 1), ("loan".to_owned(), 0)]);
+    assert_eq!(
+        report.stuck,
+        [("truck".to_owned(), 0), ("loan".to_owned(), 0)],
+        "the customer owes it: waiting, not stuck"
+    );
     let fresh = dog.run(now_ms()).await.unwrap();
     assert_eq!(fresh.stuck, [("truck".to_owned(), 0), ("loan".to_owned(), 0)]);
 }

@@ -217,7 +217,7 @@ const CALL_PAYMENT_ORDER: &str = "payment-order";
 
 /// Which of our calls makes MUST send a hook of this kind: another such call, another
 /// hook; MUST's own progress (scoring, issuing) sends each of its hooks once.
-fn caused_by(kind: HookKind) -> Option<&'static str> {
+pub fn caused_by(kind: HookKind) -> Option<&'static str> {
     match kind {
         HookKind::DocumentsTypesRequired => Some(CALL_INIT),
         HookKind::DocumentsUploadFailed | HookKind::DocumentsUploadCompleted => Some(CALL_DOCUMENTS),

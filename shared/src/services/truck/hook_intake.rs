@@ -18,6 +18,7 @@ use tracing::Instrument;
 use crate::domain::ids::ScoringId;
 use crate::domain::links::{host_of, is_trusted_https};
 use crate::domain::must::hook::{HookKind, HookPayload};
+use crate::domain::truck::process::caused_by;
 use crate::ports::{
     now_ms, HookStore, InfraError, KeptOrigin, QuarantineStore, Quarantined, ReceivedHook, Recorded,
     TruckMessage, TruckQueue,
@@ -219,10 +220,13 @@ pub fn check_body(kind: HookKind, body: &[u8]) -> Option<String> {
 /// queue drops a repeat of it for five minutes); both must succeed, and a retry by MUST
 /// completes whichever half failed.
 ///
-/// A hook known by its content (MUST's documents define no delivery id) is written to
-/// both at once: its id names its path and scoringId, so it cannot have been used
-/// elsewhere, and a message whose record is missing is still a whole message (the
-/// process applies a repeat once). MUST waits for the slower write, not for both in turn.
+/// A hook known by its content (MUST's documents define no delivery id) that MUST's own
+/// progress sends (started, approved, issued, ...) is written to both at once: its id
+/// names its path and scoringId, so it cannot have been used elsewhere, and a message
+/// whose record is missing is still a whole message (the process applies a repeat once
+/// by its id). MUST waits for the slower write, not for both in turn. A hook one of our
+/// calls causes is recorded first: its repeat is told by when it came (see
+/// `Outbox::applied_key`), and a second message beside a failed record could look new.
 /// A delivery id may have been used on another path (a replayed signed delivery): its
 /// record decides first, and one used elsewhere is neither stored nor queued.
 pub async fn store_and_enqueue<S, Q>(
@@ -236,10 +240,12 @@ where
     Q: TruckQueue + Sync,
 {
     let group = hook.scoring_id.to_string();
-    let by_content = hook.by_content;
+    // A hook our own call causes is told from a repeat by when it was received: a message
+    // sent beside a failed record, then MUST's retry, could count twice. Those go in turn.
+    let at_once = hook.by_content && caused_by(hook.kind).is_none();
     let message = TruckMessage::Hook(hook);
     let TruckMessage::Hook(hook) = &message else { unreachable!("built as a hook just above") };
-    if by_content {
+    if at_once {
         let (recorded, queued) =
             tokio::join!(store.record_hook(hook), queue.enqueue(&message, &group, dedup));
         queued?;
@@ -641,7 +647,7 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_hook_known_by_content_waits_for_the_slower_write_and_a_signed_one_for_both_in_turn() {
+    async fn a_hook_musts_progress_sends_waits_for_the_slower_write_others_for_both_in_turn() {
         let ms = std::time::Duration::from_millis;
         let store = Slow { inner: MemoryTable::default(), delay: ms(30) };
         let queue = Slow { inner: fifo(), delay: ms(50) };
@@ -657,7 +663,12 @@ mod tests {
         let started = tokio::time::Instant::now();
         let recorded = store_and_enqueue(&store, &queue, signed, "msg_2").await.unwrap();
         assert_eq!((recorded, started.elapsed()), (Recorded::New, ms(80)), "the record first, then the send");
-        assert_eq!(queue.inner.sent().len(), 2);
+        // A hook our payment request causes: its repeat is told by when it came, so in turn.
+        let caused = crate::services::test_support::received(HookKind::PolicyIsPaid, "{}", 3);
+        let started = tokio::time::Instant::now();
+        let recorded = store_and_enqueue(&store, &queue, caused, "d-3").await.unwrap();
+        assert_eq!((recorded, started.elapsed()), (Recorded::New, ms(80)), "recorded first");
+        assert_eq!(queue.inner.sent().len(), 3);
     }
 
     #[tokio::test]
