@@ -160,7 +160,15 @@ pub async fn run(h: &Harness, n: usize) -> Result<Measured, BoxError> {
         n,
         |i| async move {
             let number = format!("BL{tag}-{i}");
-            let event = Harness::loan_event(&number, &format!("BC{tag}-{i}"), &(200_000 + i).to_string());
+            let sum = (200_000 + i).to_string();
+            // The whole policy: BIMA names the sold policy, so its print link and form follow
+            // (BIMA's documents promise only a bare 200: that loan ends `sold`, without them).
+            let with_ids = polis_bima_sim::Scenario {
+                sale_answer: Some(polis_bima_sim::SaleAnswer::WithIds),
+                ..Default::default()
+            };
+            h.bima.sim.set_scenario(&sum, with_ids);
+            let event = Harness::loan_event(&number, &format!("BC{tag}-{i}"), &sum);
             h.send_bank_event(&event).await?;
             Ok(number)
         },

@@ -41,6 +41,8 @@ pub async fn compare(
     let mut child = tokio::process::Command::new(python)
         .arg(script)
         .args([h.table.as_str(), queue.as_str(), secret.as_str(), &PEER_HOOKS.to_string()])
+        // botocore reads its region from AWS_DEFAULT_REGION.
+        .env("AWS_DEFAULT_REGION", std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".into()))
         .stdout(std::process::Stdio::piped())
         .kill_on_drop(true)
         .spawn()?;
