@@ -35,6 +35,20 @@ pub fn now_ms() -> u64 {
     }
 }
 
+/// The UTC date of `ms` (epoch milliseconds): year, month, day (Howard Hinnant's
+/// days-to-civil algorithm, proleptic Gregorian calendar).
+pub fn date_of(ms: u64) -> (i64, i64, i64) {
+    let z = (ms / 86_400_000) as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
 /// From now on, [`now_ms`] on this thread follows tokio's clock (paused in a
 /// simulation) from `start_ms`; `None` goes back to the system clock.
 pub fn follow_tokio_time(start_ms: Option<u64>) {

@@ -162,6 +162,9 @@ pub fn customer_index(customer: &CustomerId) -> String {
     format!("{CUSTOMER}{customer}")
 }
 
+/// Every product line's process kind ([`StoredProcess::kind`]): one open-index partition each.
+pub const PROCESS_KINDS: [&str; 2] = ["truck", "loan"];
+
 /// The open index's partition of processes of `kind` (`truck`, `loan`).
 pub fn open_partition(kind: &str) -> String {
     format!("{OPEN}{kind}")

@@ -188,9 +188,6 @@ pub async fn timeline<S: ProcessStore + Sync>(
     })
 }
 
-/// The product lines whose processes `stuck` looks at.
-const KINDS: [&str; 2] = ["truck", "loan"];
-
 /// Processes not ended that have been in their stage longer than `older_than` at
 /// `now_ms`, longest first, at most `limit` of each kind.
 pub async fn stuck<S: OpenProcesses + Sync>(
@@ -201,7 +198,7 @@ pub async fn stuck<S: OpenProcesses + Sync>(
 ) -> Result<Vec<OpenProcess>, InfraError> {
     let before = now_ms.saturating_sub(older_than.as_millis() as u64);
     let mut all = Vec::new();
-    for kind in KINDS {
+    for kind in keys::PROCESS_KINDS {
         all.extend(store.open_before(kind, before, limit).await?);
     }
     all.sort_by_key(|p| p.since_ms);
@@ -237,17 +234,7 @@ pub fn span(ms: u64) -> String {
 
 /// A time in milliseconds since the epoch, as UTC (`2026-11-24T06:25:01.123Z`).
 pub fn utc(ms: u64) -> String {
-    let (days, rest) = (ms / 86_400_000, ms % 86_400_000);
-    // Days to a civil date (Howard Hinnant's algorithm, for the proleptic Gregorian calendar).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let ((year, month, day), rest) = (crate::clock::date_of(ms), ms % 86_400_000);
     format!(
         "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
         rest / 3_600_000,

@@ -20,7 +20,7 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::truck::process::{TruckEvent, TruckStage};
 use crate::domain::workflow;
-use crate::keys::ProcessKey;
+use crate::keys::{self, ProcessKey};
 use crate::ports::{InfraError, OpenProcesses, TruckMessage, TruckQueue};
 use crate::telemetry;
 
@@ -28,9 +28,6 @@ use crate::telemetry;
 /// the bank chooses, an operator answers a review, which has its own alarm): waiting
 /// there is not being stuck.
 const WAITING_ON_PEOPLE: [&str; 3] = ["awaiting-payment", "awaiting-choice", "needs-review"];
-
-/// The product lines whose stuck processes are counted.
-const KINDS: [&str; 2] = ["truck", "loan"];
 
 /// The most processes of each kind one run looks at (the open index, longest waiting first).
 pub const LIMIT: u32 = 10_000;
@@ -86,7 +83,7 @@ where
         // dashboard's), and one with their total (the alarm's).
         let stuck_before = now_ms.saturating_sub(self.stuck_after.as_millis() as u64);
         let mut total = 0;
-        for kind in KINDS {
+        for kind in keys::PROCESS_KINDS {
             let open = self.store.open_before(kind, stuck_before, LIMIT).await?;
             let stuck = open.iter().filter(|p| !WAITING_ON_PEOPLE.contains(&p.stage.as_str())).count();
             telemetry::gauge("StuckProcesses", ("Process", kind), stuck as f64);

@@ -120,17 +120,7 @@ pub fn failure_of(error: CallError) -> HelperFailure {
 
 /// Today's date, UTC, as `YYYY-MM-DD` (MUST refuses a policy start before it).
 pub fn today_utc() -> String {
-    let days = (now_ms() / 86_400_000) as i64;
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = crate::clock::date_of(now_ms());
     format!("{year:04}-{month:02}-{day:02}")
 }
 
