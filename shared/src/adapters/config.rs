@@ -64,25 +64,57 @@ pub fn list(name: &'static str) -> Vec<String> {
         .collect()
 }
 
-/// The shared AWS SDK configuration (endpoint, region and credentials from the environment).
+/// The shared AWS SDK configuration (endpoint, region and credentials from the
+/// environment), with one HTTP client for every AWS client a function makes: one TLS
+/// set-up and one connection pool per container, not one per client (the SDK's default
+/// builds its own for each). The client is the SDK's default otherwise: rustls on
+/// aws-lc, proxies from the environment.
 pub async fn aws() -> aws_config::SdkConfig {
-    aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await
+    use aws_smithy_http_client::{proxy::ProxyConfig, tls, ConnectorBuilder};
+    let http = aws_smithy_http_client::Builder::new().build_with_connector_fn(|settings, components| {
+        let mut connector = ConnectorBuilder::default()
+            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc));
+        connector.set_connector_settings(settings.cloned());
+        if let Some(components) = components {
+            connector.set_sleep_impl(components.sleep_impl());
+        }
+        connector.set_proxy_config(Some(ProxyConfig::from_env()));
+        connector.build()
+    });
+    aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http).load().await
 }
 
 // Every client sends each call as an X-Ray subsegment of the invocation's trace.
+// DynamoDB, SQS and SSM calls carry small JSON bodies: the stalled-stream guard (a
+// timer beside every body poll, firing after 20 s without progress) is work on every
+// call for a stall the function's own timeout (30 s) and the sender's retry already
+// cover. S3 keeps it: a policy PDF's upload is a stream that can stall.
+
+fn small_calls() -> aws_config::stalled_stream_protection::StalledStreamProtectionConfig {
+    aws_config::stalled_stream_protection::StalledStreamProtectionConfig::disabled()
+}
 
 pub fn dynamodb(sdk: &aws_config::SdkConfig) -> aws_sdk_dynamodb::Client {
-    let conf = aws_sdk_dynamodb::config::Builder::from(sdk).interceptor(AwsCalls).build();
+    let conf = aws_sdk_dynamodb::config::Builder::from(sdk)
+        .stalled_stream_protection(small_calls())
+        .interceptor(AwsCalls)
+        .build();
     aws_sdk_dynamodb::Client::from_conf(conf)
 }
 
 pub fn sqs(sdk: &aws_config::SdkConfig) -> aws_sdk_sqs::Client {
-    let conf = aws_sdk_sqs::config::Builder::from(sdk).interceptor(AwsCalls).build();
+    let conf = aws_sdk_sqs::config::Builder::from(sdk)
+        .stalled_stream_protection(small_calls())
+        .interceptor(AwsCalls)
+        .build();
     aws_sdk_sqs::Client::from_conf(conf)
 }
 
 pub fn ssm(sdk: &aws_config::SdkConfig) -> aws_sdk_ssm::Client {
-    let conf = aws_sdk_ssm::config::Builder::from(sdk).interceptor(AwsCalls).build();
+    let conf = aws_sdk_ssm::config::Builder::from(sdk)
+        .stalled_stream_protection(small_calls())
+        .interceptor(AwsCalls)
+        .build();
     aws_sdk_ssm::Client::from_conf(conf)
 }
 

@@ -6,11 +6,19 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use polis_e2e::{BoxError, Harness};
+use polis_e2e::{workspace_root, BoxError, Harness};
 use polis_local_cloud::runtime::InvocationTiming;
 use polis_must_sim::Scenario;
 
-use crate::{function_cpu_ms, Row};
+use crate::{cpu_ms, function_cpu_ms, Row};
+
+/// CPU milliseconds the AWS emulator (moto, one Python process) has used so far.
+fn emulator_cpu_ms() -> f64 {
+    std::fs::read_to_string(workspace_root().join(".local/moto.pid"))
+        .ok()
+        .and_then(|pid| pid.trim().parse().ok())
+        .map_or(f64::NAN, cpu_ms)
+}
 
 /// What one phase (N policies of one kind) cost.
 pub struct Phase {
@@ -95,6 +103,7 @@ where
     Fut: std::future::Future<Output = Result<String, BoxError>>,
 {
     let runner_cpu = function_cpu_ms(h, runner);
+    let emulator_cpu = emulator_cpu_ms();
     let calls_before = h.cloud.aws.counts();
     let since = Instant::now();
     let mut ids = Vec::with_capacity(n);
@@ -106,6 +115,18 @@ where
     let invocations: Vec<_> = h.cloud.invocations().into_iter().filter(|i| i.started >= since).collect();
     let runner_invocations = invocations.iter().filter(|i| i.function == runner).count().max(1);
     let runner_cpu = function_cpu_ms(h, runner) - runner_cpu;
+    // Where the time went: the emulator is one Python process (one core at most), so a
+    // share near 100 % says the emulator, not polis, set the pace.
+    let emulator_busy = (emulator_cpu_ms() - emulator_cpu) / (wall.as_secs_f64() * 1000.0) * 100.0;
+    let aws_call_ms: f64 = h
+        .cloud
+        .aws
+        .timings()
+        .into_iter()
+        .filter(|c| c.started >= since)
+        .map(|c| (c.finished - c.started).as_secs_f64() * 1000.0)
+        .sum();
+    let function_ms: f64 = invocations.iter().map(|i| (i.finished - i.started).as_secs_f64() * 1000.0).sum();
     let rows = vec![
         Row::new(
             format!("{n} {plural} at once, through the local stack"),
@@ -115,6 +136,14 @@ where
                 n as f64 / wall.as_secs_f64()
             ),
             "none unfinished",
+        ),
+        Row::new(
+            format!("{n} {plural}: where the time went"),
+            format!(
+                "the emulator busy {emulator_busy:.0} % of the wall time (one core = 100 %); the functions' AWS calls {:.0} % of their invocation time",
+                aws_call_ms / function_ms * 100.0
+            ),
+            "-",
         ),
         Row::new(
             format!("CPU time per {runner} invocation (a batch of up to 10 messages)"),
@@ -176,5 +205,15 @@ pub async fn run(h: &Harness, n: usize) -> Result<Measured, BoxError> {
     .await?;
     loans.minimum_per_policy = MINIMUM_LOAN;
     rows.extend(loan_rows);
+    let quarantined = h.quarantined().await?.len() as u64;
+    let mut dead = 0;
+    for queue in ["TruckDeadLetterQueue", "LoanDeadLetterQueue", "BankEventsDeadLetterQueue"] {
+        dead += h.queue_depth(queue).await?;
+    }
+    rows.push(Row::new(
+        "hooks and events quarantined, and messages dead-lettered, during the flows",
+        format!("{quarantined} quarantined, {dead} dead-lettered"),
+        format!("none: {}", if quarantined + dead == 0 { "met" } else { "NOT met" }),
+    ));
     Ok(Measured { rows, phases: vec![trucks, loans] })
 }

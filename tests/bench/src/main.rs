@@ -13,7 +13,8 @@
 //! - AWS requests per issued policy against the minimum the flow needs, and the
 //!   AWS cost per 1,000 policies at list prices.
 //!
-//! `bench [--flows N] [--hooks N] [--cold-runs N]` (defaults 100, 1000, 5).
+//! `bench [--flows N] [--hooks N] [--cold-runs N]` (defaults 100, 1000, 5; `--flows 0` skips
+//! the flows and the cost).
 
 mod cold;
 mod cost;
@@ -24,7 +25,7 @@ mod warm;
 
 use std::path::PathBuf;
 
-use polis_e2e::{BoxError, Harness, Ports, StackOptions};
+use polis_e2e::{BoxError, Harness, Ports, StackOptions, StackTimings};
 
 /// One line of the result table.
 pub struct Row {
@@ -89,8 +90,12 @@ async fn main() -> Result<(), BoxError> {
     }
     let stack = format!("polis-bench-{}", std::process::id());
     let logs = PathBuf::from(".local/logs").join(&stack);
-    let options = StackOptions { release: true, ..StackOptions::default() };
-    let h = Harness::start_with(&stack, Ports::any()?, logs, options).await?;
+    // The function's own figures: the tests' timings (a warm hook for an unknown scoringId
+    // is quarantined after 3 s, so the queue drains), the watchdog out of the way.
+    let timings =
+        StackTimings { schedule_every: std::time::Duration::from_secs(3600), ..StackTimings::TESTS };
+    let options = StackOptions { release: true, timings, ..StackOptions::default() };
+    let h = Harness::start_with(&stack, Ports::any()?, logs.clone(), options).await?;
     eprintln!("bench: stack up (release binaries); measuring");
 
     let mut rows = sizes::zipped(&h)?;
@@ -99,9 +104,18 @@ async fn main() -> Result<(), BoxError> {
     let (warm_rows, cpu_per_hook) = warm::hooks(&h, hooks).await?;
     rows.extend(warm_rows);
     rows.extend(peer::compare(&h, &stack, hook_cold, cpu_per_hook).await?);
-    let measured = flows::run(&h, flows).await?;
-    rows.extend(measured.rows.iter().map(|r| Row::new(r.what.clone(), r.value.clone(), r.target.clone())));
-    rows.extend(cost::per_thousand(&h, &measured)?);
+    // `--flows 0`: only the function's own figures (a lever's quick check).
+    if flows > 0 {
+        // The flows on a stack of their own, with timings fit for load.
+        let load = format!("{stack}-load");
+        let options = StackOptions { release: true, timings: StackTimings::LOAD, ..StackOptions::default() };
+        let h = Harness::start_with(&load, Ports::any()?, logs.join("load"), options).await?;
+        let measured = flows::run(&h, flows).await?;
+        rows.extend(
+            measured.rows.iter().map(|r| Row::new(r.what.clone(), r.value.clone(), r.target.clone())),
+        );
+        rows.extend(cost::per_thousand(&h, &measured)?);
+    }
 
     let machine = std::fs::read_to_string("/proc/cpuinfo")
         .ok()

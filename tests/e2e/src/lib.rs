@@ -11,7 +11,7 @@ mod stack;
 pub use bank::kinds;
 pub use inspect::{attribute_json, done_calls, is_settled, must_call_of, stage_of, ENDED};
 pub use stack::{
-    workspace_root, BoxError, Harness, HookAuthMode, Partner, Partners, Ports, StackOptions, BIMA_CLIENT_ID,
-    BIMA_CLIENT_SECRET, CHOICE_REMINDER_MINUTES, HOOK_SECRET, MUST_LOGIN, MUST_PASSWORD, NEW_PATH_TOKEN,
-    NEW_SIGNING_SECRET, OLD_PATH_TOKEN, OLD_SIGNING_SECRET, SCHEDULE_EVERY,
+    workspace_root, BoxError, Harness, HookAuthMode, Partner, Partners, Ports, StackOptions, StackTimings,
+    BIMA_CLIENT_ID, BIMA_CLIENT_SECRET, CHOICE_REMINDER_MINUTES, HOOK_SECRET, MUST_LOGIN, MUST_PASSWORD,
+    NEW_PATH_TOKEN, NEW_SIGNING_SECRET, OLD_PATH_TOKEN, OLD_SIGNING_SECRET, SCHEDULE_EVERY,
 };

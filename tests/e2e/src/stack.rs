@@ -158,6 +158,41 @@ pub struct StackOptions {
     pub instances: usize,
     /// External partners instead of the simulators.
     pub partners: Partners,
+    pub timings: StackTimings,
+}
+
+/// The stack's clocks: retries, leases and graces, and how often the watchdog runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StackTimings {
+    pub runner_visibility_s: u32,
+    pub effect_lease_ms: u32,
+    pub unknown_scoring_grace_s: u32,
+    pub insurer_timeout_s: u32,
+    pub schedule_every: std::time::Duration,
+}
+
+impl StackTimings {
+    /// Retries come back in seconds, not minutes: a test sees a retry, a lease run out
+    /// and a hook's grace end within its own time.
+    pub const TESTS: StackTimings = StackTimings {
+        runner_visibility_s: 4,
+        effect_lease_ms: 3_000,
+        unknown_scoring_grace_s: 3,
+        insurer_timeout_s: 4,
+        schedule_every: SCHEDULE_EVERY,
+    };
+    /// For a thousand flows at once on one machine, where an emulator call can take
+    /// seconds: a lease that outlasts a slow insurer call; a grace for a hook that
+    /// overtakes its process long enough for a saturated emulator, yet within the runner
+    /// queue's 8 receives (8 × 20 s) before the dead-letter queue; the watchdog at a rate
+    /// that leaves the emulator to the flows.
+    pub const LOAD: StackTimings = StackTimings {
+        runner_visibility_s: 20,
+        effect_lease_ms: 30_000,
+        unknown_scoring_grace_s: 120,
+        insurer_timeout_s: 20,
+        schedule_every: std::time::Duration::from_secs(30),
+    };
 }
 
 impl Default for StackOptions {
@@ -168,6 +203,7 @@ impl Default for StackOptions {
             release: false,
             instances: 2,
             partners: Partners::SIMULATORS,
+            timings: StackTimings::TESTS,
         }
     }
 }
@@ -257,11 +293,10 @@ impl Harness {
             ("HookAuthMode", mode.into()),
             ("PaymentLinkHosts", payment_hosts),
             ("HookSourceNetworks", sources.into()),
-            // Retries come back in seconds, not minutes, locally.
-            ("RunnerVisibilityTimeout", "4".into()),
-            ("EffectLeaseMs", "3000".into()),
-            ("UnknownScoringGraceSeconds", "3".into()),
-            ("InsurerTimeoutSeconds", "4".into()),
+            ("RunnerVisibilityTimeout", options.timings.runner_visibility_s.to_string()),
+            ("EffectLeaseMs", options.timings.effect_lease_ms.to_string()),
+            ("UnknownScoringGraceSeconds", options.timings.unknown_scoring_grace_s.to_string()),
+            ("InsurerTimeoutSeconds", options.timings.insurer_timeout_s.to_string()),
             // The watchdog runs every SCHEDULE_EVERY; a bank's choice is overdue after 6 s.
             ("ChoiceReminderMinutes", CHOICE_REMINDER_MINUTES.into()),
         ]
@@ -310,7 +345,7 @@ impl Harness {
                     .into_iter()
                     .collect(),
                 instances: options.instances,
-                schedule_every: Some(SCHEDULE_EVERY),
+                schedule_every: Some(options.timings.schedule_every),
             },
             &sdk,
         )

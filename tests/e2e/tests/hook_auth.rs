@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::{harness, ids, items, run_on, writes_and_messages, FLOW_TIMEOUT};
 use polis::services::truck::hook_auth::sign;
-use polis_e2e::{HookAuthMode, Partners, StackOptions, NEW_SIGNING_SECRET, OLD_SIGNING_SECRET};
+use polis_e2e::{HookAuthMode, Partners, StackOptions, StackTimings, NEW_SIGNING_SECRET, OLD_SIGNING_SECRET};
 use polis_must_sim::Scenario;
 use serde_json::Value;
 
@@ -20,6 +20,7 @@ const SIGNED: StackOptions = StackOptions {
     release: false,
     instances: 2,
     partners: Partners::SIMULATORS,
+    timings: StackTimings::TESTS,
 };
 const BODY: &str = r#"{"insuranceCompany":"ingostrah","reason":"fleet too old 17847.29"}"#;
 const RETIRED_SECRET: &str = "whsec_dGhpcyBzZWNyZXQgd2FzIHJldGlyZWQ=";

@@ -7,7 +7,9 @@
 mod common;
 
 use common::{harness, ids, run_on, writes_and_messages, FLOW_TIMEOUT};
-use polis_e2e::{HookAuthMode, Partners, StackOptions, HOOK_SECRET, NEW_PATH_TOKEN, OLD_PATH_TOKEN};
+use polis_e2e::{
+    HookAuthMode, Partners, StackOptions, StackTimings, HOOK_SECRET, NEW_PATH_TOKEN, OLD_PATH_TOKEN,
+};
 use polis_must_sim::Scenario;
 
 const BY_PATH: StackOptions = StackOptions {
@@ -16,6 +18,7 @@ const BY_PATH: StackOptions = StackOptions {
     release: false,
     instances: 2,
     partners: Partners::SIMULATORS,
+    timings: StackTimings::TESTS,
 };
 const BODY: &str = r#"{"insuranceCompany":"ingostrah","reason":"fleet too old"}"#;
 
