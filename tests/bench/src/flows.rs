@@ -10,14 +10,24 @@ use polis_e2e::{workspace_root, BoxError, Harness};
 use polis_local_cloud::runtime::InvocationTiming;
 use polis_must_sim::Scenario;
 
-use crate::{cpu_ms, function_cpu_ms, Row};
+use crate::{cpu_ms, function_cpu_ms, under_way, Row};
 
-/// CPU milliseconds the AWS emulator (moto, one Python process) has used so far.
+/// The AWS emulator's process (moto, one Python process).
+fn emulator_pid() -> Option<u32> {
+    std::fs::read_to_string(workspace_root().join(".local/moto.pid")).ok()?.trim().parse().ok()
+}
+
+/// CPU milliseconds the emulator has used so far.
 fn emulator_cpu_ms() -> f64 {
-    std::fs::read_to_string(workspace_root().join(".local/moto.pid"))
-        .ok()
-        .and_then(|pid| pid.trim().parse().ok())
-        .map_or(f64::NAN, cpu_ms)
+    emulator_pid().map_or(f64::NAN, cpu_ms)
+}
+
+/// The emulator's resident memory now, in MB.
+fn emulator_rss_mb() -> f64 {
+    let status = emulator_pid().and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok());
+    let kb = status.as_deref().and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:")));
+    kb.and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 /// What one phase (N policies of one kind) cost.
@@ -118,15 +128,13 @@ where
     // Where the time went: the emulator is one Python process (one core at most), so a
     // share near 100 % says the emulator, not polis, set the pace.
     let emulator_busy = (emulator_cpu_ms() - emulator_cpu) / (wall.as_secs_f64() * 1000.0) * 100.0;
-    let aws_call_ms: f64 = h
-        .cloud
-        .aws
-        .timings()
-        .into_iter()
-        .filter(|c| c.started >= since)
-        .map(|c| (c.finished - c.started).as_secs_f64() * 1000.0)
-        .sum();
-    let function_ms: f64 = invocations.iter().map(|i| (i.finished - i.started).as_secs_f64() * 1000.0).sum();
+    let calls: Vec<_> = h.cloud.aws.timings().into_iter().filter(|c| c.started >= since).collect();
+    let (mut waiting_ms, mut function_ms) = (0.0, 0.0);
+    for inv in &invocations {
+        let own = calls.iter().filter(|c| c.function == inv.function).map(|c| (c.started, c.finished));
+        waiting_ms += under_way(inv.started, inv.finished, own).as_secs_f64() * 1000.0;
+        function_ms += (inv.finished - inv.started).as_secs_f64() * 1000.0;
+    }
     let rows = vec![
         Row::new(
             format!("{n} {plural} at once, through the local stack"),
@@ -140,8 +148,9 @@ where
         Row::new(
             format!("{n} {plural}: where the time went"),
             format!(
-                "the emulator busy {emulator_busy:.0} % of the wall time (one core = 100 %); the functions' AWS calls {:.0} % of their invocation time",
-                aws_call_ms / function_ms * 100.0
+                "the emulator busy {emulator_busy:.0} % of the wall time (one core = 100 %), holding {:.0} MB at the end; the functions waited on an AWS call {:.0} % of their invocation time",
+                emulator_rss_mb(),
+                waiting_ms / function_ms * 100.0
             ),
             "-",
         ),

@@ -24,6 +24,7 @@ mod sizes;
 mod warm;
 
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use polis_e2e::{BoxError, Harness, Ports, StackOptions, StackTimings};
 
@@ -47,6 +48,27 @@ pub fn quantile(sorted: &[f64], q: f64) -> f64 {
     }
     let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
     sorted[rank - 1]
+}
+
+/// How long within `[from, to]` at least one of `calls` (start, end) was under way:
+/// the union of their intervals, for calls that lie inside it.
+pub fn under_way(
+    from: Instant,
+    to: Instant,
+    calls: impl IntoIterator<Item = (Instant, Instant)>,
+) -> Duration {
+    let mut inside: Vec<(Instant, Instant)> =
+        calls.into_iter().filter(|&(s, e)| s >= from && e <= to).collect();
+    inside.sort();
+    let (mut total, mut reach) = (Duration::ZERO, from);
+    for (start, end) in inside {
+        let start = start.max(reach);
+        if end > start {
+            total += end - start;
+            reach = end;
+        }
+    }
+    total
 }
 
 /// CPU time (user + system) a process has used, in milliseconds.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use polis_e2e::{BoxError, Harness, HOOK_SECRET};
 
-use crate::{function_cpu_ms, quantile, Row};
+use crate::{function_cpu_ms, quantile, under_way, Row};
 
 const FUNCTION: &str = "HookApprovedFunction";
 const WARM_UP: usize = 50;
@@ -46,21 +46,12 @@ pub async fn hooks(h: &Harness, n: usize) -> Result<(Vec<Row>, f64), BoxError> {
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     for inv in &invocations {
-        let mut inside: Vec<(Instant, Instant)> = calls
+        let inside: Vec<(Instant, Instant)> = calls
             .iter()
             .filter(|c| c.started >= inv.started && c.finished <= inv.finished)
             .map(|c| (c.started, c.finished))
             .collect();
-        inside.sort();
-        // The time any call was under way: the union of their intervals.
-        let (mut under_way, mut reach) = (Duration::ZERO, inv.started);
-        for &(start, end) in &inside {
-            let from = start.max(reach);
-            if end > from {
-                under_way += end - from;
-                reach = end;
-            }
-        }
+        let under_way = under_way(inv.started, inv.finished, inside.iter().copied());
         let total = ms(inv.finished - inv.started);
         let longest = inside.iter().map(|(s, e)| ms(*e - *s)).fold(0.0, f64::max);
         invocation.push(total);
