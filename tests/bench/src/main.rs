@@ -114,8 +114,7 @@ async fn main() -> Result<(), BoxError> {
     let logs = PathBuf::from(".local/logs").join(&stack);
     // The function's own figures: the tests' timings (a warm hook for an unknown scoringId
     // is quarantined after 3 s, so the queue drains), the watchdog out of the way.
-    let timings =
-        StackTimings { schedule_every: std::time::Duration::from_secs(3600), ..StackTimings::TESTS };
+    let timings = StackTimings { schedule_every: Duration::from_secs(3600), ..StackTimings::TESTS };
     let options = StackOptions { release: true, timings, ..StackOptions::default() };
     let h = Harness::start_with(&stack, Ports::any()?, logs.clone(), options).await?;
     eprintln!("bench: stack up (release binaries); measuring");
