@@ -12,7 +12,7 @@ use polis_must_sim::Scenario;
 
 use crate::{cpu_ms, function_cpu_ms, under_way, Row};
 
-/// The AWS emulator's process (moto, one Python process).
+/// The AWS emulator's process (moto, one Python process), as `scripts/emulator.sh` records it.
 fn emulator_pid() -> Option<u32> {
     std::fs::read_to_string(workspace_root().join(".local/moto.pid")).ok()?.trim().parse().ok()
 }
