@@ -54,6 +54,27 @@ impl Harness {
         self.wait_settled(&format!("TRUCK#{process_id}"), stage, timeout, on_change).await
     }
 
+    /// Waits until the truck process as stored satisfies `holds`. A notice reaches the bank
+    /// before the write that records it: a test that saw a notice polls for its record.
+    pub async fn wait_for_process(
+        &self,
+        process_id: &str,
+        timeout: Duration,
+        holds: impl Fn(&Value) -> bool,
+    ) -> Result<Value, BoxError> {
+        let start = Instant::now();
+        loop {
+            let record = self.process(process_id).await?;
+            match record {
+                Some(p) if holds(&p) => return Ok(p),
+                _ if start.elapsed() > timeout => {
+                    return Err(format!("{process_id} did not get there within {timeout:?}: {record:?}").into())
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
     /// Waits until the loan's credit-life record has reached `stage` and settled there.
     pub async fn wait_for_loan_stage(
         &self,

@@ -110,8 +110,7 @@ fn no_insurer_approves_and_the_bank_is_told_rejected() {
         };
         h.start_truck_process(&pid, &vin, scenario, false).await.unwrap();
         h.wait_for_notification(&pid, "truck.rejected", FLOW_TIMEOUT).await.unwrap();
-        let p = h.process(&pid).await.unwrap().unwrap();
-        assert_eq!(p["stage"], "rejected");
+        let p = h.wait_for_stage(&pid, "rejected", FLOW_TIMEOUT, |_| {}).await.unwrap();
         assert_eq!(p["chosen"], Value::Null);
         let notices = h.notifications(&pid);
         assert_eq!(kinds(&notices), ["truck.offer", "truck.offer", "truck.rejected"]);
@@ -170,8 +169,7 @@ fn a_failed_hook_ends_the_process_with_code_category_and_customer_text() {
         assert_eq!(failed["error"]["code"], "1421");
         assert_eq!(failed["error"]["category"], "policy-issuing");
         assert_eq!(failed["error"]["customerTextRu"], "Введите действующую Диагностическую Карту.");
-        let p = h.process(&pid).await.unwrap().unwrap();
-        assert_eq!(p["stage"], "failed");
+        let p = h.wait_for_stage(&pid, "failed", FLOW_TIMEOUT, |_| {}).await.unwrap();
         assert_eq!(p["error"]["code"], "1421");
     });
 }
