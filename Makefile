@@ -4,7 +4,7 @@ SHELL := /bin/bash
 
 VENV := .venv
 # aws-sam-translator: AWS's own SAM transform, for the deployment's rehearsal (scripts/translate-template.py).
-PY_DEPS := 'moto[dynamodb,s3,sqs,ssm]==5.*' flask flask-cors 'aws-sam-translator==1.*' pyyaml
+PY_DEPS := 'moto[dynamodb,s3,sqs,ssm]==5.2.5' flask flask-cors 'aws-sam-translator==1.*' pyyaml
 export AWS_ENDPOINT_URL ?= http://127.0.0.1:5000
 export AWS_ACCESS_KEY_ID ?= local
 export AWS_SECRET_ACCESS_KEY ?= local

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Starts (or stops) moto's server, the AWS API emulator, on 127.0.0.1:5000.
-# Usage: scripts/emulator.sh start|stop
+# Starts (or stops) moto's server, the AWS API emulator, on 127.0.0.1:${EMULATOR_PORT:-5000},
+# through scripts/moto-server.py (moto with its repairs for many clients at once).
+# Several may run side by side, one per port (the bench gives SQS, S3 and SSM one of their
+# own: each is one Python process, one core at most). `stop` stops every one.
+# Usage: [EMULATOR_PORT=5001] scripts/emulator.sh start|stop
 set -euo pipefail
 cd "$(dirname "$0")/.."
 port="${EMULATOR_PORT:-5000}"
-pidfile=".local/moto.pid"
 mkdir -p .local
 
 answering() { curl -fsS "http://127.0.0.1:${port}/moto-api/" >/dev/null 2>&1; }
@@ -12,14 +14,17 @@ answering() { curl -fsS "http://127.0.0.1:${port}/moto-api/" >/dev/null 2>&1; }
 case "${1:-start}" in
   start)
     if answering; then echo "emulator already answering on 127.0.0.1:${port}"; exit 0; fi
-    nohup .venv/bin/moto_server -H 127.0.0.1 -p "$port" > .local/moto.log 2>&1 &
-    echo $! > "$pidfile"
+    nohup .venv/bin/python scripts/moto-server.py -H 127.0.0.1 -p "$port" > ".local/moto-${port}.log" 2>&1 &
+    echo $! > ".local/moto-${port}.pid"
     for _ in $(seq 1 100); do
       if answering; then echo "emulator up on 127.0.0.1:${port}"; exit 0; fi
       sleep 0.1
     done
-    echo "emulator did not start; see .local/moto.log" >&2; exit 1 ;;
+    echo "emulator did not start; see .local/moto-${port}.log" >&2; exit 1 ;;
   stop)
-    if [ -f "$pidfile" ]; then kill "$(cat "$pidfile")" 2>/dev/null || true; rm -f "$pidfile"; fi ;;
+    for pidfile in .local/moto-*.pid; do
+      [ -f "$pidfile" ] || continue
+      kill "$(cat "$pidfile")" 2>/dev/null || true; rm -f "$pidfile"
+    done ;;
   *) echo "usage: $0 start|stop" >&2; exit 2 ;;
 esac
