@@ -12,22 +12,55 @@ use polis_must_sim::Scenario;
 
 use crate::{cpu_ms, function_cpu_ms, under_way, Row};
 
-/// The AWS emulator's process (moto, one Python process), as `scripts/emulator.sh` records it.
-fn emulator_pid() -> Option<u32> {
-    std::fs::read_to_string(workspace_root().join(".local/moto.pid")).ok()?.trim().parse().ok()
+/// The AWS emulator's processes (moto: one Python process per port), as `scripts/emulator.sh`
+/// records them.
+fn emulator_pids() -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir(workspace_root().join(".local")) else {
+        return Vec::new();
+    };
+    dir.filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with("moto-"))
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".pid"))
+        .filter_map(|e| std::fs::read_to_string(e.path()).ok()?.trim().parse().ok())
+        .collect()
 }
 
 /// CPU milliseconds the emulator has used so far.
 fn emulator_cpu_ms() -> f64 {
-    emulator_pid().map_or(f64::NAN, cpu_ms)
+    emulator_pids().into_iter().map(cpu_ms).sum()
 }
 
 /// The emulator's resident memory now, in MB.
 fn emulator_rss_mb() -> f64 {
-    let status = emulator_pid().and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok());
-    let kb = status.as_deref().and_then(|s| s.lines().find_map(|l| l.strip_prefix("VmRSS:")));
-    kb.and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
+    let rss_kb = |pid: u32| {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))?
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse::<f64>()
+            .ok()
+    };
+    emulator_pids().into_iter().filter_map(rss_kb).sum::<f64>() / 1024.0
+}
+
+/// The machine's CPU time so far, busy and in all, in clock ticks (from /proc/stat).
+fn machine_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...: idle and iowait are not busy.
+    let all: u64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    (all - idle, all)
 }
 
 /// What one phase (N policies of one kind) cost.
@@ -114,6 +147,7 @@ where
 {
     let runner_cpu = function_cpu_ms(h, runner);
     let emulator_cpu = emulator_cpu_ms();
+    let machine = machine_ticks();
     let calls_before = h.cloud.aws.counts();
     let since = Instant::now();
     let mut ids = Vec::with_capacity(n);
@@ -125,9 +159,13 @@ where
     let invocations: Vec<_> = h.cloud.invocations().into_iter().filter(|i| i.started >= since).collect();
     let runner_invocations = invocations.iter().filter(|i| i.function == runner).count().max(1);
     let runner_cpu = function_cpu_ms(h, runner) - runner_cpu;
-    // Where the time went: the emulator is one Python process (one core at most), so a
-    // share near 100 % says the emulator, not polis, set the pace.
+    // Where the time went: each emulator process is one Python process (one core at most),
+    // so a share near 100 % per process says the emulator, not polis, set the pace.
     let emulator_busy = (emulator_cpu_ms() - emulator_cpu) / (wall.as_secs_f64() * 1000.0) * 100.0;
+    let machine_busy = {
+        let (busy, all) = machine_ticks();
+        (busy - machine.0) as f64 / (all - machine.1).max(1) as f64 * 100.0
+    };
     let calls: Vec<_> = h.cloud.aws.timings().into_iter().filter(|c| c.started >= since).collect();
     let (mut waiting_ms, mut function_ms) = (0.0, 0.0);
     for inv in &invocations {
@@ -148,7 +186,8 @@ where
         Row::new(
             format!("{n} {plural}: where the time went"),
             format!(
-                "the emulator busy {emulator_busy:.0} % of the wall time (one core = 100 %), holding {:.0} MB at the end; the functions waited on an AWS call {:.0} % of their invocation time",
+                "the machine's cores busy {machine_busy:.0} % of the time; the emulator ({} processes) busy {emulator_busy:.0} % of the wall time (one core = 100 %), holding {:.0} MB at the end; the functions waited on an AWS call {:.0} % of their invocation time",
+                emulator_pids().len(),
                 emulator_rss_mb(),
                 waiting_ms / function_ms * 100.0
             ),

@@ -165,6 +165,37 @@ pub async fn process_store<S: ProcessStore>(store: &S) {
     // Saving with the alias it already has is fine.
     assert_eq!(store.save(&process, 2, &[alias]).await.expect("same alias again"), 3);
 
+    // Writers racing at one version (the runner and a rebasing one, say): one wins, and the
+    // losers leave no trace, not even the alias a loser's transaction would have added.
+    let raced = truck(&unique("REQ-RACE"), &unique("CUST"));
+    assert!(store.create(&raced).await.expect("create"));
+    let racers: Vec<(TruckProcess, Vec<String>)> = (0..4)
+        .map(|i| {
+            let mut p = raced.clone();
+            p.applied = vec![format!("racer-{i}")];
+            let sc = ScoringId::parse(&unique("sc-race")).expect("a scoring id");
+            // Two with a new alias (a transaction), two without (a conditional put).
+            (p, if i % 2 == 0 { vec![keys::scoring_alias(&sc)] } else { vec![] })
+        })
+        .collect();
+    let save = |i: usize| store.save(&racers[i].0, 1, &racers[i].1);
+    let (r0, r1, r2, r3) = tokio::join!(save(0), save(1), save(2), save(3));
+    let results = [r0, r1, r2, r3];
+    let won: Vec<usize> = (0..4).filter(|&i| results[i].is_ok()).collect();
+    assert_eq!(won.len(), 1, "one writer wins a version: {results:?}");
+    assert!(
+        results.iter().filter(|r| r.is_err()).all(|r| matches!(r, Err(SaveError::Conflict))),
+        "the others conflict: {results:?}"
+    );
+    let now = store.load::<TruckProcess>(&raced.key()).await.expect("load").expect("there");
+    assert_eq!((now.version, &now.value.applied), (2, &racers[won[0]].0.applied), "the winner's state");
+    for (i, (_, aliases)) in racers.iter().enumerate() {
+        for alias in aliases {
+            let owner = (i == won[0]).then(|| raced.key());
+            assert_eq!(store.resolve_alias(alias).await.expect("alias"), owner, "racer {i}'s alias");
+        }
+    }
+
     // Within the item limit a large state is kept; over it, nothing is written.
     let mut large = process.clone();
     large.applied = (0..1500).map(|i| format!("{i:0>100}")).collect();

@@ -68,7 +68,9 @@ impl Harness {
             match record {
                 Some(p) if holds(&p) => return Ok(p),
                 _ if start.elapsed() > timeout => {
-                    return Err(format!("{process_id} did not get there within {timeout:?}: {record:?}").into())
+                    return Err(
+                        format!("{process_id} did not get there within {timeout:?}: {record:?}").into()
+                    )
                 }
                 _ => tokio::time::sleep(Duration::from_millis(100)).await,
             }

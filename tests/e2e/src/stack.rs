@@ -303,7 +303,7 @@ impl Harness {
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))
         .collect();
-        let platform_env = vec![
+        let mut platform_env = vec![
             ("AWS_ENDPOINT_URL".into(), endpoint),
             ("AWS_ACCESS_KEY_ID".into(), std::env::var("AWS_ACCESS_KEY_ID").unwrap_or("local".into())),
             (
@@ -313,6 +313,7 @@ impl Harness {
             ("AWS_REGION".into(), std::env::var("AWS_REGION").unwrap_or("us-east-1".into())),
             ("S3_FORCE_PATH_STYLE".into(), "true".into()),
         ];
+        platform_env.extend(polis_local_cloud::own_emulators_from_env());
         // The operator's step before a deploy: the secrets go to SSM as SecureStrings.
         let ssm = aws_sdk_ssm::Client::new(&sdk);
         for (name, value) in [

@@ -3,7 +3,8 @@
 //! call, e.g. `TruckRunnerFunction` / `dynamodb:PutItem`) and can take AWS away
 //! (every call answered 503, as during an outage) and give it back, while the
 //! emulator keeps its state. Functions are told who they are through
-//! `AWS_SDK_UA_APP_ID`, which the SDK puts in its user agent.
+//! `AWS_SDK_UA_APP_ID`, which the SDK puts in its user agent. A service may have an
+//! emulator of its own (`AWS_ENDPOINT_URL_SQS`, as the SDK names it): its calls go there.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -31,6 +32,8 @@ pub struct CallTiming {
 pub struct AwsProxy {
     pub url: String,
     upstream: String,
+    /// Service (`sqs`, `s3`, ...) → its own emulator, where it has one.
+    upstream_of: BTreeMap<String, String>,
     http: reqwest::Client,
     down: AtomicBool,
     refused: std::sync::atomic::AtomicU64,
@@ -41,12 +44,20 @@ pub struct AwsProxy {
 }
 
 impl AwsProxy {
-    /// Starts a proxy to `upstream` (the emulator's URL) on a free port.
-    pub async fn start(upstream: &str) -> std::io::Result<Arc<AwsProxy>> {
+    /// Starts a proxy to `upstream` (the emulator's URL), and to `upstream_of` a service
+    /// for that service's calls, on a free port.
+    pub async fn start(
+        upstream: &str,
+        upstream_of: BTreeMap<String, String>,
+    ) -> std::io::Result<Arc<AwsProxy>> {
         let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
         let proxy = Arc::new(AwsProxy {
             url: format!("http://{}", listener.local_addr()?),
             upstream: upstream.trim_end_matches('/').to_owned(),
+            upstream_of: upstream_of
+                .into_iter()
+                .map(|(s, url)| (s, url.trim_end_matches('/').to_owned()))
+                .collect(),
             http: reqwest::Client::builder().no_proxy().build().map_err(std::io::Error::other)?,
             down: AtomicBool::new(false),
             refused: Default::default(),
@@ -206,20 +217,29 @@ async fn forward(
     let started = std::time::Instant::now();
     let (function, call) = (caller(&headers), call_name(&method, &headers));
     proxy.count(function.clone(), call.clone(), &body);
-    let response = answer(&proxy, method, uri, headers, body).await;
+    let service = call.split_once(':').map_or("", |(service, _)| service);
+    let upstream = proxy.upstream_of.get(service).unwrap_or(&proxy.upstream).clone();
+    let response = answer(&proxy, &upstream, method, uri, headers, body).await;
     let timing = CallTiming { function, call, started, finished: std::time::Instant::now() };
     proxy.timings.lock().unwrap_or_else(|e| e.into_inner()).push(timing);
     response
 }
 
-async fn answer(proxy: &AwsProxy, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn answer(
+    proxy: &AwsProxy,
+    upstream: &str,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if proxy.down.load(Ordering::SeqCst) {
         proxy.refused.fetch_add(1, Ordering::SeqCst);
         let body = r#"{"__type":"ServiceUnavailable","message":"AWS is unavailable (local outage)"}"#;
         return (StatusCode::SERVICE_UNAVAILABLE, [("content-type", "application/x-amz-json-1.0")], body)
             .into_response();
     }
-    let url = format!("{}{}", proxy.upstream, uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
+    let url = format!("{upstream}{}", uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"));
     // A HEAD answer has no body: its length header is the object's size, not the body's.
     let is_head = method == Method::HEAD;
     let mut request = proxy.http.request(method, url).body(body);
@@ -239,4 +259,37 @@ async fn answer(proxy: &AwsProxy, method: Method, uri: Uri, headers: HeaderMap, 
     }
     let bytes = answer.bytes().await.unwrap_or_default();
     response.body(Body::from(bytes)).unwrap_or_else(|_| StatusCode::BAD_GATEWAY.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An emulator stand-in that answers every request with its own name.
+    async fn upstream(name: &'static str) -> String {
+        let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], 0))).await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let app = Router::new().fallback(move || async move { name });
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+
+    #[tokio::test]
+    async fn a_service_with_an_emulator_of_its_own_is_sent_there_and_the_rest_to_the_default() {
+        let (default, own) = (upstream("default").await, upstream("sqs's own").await);
+        let proxy = AwsProxy::start(&default, BTreeMap::from([("sqs".to_owned(), own)])).await.unwrap();
+        let http = reqwest::Client::builder().no_proxy().build().unwrap();
+        let call = |target: Option<&'static str>| {
+            let mut request = http.post(format!("{}/", proxy.url)).header("user-agent", "app/TestFunction");
+            if let Some(target) = target {
+                request = request.header("x-amz-target", target);
+            }
+            async move { request.send().await.unwrap().text().await.unwrap() }
+        };
+        assert_eq!(call(Some("AmazonSQS.SendMessage")).await, "sqs's own");
+        assert_eq!(call(Some("DynamoDB_20120810.PutItem")).await, "default");
+        assert_eq!(call(None).await, "default", "S3 has none here");
+        let counted = proxy.counts();
+        assert_eq!(counted.get(&("TestFunction".to_owned(), "sqs:SendMessage".to_owned())), Some(&1));
+    }
 }

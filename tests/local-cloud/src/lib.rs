@@ -41,6 +41,15 @@ pub enum CloudError {
     Io(#[from] std::io::Error),
 }
 
+/// How the SDK names a service's own endpoint: `AWS_ENDPOINT_URL_SQS`, `AWS_ENDPOINT_URL_S3`, ...
+const SERVICE_ENDPOINT: &str = "AWS_ENDPOINT_URL_";
+
+/// The services' own emulators named in this process's environment (`AWS_ENDPOINT_URL_SQS=...`),
+/// for [`CloudOptions::platform_env`].
+pub fn own_emulators_from_env() -> Vec<(String, String)> {
+    std::env::vars().filter(|(k, _)| k.starts_with(SERVICE_ENDPOINT)).collect()
+}
+
 pub struct CloudOptions {
     pub template: PathBuf,
     /// Prefix of every physical name, so several stacks can share one emulator.
@@ -50,7 +59,8 @@ pub struct CloudOptions {
     pub bin_dir: PathBuf,
     pub log_dir: PathBuf,
     pub parameters: BTreeMap<String, String>,
-    /// Environment every function gets besides the template's: the emulator's endpoint and credentials.
+    /// Environment every function gets besides the template's: the emulator's endpoint and
+    /// credentials (a service's own emulator, `AWS_ENDPOINT_URL_<SERVICE>`, only through the proxy).
     pub platform_env: Vec<(String, String)>,
     /// Set last, over the template's environment (e.g. a log level for one test stack).
     pub env_overrides: Vec<(String, String)>,
@@ -96,7 +106,14 @@ impl LocalCloud {
             .find(|(k, _)| k == "AWS_ENDPOINT_URL")
             .map(|(_, v)| v.clone())
             .ok_or_else(|| CloudError::Template("platform_env needs AWS_ENDPOINT_URL".into()))?;
-        let aws = aws_proxy::AwsProxy::start(&emulator).await?;
+        // A service with an emulator of its own (`AWS_ENDPOINT_URL_SQS`): the proxy sends its
+        // calls there; the functions know only the proxy.
+        let own_emulators: BTreeMap<String, String> = options
+            .platform_env
+            .iter()
+            .filter_map(|(k, v)| Some((k.strip_prefix(SERVICE_ENDPOINT)?.to_lowercase(), v.clone())))
+            .collect();
+        let aws = aws_proxy::AwsProxy::start(&emulator, own_emulators).await?;
         let api = RuntimeApi::new(
             functions.iter().map(|f| (f.logical_id.clone(), Duration::from_secs(f.timeout_seconds))),
         );
@@ -109,6 +126,7 @@ impl LocalCloud {
             let mut env: Vec<(String, String)> = options
                 .platform_env
                 .iter()
+                .filter(|(k, _)| !k.starts_with(SERVICE_ENDPOINT))
                 .map(|(k, v)| (k.clone(), if k == "AWS_ENDPOINT_URL" { aws.url.clone() } else { v.clone() }))
                 .collect();
             env.push(("AWS_SDK_UA_APP_ID".into(), f.logical_id.clone()));

@@ -15,6 +15,7 @@ fn platform_env() -> Vec<(String, String)> {
         .iter()
         .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)))
         .chain([("S3_FORCE_PATH_STYLE".to_owned(), "true".to_owned())])
+        .chain(polis_local_cloud::own_emulators_from_env())
         .collect()
 }
 
