@@ -181,13 +181,16 @@ where
                 wall.as_secs_f64(),
                 n as f64 / wall.as_secs_f64()
             ),
-            "none unfinished",
+            format!("none unfinished: {}", if unfinished == 0 { "met" } else { "NOT met" }),
         ),
         Row::new(
             format!("{n} {plural}: where the time went"),
             format!(
-                "the machine's cores busy {machine_busy:.0} % of the time; the emulator ({} processes) busy {emulator_busy:.0} % of the wall time (one core = 100 %), holding {:.0} MB at the end; the functions waited on an AWS call {:.0} % of their invocation time",
-                emulator_pids().len(),
+                "the machine's cores busy {machine_busy:.0} % of the time; the emulator ({}) busy {emulator_busy:.0} % of the wall time (one core = 100 %), holding {:.0} MB at the end; the functions waited on an AWS call {:.0} % of their invocation time",
+                match emulator_pids().len() {
+                    1 => "one process".to_owned(),
+                    n => format!("{n} processes"),
+                },
                 emulator_rss_mb(),
                 waiting_ms / function_ms * 100.0
             ),
