@@ -1,4 +1,4 @@
-"""moto's server (the AWS API emulator, from PyPI), with three repairs for many clients at once.
+"""moto's server (the AWS API emulator, from PyPI), with five repairs for many clients at once.
 
 Started by scripts/emulator.sh in place of `moto_server`; takes the same arguments.
 
@@ -20,8 +20,8 @@ Started by scripts/emulator.sh in place of `moto_server`; takes the same argumen
    `isdir` calls) on every request to find the service: 17 % of the SQS emulator's time.
 5. No access-log line per request (errors are still logged).
 
-Each repair checks the moto internals it replaces and refuses to start if they changed: a
-moto upgrade (pinned in the Makefile) cannot silently undo or break one.
+Each repair of moto's code checks the internals it replaces and refuses to start if they
+changed: a moto upgrade (pinned in the Makefile) cannot silently undo or break one.
 """
 
 import copy
