@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Starts (or stops) moto's server, the AWS API emulator, on 127.0.0.1:${EMULATOR_PORT:-5000},
 # through scripts/moto-server.py (moto with its repairs for many clients at once).
-# Several may run side by side, one per port (the bench gives SQS, S3 and SSM one of their
-# own: each is one Python process, one core at most). `stop` stops every one.
+# Several may run side by side, one per port (e.g. SQS, S3 and SSM on one of their own, named
+# to the SDK by AWS_ENDPOINT_URL_SQS and friends: each is one Python process, one core at
+# most). `stop` stops every one.
 # Usage: [EMULATOR_PORT=5001] scripts/emulator.sh start|stop
 set -euo pipefail
 cd "$(dirname "$0")/.."

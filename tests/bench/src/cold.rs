@@ -56,15 +56,6 @@ async fn answered(State(s): State<Arc<OneShot>>, _body: Bytes) -> StatusCode {
     StatusCode::ACCEPTED
 }
 
-fn peak_rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// One cold start: until ready for work, until the first answer, and the peak RSS (kB).
 struct ColdStart {
     ready: Duration,
@@ -106,7 +97,7 @@ async fn once(launch: &Launch, event: Value) -> Result<ColdStart, BoxError> {
     let mut child = cmd.spawn()?;
     let pid = child.id().unwrap_or_default();
     let answered_at = tokio::time::timeout(Duration::from_secs(20), rx).await??;
-    let peak_rss_kb = peak_rss_kb(pid);
+    let peak_rss_kb = crate::status_kb(pid, "VmHWM").unwrap_or(0);
     let _ = child.kill().await;
     server.abort();
     let ready = state.ready.lock().unwrap_or_else(|e| e.into_inner()).unwrap_or(answered_at);

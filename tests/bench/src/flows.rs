@@ -10,7 +10,7 @@ use polis_e2e::{workspace_root, BoxError, Harness};
 use polis_local_cloud::runtime::InvocationTiming;
 use polis_must_sim::Scenario;
 
-use crate::{cpu_ms, function_cpu_ms, under_way, Row};
+use crate::{cpu_ms, function_cpu_ms, status_kb, under_way, Row};
 
 /// The AWS emulator's processes (moto: one Python process per port), as `scripts/emulator.sh`
 /// records them.
@@ -32,18 +32,7 @@ fn emulator_cpu_ms() -> f64 {
 
 /// The emulator's resident memory now, in MB.
 fn emulator_rss_mb() -> f64 {
-    let rss_kb = |pid: u32| {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))?
-            .trim()
-            .trim_end_matches("kB")
-            .trim()
-            .parse::<f64>()
-            .ok()
-    };
-    emulator_pids().into_iter().filter_map(rss_kb).sum::<f64>() / 1024.0
+    emulator_pids().into_iter().filter_map(|pid| status_kb(pid, "VmRSS")).sum::<u64>() as f64 / 1024.0
 }
 
 /// The machine's CPU time so far, busy and in all, in clock ticks (from /proc/stat).

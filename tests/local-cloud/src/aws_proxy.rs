@@ -218,8 +218,8 @@ async fn forward(
     let (function, call) = (caller(&headers), call_name(&method, &headers));
     proxy.count(function.clone(), call.clone(), &body);
     let service = call.split_once(':').map_or("", |(service, _)| service);
-    let upstream = proxy.upstream_of.get(service).unwrap_or(&proxy.upstream).clone();
-    let response = answer(&proxy, &upstream, method, uri, headers, body).await;
+    let upstream = proxy.upstream_of.get(service).unwrap_or(&proxy.upstream);
+    let response = answer(&proxy, upstream, method, uri, headers, body).await;
     let timing = CallTiming { function, call, started, finished: std::time::Instant::now() };
     proxy.timings.lock().unwrap_or_else(|e| e.into_inner()).push(timing);
     response
