@@ -104,7 +104,7 @@ fn alarm(
       Threshold: 1
       ComparisonOperator: GreaterThanOrEqualToThreshold
       TreatMissingData: notBreaching
-      AlarmActions: [!Ref AlarmTopic]
+      AlarmActions: [!Ref AlarmTopic, !If [HasOnCallTopic, !Ref OnCallTopicArn, !Ref AWS::NoValue]]
 
 ",
         name = dimension.0,
@@ -187,7 +187,7 @@ fn queue_alarm(
       Threshold: {threshold}
       ComparisonOperator: GreaterThanOrEqualToThreshold
       TreatMissingData: notBreaching
-      AlarmActions: [!Ref AlarmTopic]
+      AlarmActions: [!Ref AlarmTopic, !If [HasOnCallTopic, !Ref OnCallTopicArn, !Ref AWS::NoValue]]
 
 "
     );
@@ -347,7 +347,7 @@ fn observability(template: &str) -> String {
       Threshold: 1
       ComparisonOperator: GreaterThanOrEqualToThreshold
       TreatMissingData: notBreaching
-      AlarmActions: [!Ref AlarmTopic]
+      AlarmActions: [!Ref AlarmTopic, !If [HasOnCallTopic, !Ref OnCallTopicArn, !Ref AWS::NoValue]]
 
 "
         );

@@ -435,3 +435,103 @@ fn each_schedule_is_an_eventbridge_rule_that_may_invoke_its_function_at_the_rate
     assert!(schedules > 0, "the watchdog runs on a schedule");
     assert_eq!(r.of_type("AWS::Events::Rule").count(), schedules, "rules the local cloud does not run");
 }
+
+/// What `Key` of a resource's properties `Ref`s, if it does.
+fn ref_of(value: &Value) -> Option<&str> {
+    value.get("Ref").and_then(Value::as_str)
+}
+
+#[test]
+fn every_alarm_reaches_a_topic_whose_key_lets_cloudwatch_publish() {
+    let r = rehearsal();
+    let alarms: Vec<(&String, &Value)> = r.of_type("AWS::CloudWatch::Alarm").collect();
+    assert!(alarms.len() > 20, "the alarms: {}", alarms.len());
+    let mut topics = BTreeSet::new();
+    for (id, alarm) in &alarms {
+        let actions = list(&alarm["Properties"]["AlarmActions"]);
+        let ours: Vec<&str> = actions.iter().filter_map(ref_of).collect();
+        assert_eq!(ours.len(), 1, "{id}: alarm actions {actions:?}");
+        topics.insert(ours[0].to_owned());
+        // The bank's own topic too, when given (OnCallTopicArn), and nothing else.
+        let others: Vec<&Value> = actions.iter().filter(|a| ref_of(a).is_none()).collect();
+        for other in others {
+            assert_eq!(
+                other,
+                &json!({"Fn::If": ["HasOnCallTopic", {"Ref": "OnCallTopicArn"}, {"Ref": "AWS::NoValue"}]}),
+                "{id}"
+            );
+        }
+    }
+    for topic in &topics {
+        let t = r.resource(topic);
+        assert_eq!(t["Type"], json!("AWS::SNS::Topic"), "{topic}");
+        let key_id = ref_of(&t["Properties"]["KmsMasterKeyId"])
+            .unwrap_or_else(|| panic!("{topic} is not encrypted with a key of the stack's: {t}"));
+        let key = r.resource(key_id);
+        assert_eq!(key["Type"], json!("AWS::KMS::Key"), "{key_id}");
+        let cloudwatch_may_publish = list(&key["Properties"]["KeyPolicy"]["Statement"]).iter().any(|s| {
+            let actions = list(&s["Action"]);
+            s["Effect"] == json!("Allow")
+                && list(&s["Principal"]["Service"]).contains(&json!("cloudwatch.amazonaws.com"))
+                && actions.contains(&json!("kms:Decrypt"))
+                && actions.contains(&json!("kms:GenerateDataKey*"))
+        });
+        assert!(cloudwatch_may_publish, "{key_id}'s policy does not let CloudWatch publish to {topic}");
+    }
+    // The alarms an on-call engineer relies on besides the generated ones.
+    let metrics: Vec<String> = alarms
+        .iter()
+        .flat_map(|(_, a)| {
+            let p = &a["Properties"];
+            let mut named = vec![p["MetricName"].as_str().unwrap_or_default().to_owned()];
+            for m in list(&p["Metrics"]) {
+                named.push(m["MetricStat"]["Metric"]["MetricName"].as_str().unwrap_or_default().to_owned());
+            }
+            named
+        })
+        .collect();
+    for metric in ["4xx", "5xx", "ApproximateAgeOfOldestMessage", "Quarantined", "StuckProcesses"] {
+        assert!(metrics.iter().any(|m| m == metric), "no alarm on {metric}");
+    }
+    let notices_age = alarms.iter().any(|(_, a)| {
+        a["Properties"]["MetricName"] == json!("ApproximateAgeOfOldestMessage")
+            && list(&a["Properties"]["Dimensions"])
+                .iter()
+                .any(|d| d["Value"] == json!({"Fn::GetAtt": ["BankNotificationsQueue", "QueueName"]}))
+    });
+    assert!(notices_age, "no alarm on the age of the bank's notices");
+}
+
+/// The rehearsal of `sam deploy --config-env {env}` with `overrides` on top: the Rules'
+/// failed assertions, or `Ok` when CloudFormation would go ahead.
+fn deploy_rehearsal(env: &str, overrides: &str) -> Result<(), String> {
+    let run = Command::new(root().join(".venv/bin/python"))
+        .current_dir(root())
+        .arg("scripts/translate-template.py")
+        .arg("template.yaml")
+        .args(["-o", "/dev/null", "--config-env", env, "--parameter-overrides", overrides])
+        .output()
+        .expect("runs the translator");
+    let stderr = String::from_utf8_lossy(&run.stderr).into_owned();
+    match run.status.code() {
+        Some(0) => Ok(()),
+        Some(2) if stderr.contains("would refuse") => Err(stderr),
+        _ => panic!("the rehearsal of {env} did not run: {stderr}"),
+    }
+}
+
+#[test]
+fn prod_is_refused_without_an_on_call_destination_musts_networks_and_payment_hosts() {
+    let refused = deploy_rehearsal("prod", "").expect_err("prod as samconfig.toml has it names no on-call destination");
+    for rule in ["ProdAlarmsReachSomeone", "ProdHooksOnlyFromMust", "ProdPaymentLinksOnlyToInsurers"] {
+        assert!(refused.contains(rule), "{rule} not reported: {refused}");
+    }
+    let networks = "HookSourceNetworks=203.0.113.0/24 PaymentLinkHosts=pay.insurer.example";
+    let without_on_call = deploy_rehearsal("prod", networks).expect_err("still no on-call destination");
+    assert!(without_on_call.contains("ProdAlarmsReachSomeone"), "{without_on_call}");
+    assert!(!without_on_call.contains("ProdHooksOnlyFromMust"), "{without_on_call}");
+    for destination in ["AlarmEmail=oncall@bank.example", "OnCallTopicArn=arn:aws:sns:eu-central-1:123456789012:oncall"] {
+        assert_eq!(deploy_rehearsal("prod", &format!("{networks} {destination}")), Ok(()), "{destination}");
+    }
+    assert_eq!(deploy_rehearsal("dev", ""), Ok(()), "dev deploys without them");
+}
