@@ -54,12 +54,35 @@ pub enum Recorded {
     UsedElsewhere,
 }
 
+/// A check the hook intake applies to an authenticated hook that only a person may
+/// override: the hook may be genuine, and yet must not reach its process unseen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IntakeCheck {
+    /// A payment link to a host that is not one of `PaymentLinkHosts`, or not over https.
+    PaymentLinkHost,
+    /// A body naming another scoringId than its path (a signed hook replayed elsewhere).
+    NamesAnotherScoring,
+    /// A signed delivery whose `webhook-id` polis cannot use as an id.
+    WebhookId,
+}
+
 /// Where something kept for a person came from, and what replaying it means.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "source", rename_all = "kebab-case", rename_all_fields = "camelCase")]
 pub enum KeptOrigin {
-    /// A hook we could not process (replay: stored and queued again).
-    Hook { kind: HookKind, scoring_id: ScoringId, hook_id: String, by_content: bool, replays: u32 },
+    /// A hook we could not process (replay: stored and queued again). `check` names the
+    /// intake check it failed, when that is why it was kept: only a person re-drives it,
+    /// by its id, with a reason that is recorded.
+    Hook {
+        kind: HookKind,
+        scoring_id: ScoringId,
+        hook_id: String,
+        by_content: bool,
+        replays: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        check: Option<IntakeCheck>,
+    },
     /// A bank event we could not accept (replay: put back on the bank-events queue).
     BankEvent { event_id: String, event_type: String },
     /// An event a process rejected (replay: queued to the process again).
@@ -80,6 +103,20 @@ impl KeptOrigin {
             KeptOrigin::Event { .. } => "process-event",
             KeptOrigin::Review { .. } => "review",
             KeptOrigin::ArchivePending { .. } => "archive-pending",
+        }
+    }
+
+    /// What the item is about, for a person's list: the process (and the held attempt),
+    /// the hook's scoringId and path, the bank event's type and id.
+    pub fn about(&self) -> String {
+        match self {
+            KeptOrigin::Hook { kind, scoring_id, .. } => format!("scoringId {scoring_id} {}", kind.path()),
+            KeptOrigin::BankEvent { event_id, event_type } => format!("{event_type} {event_id}"),
+            KeptOrigin::Event { process, event_id, .. } => format!("{process} {event_id}"),
+            KeptOrigin::Review { process, effect, attempt } => {
+                format!("{process} {effect} attempt {attempt}")
+            }
+            KeptOrigin::ArchivePending { process, .. } => process.to_string(),
         }
     }
 

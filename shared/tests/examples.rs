@@ -64,5 +64,5 @@ fn notification_examples_parse() {
             matches!((prefix, n), ("bima.", Notification::Loan(_)) | ("truck.", Notification::Truck(_)));
         assert!(matches, "{name} parsed as the other product");
     });
-    assert_eq!(n, 15);
+    assert_eq!(n, 16);
 }

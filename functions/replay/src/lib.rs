@@ -1,8 +1,11 @@
-//! Replay, wired to AWS: what is kept for an operator (re-driven or resolved by
-//! `polis::services::replay::Replay`) and the three dead-letter queues (moved
-//! back to their source queues). The Lambda (`replay`) and the command
-//! (`polis-ops`) are two thin doors to [`Replayer::run`]; the command also reads a
-//! process's timeline and the processes stuck in a stage.
+//! Replay, wired to AWS: an operator's actions on what is kept (re-driven or resolved by
+//! `polis::services::replay::Replay`) and on the three dead-letter queues. The Lambda
+//! (`replay`) and the command (`polis-ops`) are two thin doors to [`Replayer::run`]; the
+//! command also reads a process's timeline and the processes stuck in a stage.
+//!
+//! A request does only what it names: every action is off unless asked for, one item at a
+//! time unless a bulk re-drive is asked for (which takes only what moves no money and
+//! passed every intake check), and every action that changes something names who acts.
 
 use polis::adapters::config::{self, var};
 use polis::adapters::dynamodb::Table;
@@ -10,51 +13,116 @@ use polis::adapters::sqs::{DeadLetters, Queue};
 use polis::domain::workflow::Resolution;
 use polis::keys::ProcessKey;
 use polis::ports::{now_ms, InfraError, OpenProcess, QuarantineStore, Quarantined};
-use polis::services::replay::{Replay, ReplayReport};
+use polis::services::replay::{Acted, Approval, Plan, Replay, ReplayReport, SourceQueue};
 use polis::services::timeline::{self, Timeline};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
-/// An operator's answer to a review: `process` is `TRUCK#{requestId}` or `LOAN#{loanNumber}`.
+/// An operator's answer to a review: `process` is `TRUCK#{requestId}` or `LOAN#{loanNumber}`,
+/// `attempt` the held attempt the answer is about (as `polis-ops list` shows it).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Resolve {
     pub process: String,
+    pub attempt: u32,
     #[serde(flatten)]
     pub resolution: Resolution,
 }
 
-/// What to do; by default the quarantine and the dead letters are replayed.
+/// Re-drive one kept item.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase", default)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Redrive {
+    /// The kept item's id (`polis-ops list`).
+    pub item: String,
+    /// Show what it would do; change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Re-drive a hook an intake check kept, for this reason (recorded).
+    #[serde(default)]
+    pub r#override: Option<String>,
+    /// The confirmation code its dry run gave, when it leads to money.
+    #[serde(default)]
+    pub confirm: Option<String>,
+}
+
+/// Move one dead letter back to its queue.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RedriveMessage {
+    pub queue: SourceQueue,
+    pub message_id: String,
+    #[serde(default)]
+    pub dry_run: bool,
+    #[serde(default)]
+    pub confirm: Option<String>,
+}
+
+/// What to do. Everything is off unless asked for; an empty request is refused.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct ReplayRequest {
+    /// Who acts: written into the history of every process acted on.
+    pub by: Option<String>,
+    /// Re-drive every kept item that moves no money and passed every intake check.
     pub quarantine: bool,
+    /// Move back every dead letter that moves no money and passed every intake check.
     pub dead_letters: bool,
+    /// With `quarantine` or `deadLetters`: show what each would do; change nothing.
+    pub dry_run: bool,
+    pub redrive: Option<Redrive>,
+    pub redrive_message: Option<RedriveMessage>,
     pub resolve: Option<Resolve>,
 }
 
-impl Default for ReplayRequest {
-    fn default() -> Self {
-        ReplayRequest { quarantine: true, dead_letters: true, resolve: None }
+impl ReplayRequest {
+    fn changes_something(&self) -> bool {
+        let one = self.redrive.as_ref().is_some_and(|r| !r.dry_run)
+            || self.redrive_message.as_ref().is_some_and(|r| !r.dry_run);
+        one || self.resolve.is_some() || ((self.quarantine || self.dead_letters) && !self.dry_run)
     }
+
+    fn names_an_action(&self) -> bool {
+        self.quarantine
+            || self.dead_letters
+            || self.redrive.is_some()
+            || self.redrive_message.is_some()
+            || self.resolve.is_some()
+    }
+}
+
+/// What a dead-letter queue's bulk re-drive did.
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeadLetterReport {
+    pub queue: String,
+    /// Moved back (a dry run: would be).
+    pub moved: Vec<String>,
+    /// Left where they are, each needing its own command: message id and why.
+    pub left: Vec<(String, String)>,
 }
 
 #[derive(Debug, Default, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ReplayOutcome {
     /// The process whose review was answered.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub resolved: Option<String>,
+    /// The one item (kept, or dead-lettered) acted on, with its plan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redriven: Option<Acted>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub quarantine: Option<ReplayReport>,
-    /// Messages moved back, by dead-letter queue URL.
-    pub dead_letters: Vec<(String, usize)>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dead_letters: Vec<DeadLetterReport>,
 }
 
 pub struct Replayer {
     replay: Replay<Table, Queue, Queue, Queue>,
-    dead_letters: Vec<DeadLetters>,
+    dead_letters: Vec<(SourceQueue, DeadLetters)>,
 }
 
-/// The most messages one run moves from each dead-letter queue.
-const REDRIVE_LIMIT: usize = 10_000;
+/// The most messages one run reads from each dead-letter queue.
+const DEAD_LETTER_LIMIT: usize = 10_000;
 
 /// The most stuck processes of each kind one listing shows.
 const STUCK_LIMIT: u32 = 1_000;
@@ -68,9 +136,12 @@ impl Replayer {
         let (process, loan, bank) =
             (var("TRUCK_QUEUE_URL")?, var("LOAN_QUEUE_URL")?, var("BANK_EVENTS_QUEUE_URL")?);
         let dead_letters = vec![
-            DeadLetters::new(sqs.clone(), var("TRUCK_DLQ_URL")?, process.clone()),
-            DeadLetters::new(sqs.clone(), var("LOAN_DLQ_URL")?, loan.clone()),
-            DeadLetters::new(sqs.clone(), var("BANK_EVENTS_DLQ_URL")?, bank.clone()),
+            (SourceQueue::Truck, DeadLetters::new(sqs.clone(), var("TRUCK_DLQ_URL")?, process.clone())),
+            (SourceQueue::Loan, DeadLetters::new(sqs.clone(), var("LOAN_DLQ_URL")?, loan.clone())),
+            (
+                SourceQueue::BankEvents,
+                DeadLetters::new(sqs.clone(), var("BANK_EVENTS_DLQ_URL")?, bank.clone()),
+            ),
         ];
         let replay = Replay {
             store: Table::new(config::dynamodb(&sdk), var("TABLE_NAME")?).keeping_input_for(
@@ -79,6 +150,8 @@ impl Replayer {
             trucks: queue(process),
             loans: queue(loan),
             bank_events: queue(bank),
+            payment_link_hosts: config::list("PAYMENT_LINK_HOSTS"),
+            money_max_age: Duration::from_secs(config::number("REDRIVE_MONEY_MAX_AGE_HOURS", 72)? * 3600),
         };
         Ok(Replayer { replay, dead_letters })
     }
@@ -99,25 +172,189 @@ impl Replayer {
         timeline::stuck(&self.replay.store, older_than, now_ms(), STUCK_LIMIT).await
     }
 
+    /// Every dead letter with its plan; nothing moves.
+    pub async fn list_dead_letters(&self) -> Result<Vec<Plan>, InfraError> {
+        let mut plans = Vec::new();
+        for (queue, dlq) in &self.dead_letters {
+            for (letter, _) in dlq.sort(DEAD_LETTER_LIMIT, |_| async { Ok(false) }).await? {
+                plans.push(
+                    self.replay
+                        .plan_message(*queue, &letter.message_id, &letter.body, letter.sent_ms)
+                        .await?,
+                );
+            }
+        }
+        Ok(plans)
+    }
+
     pub async fn run(&self, request: ReplayRequest) -> Result<ReplayOutcome, ReplayError> {
+        if !request.names_an_action() {
+            return Err(ReplayError::Request(
+                "nothing to do: name one action - redrive (one kept item), redriveMessage (one dead letter), \
+                 resolve (one review), or quarantine / deadLetters (every item that moves no money)"
+                    .into(),
+            ));
+        }
+        let by = request.by.clone().filter(|b| !b.trim().is_empty());
+        let by = match (by, request.changes_something()) {
+            (Some(by), _) => by,
+            (None, false) => "dry-run".to_owned(),
+            (None, true) => return Err(ReplayError::Request("say who acts (\"by\"): it is recorded".into())),
+        };
         let mut outcome = ReplayOutcome::default();
         if let Some(resolve) = request.resolve {
             let process = ProcessKey::parse(&resolve.process).map_err(ReplayError::Request)?;
-            self.replay.resolve(&process, resolve.resolution).await?.map_err(ReplayError::Request)?;
-            tracing::info!(process = %resolve.process, "review answered");
+            self.replay
+                .resolve(&process, resolve.attempt, resolve.resolution, &by)
+                .await?
+                .map_err(ReplayError::Request)?;
+            tracing::info!(process = %resolve.process, attempt = resolve.attempt, %by, "review answered");
             outcome.resolved = Some(resolve.process);
         }
+        if let Some(redrive) = request.redrive {
+            let approval = Approval {
+                by: by.clone(),
+                override_reason: redrive.r#override,
+                confirm: redrive.confirm,
+                dry_run: redrive.dry_run,
+            };
+            outcome.redriven =
+                Some(self.replay.redrive(&redrive.item, &approval).await?.map_err(ReplayError::Request)?);
+        }
+        if let Some(one) = request.redrive_message {
+            let approval = Approval {
+                by: by.clone(),
+                confirm: one.confirm,
+                dry_run: one.dry_run,
+                override_reason: None,
+            };
+            outcome.redriven = Some(self.redrive_message(one.queue, &one.message_id, &approval).await?);
+        }
         if request.quarantine {
-            outcome.quarantine = Some(self.replay.quarantined().await?);
+            outcome.quarantine = Some(match request.dry_run {
+                false => self.replay.routine(&by).await?,
+                true => self.routine_dry_run().await?,
+            });
         }
         if request.dead_letters {
-            for dlq in &self.dead_letters {
-                let moved = dlq.redrive(REDRIVE_LIMIT).await?;
-                tracing::info!(dlq = %dlq.dlq_url, moved, "dead letters moved back");
-                outcome.dead_letters.push((dlq.dlq_url.clone(), moved));
+            let approval = Approval { by, dry_run: request.dry_run, ..Approval::default() };
+            for (queue, dlq) in &self.dead_letters {
+                outcome.dead_letters.push(self.routine_dead_letters(*queue, dlq, &approval).await?);
             }
         }
         Ok(outcome)
+    }
+
+    /// What a bulk re-drive of the kept items would do; nothing changes.
+    async fn routine_dry_run(&self) -> Result<ReplayReport, InfraError> {
+        let mut report = ReplayReport::default();
+        for item in self.replay.store.list_quarantined().await? {
+            let plan = self.replay.plan_item(&item).await?;
+            match &plan.refused {
+                Some(why) => report.still_failing.push((item.id, why.clone())),
+                None if plan.is_routine() => report.replayed.push(item.id),
+                None => report
+                    .needs_its_own_command
+                    .push((item.id, plan.blocked(&Approval::default()).unwrap_or_default())),
+            }
+        }
+        Ok(report)
+    }
+
+    /// Moves back the dead letters of `queue` that a bulk re-drive may take.
+    async fn routine_dead_letters(
+        &self,
+        queue: SourceQueue,
+        dlq: &DeadLetters,
+        approval: &Approval,
+    ) -> Result<DeadLetterReport, InfraError> {
+        let mut report = DeadLetterReport { queue: queue.name().to_owned(), ..DeadLetterReport::default() };
+        let plans = std::sync::Mutex::new(Vec::new());
+        let sorted = dlq
+            .sort(DEAD_LETTER_LIMIT, |letter| {
+                let (replay, plans) = (&self.replay, &plans);
+                let letter = letter.clone();
+                async move {
+                    let plan =
+                        replay.plan_message(queue, &letter.message_id, &letter.body, letter.sent_ms).await?;
+                    let take = plan.is_routine() && !approval.dry_run;
+                    if take {
+                        replay.note_message(&plan, approval).await?;
+                    }
+                    plans.lock().unwrap_or_else(|e| e.into_inner()).push(plan);
+                    Ok(take)
+                }
+            })
+            .await?;
+        let plans = plans.into_inner().unwrap_or_else(|e| e.into_inner());
+        for ((letter, _), plan) in sorted.into_iter().zip(plans) {
+            if plan.is_routine() {
+                report.moved.push(letter.message_id);
+            } else {
+                let why = plan.blocked(approval).unwrap_or_default();
+                report.left.push((letter.message_id, why));
+            }
+        }
+        tracing::info!(
+            queue = queue.name(),
+            moved = report.moved.len(),
+            left = report.left.len(),
+            "dead letters sorted"
+        );
+        Ok(report)
+    }
+
+    /// Moves the dead letter `message_id` of `queue` back, as `approval` allows.
+    async fn redrive_message(
+        &self,
+        queue: SourceQueue,
+        message_id: &str,
+        approval: &Approval,
+    ) -> Result<Acted, ReplayError> {
+        let dlq = self
+            .dead_letters
+            .iter()
+            .find_map(|(q, dlq)| (*q == queue).then_some(dlq))
+            .ok_or_else(|| ReplayError::Request(format!("no dead-letter queue for {}", queue.name())))?;
+        // The plan of the message, once found, and why it may not go (if it may not).
+        let found: std::sync::Mutex<Option<(Plan, Option<String>)>> = std::sync::Mutex::new(None);
+        dlq.sort(DEAD_LETTER_LIMIT, |letter| {
+            let (replay, found) = (&self.replay, &found);
+            let letter = letter.clone();
+            async move {
+                let seen = found.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+                if letter.message_id != message_id || seen {
+                    return Ok(false);
+                }
+                let plan =
+                    replay.plan_message(queue, &letter.message_id, &letter.body, letter.sent_ms).await?;
+                let why = plan.blocked(approval);
+                let go = why.is_none() && !approval.dry_run;
+                if go {
+                    // Noted before it moves: the history says who sent it, whatever follows.
+                    replay.note_message(&plan, approval).await?;
+                }
+                *found.lock().unwrap_or_else(|e| e.into_inner()) = Some((plan, why));
+                Ok(go)
+            }
+        })
+        .await?;
+        let found = found.into_inner().unwrap_or_else(|e| e.into_inner());
+        let (plan, blocked) = found.ok_or_else(|| {
+            ReplayError::Request(format!(
+                "no dead letter {message_id} in the {} dead-letter queue (moved already? in a FIFO queue only \
+                 each process's oldest shows: move that first)",
+                queue.name()
+            ))
+        })?;
+        match (approval.dry_run, blocked) {
+            (true, _) => Ok(Acted { plan, done: false }),
+            (false, Some(why)) => Err(ReplayError::Request(why)),
+            (false, None) => {
+                tracing::info!(queue = queue.name(), message_id, by = %approval.by, "dead letter moved back");
+                Ok(Acted { plan, done: true })
+            }
+        }
     }
 }
 
@@ -127,4 +364,30 @@ pub enum ReplayError {
     Request(String),
     #[error(transparent)]
     Infra(#[from] InfraError),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_does_only_what_it_names_and_an_empty_one_nothing() {
+        let empty: ReplayRequest = serde_json::from_str("{}").unwrap();
+        assert!(!empty.names_an_action(), "every flag is off unless asked for");
+        let answer: ReplayRequest = serde_json::from_str(
+            r#"{"by":"anna","resolve":{"process":"TRUCK#REQ-1","attempt":2,"resolution":"did-not-happen"}}"#,
+        )
+        .unwrap();
+        assert!(answer.names_an_action() && !answer.quarantine && !answer.dead_letters, "{answer:?}");
+        let dry: ReplayRequest = serde_json::from_str(r#"{"redrive":{"item":"x","dryRun":true}}"#).unwrap();
+        assert!(!dry.changes_something(), "a dry run needs no name");
+        assert!(serde_json::from_str::<ReplayRequest>(r#"{"quarantine":true,"everything":true}"#).is_err());
+        assert!(
+            serde_json::from_str::<ReplayRequest>(
+                r#"{"resolve":{"process":"TRUCK#REQ-1","resolution":"did-not-happen"}}"#
+            )
+            .is_err(),
+            "an answer names the attempt it answers"
+        );
+    }
 }

@@ -67,64 +67,113 @@ pub struct DeadLetters {
     pub source_url: String,
 }
 
+/// A message waiting in a dead-letter queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub message_id: String,
+    pub body: String,
+    /// When it was first sent to its source queue.
+    pub sent_ms: u64,
+}
+
+/// How long a read of a dead-letter queue holds the messages it looks at (then they are
+/// visible again, should the reader die before releasing them).
+const LOOK_SECONDS: i32 = 60;
+
 impl DeadLetters {
     pub fn new(client: Client, dlq_url: impl Into<String>, source_url: impl Into<String>) -> DeadLetters {
         DeadLetters { client, dlq_url: dlq_url.into(), source_url: source_url.into() }
     }
 
-    /// Moves up to `max` messages back to the source queue, each sent before it is deleted
-    /// (a crash in between leaves a copy in both, which the consumers' idempotency absorbs).
-    /// FIFO messages keep their group and get a fresh deduplication id, so SQS does not drop
-    /// them as repeats of the first delivery. Returns how many moved.
-    pub async fn redrive(&self, max: usize) -> Result<usize, InfraError> {
+    /// Reads up to `max` dead letters and asks `pick` about each: those picked are moved
+    /// back to the source queue (each sent before it is deleted: a crash in between leaves
+    /// a copy in both, which the consumers' idempotency absorbs), the rest are made visible
+    /// again at once. FIFO messages keep their group and get a deduplication id of their
+    /// own message id, so SQS does not drop them as repeats of their first delivery, and a
+    /// copy moved twice is one. In a FIFO queue, a group's later messages show only once
+    /// its earlier ones are gone: they are moved in the order they came.
+    pub async fn sort<F, Fut>(&self, max: usize, mut pick: F) -> Result<Vec<(DeadLetter, bool)>, InfraError>
+    where
+        F: FnMut(&DeadLetter) -> Fut,
+        Fut: std::future::Future<Output = Result<bool, InfraError>>,
+    {
         use aws_sdk_sqs::types::MessageSystemAttributeName;
         let fifo = self.source_url.ends_with(".fifo");
-        fn err<E: std::error::Error>(e: E) -> InfraError {
-            InfraError::call("sqs", aws_sdk_sqs::error::DisplayErrorContext(e))
-        }
-        let mut moved = 0;
-        while moved < max {
-            let batch = self
-                .client
-                .receive_message()
-                .queue_url(&self.dlq_url)
-                .max_number_of_messages(10.min((max - moved) as i32))
-                .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
-                .wait_time_seconds(1)
-                .send()
-                .await
-                .map_err(err)?;
-            if batch.messages().is_empty() {
-                break;
-            }
-            for message in batch.messages() {
-                let mut send = self
+        let mut seen: Vec<(DeadLetter, bool)> = Vec::new();
+        let mut held = Vec::new();
+        let result = async {
+            while seen.len() < max {
+                let batch = self
                     .client
-                    .send_message()
-                    .queue_url(&self.source_url)
-                    .message_body(message.body().unwrap_or_default());
-                if fifo {
-                    let group = message
-                        .attributes()
-                        .and_then(|a| a.get(&MessageSystemAttributeName::MessageGroupId))
-                        .cloned()
-                        .unwrap_or_else(|| "redriven".into());
-                    let id = message.message_id().unwrap_or_default();
-                    send = send.message_group_id(group).message_deduplication_id(format!("redrive-{id}"));
+                    .receive_message()
+                    .queue_url(&self.dlq_url)
+                    .max_number_of_messages(10.min((max - seen.len()) as i32))
+                    .visibility_timeout(LOOK_SECONDS)
+                    .message_system_attribute_names(MessageSystemAttributeName::MessageGroupId)
+                    .message_system_attribute_names(MessageSystemAttributeName::SentTimestamp)
+                    .wait_time_seconds(1)
+                    .send()
+                    .await
+                    .map_err(err)?;
+                if batch.messages().is_empty() {
+                    return Ok(());
                 }
-                send.send().await.map_err(err)?;
-                if let Some(receipt) = message.receipt_handle() {
-                    self.client
-                        .delete_message()
-                        .queue_url(&self.dlq_url)
-                        .receipt_handle(receipt)
-                        .send()
-                        .await
-                        .map_err(err)?;
+                for message in batch.messages() {
+                    let attribute = |name| message.attributes().and_then(|a| a.get(&name)).cloned();
+                    let letter = DeadLetter {
+                        message_id: message.message_id().unwrap_or_default().to_owned(),
+                        body: message.body().unwrap_or_default().to_owned(),
+                        sent_ms: attribute(MessageSystemAttributeName::SentTimestamp)
+                            .and_then(|t| t.parse().ok())
+                            .unwrap_or(0),
+                    };
+                    let receipt = message.receipt_handle().unwrap_or_default().to_owned();
+                    let picked = pick(&letter).await?;
+                    if picked {
+                        let mut send =
+                            self.client.send_message().queue_url(&self.source_url).message_body(&letter.body);
+                        if fifo {
+                            let group = attribute(MessageSystemAttributeName::MessageGroupId)
+                                .unwrap_or_else(|| "redriven".into());
+                            send = send
+                                .message_group_id(group)
+                                .message_deduplication_id(format!("redrive-{}", letter.message_id));
+                        }
+                        send.send().await.map_err(err)?;
+                        self.client
+                            .delete_message()
+                            .queue_url(&self.dlq_url)
+                            .receipt_handle(receipt)
+                            .send()
+                            .await
+                            .map_err(err)?;
+                    } else {
+                        held.push(receipt);
+                    }
+                    seen.push((letter, picked));
                 }
-                moved += 1;
+            }
+            Ok(())
+        }
+        .await;
+        // Whatever happened above, what was looked at and not moved is visible again.
+        for receipt in held {
+            let release = self
+                .client
+                .change_message_visibility()
+                .queue_url(&self.dlq_url)
+                .receipt_handle(receipt)
+                .visibility_timeout(0)
+                .send()
+                .await;
+            if let Err(e) = release {
+                tracing::warn!(error = %err(e), "a dead letter stays hidden until its look ends");
             }
         }
-        Ok(moved)
+        result.map(|()| seen)
     }
+}
+
+fn err<E: std::error::Error>(e: E) -> InfraError {
+    InfraError::call("sqs", aws_sdk_sqs::error::DisplayErrorContext(e))
 }

@@ -35,6 +35,9 @@ pub trait EffectSpec: Clone + Serialize + DeserializeOwned + Send + Sync {
     fn changing_call(&self) -> Option<&'static str>;
     /// A notice to the bank (still sent while the process is held): its type and eventId.
     fn notice(&self) -> Option<(&'static str, &str)>;
+    /// Whether the call moves money (a payment request or order, a sale): an operator's
+    /// re-drive that leads to one needs that operator's confirmation for the item.
+    fn moves_money(&self) -> bool;
 
     fn is_notice(&self) -> bool {
         self.notice().is_some()
@@ -104,6 +107,10 @@ pub struct CallRecord {
 pub struct Review {
     /// The held effect's key; it stays first in the outbox.
     pub effect: String,
+    /// The held attempt at it (0 in holds recorded before attempts were named: then the
+    /// journal's last attempt). An answer names it and applies to this hold only.
+    #[serde(default)]
+    pub attempt: u32,
     pub since_ms: u64,
     pub detail: String,
 }
@@ -278,8 +285,22 @@ impl<E: EffectSpec> Outbox<E> {
         if self.review.is_some() || !self.is_pending(key) {
             return false;
         }
-        self.review = Some(Review { effect: key.to_owned(), since_ms, detail });
+        let attempt = self.attempts(key);
+        self.review = Some(Review { effect: key.to_owned(), attempt, since_ms, detail });
         true
+    }
+
+    /// The held call and its attempt, as an answer must name them.
+    pub fn held_attempt(&self) -> Option<(&str, u32)> {
+        let review = self.review.as_ref()?;
+        let attempt = if review.attempt == 0 { self.attempts(&review.effect) } else { review.attempt };
+        Some((review.effect.as_str(), attempt))
+    }
+
+    /// Whether the hold is the one an answer about `attempt` at `effect` is for: an answer
+    /// that meets a later hold (its own was lifted meanwhile) must not be applied to it.
+    pub fn holds(&self, effect: &str, attempt: u32) -> bool {
+        self.held_attempt() == Some((effect, attempt))
     }
 
     /// Lifts the hold so the held effect is attempted again.
@@ -358,6 +379,9 @@ pub enum What {
     Event { from: String, kind: String, id: String, applied_ms: u64 },
     /// A notice went to the bank.
     Notice { kind: String, event_id: String },
+    /// An operator acted on the process (`by` whom, which `action` on which `item`, and
+    /// what they said: an answer, an override's reason, a confirmation).
+    Operator { by: String, action: String, item: String, detail: String },
 }
 
 /// Happenings kept per process; beyond this the oldest but the first are dropped.
@@ -385,6 +409,16 @@ impl History {
         }
     }
 
+    /// Notes an operator's action once: the same action given again (a retried command)
+    /// is not noted twice.
+    pub fn note_operator(&mut self, at_ms: u64, action: What) -> bool {
+        if self.0.iter().any(|h| h.what == action) {
+            return false;
+        }
+        self.note(Happening { at_ms, what: action });
+        true
+    }
+
     /// Notes that the process is now in `stage`, unless that is where it last was.
     pub fn note_stage(&mut self, at_ms: u64, stage: String) {
         if self.stage().is_some_and(|(last, _)| last == stage) {
@@ -397,7 +431,7 @@ impl History {
     pub fn stage(&self) -> Option<(&str, u64)> {
         self.0.iter().rev().find_map(|h| match &h.what {
             What::Stage { stage } => Some((stage.as_str(), h.at_ms)),
-            What::Event { .. } | What::Notice { .. } => None,
+            What::Event { .. } | What::Notice { .. } | What::Operator { .. } => None,
         })
     }
 
@@ -440,10 +474,22 @@ pub trait Workflow: Clone + Serialize + DeserializeOwned + Send + Sync {
         self
     }
 
+    /// The work at the partners the process does from here with no event from outside:
+    /// each effect's key, and whether it moves money. By default its pending effects; a
+    /// process whose effects lead to others by themselves adds those.
+    fn work_ahead(&self) -> Vec<(String, bool)> {
+        pending_work(self.outbox())
+    }
+
     /// The event that records an effect's permanent failure.
     fn effect_failed(effect: &Self::Effect, error: super::bank::ErrorReport) -> Self::Event;
     /// The event that holds the process because `effect`'s outcome is unknown.
     fn effect_uncertain(effect: &str, at_ms: u64, detail: String) -> Self::Event;
+}
+
+/// The pending effects that are work at a partner (notices aside): key, and whether it moves money.
+pub fn pending_work<E: EffectSpec>(outbox: &Outbox<E>) -> Vec<(String, bool)> {
+    outbox.pending().iter().filter(|e| !e.is_notice()).map(|e| (e.key(), e.moves_money())).collect()
 }
 
 /// The stage name of a serde-named stage enum.
@@ -490,6 +536,9 @@ mod tests {
                 Toy::Notice(id) => Some(("toy.notice", id)),
                 Toy::Call(_) => None,
             }
+        }
+        fn moves_money(&self) -> bool {
+            false
         }
     }
 

@@ -12,7 +12,7 @@ use crate::domain::bank::{BankEvent, ErrorReport};
 use crate::domain::ids::ProcessId;
 use crate::domain::loan::bank::{LoanBankEvent, LoanIssued};
 use crate::domain::loan::process::{LoanNotice, LoanNotification, LoanProcess};
-use crate::domain::truck::bank::{TruckBankEvent, TruckNotice, TruckNotification};
+use crate::domain::truck::bank::{TruckBankEvent, TruckNotice, TruckNotification, TruckPolicyRequest};
 use crate::domain::truck::process::{TruckEvent, TruckProcess};
 use crate::domain::validation::FieldError;
 use crate::domain::workflow::{Received, Workflow};
@@ -33,6 +33,23 @@ pub struct BankIntake<S, Q, L, B> {
 /// A FIFO deduplication id (at most 128 characters) for the bank's event id.
 fn dedup_id(event_id: &str) -> String {
     hex::encode(Sha256::digest(event_id.as_bytes()))
+}
+
+/// The process event a bank event about an existing truck request is; a new request
+/// (`truck.policy-requested`) is no such event: `Err` gives back its id and request.
+pub fn truck_event_of(event: TruckBankEvent) -> Result<TruckEvent, (String, Box<TruckPolicyRequest>)> {
+    Ok(match event {
+        TruckBankEvent::PolicyRequested { event_id, request } => return Err((event_id, request)),
+        TruckBankEvent::DocumentsCorrected { event_id, documents, .. } => {
+            TruckEvent::DocumentsCorrected { id: event_id, documents }
+        }
+        TruckBankEvent::PaymentOrder { event_id, document, .. } => {
+            TruckEvent::PaymentOrderReceived { id: event_id, document }
+        }
+        TruckBankEvent::InsurerChosen { event_id, insurer, payment_method, .. } => {
+            TruckEvent::InsurerChosen { id: event_id, insurer, method: payment_method }
+        }
+    })
 }
 
 impl<S, Q, L, B> BankIntake<S, Q, L, B>
@@ -61,8 +78,8 @@ where
     async fn route_truck(&self, event: TruckBankEvent) -> Result<(), RetryLater> {
         let process_id = event.process_id().clone();
         let dedup = dedup_id(event.event_id());
-        let (message, created) = match event {
-            TruckBankEvent::PolicyRequested { request, event_id } => {
+        let (message, created) = match truck_event_of(event) {
+            Err((event_id, request)) => {
                 let cause =
                     Received { from: "bank", kind: "truck.policy-requested", id: &event_id, at_ms: 0 };
                 let created =
@@ -72,30 +89,9 @@ where
                 }
                 (TruckMessage::Drive { process_id: process_id.clone() }, created)
             }
-            TruckBankEvent::DocumentsCorrected { event_id, documents, .. } => (
-                TruckMessage::BankEvent {
-                    process_id: process_id.clone(),
-                    event: TruckEvent::DocumentsCorrected { id: event_id, documents },
-                    replays: 0,
-                },
-                false,
-            ),
-            TruckBankEvent::PaymentOrder { event_id, document, .. } => (
-                TruckMessage::BankEvent {
-                    process_id: process_id.clone(),
-                    event: TruckEvent::PaymentOrderReceived { id: event_id, document },
-                    replays: 0,
-                },
-                false,
-            ),
-            TruckBankEvent::InsurerChosen { event_id, insurer, payment_method, .. } => (
-                TruckMessage::BankEvent {
-                    process_id: process_id.clone(),
-                    event: TruckEvent::InsurerChosen { id: event_id, insurer, method: payment_method },
-                    replays: 0,
-                },
-                false,
-            ),
+            Ok(event) => {
+                (TruckMessage::BankEvent { process_id: process_id.clone(), event, replays: 0 }, false)
+            }
         };
         let group =
             if created { process_id.to_string() } else { message_group(&self.store, &process_id).await? };

@@ -132,6 +132,7 @@ async fn an_operator_answers_a_held_init_with_the_scoring_id() {
     let resolved = crate::domain::truck::process::TruckEvent::ReviewResolved {
         id: "op-1".into(),
         effect: "init".into(),
+        attempt: 1,
         resolution: crate::domain::workflow::Resolution::Happened {
             reference: Some("sc-1".into()),
             number: None,

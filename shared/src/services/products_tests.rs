@@ -79,12 +79,17 @@ fn issued_truck() -> TruckProcess {
         (
             "h-3",
             HookPayload::PolicyIssued {
+                insurer: None,
                 policy_number: Some("XXX 5425779624".into()),
                 blob_ids: vec![BlobId::parse("b-7").unwrap()],
             },
         ),
     ] {
         p.apply(TruckEvent::Hook { id: id.into(), by_content: false, payload, received_at_ms: 0 });
+        if id == "h-2" {
+            // The payment request the approval led to, made.
+            p.apply(TruckEvent::PaymentRequested { insurer: ingostrah.clone() });
+        }
     }
     p.apply(TruckEvent::FilesArchived {
         purpose: ArchivePurpose::Policy,

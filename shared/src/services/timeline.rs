@@ -117,6 +117,9 @@ fn line(line: &Line) -> String {
         Line::Happened(What::Notice { kind, event_id }) => {
             format!("{:<9} {kind}  eventId {event_id}", "notice")
         }
+        Line::Happened(What::Operator { by, action, item, detail }) => {
+            format!("{:<9} {by}: {action} {item}  {detail}", "operator")
+        }
         Line::Other(Recorded::Call { effect, attempt, duration_ms, outcome, detail }) => {
             let mut text = format!("{:<9} {effect} #{attempt}  {outcome} in {duration_ms} ms", "call");
             if let Some(detail) = detail {

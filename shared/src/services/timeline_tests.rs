@@ -14,6 +14,7 @@ fn skim(timeline: &Timeline) -> Vec<String> {
             Line::Happened(What::Stage { stage }) => format!("stage {stage}"),
             Line::Happened(What::Event { from, kind, .. }) => format!("{from} {kind}"),
             Line::Happened(What::Notice { kind, .. }) => format!("notice {kind}"),
+            Line::Happened(What::Operator { by, action, .. }) => format!("operator {by} {action}"),
             Line::Other(Recorded::Call { effect, attempt, outcome, .. }) => {
                 format!("call {effect}#{attempt} {outcome}")
             }

@@ -144,7 +144,8 @@ fn event_for(function: &str, run: usize) -> Value {
             None,
             json!({}),
         ),
-        "ReplayFunction" => json!({"quarantine": false, "deadLetters": false}),
+        // An empty request: refused at once ("nothing to do"), no AWS call.
+        "ReplayFunction" => json!({}),
         _ => json!({"Records": []}),
     }
 }

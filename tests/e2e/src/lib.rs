@@ -5,7 +5,7 @@
 
 mod bank;
 mod inspect;
-mod operator;
+pub mod operator;
 mod stack;
 
 pub use bank::kinds;

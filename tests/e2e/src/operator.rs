@@ -17,10 +17,11 @@ impl Harness {
         self.ops(&[command]).await
     }
 
-    /// An operator's answer to a review with `polis-ops resolve`; `Ok(false)` when the
-    /// process was no longer held (a hook from the partner proved the call meanwhile).
-    pub async fn resolve(&self, process: &str, answer: &[&str]) -> Result<bool, BoxError> {
-        let mut args = vec!["resolve", process];
+    /// An operator's answer to the review of `attempt` with `polis-ops resolve`; `Ok(false)`
+    /// when the process was no longer held (a hook from the partner proved the call meanwhile).
+    pub async fn resolve(&self, process: &str, attempt: u64, answer: &[&str]) -> Result<bool, BoxError> {
+        let attempt = attempt.to_string();
+        let mut args = vec!["resolve", process, &attempt];
         args.extend(answer);
         match self.ops(&args).await {
             Ok(_) => Ok(true),
@@ -29,7 +30,8 @@ impl Harness {
         }
     }
 
-    /// `polis-ops` with arguments, e.g. `["resolve", "TRUCK#REQ-1", "happened", "sc-1"]` or `["timeline", "REQ-1"]`.
+    /// `polis-ops` with arguments, e.g. `["resolve", "TRUCK#REQ-1", "1", "happened", "sc-1"]` or
+    /// `["timeline", "REQ-1"]`, as the operator [`OPERATOR`].
     pub async fn ops(&self, args: &[&str]) -> Result<String, BoxError> {
         let command = args.join(" ");
         let physical = |id: &str| self.cloud.physical(id).ok_or_else(|| format!("{id} is not in the stack"));
@@ -42,6 +44,8 @@ impl Harness {
             .env("TRUCK_DLQ_URL", physical("TruckDeadLetterQueue")?)
             .env("LOAN_DLQ_URL", physical("LoanDeadLetterQueue")?)
             .env("BANK_EVENTS_DLQ_URL", physical("BankEventsDeadLetterQueue")?)
+            .env("PAYMENT_LINK_HOSTS", self.cloud.parameter("PaymentLinkHosts").unwrap_or_default())
+            .env("POLIS_OPERATOR", OPERATOR)
             .output()
             .await?;
         if !out.status.success() {
@@ -75,7 +79,7 @@ impl Harness {
                     self.replay("quarantine").await?;
                 }
             }
-            if let Some(effect) = review_due(&record, &mut answered) {
+            if let Some((effect, attempt)) = review_due(&record, &mut answered) {
                 let call = must_call_of(&effect, &record);
                 let ours = done_calls(&record, |e| must_call_of(e, &record) == call);
                 let theirs = self.must.sim.changes(vin).get(call).copied().unwrap_or(0);
@@ -85,9 +89,12 @@ impl Harness {
                         (call == "init").then(|| self.must.sim.scorings(vin).last().cloned()).flatten();
                     let mut args = vec!["happened"];
                     args.extend(reference.as_deref());
-                    (self.resolve(&key, &args).await?, format!("{effect}: happened"))
+                    (self.resolve(&key, attempt, &args).await?, format!("{effect}: happened"))
                 } else {
-                    (self.resolve(&key, &["did-not-happen"]).await?, format!("{effect}: did not happen"))
+                    (
+                        self.resolve(&key, attempt, &["did-not-happen"]).await?,
+                        format!("{effect}: did not happen"),
+                    )
                 };
                 if answered_it {
                     // What waited for the answer (a first hook for the scoringId) goes again.
@@ -118,17 +125,18 @@ impl Harness {
             if ENDED.contains(&stage.as_str()) && is_settled(&record) {
                 return Ok(answers);
             }
-            if let Some(effect) = review_due(&record, &mut answered) {
+            if let Some((effect, attempt)) = review_due(&record, &mut answered) {
                 let key = format!("LOAN#{number}");
                 let policies = self.bima.sim.policies_of(number);
                 let (answered_it, answer) = match (effect.as_str(), policies.first()) {
                     ("sale", Some((id, policy_number))) => (
-                        self.resolve(&key, &["happened", id, policy_number]).await?,
+                        self.resolve(&key, attempt, &["happened", id, policy_number]).await?,
                         format!("sale: happened ({id})"),
                     ),
-                    _ => {
-                        (self.resolve(&key, &["did-not-happen"]).await?, format!("{effect}: did not happen"))
-                    }
+                    _ => (
+                        self.resolve(&key, attempt, &["did-not-happen"]).await?,
+                        format!("{effect}: did not happen"),
+                    ),
                 };
                 if answered_it {
                     answers.push(answer);
@@ -142,9 +150,30 @@ impl Harness {
     }
 }
 
-/// The effect of the review `record` holds, when an operator should answer it now: held
-/// past [`REVIEW_PATIENCE`], settled, and not the one answered last (`answered`, updated).
-fn review_due(record: &Value, answered: &mut Value) -> Option<String> {
+/// Who the end-to-end operator is, in the processes' histories.
+pub const OPERATOR: &str = "e2e-operator";
+
+/// The held attempt of the review `record` holds (the journal's last when the hold names
+/// none), as the operator reads it from `polis-ops list`.
+pub fn held_attempt(record: &Value) -> u64 {
+    let review = &record["outbox"]["review"];
+    let effect = review["effect"].as_str().unwrap_or_default();
+    match review["attempt"].as_u64() {
+        Some(attempt) if attempt > 0 => attempt,
+        _ => record["outbox"]["calls"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|c| c["effect"] == effect)
+            .filter_map(|c| c["attempt"].as_u64())
+            .max()
+            .unwrap_or(0),
+    }
+}
+
+/// The effect and attempt of the review `record` holds, when an operator should answer it
+/// now: held past [`REVIEW_PATIENCE`], settled, and not the one answered last (`answered`, updated).
+fn review_due(record: &Value, answered: &mut Value) -> Option<(String, u64)> {
     let review = &record["outbox"]["review"];
     let due = stage_of(record) == "needs-review"
         && is_settled(record)
@@ -154,7 +183,7 @@ fn review_due(record: &Value, answered: &mut Value) -> Option<String> {
         return None;
     }
     *answered = review.clone();
-    Some(review["effect"].as_str().unwrap_or_default().to_owned())
+    Some((review["effect"].as_str().unwrap_or_default().to_owned(), held_attempt(record)))
 }
 
 /// How long the operator leaves a review open before answering it: a hook from the partner

@@ -68,6 +68,15 @@ async fn exercise_every_function(h: &Harness) {
         .send()
         .await
         .unwrap();
+    // And one that would lead to a sale (money): a bulk re-drive looks at it and leaves it.
+    let unsold = Harness::loan_event(&ids("lp-dead-loan").0, "CUST-LP", "654000");
+    h.sqs()
+        .send_message()
+        .queue_url(h.cloud.physical("BankEventsDeadLetterQueue").unwrap())
+        .message_body(unsold.to_string())
+        .send()
+        .await
+        .unwrap();
     let start = std::time::Instant::now();
     while !h
         .quarantined()
@@ -79,9 +88,15 @@ async fn exercise_every_function(h: &Harness) {
         assert!(start.elapsed() < FLOW_TIMEOUT, "the runner never kept the unknown scoringId's hook");
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
-    let report =
-        h.cloud.invoke("ReplayFunction", &json!({"quarantine": true, "deadLetters": true})).await.unwrap();
+    let report = h
+        .cloud
+        .invoke("ReplayFunction", &json!({"by": "e2e-operator", "quarantine": true, "deadLetters": true}))
+        .await
+        .unwrap();
     assert!(!report["quarantine"]["replayed"].as_array().unwrap().is_empty(), "{report}");
+    let bank_events =
+        report["deadLetters"].as_array().unwrap().iter().find(|r| r["queue"] == "bank-events").unwrap();
+    assert!(bank_events["left"][0][1].as_str().unwrap().contains("sale (money)"), "{report}");
     // A bank event about an existing process: the intake looks up the process's message group.
     let rescan = h.put_document(&pid, 11, "sts-again.pdf").await.unwrap();
     let corrected = json!({"type": "truck.documents-corrected", "eventId": format!("lp-fix-{pid}"), "requestId": pid, "documents": [rescan]});
@@ -101,7 +116,8 @@ async fn exercise_every_function(h: &Harness) {
     .await
     .unwrap();
     h.wait_for_stage(&held, "needs-review", FLOW_TIMEOUT, |_| {}).await.unwrap();
-    let resolve = json!({"resolve": {"process": format!("TRUCK#{held}"), "resolution": "did-not-happen"}});
+    let attempt = polis_e2e::operator::held_attempt(&h.process(&held).await.unwrap().unwrap());
+    let resolve = json!({"by": "e2e-operator", "resolve": {"process": format!("TRUCK#{held}"), "attempt": attempt, "resolution": "did-not-happen"}});
     h.cloud.invoke("ReplayFunction", &resolve).await.unwrap();
     h.wait_for_stage(&held, "issued", FLOW_TIMEOUT, |_| {}).await.unwrap();
     let (loan, _) = ids("lp-sale");

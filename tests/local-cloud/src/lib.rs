@@ -214,6 +214,11 @@ impl LocalCloud {
         self.resources.resolve(&serde_json::json!({"Ref": logical_id})).ok()
     }
 
+    /// The value the stack was deployed with for the template parameter `name`.
+    pub fn parameter(&self, name: &str) -> Option<String> {
+        self.resources.parameters.get(name).cloned()
+    }
+
     /// Invokes a function directly (as `aws lambda invoke` does) and returns its answer.
     pub async fn invoke(
         &self,

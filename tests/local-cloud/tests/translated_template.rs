@@ -522,7 +522,8 @@ fn deploy_rehearsal(env: &str, overrides: &str) -> Result<(), String> {
 
 #[test]
 fn prod_is_refused_without_an_on_call_destination_musts_networks_and_payment_hosts() {
-    let refused = deploy_rehearsal("prod", "").expect_err("prod as samconfig.toml has it names no on-call destination");
+    let refused =
+        deploy_rehearsal("prod", "").expect_err("prod as samconfig.toml has it names no on-call destination");
     for rule in ["ProdAlarmsReachSomeone", "ProdHooksOnlyFromMust", "ProdPaymentLinksOnlyToInsurers"] {
         assert!(refused.contains(rule), "{rule} not reported: {refused}");
     }
@@ -530,7 +531,9 @@ fn prod_is_refused_without_an_on_call_destination_musts_networks_and_payment_hos
     let without_on_call = deploy_rehearsal("prod", networks).expect_err("still no on-call destination");
     assert!(without_on_call.contains("ProdAlarmsReachSomeone"), "{without_on_call}");
     assert!(!without_on_call.contains("ProdHooksOnlyFromMust"), "{without_on_call}");
-    for destination in ["AlarmEmail=oncall@bank.example", "OnCallTopicArn=arn:aws:sns:eu-central-1:123456789012:oncall"] {
+    for destination in
+        ["AlarmEmail=oncall@bank.example", "OnCallTopicArn=arn:aws:sns:eu-central-1:123456789012:oncall"]
+    {
         assert_eq!(deploy_rehearsal("prod", &format!("{networks} {destination}")), Ok(()), "{destination}");
     }
     assert_eq!(deploy_rehearsal("dev", ""), Ok(()), "dev deploys without them");

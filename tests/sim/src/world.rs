@@ -20,7 +20,7 @@ use polis::services::bank_intake::BankIntake;
 use polis::services::batch::{handle_batch, Record};
 use polis::services::engine::Engine;
 use polis::services::loan::runner::{bima_refusal, LoanRunner, PrintLinkCaller};
-use polis::services::replay::Replay;
+use polis::services::replay::{Approval, Replay};
 use polis::services::retry::Backoff;
 use polis::services::truck::hook_auth::{HookAuth, HookCredentials};
 use polis::services::truck::hook_intake::{HookIntake, HookRequest};
@@ -46,6 +46,8 @@ const RUNNER_MAX_RECEIVES: u32 = 8;
 const BANK_MAX_RECEIVES: u32 = 5;
 /// How long the operator lets a review wait before looking it up.
 const REVIEW_PATIENCE_MS: u64 = 30_000;
+/// Who the simulated operator is, in the processes' histories.
+const OPERATOR: &str = "sim-operator";
 const OPERATOR_EVERY_MS: u64 = 60_000;
 const ARCHIVE_RETRY_EVERY_MS: u64 = 30 * 60_000;
 
@@ -582,8 +584,8 @@ impl World {
                 if now_ms().saturating_sub(item.received_at_ms) < REVIEW_PATIENCE_MS {
                     continue;
                 }
-                if let Some(resolution) = self.look_up(process).await {
-                    if let Ok(Ok(())) = replay.resolve(process, resolution).await {
+                if let Some((attempt, resolution)) = self.look_up(process).await {
+                    if let Ok(Ok(())) = replay.resolve(process, attempt, resolution, OPERATOR).await {
                         lock(&self.report).reviews_answered += 1;
                     }
                 }
@@ -606,8 +608,9 @@ impl World {
         // quadratic in the number of policies whose files MUST would not serve.
         if input_kept || archives_due {
             let chosen = |item: &Quarantined| archives_due || item.origin.holds_input();
-            if let Ok(outcome) = replay.quarantined_where(chosen).await {
-                lock(&self.report).replayed += outcome.replayed.len() as u64;
+            if let Ok(outcome) = replay.routine_where(OPERATOR, chosen).await {
+                let confirmed = self.confirm_each(&replay, &outcome).await;
+                lock(&self.report).replayed += (outcome.replayed.len() + confirmed) as u64;
             }
         }
         let redriven = self.trucks.redrive() + self.loans.redrive() + self.bank_events.redrive();
@@ -620,7 +623,34 @@ impl World {
             trucks: self.trucks.clone(),
             loans: self.loans.clone(),
             bank_events: self.bank_events.clone(),
+            payment_link_hosts: vec![polis_must_sim::PAYMENT_HOST.into()],
+            // Virtual hours pass quickly here and the operator sweeps within them; the age
+            // rule itself is the replay's unit tests'.
+            money_max_age: std::time::Duration::from_secs(365 * 86_400),
         }
+    }
+
+    /// What a bulk re-drive left for its own command: the operator looks at each item's
+    /// plan and re-drives it, confirming what it leads to. Returns how many went.
+    async fn confirm_each(
+        &self,
+        replay: &Replay<MemoryTable, MemorySqs, MemorySqs, MemorySqs>,
+        report: &polis::services::replay::ReplayReport,
+    ) -> usize {
+        let mut went = 0;
+        for (id, _) in &report.needs_its_own_command {
+            let Ok(Ok(plan)) = replay.plan(id).await else { continue };
+            let approval = Approval {
+                by: OPERATOR.into(),
+                confirm: plan.confirmation.clone(),
+                override_reason: plan.needs_override.as_ref().map(|_| "checked with MUST".to_owned()),
+                dry_run: false,
+            };
+            if let Ok(Ok(_)) = replay.redrive(id, &approval).await {
+                went += 1;
+            }
+        }
+        went
     }
 
     /// Whether anything is still on its way: queued messages, hooks MUST has to deliver.
@@ -629,12 +659,13 @@ impl World {
         !idle || !lock(&self.hooks).is_empty()
     }
 
-    /// What the partner's back office says of a held call: did it happen?
-    async fn look_up(&self, process: &ProcessKey) -> Option<Resolution> {
+    /// What the partner's back office says of a held call (the attempt held): did it happen?
+    async fn look_up(&self, process: &ProcessKey) -> Option<(u32, Resolution)> {
         match process {
             ProcessKey::Truck(_) => {
                 let truck = self.table.load::<TruckProcess>(process).await.ok()??.value;
                 let review = truck.outbox().review()?.clone();
+                let (_, attempt) = truck.outbox().held_attempt()?;
                 let effect = truck.outbox().find(&review.effect)?.clone();
                 let call = must_call_of(&truck, effect.changing_call()?);
                 let Flow::Truck { vin, .. } = lock(&self.open).get(&process.to_string())?.clone() else {
@@ -642,23 +673,32 @@ impl World {
                 };
                 let theirs = self.must.model.changes(&vin).get(call).copied().unwrap_or(0);
                 let ours = changes_made(&truck, call);
-                Some(if theirs > ours {
-                    let reference =
-                        (call == "init").then(|| self.must.model.scorings(&vin).last().cloned()).flatten();
-                    Resolution::Happened { reference, number: None }
-                } else {
-                    Resolution::DidNotHappen
-                })
+                Some((
+                    attempt,
+                    if theirs > ours {
+                        let reference = (call == "init")
+                            .then(|| self.must.model.scorings(&vin).last().cloned())
+                            .flatten();
+                        Resolution::Happened { reference, number: None }
+                    } else {
+                        Resolution::DidNotHappen
+                    },
+                ))
             }
             ProcessKey::Loan(number) => {
+                let loan = self.table.load::<LoanProcess>(process).await.ok()??.value;
+                let (_, attempt) = loan.outbox().held_attempt()?;
                 let policies = self.bima.model.policies_of(number);
-                Some(match policies.first() {
-                    Some((id, policy_number)) => Resolution::Happened {
-                        reference: Some(id.clone()),
-                        number: Some(policy_number.clone()),
+                Some((
+                    attempt,
+                    match policies.first() {
+                        Some((id, policy_number)) => Resolution::Happened {
+                            reference: Some(id.clone()),
+                            number: Some(policy_number.clone()),
+                        },
+                        None => Resolution::DidNotHappen,
                     },
-                    None => Resolution::DidNotHappen,
-                })
+                ))
             }
         }
     }
@@ -824,8 +864,10 @@ impl World {
         }
         // The operator's last sweep: whatever can be replayed (or released) is, and what
         // that sets going runs to its end.
-        if let Ok(outcome) = self.replay().quarantined().await {
-            lock(&self.report).replayed += outcome.replayed.len() as u64;
+        let replay = self.replay();
+        if let Ok(outcome) = replay.routine(OPERATOR).await {
+            let confirmed = self.confirm_each(&replay, &outcome).await;
+            lock(&self.report).replayed += (outcome.replayed.len() + confirmed) as u64;
         }
         for _ in 0..10_000 {
             if !self.busy() {

@@ -127,6 +127,10 @@ impl EffectSpec for LoanEffect {
             _ => None,
         }
     }
+
+    fn moves_money(&self) -> bool {
+        matches!(self, LoanEffect::Sell)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -163,9 +167,11 @@ pub enum LoanEvent {
     /// An operator resolved the review of a call whose outcome was unknown.
     ReviewResolved {
         id: String,
-        /// The held call the answer is about: an answer that meets another hold (the
-        /// first was lifted by a proof meanwhile) is not applied to it.
+        /// The held call and attempt the answer is about: an answer that meets another
+        /// hold (the first was lifted meanwhile, and a new attempt held) is not applied to it.
         effect: String,
+        #[serde(default)]
+        attempt: u32,
         resolution: Resolution,
     },
     /// An operator asks for a print form not archived yet to be tried again.
@@ -339,11 +345,13 @@ impl LoanProcess {
                 }
                 self.notify(LoanNotice::NeedsReview { effect, since_ms: at_ms, detail });
             }
-            (_, LoanEvent::ReviewResolved { effect, resolution, .. }) => {
-                return match self.outbox.review() {
-                    Some(review) if review.effect == effect => self.resolve(resolution),
-                    _ => Outcome::Ignored(format!("the answer is about {effect}, which is not held")),
-                };
+            (_, LoanEvent::ReviewResolved { effect, attempt, resolution, .. }) => {
+                if !self.outbox.holds(&effect, attempt) {
+                    return Outcome::Ignored(format!(
+                        "the answer is about {effect} attempt {attempt}, which is not held"
+                    ));
+                }
+                return self.resolve(resolution);
             }
             (stage, event) => {
                 let name =
@@ -450,6 +458,15 @@ impl Workflow for LoanProcess {
             _ => return None,
         };
         Some(Received { from: "operator", kind, id: event.external_id()?, at_ms: 0 })
+    }
+    /// The sale follows the premium's calculation by itself.
+    fn work_ahead(&self) -> Vec<(String, bool)> {
+        let mut work = workflow::pending_work(&self.outbox);
+        let sale = LoanEffect::Sell.key();
+        if self.outbox.is_pending(&LoanEffect::Calculate.key()) && !work.iter().any(|(k, _)| *k == sale) {
+            work.push((sale, LoanEffect::Sell.moves_money()));
+        }
+        work
     }
     fn effect_failed(effect: &LoanEffect, error: ErrorReport) -> LoanEvent {
         LoanEvent::EffectFailed { effect: effect.key(), error }
@@ -574,6 +591,7 @@ mod tests {
         resent.apply(LoanEvent::ReviewResolved {
             id: "r".into(),
             effect: "sale".into(),
+            attempt: 0,
             resolution: Resolution::DidNotHappen,
         });
         assert!(resent.outbox.pending().contains(&LoanEffect::Sell) && resent.outbox.review().is_none());
@@ -582,6 +600,7 @@ mod tests {
             p.apply(LoanEvent::ReviewResolved {
                 id: "r".into(),
                 effect: "sale".into(),
+                attempt: 0,
                 resolution: happened
             }),
             Outcome::Advanced

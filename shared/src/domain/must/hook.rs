@@ -136,8 +136,12 @@ pub enum HookPayload {
         insurer: Option<Insurer>,
         blob_ids: Vec<BlobId>,
     },
-    PolicyIsPaid,
+    /// The insurer, when MUST names it (changelog v2 names one in every hook about it).
+    PolicyIsPaid {
+        insurer: Option<Insurer>,
+    },
     PolicyIssued {
+        insurer: Option<Insurer>,
         policy_number: Option<String>,
         blob_ids: Vec<BlobId>,
     },
@@ -286,7 +290,7 @@ impl HookPayload {
             HookPayload::DraftIssued { .. } => HookKind::DraftIssued,
             HookPayload::PaymentLinkGenerated { .. } => HookKind::PaymentLinkGenerated,
             HookPayload::PaymentInvoiceGenerated { .. } => HookKind::PaymentInvoiceGenerated,
-            HookPayload::PolicyIsPaid => HookKind::PolicyIsPaid,
+            HookPayload::PolicyIsPaid { .. } => HookKind::PolicyIsPaid,
             HookPayload::PolicyIssued { .. } => HookKind::PolicyIssued,
             HookPayload::Failed { .. } => HookKind::Failed,
             HookPayload::CompanyFailed { .. } => HookKind::CompanyFailed,
@@ -377,7 +381,7 @@ impl HookPayload {
                 }
                 HookPayload::PaymentInvoiceGenerated { insurer: body.optional_insurer()?, blob_ids }
             }
-            HookKind::PolicyIsPaid => HookPayload::PolicyIsPaid,
+            HookKind::PolicyIsPaid => HookPayload::PolicyIsPaid { insurer: body.optional_insurer()? },
             HookKind::PolicyIssued => {
                 let blob_ids = body.blob_ids()?;
                 if blob_ids.is_empty() {
@@ -386,7 +390,11 @@ impl HookPayload {
                         problem: "missing: the policy files' blob ids".into(),
                     });
                 }
-                HookPayload::PolicyIssued { policy_number: body.string(fields::POLICY_NUMBER), blob_ids }
+                HookPayload::PolicyIssued {
+                    insurer: body.optional_insurer()?,
+                    policy_number: body.string(fields::POLICY_NUMBER),
+                    blob_ids,
+                }
             }
             HookKind::Failed => HookPayload::Failed {
                 code: body.required(fields::ERROR_CODE, as_u32, "a numeric error code")?,
@@ -468,7 +476,14 @@ mod tests {
 
     #[test]
     fn empty_body_is_fine_where_nothing_is_needed() {
-        assert_eq!(HookPayload::parse(HookKind::PolicyIsPaid, b"").unwrap(), HookPayload::PolicyIsPaid);
+        assert_eq!(
+            HookPayload::parse(HookKind::PolicyIsPaid, b"").unwrap(),
+            HookPayload::PolicyIsPaid { insurer: None }
+        );
+        assert_eq!(
+            HookPayload::parse(HookKind::PolicyIsPaid, br#"{"insuranceCompany":"renaissance"}"#).unwrap(),
+            HookPayload::PolicyIsPaid { insurer: Some(Insurer::parse("renaissance").unwrap()) }
+        );
         assert_eq!(
             HookPayload::parse(HookKind::Started, b"{}").unwrap(),
             HookPayload::Started { insurers: vec![] }
@@ -482,7 +497,7 @@ mod tests {
             br#"{"policyNumber":"XXX 0132590777","documents":[{"blobId":"b1","name":"policy.pdf"},{"blobId":"b2"}]}"#,
         )
         .unwrap();
-        let HookPayload::PolicyIssued { policy_number, blob_ids } = p else { panic!("{p:?}") };
+        let HookPayload::PolicyIssued { policy_number, blob_ids, .. } = p else { panic!("{p:?}") };
         assert_eq!(policy_number.as_deref(), Some("XXX 0132590777"));
         assert_eq!(blob_ids.iter().map(BlobId::as_str).collect::<Vec<_>>(), ["b1", "b2"]);
     }

@@ -326,6 +326,20 @@ pub enum TruckNotice {
     },
     #[serde(rename = "truck.payment-link-ready")]
     PaymentLinkReady { insurer: Insurer, url: String },
+    /// The chosen insurer dropped out after its link or invoice reached the bank: it must
+    /// not be paid. Sent before any other insurer's link or invoice.
+    #[serde(rename = "truck.payment-link-withdrawn")]
+    PaymentLinkWithdrawn {
+        insurer: Insurer,
+        /// The link withdrawn (a link payment).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+        /// The invoice withdrawn (an invoice payment).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        invoice_files: Vec<ArchivedFile>,
+        /// Why: the insurer's rejection or failure, as MUST reported it.
+        reason: String,
+    },
     #[serde(rename = "truck.invoice-ready")]
     InvoiceReady {
         insurer: Insurer,
@@ -382,6 +396,7 @@ impl TruckNotice {
             TruckNotice::DocumentsToFix { .. } => "truck.documents-to-fix",
             TruckNotice::Offer { .. } => "truck.offer",
             TruckNotice::PaymentLinkReady { .. } => "truck.payment-link-ready",
+            TruckNotice::PaymentLinkWithdrawn { .. } => "truck.payment-link-withdrawn",
             TruckNotice::InvoiceReady { .. } => "truck.invoice-ready",
             TruckNotice::Paid => "truck.paid",
             TruckNotice::PolicyIssued { .. } => "truck.policy-issued",

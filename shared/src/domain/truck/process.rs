@@ -207,6 +207,10 @@ impl EffectSpec for TruckEffect {
             _ => None,
         }
     }
+
+    fn moves_money(&self) -> bool {
+        matches!(self, TruckEffect::RequestPayment { .. } | TruckEffect::SubmitPaymentOrder { .. })
+    }
 }
 
 const CALL_INIT: &str = "init";
@@ -267,9 +271,11 @@ pub enum TruckEvent {
     /// An operator resolved the review of a call whose outcome was unknown.
     ReviewResolved {
         id: String,
-        /// The held call the answer is about: an answer that meets another hold (the
-        /// first was lifted by a proof meanwhile) is not applied to it.
+        /// The held call and attempt the answer is about: an answer that meets another
+        /// hold (the first was lifted meanwhile, and a new attempt held) is not applied to it.
         effect: String,
+        #[serde(default)]
+        attempt: u32,
         resolution: Resolution,
     },
     /// An operator asks for the files not archived yet to be tried again.
@@ -515,9 +521,11 @@ impl TruckProcess {
     fn takes_after_end(&self, event: &TruckEvent) -> bool {
         match event {
             TruckEvent::Hook { payload, .. } => match payload {
-                HookPayload::PolicyIsPaid => self.chosen.is_some(),
+                HookPayload::PolicyIsPaid { .. } => self.payment_requested(),
                 HookPayload::DraftIssued { .. } => self.stage == TruckStage::Issued,
-                HookPayload::PolicyIssued { .. } => self.stage == TruckStage::Failed && self.chosen.is_some(),
+                HookPayload::PolicyIssued { .. } => {
+                    self.stage == TruckStage::Failed && self.payment_requested()
+                }
                 // Kept beside the issued policy, never turning it into failed.
                 HookPayload::Failed { .. } | HookPayload::CompanyFailed { .. } => {
                     self.stage == TruckStage::Issued
@@ -550,6 +558,14 @@ impl TruckProcess {
                         HookPayload::PaymentLinkGenerated { .. } | HookPayload::PaymentInvoiceGenerated { .. },
                     ..
                 } => Rejected(format!("{why}, yet MUST generated a payment request")),
+                // Money MUST could only report after a payment request that was never made:
+                // not MUST's history, a claim for a person to look at.
+                TruckEvent::Hook {
+                    payload: HookPayload::PolicyIsPaid { .. } | HookPayload::PolicyIssued { .. },
+                    ..
+                } if !self.payment_requested() => Rejected(format!(
+                    "{why}, and no payment was requested, yet a hook says it was paid or issued"
+                )),
                 TruckEvent::Hook { .. } => Ignored(format!("{why}: history")),
                 // An answer that crossed the end (a hook proved the call meanwhile): moot.
                 TruckEvent::ReviewResolved { .. } => Ignored(format!("{why}: nothing is held")),
@@ -594,10 +610,14 @@ impl TruckProcess {
                 }
                 _ => Rejected("payment order for a process with no invoice".into()),
             },
-            TruckEvent::ReviewResolved { effect, resolution, .. } => match self.outbox.review() {
-                Some(review) if review.effect == effect => self.resolve(resolution, "an operator"),
-                _ => Outcome::Ignored(format!("the answer is about {effect}, which is not held")),
-            },
+            TruckEvent::ReviewResolved { effect, attempt, resolution, .. } => {
+                if !self.outbox.holds(&effect, attempt) {
+                    return Ignored(format!(
+                        "the answer is about {effect} attempt {attempt}, which is not held"
+                    ));
+                }
+                self.resolve(resolution, "an operator")
+            }
             TruckEvent::InsurerChosen { id, insurer, method } => self.on_insurer_chosen(&id, insurer, method),
             TruckEvent::ChoiceOverdue { since_ms, .. } => {
                 if self.stage != TruckStage::AwaitingChoice {
@@ -726,11 +746,11 @@ impl TruckProcess {
                 TruckEffect::RequestPayment { .. },
                 HookPayload::PaymentLinkGenerated { .. }
                     | HookPayload::PaymentInvoiceGenerated { .. }
-                    | HookPayload::PolicyIsPaid
+                    | HookPayload::PolicyIsPaid { .. }
                     | HookPayload::PolicyIssued { .. },
             ) | (
                 TruckEffect::SubmitPaymentOrder { .. },
-                HookPayload::PolicyIsPaid | HookPayload::PolicyIssued { .. }
+                HookPayload::PolicyIsPaid { .. } | HookPayload::PolicyIssued { .. }
             )
         );
         if proven {
@@ -749,6 +769,7 @@ impl TruckProcess {
             Resolution::DidNotHappen => {
                 self.outbox.record_resolution(false, by);
                 self.outbox.release();
+                self.switch_if_chosen_dropped_out();
                 return Advanced;
             }
             Resolution::Happened { reference, .. } => reference,
@@ -772,7 +793,20 @@ impl TruckProcess {
         self.outbox.complete(&held.key(), true);
         match self.transition(result) {
             Outcome::Rejected(why) => Rejected(why),
-            _ => Advanced,
+            _ => {
+                self.switch_if_chosen_dropped_out();
+                Advanced
+            }
+        }
+    }
+
+    /// After a held payment request is answered: the chosen insurer dropped out while it was
+    /// held (its request was kept for the answer), so the process goes to the next offer now.
+    fn switch_if_chosen_dropped_out(&mut self) {
+        let before = self.chosen.clone();
+        self.drop_chosen_if_out();
+        if before.is_some() && self.chosen.is_none() {
+            self.decide();
         }
     }
 
@@ -867,10 +901,13 @@ impl TruckProcess {
                 self.outbox.push(TruckEffect::ArchiveFiles { purpose: ArchivePurpose::Draft, blob_ids: new });
                 Advanced
             }
-            HookPayload::PaymentLinkGenerated { url, .. } => {
+            HookPayload::PaymentLinkGenerated { url, insurer: named } => {
                 let Some(insurer) = self.chosen.clone() else {
                     return Rejected("payment link for a process that requested none".into());
                 };
+                if let Some(wrong) = self.names_another_insurer(named.as_ref(), "a payment link") {
+                    return Rejected(wrong);
+                }
                 if self.is_paid_or_further() {
                     return Ignored("already paid".into());
                 }
@@ -878,16 +915,22 @@ impl TruckProcess {
                 self.notify(TruckNotice::PaymentLinkReady { insurer, url });
                 Advanced
             }
-            HookPayload::PaymentInvoiceGenerated { blob_ids, .. } => {
+            HookPayload::PaymentInvoiceGenerated { blob_ids, insurer: named } => {
                 if self.chosen.is_none() {
                     return Rejected("invoice for a process that requested none".into());
+                }
+                if let Some(wrong) = self.names_another_insurer(named.as_ref(), "an invoice") {
+                    return Rejected(wrong);
                 }
                 self.outbox.push(TruckEffect::ArchiveFiles { purpose: ArchivePurpose::Invoice, blob_ids });
                 Advanced
             }
-            HookPayload::PolicyIsPaid => {
-                if self.chosen.is_none() {
-                    return Rejected("paid before any payment was requested".into());
+            HookPayload::PolicyIsPaid { insurer: named } => {
+                if !self.payment_requested() {
+                    return Rejected("paid, yet no payment was requested".into());
+                }
+                if let Some(wrong) = self.names_another_insurer(named.as_ref(), "a payment") {
+                    return Rejected(wrong);
                 }
                 if self.payment == Payment::Paid {
                     return Ignored("already paid".into());
@@ -900,9 +943,12 @@ impl TruckProcess {
                 self.notify(TruckNotice::Paid);
                 Advanced
             }
-            HookPayload::PolicyIssued { policy_number, blob_ids } => {
-                if self.chosen.is_none() {
-                    return Rejected("policy issued before any payment was requested".into());
+            HookPayload::PolicyIssued { policy_number, blob_ids, insurer: named } => {
+                if !self.payment_requested() {
+                    return Rejected("policy issued, yet no payment was requested".into());
+                }
+                if let Some(wrong) = self.names_another_insurer(named.as_ref(), "a policy") {
+                    return Rejected(wrong);
                 }
                 if self.policy.is_some() {
                     return Ignored("policy already issued".into());
@@ -1062,15 +1108,58 @@ impl TruckProcess {
 
     fn record_offer(&mut self, insurer: Insurer, offer: Offer) {
         self.stage = self.stage.max_with(TruckStage::Scoring);
-        let withdrawn = !matches!(offer, Offer::Approved { .. });
-        self.offers.insert(insurer.clone(), offer);
-        if withdrawn && self.chosen.as_ref() == Some(&insurer) {
-            // The chosen insurer dropped out (e.g. 1502/1602, or payment refused with 403):
-            // before payment, fall back to the next approved offer; `decide` follows.
-            self.chosen = None;
-            self.payment = Payment::NotRequested;
-            self.stage = TruckStage::Scoring;
-            self.outbox.retain(|e| !matches!(e, TruckEffect::RequestPayment { .. }));
+        self.offers.insert(insurer, offer);
+        self.drop_chosen_if_out();
+    }
+
+    /// The chosen insurer dropped out before payment (e.g. 1502/1602, a later rejection, or
+    /// payment refused with 403): its link or invoice, if the bank has it, is withdrawn
+    /// before anything else, and the process goes back to the offers (`decide` follows).
+    /// A payment request held for review stays held: the switch waits for the answer.
+    fn drop_chosen_if_out(&mut self) {
+        let Some(insurer) = self.chosen.clone() else { return };
+        let out = !matches!(self.offers.get(&insurer), Some(Offer::Approved { .. }));
+        let held = matches!(self.outbox.held(), Some(TruckEffect::RequestPayment { .. }));
+        if !out || held || self.is_paid_or_further() {
+            return;
+        }
+        let reason = match self.offers.get(&insurer) {
+            Some(Offer::Rejected { reason }) => {
+                format!("{insurer} rejected{}", reason.as_ref().map(|r| format!(": {r}")).unwrap_or_default())
+            }
+            Some(Offer::Failed { error }) => format!("{insurer} failed: {} {}", error.code, error.message),
+            _ => format!("{insurer} dropped out"),
+        };
+        let withdrawn = match std::mem::replace(&mut self.payment, Payment::NotRequested) {
+            Payment::LinkReady { url } => Some((Some(url), Vec::new())),
+            Payment::InvoiceReady { files } => Some((None, files)),
+            _ => None,
+        };
+        if let Some((url, invoice_files)) = withdrawn {
+            self.notify(TruckNotice::PaymentLinkWithdrawn { insurer, url, invoice_files, reason });
+        }
+        self.chosen = None;
+        self.stage = TruckStage::Scoring;
+        self.outbox.retain(|e| !matches!(e, TruckEffect::RequestPayment { .. }));
+    }
+
+    /// Whether a payment was requested for the chosen insurer (or may have been: the request
+    /// is held for review). A hook that says the customer paid, or that the policy is issued,
+    /// is believed only then.
+    fn payment_requested(&self) -> bool {
+        let held = matches!(self.outbox.held(), Some(TruckEffect::RequestPayment { .. }));
+        (self.chosen.is_some() && !matches!(self.payment, Payment::NotRequested | Payment::Requesting))
+            || held
+    }
+
+    /// Why a hook about paying names the wrong insurer, if it does: MUST names one when it
+    /// can use several (changelog v2), and it must be the one chosen.
+    fn names_another_insurer(&self, named: Option<&Insurer>, what: &str) -> Option<String> {
+        let named = named?;
+        match &self.chosen {
+            Some(chosen) if chosen == named => None,
+            Some(chosen) => Some(format!("{what} for {named}, but {chosen} is the insurer chosen")),
+            None => Some(format!("{what} for {named}, but no insurer is chosen")),
         }
     }
 

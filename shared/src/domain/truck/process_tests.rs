@@ -3,7 +3,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::domain::truck::bank::{PaymentChoice, TruckBankEvent};
 use crate::domain::validation::FieldError;
-use crate::domain::workflow::EffectSpec;
+use crate::domain::workflow::{CallOutcome, CallRecord, EffectSpec};
 
 fn request(method: PaymentMethod, preferred: Option<&str>) -> TruckPolicyRequest {
     let json = include_str!("../../../examples/bank/truck.policy-requested.json");
@@ -108,10 +108,14 @@ fn happy_hooks() -> Vec<TruckEvent> {
         hook("h5", HookPayload::Approved { insurer: ins("ingostrah"), premium: Some(1000.0) }),
         hook("h6", HookPayload::DraftIssued { insurer: None, blob_ids: vec![blob("d1")] }),
         hook("h7", HookPayload::PaymentLinkGenerated { insurer: None, url: "https://pay/x".into() }),
-        hook("h8", HookPayload::PolicyIsPaid),
+        hook("h8", HookPayload::PolicyIsPaid { insurer: None }),
         hook(
             "h9",
-            HookPayload::PolicyIssued { policy_number: Some("XXX 1".into()), blob_ids: vec![blob("p1")] },
+            HookPayload::PolicyIssued {
+                insurer: None,
+                policy_number: Some("XXX 1".into()),
+                blob_ids: vec![blob("p1")],
+            },
         ),
     ]
 }
@@ -407,7 +411,7 @@ fn chosen_insurer_failing_before_payment_falls_back_to_the_next_offer() {
     );
     assert_eq!(p.chosen, Some(ins("renaissance")));
     assert_eq!(p.payment, Payment::Requested);
-    feed(&mut p, &mut sent, vec![hook("paid", HookPayload::PolicyIsPaid)]);
+    feed(&mut p, &mut sent, vec![hook("paid", HookPayload::PolicyIsPaid { insurer: None })]);
     feed(
         &mut p,
         &mut sent,
@@ -483,7 +487,7 @@ fn invoice_flow_archives_the_invoice_and_submits_the_payment_order() {
 fn contradictions_are_rejected_and_leave_the_process_unchanged() {
     let mut fresh = TruckProcess::start(request(PaymentMethod::Link, None));
     let before = fresh.clone();
-    let o = fresh.apply(hook("x", HookPayload::PolicyIsPaid));
+    let o = fresh.apply(hook("x", HookPayload::PolicyIsPaid { insurer: None }));
     assert!(matches!(o, Outcome::Rejected(_)), "{o:?}");
     assert_eq!(fresh, before);
     let (mut p, _) = started();
@@ -497,6 +501,7 @@ fn contradictions_are_rejected_and_leave_the_process_unchanged() {
     let o = p.apply(TruckEvent::ReviewResolved {
         id: "r".into(),
         effect: "init".into(),
+        attempt: 1,
         resolution: Resolution::DidNotHappen,
     });
     assert!(matches!(o, Outcome::Ignored(_)), "nothing is held (answered already): {o:?}");
@@ -517,6 +522,14 @@ fn held_on_payment() -> (TruckProcess, Vec<TruckNotification>) {
     feed(&mut p, &mut sent, happy_hooks()[..4].to_vec());
     p.apply(hook("h5", HookPayload::Approved { insurer: ins("ingostrah"), premium: Some(1000.0) }));
     assert!(p.outbox.is_pending("payment-ingostrah"));
+    // The engine journals the attempt whose outcome is unknown, then holds on it.
+    p.outbox.record(CallRecord {
+        effect: "payment-ingostrah".into(),
+        attempt: 1,
+        at_ms: 7,
+        duration_ms: 20_000,
+        outcome: CallOutcome::Ambiguous { detail: "HTTP 502".into() },
+    });
     let uncertain =
         TruckEvent::CallUncertain { effect: "payment-ingostrah".into(), at_ms: 7, detail: "HTTP 502".into() };
     assert_eq!(p.apply(uncertain.clone()), Outcome::Advanced);
@@ -560,6 +573,7 @@ fn an_operator_resolves_a_review_either_way() {
     let yes = TruckEvent::ReviewResolved {
         id: "r1".into(),
         effect: "payment-ingostrah".into(),
+        attempt: 1,
         resolution: Resolution::Happened { reference: None, number: None },
     };
     assert_eq!(happened.apply(yes.clone()), Outcome::Advanced);
@@ -572,6 +586,7 @@ fn an_operator_resolves_a_review_either_way() {
     not.apply(TruckEvent::ReviewResolved {
         id: "r2".into(),
         effect: "payment-ingostrah".into(),
+        attempt: 1,
         resolution: Resolution::DidNotHappen,
     });
     assert!(not.outbox.review().is_none());
@@ -586,11 +601,49 @@ fn an_answer_about_a_call_no_longer_held_is_not_applied_to_the_next_hold() {
     let stale = TruckEvent::ReviewResolved {
         id: "r1".into(),
         effect: "documents-1".into(),
+        attempt: 1,
         resolution: Resolution::Happened { reference: None, number: None },
     };
     assert!(matches!(p.apply(stale), Outcome::Ignored(_)));
     assert_eq!(p.outbox.review().map(|r| r.effect.as_str()), Some("payment-ingostrah"), "still held");
     assert_eq!(p.payment, Payment::Requesting);
+}
+
+#[test]
+fn an_answer_applies_to_the_attempt_it_names_and_not_to_a_later_hold_on_the_same_call() {
+    // "did not happen" for attempt 1 sends attempt 2; attempt 2 is held in its turn. An
+    // answer about attempt 1 given again (the command retried, under another id) must not
+    // release attempt 2, which nobody has looked at.
+    let (mut p, _) = held_on_payment();
+    let answer = |id: &str, attempt| TruckEvent::ReviewResolved {
+        id: id.into(),
+        effect: "payment-ingostrah".into(),
+        attempt,
+        resolution: Resolution::DidNotHappen,
+    };
+    assert_eq!(p.apply(answer("review-payment-ingostrah-a1", 1)), Outcome::Advanced);
+    assert_eq!(p.outbox.next().map(EffectSpec::key), Some("payment-ingostrah".into()), "attempt 2 goes out");
+    assert_eq!(p.apply(answer("review-payment-ingostrah-a1", 1)), Outcome::Duplicate, "the same answer");
+    p.outbox.record(CallRecord {
+        effect: "payment-ingostrah".into(),
+        attempt: 2,
+        at_ms: 9,
+        duration_ms: 20_000,
+        outcome: CallOutcome::Ambiguous { detail: "timed out".into() },
+    });
+    let held = TruckEvent::CallUncertain {
+        effect: "payment-ingostrah".into(),
+        at_ms: 9,
+        detail: "timed out".into(),
+    };
+    assert_eq!(p.apply(held), Outcome::Advanced);
+    assert_eq!(p.outbox.held_attempt(), Some(("payment-ingostrah", 2)));
+    let again = p.apply(answer("retried-answer", 1));
+    assert!(matches!(again, Outcome::Ignored(_)), "{again:?}");
+    assert!(p.outbox.next().is_none_or(EffectSpec::is_notice), "attempt 2 stays held for its own answer");
+    assert_eq!(p.outbox.held_attempt(), Some(("payment-ingostrah", 2)));
+    assert_eq!(p.apply(answer("review-payment-ingostrah-a2", 2)), Outcome::Advanced);
+    assert_eq!(p.outbox.next().map(EffectSpec::key), Some("payment-ingostrah".into()));
 }
 
 #[test]
@@ -603,6 +656,7 @@ fn an_answer_that_arrives_after_the_end_is_moot_not_kept() {
     let late = TruckEvent::ReviewResolved {
         id: "r9".into(),
         effect: "payment-ingostrah".into(),
+        attempt: 1,
         resolution: Resolution::DidNotHappen,
     };
     assert!(matches!(p.apply(late), Outcome::Ignored(_)));
@@ -617,15 +671,18 @@ fn an_answer_that_arrives_after_the_end_is_moot_not_kept() {
 fn init_held_for_review_needs_the_scoring_id_to_resolve_as_happened() {
     let mut p = TruckProcess::start(request(PaymentMethod::Link, None));
     p.apply(TruckEvent::CallUncertain { effect: "init".into(), at_ms: 1, detail: "timed out".into() });
+    // Held before any attempt was journalled: the hold's attempt is then 0.
     let bare = TruckEvent::ReviewResolved {
         id: "r".into(),
         effect: "init".into(),
+        attempt: 0,
         resolution: Resolution::Happened { reference: None, number: None },
     };
     assert!(matches!(p.apply(bare), Outcome::Rejected(_)));
     let with_id = TruckEvent::ReviewResolved {
         id: "r2".into(),
         effect: "init".into(),
+        attempt: 0,
         resolution: Resolution::Happened { reference: Some("sc-77".into()), number: None },
     };
     assert_eq!(p.apply(with_id), Outcome::Advanced);
@@ -641,6 +698,7 @@ fn once_issued_nothing_turns_the_policy_into_failed() {
     p.apply(hook(
         "h9",
         HookPayload::PolicyIssued {
+            insurer: None,
             policy_number: Some("XXX 1".into()),
             blob_ids: vec![blob("p1"), blob("p2")],
         },
@@ -1204,8 +1262,8 @@ fn any_event() -> impl Strategy<Value = TruckEvent> {
         Just(HookPayload::PaymentLinkGenerated { insurer: None, url: "https://p/1".into() }),
         Just(HookPayload::PaymentInvoiceGenerated { insurer: None, blob_ids: vec![blob("i")] }),
         Just(HookPayload::DraftIssued { insurer: None, blob_ids: vec![blob("d")] }),
-        Just(HookPayload::PolicyIsPaid),
-        Just(HookPayload::PolicyIssued { policy_number: None, blob_ids: vec![blob("p")] }),
+        Just(HookPayload::PolicyIsPaid { insurer: None }),
+        Just(HookPayload::PolicyIssued { insurer: None, policy_number: None, blob_ids: vec![blob("p")] }),
         (1000u32..2000).prop_map(|code| HookPayload::Failed { code, message: None }),
     ];
     let doc = BankDocument { type_id: 11, s3_key: "in/a.pdf".into(), file_name: "a.pdf".into() };
@@ -1233,10 +1291,142 @@ fn any_event() -> impl Strategy<Value = TruckEvent> {
         }),
         1 => Just(TruckEvent::EffectFailed { effect: "x".into(), error: ErrorReport::integration("x", "y") }),
         1 => (effect.clone(), 0u64..10).prop_map(|(effect, at_ms)| TruckEvent::CallUncertain { effect, at_ms, detail: "?".into() }),
-        1 => (id, effect, resolution).prop_map(|(id, effect, resolution)| TruckEvent::ReviewResolved { id, effect, resolution }),
+        1 => (id, effect, resolution).prop_map(|(id, effect, resolution)| TruckEvent::ReviewResolved { id, effect, attempt: 1, resolution }),
         1 => id.prop_map(|id| TruckEvent::RetryArchive { id }),
         1 => (id, any_insurer(), proptest::option::of(prop_oneof![Just(PaymentMethod::Link), Just(PaymentMethod::Invoice)]))
             .prop_map(|(id, insurer, method)| TruckEvent::InsurerChosen { id, insurer, method }),
         1 => (0u64..3).prop_map(|since_ms| TruckEvent::ChoiceOverdue { id: format!("choice-overdue-{since_ms}"), since_ms }),
     ]
+}
+
+/// Two insurers approved, the cheaper (renaissance) chosen and its link sent to the bank.
+fn link_of_the_cheaper_of_two() -> (TruckProcess, Vec<TruckNotification>) {
+    let (mut p, mut sent) = started();
+    feed(&mut p, &mut sent, happy_hooks()[..3].to_vec());
+    feed(
+        &mut p,
+        &mut sent,
+        vec![
+            hook("s", HookPayload::Started { insurers: vec![ins("ingostrah"), ins("renaissance")] }),
+            hook("a1", HookPayload::Approved { insurer: ins("ingostrah"), premium: Some(20000.0) }),
+            hook("a2", HookPayload::Approved { insurer: ins("renaissance"), premium: Some(17847.29) }),
+            hook(
+                "l1",
+                HookPayload::PaymentLinkGenerated {
+                    insurer: Some(ins("renaissance")),
+                    url: "https://pay/renaissance/1".into(),
+                },
+            ),
+        ],
+    );
+    assert_eq!(p.payment, Payment::LinkReady { url: "https://pay/renaissance/1".into() });
+    (p, sent)
+}
+
+#[test]
+fn an_insurer_dropping_out_after_its_link_reached_the_bank_has_the_link_withdrawn_before_the_next_one() {
+    let (mut p, mut sent) = link_of_the_cheaper_of_two();
+    let failed = HookPayload::CompanyFailed { insurer: ins("renaissance"), code: 1602, message: None };
+    feed(&mut p, &mut sent, vec![hook("cf", failed)]);
+    assert_eq!(p.chosen, Some(ins("ingostrah")), "the next approved offer");
+    let after: Vec<&str> =
+        kinds(&sent).into_iter().skip_while(|k| *k != "truck.payment-link-ready").skip(1).collect();
+    assert_eq!(
+        after,
+        ["truck.payment-link-withdrawn", "truck.offer"],
+        "withdrawn first, then the failed offer"
+    );
+    let withdrawn = sent.iter().find(|n| n.notice.kind() == "truck.payment-link-withdrawn").unwrap();
+    let TruckNotice::PaymentLinkWithdrawn { insurer, url, reason, .. } = &withdrawn.notice else { panic!() };
+    assert_eq!((insurer, url.as_deref()), (&ins("renaissance"), Some("https://pay/renaissance/1")));
+    assert!(reason.contains("1602"), "{reason}");
+    // MUST's late link for the insurer that dropped out: never shown as the new insurer's.
+    let late = HookPayload::PaymentLinkGenerated {
+        insurer: Some(ins("renaissance")),
+        url: "https://pay/renaissance/2".into(),
+    };
+    let outcome = p.apply(hook("l2", late));
+    assert!(
+        matches!(&outcome, Outcome::Rejected(why) if why.contains("ingostrah is the insurer chosen")),
+        "{outcome:?}"
+    );
+    let link = HookPayload::PaymentLinkGenerated {
+        insurer: Some(ins("ingostrah")),
+        url: "https://pay/ingostrah/1".into(),
+    };
+    feed(&mut p, &mut sent, vec![hook("l3", link)]);
+    let TruckNotice::PaymentLinkReady { insurer, .. } = &sent.last().unwrap().notice else {
+        panic!("{sent:?}")
+    };
+    assert_eq!(insurer, &ins("ingostrah"));
+}
+
+#[test]
+fn a_held_payment_request_of_an_insurer_that_drops_out_waits_for_its_answer_before_the_switch() {
+    let (mut p, mut sent) = started();
+    feed(&mut p, &mut sent, happy_hooks()[..3].to_vec());
+    feed(
+        &mut p,
+        &mut sent,
+        vec![
+            hook("s", HookPayload::Started { insurers: vec![ins("ingostrah"), ins("renaissance")] }),
+            hook("a1", HookPayload::Approved { insurer: ins("ingostrah"), premium: Some(20000.0) }),
+        ],
+    );
+    p.apply(hook("a2", HookPayload::Approved { insurer: ins("renaissance"), premium: Some(1.0) }));
+    p.outbox.record(CallRecord {
+        effect: "payment-renaissance".into(),
+        attempt: 1,
+        at_ms: 7,
+        duration_ms: 20_000,
+        outcome: CallOutcome::Ambiguous { detail: "timed out".into() },
+    });
+    p.apply(TruckEvent::CallUncertain {
+        effect: "payment-renaissance".into(),
+        at_ms: 7,
+        detail: "timed out".into(),
+    });
+    p.apply(hook("r", HookPayload::Rejected { insurer: ins("renaissance"), reason: None }));
+    assert_eq!(p.outbox.held_attempt(), Some(("payment-renaissance", 1)), "not dropped without a decision");
+    assert_eq!(p.chosen, Some(ins("renaissance")));
+    let answer = TruckEvent::ReviewResolved {
+        id: "review-payment-renaissance-a1".into(),
+        effect: "payment-renaissance".into(),
+        attempt: 1,
+        resolution: Resolution::DidNotHappen,
+    };
+    assert_eq!(p.apply(answer), Outcome::Advanced);
+    assert_eq!(p.chosen, Some(ins("ingostrah")), "the answer given, the next offer is taken");
+    let work: Vec<String> =
+        p.outbox.pending().iter().filter(|e| !e.is_notice()).map(EffectSpec::key).collect();
+    assert_eq!(work, ["payment-ingostrah"], "the dropped insurer's request is not sent again");
+}
+
+#[test]
+fn a_payment_or_a_policy_for_a_process_that_requested_no_payment_is_not_believed() {
+    // The payment request was refused (a 4xx): the process failed before anything was asked
+    // of MUST. A hook that says it was paid, or issued, is not MUST's: kept for a person.
+    let (mut p, mut sent) = started();
+    feed(&mut p, &mut sent, happy_hooks()[..4].to_vec());
+    p.apply(hook("h5", HookPayload::Approved { insurer: ins("ingostrah"), premium: Some(1000.0) }));
+    assert_eq!(p.payment, Payment::Requesting);
+    let error = ErrorReport::integration("must-http-400", "HTTP 400: bad request".to_owned());
+    assert_eq!(
+        p.apply(TruckEvent::EffectFailed { effect: "payment-ingostrah".into(), error }),
+        Outcome::Advanced
+    );
+    assert_eq!(p.stage, TruckStage::Failed);
+    let paid = p.apply(hook("p", HookPayload::PolicyIsPaid { insurer: None }));
+    assert!(matches!(&paid, Outcome::Rejected(why) if why.contains("no payment was requested")), "{paid:?}");
+    let issued = HookPayload::PolicyIssued {
+        insurer: None,
+        policy_number: Some("XXX 9".into()),
+        blob_ids: vec![blob("p9")],
+    };
+    let issued = p.apply(hook("i", issued));
+    assert!(
+        matches!(&issued, Outcome::Rejected(why) if why.contains("no payment was requested")),
+        "{issued:?}"
+    );
+    assert_eq!((p.stage, p.policy.is_none()), (TruckStage::Failed, true));
 }

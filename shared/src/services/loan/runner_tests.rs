@@ -217,6 +217,7 @@ async fn an_operator_saying_the_held_sale_happened_gets_the_policy_issued_withou
         .handle(operator(LoanEvent::ReviewResolved {
             id: "op-1".into(),
             effect: "sale".into(),
+            attempt: 1,
             resolution: happened,
         }))
         .await
@@ -242,6 +243,7 @@ async fn an_operator_saying_the_held_sale_did_not_happen_gets_it_sent_again() {
     let answer = LoanEvent::ReviewResolved {
         id: "op-1".into(),
         effect: "sale".into(),
+        attempt: 1,
         resolution: Resolution::DidNotHappen,
     };
     runner.handle(operator(answer)).await.unwrap();

@@ -161,6 +161,11 @@ impl HookAuth {
         }
     }
 
+    /// Whether each hook is signed over its `webhook-id` (which is then its replay protection).
+    pub fn is_signed(&self) -> bool {
+        matches!(self, HookAuth::StandardWebhooks(_))
+    }
+
     /// Checks a request at `now_s` (seconds since the epoch).
     pub fn verify(&self, c: &HookCredentials<'_>, body: &[u8], now_s: i64) -> Result<(), AuthError> {
         match self {

@@ -20,8 +20,8 @@ use crate::domain::links::{host_of, is_trusted_https};
 use crate::domain::must::hook::{HookKind, HookPayload};
 use crate::domain::truck::process::caused_by;
 use crate::ports::{
-    now_ms, HookStore, InfraError, KeptOrigin, QuarantineStore, Quarantined, ReceivedHook, Recorded,
-    TruckMessage, TruckQueue,
+    now_ms, HookStore, InfraError, IntakeCheck, KeptOrigin, QuarantineStore, Quarantined, ReceivedHook,
+    Recorded, TruckMessage, TruckQueue,
 };
 use crate::services::keep::keep;
 use crate::services::truck::hook_auth::{HookAuth, HookCredentials, Network};
@@ -55,10 +55,7 @@ pub fn hook_id(
     webhook_id: Option<&str>,
     body: &[u8],
 ) -> (String, bool) {
-    if let Some(id) = webhook_id.filter(|id| {
-        (1..=100).contains(&id.len())
-            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    }) {
+    if let Some(id) = webhook_id.filter(|id| is_usable_delivery_id(id)) {
         return (id.to_owned(), false);
     }
     let mut h = Sha256::new();
@@ -68,6 +65,11 @@ pub fn hook_id(
     h.update(b"\n");
     h.update(body);
     (hex::encode(h.finalize()), true)
+}
+
+/// Whether a `webhook-id` can be our hook's id (and a key and a deduplication id).
+fn is_usable_delivery_id(id: &str) -> bool {
+    (1..=100).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// The FIFO deduplication id of one delivery: a delivery id absorbs MUST's retries for
@@ -124,11 +126,18 @@ where
 
     async fn accept(&self, kind: HookKind, scoring_id: ScoringId, req: HookRequest<'_>) -> Reply {
         let (hook_id, by_content) = hook_id(&scoring_id, kind, req.credentials.id, req.body);
-        let reason = check_body(kind, req.body)
-            .or_else(|| names_another_scoring(&scoring_id, req.body))
-            .or_else(|| self.check_link(kind, req.body));
-        if let Some(reason) = reason {
-            let origin = KeptOrigin::Hook { kind, scoring_id, hook_id, by_content, replays: 0 };
+        // A signed delivery is replay-protected by its id: one we cannot use as an id must
+        // not silently become a content id (which a replay onto this path would share).
+        let unusable_id = (self.auth.is_signed() && by_content)
+            .then(|| (IntakeCheck::WebhookId, "its webhook-id cannot be used as an id".to_owned()));
+        let kept = match check_body(kind, req.body) {
+            Some(reason) => Some((None, reason)),
+            None => unusable_id
+                .or_else(|| intake_check(kind, &scoring_id, req.body, &self.payment_link_hosts))
+                .map(|(check, reason)| (Some(check), reason)),
+        };
+        if let Some((check, reason)) = kept {
+            let origin = KeptOrigin::Hook { kind, scoring_id, hook_id, by_content, replays: 0, check };
             return self.quarantine(origin, req.body, reason).await;
         }
         let hook = ReceivedHook {
@@ -162,21 +171,6 @@ where
         }
     }
 
-    /// Why a payment link cannot go to the bank, if it cannot: a signed hook replayed
-    /// with another body, or a partner's page we were not told of.
-    fn check_link(&self, kind: HookKind, body: &[u8]) -> Option<String> {
-        // Only this hook carries a link: no second parse of any other on the hot path.
-        if kind != HookKind::PaymentLinkGenerated {
-            return None;
-        }
-        let Ok(HookPayload::PaymentLinkGenerated { url, .. }) = HookPayload::parse(kind, body) else {
-            return None;
-        };
-        let host = host_of(&url).unwrap_or_default();
-        (!is_trusted_https(&url, &self.payment_link_hosts))
-            .then(|| format!("payment link host {host} is not one of PaymentLinkHosts"))
-    }
-
     async fn quarantine(&self, origin: KeptOrigin, body: &[u8], reason: String) -> Reply {
         let kept = &body[..body.len().min(MAX_HOOK_BODY)];
         let item =
@@ -190,6 +184,34 @@ where
             }
         }
     }
+}
+
+/// The checks a hook that passed authentication and parses must still pass before it
+/// reaches its process, each for a reason a person may weigh (and override, by the kept
+/// item's id): the intake and a replay apply the same ones.
+pub fn intake_check(
+    kind: HookKind,
+    scoring_id: &ScoringId,
+    body: &[u8],
+    payment_link_hosts: &[String],
+) -> Option<(IntakeCheck, String)> {
+    names_another_scoring(scoring_id, body)
+        .map(|reason| (IntakeCheck::NamesAnotherScoring, reason))
+        .or_else(|| check_link(kind, body, payment_link_hosts).map(|r| (IntakeCheck::PaymentLinkHost, r)))
+}
+
+/// Why a payment link cannot go to the bank, if it cannot: a partner's page we were not told of.
+fn check_link(kind: HookKind, body: &[u8], payment_link_hosts: &[String]) -> Option<String> {
+    // Only this hook carries a link: no second parse of any other on the hot path.
+    if kind != HookKind::PaymentLinkGenerated {
+        return None;
+    }
+    let Ok(HookPayload::PaymentLinkGenerated { url, .. }) = HookPayload::parse(kind, body) else {
+        return None;
+    };
+    let host = host_of(&url).unwrap_or_default();
+    (!is_trusted_https(&url, payment_link_hosts))
+        .then(|| format!("payment link host {host} is not one of PaymentLinkHosts"))
 }
 
 /// A body that names a scoringId other than its path's: a signed hook replayed onto
@@ -397,7 +419,8 @@ mod tests {
                 scoring_id: sid("sc-1"),
                 hook_id,
                 by_content: true,
-                replays: 0
+                replays: 0,
+                check: None
             }
         );
         assert_eq!((item.reason.as_str(), item.body.as_bytes()), (reason, &body[..]));

@@ -105,6 +105,7 @@ where
                     hook_id: hook.hook_id.clone(),
                     by_content: hook.by_content,
                     replays: hook.replays,
+                    check: None,
                 };
                 let Some(key) = self.process_of(&alias).await? else {
                     let waited = Duration::from_millis(now_ms().saturating_sub(hook.received_at_ms));

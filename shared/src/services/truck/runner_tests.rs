@@ -76,7 +76,8 @@ async fn a_hook_for_an_unknown_scoring_id_is_kept_after_the_grace() {
             scoring_id: late.scoring_id,
             hook_id: late.hook_id,
             by_content: true,
-            replays: 0
+            replays: 0,
+            check: None
         }
     );
     assert!(item.reason.starts_with("unknown scoringId after 60"), "{}", item.reason);
