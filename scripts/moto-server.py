@@ -1,4 +1,5 @@
-"""moto's server (the AWS API emulator, from PyPI), with five repairs for many clients at once.
+"""moto's server (the AWS API emulator, from PyPI), with five repairs for many clients at once
+and one for SQS's message size.
 
 Started by scripts/emulator.sh in place of `moto_server`; takes the same arguments.
 
@@ -19,6 +20,9 @@ Started by scripts/emulator.sh in place of `moto_server`; takes the same argumen
 4. moto's list of its own service modules is read once. It lists its package folder (some 150
    `isdir` calls) on every request to find the service: 17 % of the SQS emulator's time.
 5. No access-log line per request (errors are still logged).
+6. SQS's message size as AWS has it: a queue that names no MaximumMessageSize takes 262,144
+   bytes (moto's default is 1 MiB), and a message's size is its body in UTF-8 bytes (moto
+   counts characters). A message over its queue's limit is refused, as SQS refuses it.
 
 Each repair of moto's code checks the internals it replaces and refuses to start if they
 changed: a moto upgrade (pinned in the Makefile) cannot silently undo or break one.
@@ -170,6 +174,36 @@ backends.list_of_moto_modules = lambda: MODULES
 
 # 5. Werkzeug logs each request at INFO, and an error on a request at ERROR.
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+# 6. AWS's default message size, and sizes counted in bytes.
+require(sqs.Queue, "__init__")
+require(sqs.SQSBackend, "_validate_message")
+require(sqs, "InvalidParameterValue")
+AWS_DEFAULT_MAXIMUM_MESSAGE_SIZE = 262_144
+queue_init = sqs.Queue.__init__
+
+
+def queue_with_aws_default(self, name, region, account_id, **kwargs):
+    kwargs.setdefault("MaximumMessageSize", AWS_DEFAULT_MAXIMUM_MESSAGE_SIZE)
+    queue_init(self, name, region, account_id, **kwargs)
+
+
+sqs.Queue.__init__ = queue_with_aws_default
+validate_message = sqs.SQSBackend._validate_message
+
+
+def validated_in_bytes(self, queue, message_body, *args, **kwargs):
+    size = len(message_body.encode("utf-8"))
+    if size > int(queue.maximum_message_size):
+        raise sqs.InvalidParameterValue(
+            "One or more parameters are invalid. Reason: Message must be shorter than "
+            f"{queue.maximum_message_size} bytes."
+        )
+    return validate_message(self, queue, message_body, *args, **kwargs)
+
+
+sqs.SQSBackend._validate_message = validated_in_bytes
 
 
 if __name__ == "__main__":

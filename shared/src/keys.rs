@@ -29,7 +29,7 @@ use crate::domain::ids::{CustomerId, ProcessId, ScoringId};
 use crate::domain::loan::process::LoanProcess;
 use crate::domain::truck::process::TruckProcess;
 use crate::domain::workflow::Workflow;
-use crate::ports::{OpenProcess, ReceivedHook, StoredProcess};
+use crate::ports::{HookRef, OpenProcess, StoredProcess};
 
 pub const GSI1: &str = "gsi1";
 pub const OPEN_INDEX: &str = "open";
@@ -114,7 +114,7 @@ pub fn scoring_alias(scoring_id: &ScoringId) -> String {
 }
 
 /// Where a received hook is stored: (pk, sk).
-pub fn hook_key(hook: &ReceivedHook) -> (String, String) {
+pub fn hook_key(hook: &HookRef) -> (String, String) {
     if hook.by_content {
         (format!("{HOOK}{}", hook.scoring_id), format!("{}#{}", hook.kind.path(), hook.hook_id))
     } else {
@@ -330,13 +330,12 @@ mod tests {
         }
     }
 
-    fn hook(scoring_id: &ScoringId, by_content: bool) -> ReceivedHook {
-        ReceivedHook {
+    fn hook(scoring_id: &ScoringId, by_content: bool) -> HookRef {
+        HookRef {
             scoring_id: scoring_id.clone(),
             kind: HookKind::Started,
             hook_id: "h".into(),
             by_content,
-            body: String::new(),
             received_at_ms: 0,
             replays: 0,
         }
@@ -347,7 +346,7 @@ mod tests {
         let (one, other) = (ScoringId::parse("sc-1").unwrap(), ScoringId::parse("sc-2").unwrap());
         assert_eq!(hook_key(&hook(&one, false)), hook_key(&hook(&other, false)));
         assert_ne!(hook_key(&hook(&one, true)), hook_key(&hook(&other, true)));
-        let approved = ReceivedHook { kind: HookKind::Approved, ..hook(&one, true) };
+        let approved = HookRef { kind: HookKind::Approved, ..hook(&one, true) };
         assert_ne!(hook_key(&hook(&one, true)), hook_key(&approved));
     }
 

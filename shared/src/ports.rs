@@ -45,6 +45,66 @@ pub struct ReceivedHook {
     pub replays: u32,
 }
 
+impl ReceivedHook {
+    /// The hook without its body, as its stored record names it.
+    pub fn reference(&self) -> HookRef {
+        HookRef {
+            scoring_id: self.scoring_id.clone(),
+            kind: self.kind,
+            hook_id: self.hook_id.clone(),
+            by_content: self.by_content,
+            received_at_ms: self.received_at_ms,
+            replays: self.replays,
+        }
+    }
+}
+
+/// A stored hook named without its body: what goes on the queue when the hook with its
+/// body would not fit there (the runner reads the body from the hook's record).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HookRef {
+    pub scoring_id: ScoringId,
+    pub kind: HookKind,
+    pub hook_id: String,
+    #[serde(default)]
+    pub by_content: bool,
+    pub received_at_ms: u64,
+    #[serde(default)]
+    pub replays: u32,
+}
+
+impl HookRef {
+    /// How the hook is kept for a person (`check`: the intake check that kept it, if one did).
+    pub fn kept(&self, check: Option<IntakeCheck>) -> KeptOrigin {
+        KeptOrigin::Hook {
+            kind: self.kind,
+            scoring_id: self.scoring_id.clone(),
+            hook_id: self.hook_id.clone(),
+            by_content: self.by_content,
+            replays: self.replays,
+            check,
+        }
+    }
+
+    pub fn with_body(self, body: String) -> ReceivedHook {
+        ReceivedHook {
+            scoring_id: self.scoring_id,
+            kind: self.kind,
+            hook_id: self.hook_id,
+            by_content: self.by_content,
+            body,
+            received_at_ms: self.received_at_ms,
+            replays: self.replays,
+        }
+    }
+}
+
+/// The largest message (in bytes, as sent) polis puts on its queues: every queue's
+/// `MaximumMessageSize` in the template (a test keeps them equal). SQS would take up to
+/// 1 MiB; 256 KiB keeps a batch of ten inside a Lambda invocation's 6 MB payload.
+pub const QUEUE_MESSAGE_LIMIT: usize = 256 * 1024;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {
     New,
@@ -172,8 +232,17 @@ pub struct Quarantined {
 /// fail for size and block the hook stream behind it.
 pub const MAX_KEPT_BODY: usize = 200 * 1024;
 
+/// The most of a reason a kept item holds, in UTF-8 bytes: reasons name fields and codes,
+/// never whole answers; a longer one is cut (so the item's size stays bounded).
+pub const MAX_KEPT_REASON: usize = 2 * 1024;
+
 impl Quarantined {
     pub fn new(origin: KeptOrigin, mut reason: String, mut body: String, at_ms: u64) -> Quarantined {
+        if reason.len() > MAX_KEPT_REASON {
+            let cut = (0..=MAX_KEPT_REASON).rev().find(|&at| reason.is_char_boundary(at)).unwrap_or(0);
+            reason.truncate(cut);
+            reason.push('…');
+        }
         if body.len() > MAX_KEPT_BODY {
             let cut = (0..=MAX_KEPT_BODY).rev().find(|&at| body.is_char_boundary(at)).unwrap_or(0);
             reason = format!("{reason} (the first {cut} of {} bytes kept)", body.len());
@@ -189,6 +258,9 @@ impl Quarantined {
 pub enum TruckMessage {
     /// A stored hook, to apply to the process that owns its scoringId.
     Hook(ReceivedHook),
+    /// A stored hook whose message with its body would pass [`QUEUE_MESSAGE_LIMIT`]: its
+    /// body is read from its record.
+    StoredHook(HookRef),
     /// Apply a bank's (or an operator's, or the watchdog's) event to a process.
     BankEvent {
         process_id: ProcessId,
@@ -244,6 +316,8 @@ pub trait HookStore {
     /// Stores a hook once; a second delivery of the same hook is `Duplicate`, and its
     /// delivery id used again for another scoringId or hook is `UsedElsewhere`.
     fn record_hook(&self, hook: &ReceivedHook) -> impl Future<Output = Result<Recorded, InfraError>> + Send;
+    /// The body of a recorded hook (`None` when no record is found: it expired, or never was).
+    fn hook_body(&self, hook: &HookRef) -> impl Future<Output = Result<Option<String>, InfraError>> + Send;
 }
 
 pub trait QuarantineStore {

@@ -5,7 +5,7 @@ use lambda_http::request::RequestContext;
 use lambda_http::{service_fn, Error, Request, RequestExt};
 use polis::adapters::config::{self, var};
 use polis::adapters::dynamodb::Table;
-use polis::adapters::secrets;
+use polis::adapters::secrets::{self, RotatingSecret};
 use polis::adapters::sqs::Queue;
 use polis::domain::must::hook::HookKind;
 use polis::services::truck::hook_auth::{
@@ -17,22 +17,31 @@ use polis::services::truck::hook_intake::{HookIntake, HookRequest};
 pub async fn run(kind: HookKind) -> Result<(), Error> {
     polis::telemetry::init();
     let sdk = config::aws().await;
+    let (ssm, mode, parameter) = (config::ssm(&sdk), var("HOOK_AUTH_MODE")?, var("HOOK_SECRET_PARAMETER")?);
+    let auth = HookAuth::from_config(&mode, &secrets::read(&ssm, &parameter).await?)?;
+    let ttl = std::time::Duration::from_secs(config::number("HOOK_SECRET_TTL_SECONDS", 300)?);
+    let secret = RotatingSecret::new(ssm, parameter, ttl);
     let intake = HookIntake {
         store: Table::new(config::dynamodb(&sdk), var("TABLE_NAME")?).keeping_input_for(
             std::time::Duration::from_secs(config::number("KEPT_INPUT_DAYS", 90)? * 86_400),
         ),
         queue: Queue::new(config::sqs(&sdk), var("TRUCK_QUEUE_URL")?),
-        auth: HookAuth::from_config(
-            &var("HOOK_AUTH_MODE")?,
-            &secrets::read(&config::ssm(&sdk), &var("HOOK_SECRET_PARAMETER")?).await?,
-        )?,
+        auth: auth.into(),
         sources: config::list("HOOK_SOURCE_NETWORKS").iter().map(|n| n.parse()).collect::<Result<_, _>>()?,
         payment_link_hosts: config::list("PAYMENT_LINK_HOSTS"),
     };
-    let intake = &intake;
+    let (intake, secret, mode) = (&intake, &secret, &mode);
     let suffix = format!("/{}", kind.path());
     let suffix = &suffix;
     lambda_http::run(service_fn(move |req: Request| async move {
+        // A rotated secret (two, separated by whitespace, while MUST moves over) takes
+        // effect within the TTL; a value that does not configure leaves the keys in force.
+        if let Some(value) = secret.due().await {
+            match HookAuth::from_config(mode, &value) {
+                Ok(auth) => intake.auth.replace(auth),
+                Err(e) => tracing::error!(error = %e, "the hook secret read again is unusable; the keys in force stay"),
+            }
+        }
         if !req.uri().path().ends_with(suffix.as_str()) {
             let other = polis::services::Reply::new(404, serde_json::json!({"error": "no such hook here"}));
             return polis_lambda::http_response(other);

@@ -13,9 +13,9 @@ use serde::de::DeserializeOwned;
 use crate::domain::ids::CustomerId;
 use crate::keys::{self, Cursor, ProcessKey, Product};
 use crate::ports::{
-    EffectLog, EffectRecord, HookStore, InfraError, OpenProcess, OpenProcesses, ProcessStore, ProductIndex,
-    ProductPage, ProductRecord, QuarantineStore, Quarantined, ReceivedHook, Recorded, SaveError,
-    StoredProcess, TokenStore, Versioned,
+    EffectLog, EffectRecord, HookRef, HookStore, InfraError, OpenProcess, OpenProcesses, ProcessStore,
+    ProductIndex, ProductPage, ProductRecord, QuarantineStore, Quarantined, ReceivedHook, Recorded,
+    SaveError, StoredProcess, TokenStore, Versioned,
 };
 
 /// Hooks and intent records are kept for a year, then expire by TTL.
@@ -261,7 +261,7 @@ impl EffectLog for Table {
 
 impl HookStore for Table {
     async fn record_hook(&self, hook: &ReceivedHook) -> Result<Recorded, InfraError> {
-        let (pk, sk) = keys::hook_key(hook);
+        let (pk, sk) = keys::hook_key(&hook.reference());
         let mut item = key(pk, &sk);
         item.insert("scoringId".into(), s(hook.scoring_id.as_str()));
         item.insert("hook".into(), s(hook.kind.path()));
@@ -293,6 +293,21 @@ impl HookStore for Table {
             }
             Err(e) => Err(call_error(e)),
         }
+    }
+
+    async fn hook_body(&self, hook: &HookRef) -> Result<Option<String>, InfraError> {
+        let (pk, sk) = keys::hook_key(hook);
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.name)
+            .set_key(Some(key(pk, &sk)))
+            .projection_expression("body")
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(call_error)?;
+        Ok(out.item().and_then(|item| get_s(item, "body").ok()).map(str::to_owned))
     }
 }
 

@@ -13,10 +13,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::domain::ids::CustomerId;
 use crate::keys::{self, Cursor, ProcessKey, Product};
 use crate::ports::{
-    now_ms, BankOutbox, EffectLog, EffectRecord, HookStore, InfraError, LoanMessage, LoanQueue, ObjectStore,
-    OpenProcess, OpenProcesses, ProcessStore, ProductIndex, ProductPage, ProductRecord, QuarantineStore,
-    Quarantined, ReceivedHook, Recorded, SaveError, StoredObject, StoredProcess, TokenStore, TruckMessage,
-    TruckQueue, Versioned,
+    now_ms, BankOutbox, EffectLog, EffectRecord, HookRef, HookStore, InfraError, LoanMessage, LoanQueue,
+    ObjectStore, OpenProcess, OpenProcesses, ProcessStore, ProductIndex, ProductPage, ProductRecord,
+    QuarantineStore, Quarantined, ReceivedHook, Recorded, SaveError, StoredObject, StoredProcess, TokenStore,
+    TruckMessage, TruckQueue, Versioned,
 };
 
 /// DynamoDB refuses items larger than this (attribute names and values, UTF-8).
@@ -195,13 +195,18 @@ impl HookStore for MemoryTable {
             return Err(too_large("hook item", size));
         }
         let mut s = lock(&self.state);
-        let slot = keys::hook_key(hook);
+        let slot = keys::hook_key(&hook.reference());
         if let Some(first) = s.hooks.get(&slot) {
             let same_path = first.scoring_id == hook.scoring_id && first.kind == hook.kind;
             return Ok(if same_path { Recorded::Duplicate } else { Recorded::UsedElsewhere });
         }
         s.hooks.insert(slot, hook.clone());
         Ok(Recorded::New)
+    }
+
+    async fn hook_body(&self, hook: &HookRef) -> Result<Option<String>, InfraError> {
+        self.turn().await;
+        Ok(lock(&self.state).hooks.get(&keys::hook_key(hook)).map(|h| h.body.clone()))
     }
 }
 

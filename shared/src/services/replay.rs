@@ -543,15 +543,13 @@ where
             }
             SourceQueue::Truck => match serde_json::from_str::<TruckMessage>(body) {
                 Err(e) => unreadable(e),
+                Ok(TruckMessage::StoredHook(reference)) => {
+                    let body = self.store.hook_body(&reference).await?.unwrap_or_default();
+                    let origin = reference.kept(None);
+                    self.plan_item(&Quarantined { body, ..as_kept(origin) }).await?
+                }
                 Ok(TruckMessage::Hook(hook)) => {
-                    let origin = KeptOrigin::Hook {
-                        kind: hook.kind,
-                        scoring_id: hook.scoring_id.clone(),
-                        hook_id: hook.hook_id.clone(),
-                        by_content: hook.by_content,
-                        replays: hook.replays,
-                        check: None,
-                    };
+                    let origin = hook.reference().kept(None);
                     self.plan_item(&Quarantined { body: hook.body, ..as_kept(origin) }).await?
                 }
                 Ok(TruckMessage::BankEvent { process_id, event, replays }) => {

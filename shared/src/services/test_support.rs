@@ -508,6 +508,10 @@ impl<T: HookStore + Sync> HookStore for Flaky<T> {
         self.trip()?;
         self.inner.record_hook(hook).await
     }
+    async fn hook_body(&self, hook: &crate::ports::HookRef) -> Result<Option<String>, InfraError> {
+        self.trip()?;
+        self.inner.hook_body(hook).await
+    }
 }
 
 impl<T: QuarantineStore + Sync> QuarantineStore for Flaky<T> {

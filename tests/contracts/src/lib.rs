@@ -332,6 +332,15 @@ pub async fn hook_store<H: HookStore>(store: &H) {
     }
     let too_big = hook(&scoring_id, HookKind::Approved, &unique("msg"), false, &"x".repeat(OVER_ITEM_LIMIT));
     assert!(store.record_hook(&too_big).await.is_err(), "a hook over 400 KB is an error, not a loss");
+    // A hook sent by reference: its body comes back from its record, whole (the first
+    // delivery's), and a hook never recorded has none.
+    assert_eq!(store.hook_body(&first.reference()).await.expect("read").as_deref(), Some("{}"));
+    let large = "\n".repeat(200 * 1024) + r#"{"insuranceCompany":"ingostrah"}"#;
+    let stored = hook(&scoring_id, HookKind::Approved, &unique("digest"), true, &large);
+    assert_eq!(store.record_hook(&stored).await.expect("record"), Recorded::New);
+    assert_eq!(store.hook_body(&stored.reference()).await.expect("read"), Some(large));
+    let never = hook(&elsewhere, HookKind::Started, &unique("digest"), true, "{}");
+    assert_eq!(store.hook_body(&never.reference()).await.expect("read"), None);
 }
 
 /// Kept items: once per id, listed oldest first, gone once released.
@@ -359,6 +368,14 @@ pub async fn quarantine_store<Q: QuarantineStore>(store: &Q) {
     let origin = KeptOrigin::BankEvent { event_id: tag.clone(), event_type: "x".into() };
     let cut = Quarantined::new(origin.clone(), "big".into(), "y".repeat(OVER_ITEM_LIMIT), base);
     assert!(store.quarantine(&cut).await.expect("a cut item fits"));
+    // The worst a caller can hand it: a body of three-byte characters and a reason as long.
+    let worst = Quarantined::new(
+        KeptOrigin::BankEvent { event_id: format!("{tag}-worst"), event_type: "x".into() },
+        "ж".repeat(OVER_ITEM_LIMIT),
+        "ж".repeat(OVER_ITEM_LIMIT),
+        base,
+    );
+    assert!(store.quarantine(&worst).await.expect("whatever the input, the kept item fits"));
     let too_big = Quarantined { body: "y".repeat(OVER_ITEM_LIMIT), id: format!("{}-whole", cut.id), ..cut };
     assert!(store.quarantine(&too_big).await.is_err(), "over 400 KB is an error the caller sees");
 }

@@ -503,3 +503,23 @@ fn every_function_has_kept_logs_saved_queries_an_error_alarm_and_a_place_on_the_
     });
     assert!(stuck, "an alarm on processes stuck in a stage");
 }
+
+#[test]
+fn every_queue_takes_messages_up_to_the_limit_the_code_sends_and_no_larger() {
+    // A hook whose message would pass the limit goes by reference; a queue that took less
+    // would refuse messages the code thinks fit, one that took more would let a batch pass
+    // a Lambda invocation's payload.
+    let t = template();
+    let resources = defaults(&t);
+    let queues: Vec<(&String, &Value)> =
+        t.resources.iter().filter(|(_, r)| r["Type"] == json!("AWS::SQS::Queue")).collect();
+    assert!(queues.len() >= 7, "{}", queues.len());
+    for (id, queue) in queues {
+        let size = resources.resolve(&queue["Properties"]["MaximumMessageSize"]);
+        assert_eq!(
+            size.ok().and_then(|s| s.parse::<usize>().ok()),
+            Some(polis::ports::QUEUE_MESSAGE_LIMIT),
+            "{id}: MaximumMessageSize"
+        );
+    }
+}

@@ -218,6 +218,10 @@ impl<T: HookStore + Sync> HookStore for Faulty<T> {
     async fn record_hook(&self, hook: &ReceivedHook) -> Result<Recorded, InfraError> {
         self.invocation.aws("dynamodb", self.inner.record_hook(hook)).await
     }
+
+    async fn hook_body(&self, hook: &polis::ports::HookRef) -> Result<Option<String>, InfraError> {
+        self.invocation.aws("dynamodb", self.inner.hook_body(hook)).await
+    }
 }
 
 impl<T: QuarantineStore + Sync> QuarantineStore for Faulty<T> {

@@ -545,7 +545,8 @@ impl World {
             store: Faulty::new(self.table.clone(), &invocation),
             queue: Faulty::new(self.trucks.clone(), &invocation),
             auth: HookAuth::from_config("shared-secret", HOOK_SECRET)
-                .unwrap_or(HookAuth::SharedSecret(Vec::new())),
+                .unwrap_or(HookAuth::SharedSecret(Vec::new()))
+                .into(),
             sources: Vec::new(),
             payment_link_hosts: vec![polis_must_sim::PAYMENT_HOST.into()],
         };

@@ -18,6 +18,7 @@
 
 use std::net::IpAddr;
 use std::str::FromStr;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use base64::Engine;
@@ -52,7 +53,8 @@ pub struct HookCredentials<'a> {
 }
 
 pub enum HookAuth {
-    SharedSecret(Vec<u8>),
+    /// One secret, or two while rotating.
+    SharedSecret(Vec<Vec<u8>>),
     StandardWebhooks(Vec<Vec<u8>>),
     SecretPath(Vec<Vec<u8>>),
 }
@@ -61,7 +63,7 @@ impl std::fmt::Debug for HookAuth {
     // Never prints a secret.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            HookAuth::SharedSecret(_) => f.write_str("SharedSecret(..)"),
+            HookAuth::SharedSecret(secrets) => write!(f, "SharedSecret({} secrets)", secrets.len()),
             HookAuth::StandardWebhooks(keys) => write!(f, "StandardWebhooks({} keys)", keys.len()),
             HookAuth::SecretPath(tokens) => write!(f, "SecretPath({} tokens)", tokens.len()),
         }
@@ -74,8 +76,8 @@ pub enum AuthConfigError {
     UnknownMode(String),
     #[error("the hook secret is empty")]
     Empty,
-    #[error("a shared hook secret needs at least 16 bytes")]
-    TooShort,
+    #[error("shared hook secret {0} needs at least 16 bytes")]
+    TooShort(usize),
     #[error("signing secret {0} is not whsec_ followed by base64")]
     BadSigningSecret(usize),
     #[error("path token {0} must be 32 to 128 characters of A-Z, a-z, 0-9, '-' or '_'")]
@@ -101,6 +103,34 @@ pub enum AuthError {
 pub fn secrets_match(expected: &[u8], given: &[u8]) -> bool {
     let (a, b) = (Sha256::digest(expected), Sha256::digest(given));
     a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Whether `given` is one of `secrets`; every one is compared, so the time taken does not
+/// tell which matched.
+fn any_matches(secrets: &[Vec<u8>], given: &[u8]) -> bool {
+    secrets.iter().fold(false, |any, s| any | secrets_match(s, given))
+}
+
+/// The hook authentication in force, shared by every request of a container and swapped
+/// whole when the secret parameter is re-read: a rotation reaches running functions
+/// without a redeploy.
+#[derive(Clone)]
+pub struct HookKeys(Arc<RwLock<Arc<HookAuth>>>);
+
+impl From<HookAuth> for HookKeys {
+    fn from(auth: HookAuth) -> HookKeys {
+        HookKeys(Arc::new(RwLock::new(Arc::new(auth))))
+    }
+}
+
+impl HookKeys {
+    pub fn current(&self) -> Arc<HookAuth> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn replace(&self, auth: HookAuth) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(auth);
+    }
 }
 
 fn signing_key(text: &str) -> Option<Vec<u8>> {
@@ -134,13 +164,16 @@ impl HookAuth {
             return Err(AuthConfigError::Empty);
         }
         match mode {
-            "shared-secret" => {
-                let joined = secret.trim();
-                if joined.len() < 16 {
-                    return Err(AuthConfigError::TooShort);
-                }
-                Ok(HookAuth::SharedSecret(joined.as_bytes().to_vec()))
-            }
+            // Two secrets separated by whitespace are two secrets: the old and the new one,
+            // both accepted while MUST moves to the new one.
+            "shared-secret" => secrets
+                .iter()
+                .enumerate()
+                .map(|(i, s)| {
+                    (s.len() >= 16).then(|| s.as_bytes().to_vec()).ok_or(AuthConfigError::TooShort(i + 1))
+                })
+                .collect::<Result<_, _>>()
+                .map(HookAuth::SharedSecret),
             "standard-webhooks" => secrets
                 .iter()
                 .enumerate()
@@ -169,15 +202,13 @@ impl HookAuth {
     /// Checks a request at `now_s` (seconds since the epoch).
     pub fn verify(&self, c: &HookCredentials<'_>, body: &[u8], now_s: i64) -> Result<(), AuthError> {
         match self {
-            HookAuth::SharedSecret(expected) => {
+            HookAuth::SharedSecret(secrets) => {
                 let given = c.secret.ok_or(AuthError::Missing(SECRET_HEADER))?;
-                secrets_match(expected, given).then_some(()).ok_or(AuthError::Mismatch)
+                any_matches(secrets, given).then_some(()).ok_or(AuthError::Mismatch)
             }
             HookAuth::SecretPath(tokens) => {
                 let given = c.path_token.ok_or(AuthError::Missing("the path's token"))?;
-                // Every token is compared, so the time taken does not tell which matched.
-                let matched = tokens.iter().fold(false, |any, t| any | secrets_match(t, given));
-                matched.then_some(()).ok_or(AuthError::Mismatch)
+                any_matches(tokens, given).then_some(()).ok_or(AuthError::Mismatch)
             }
             HookAuth::StandardWebhooks(keys) => {
                 let id = c.id.filter(|i| !i.is_empty()).ok_or(AuthError::Missing(ID_HEADER))?;
@@ -296,8 +327,35 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn two_shared_secrets_are_two_secrets_each_accepted_while_rotating_and_the_pair_joined_is_not() {
+        let (old, new) = ("local-hook-secret-old-0123456789", "local-hook-secret-new-0123456789");
+        let during = HookAuth::from_config("shared-secret", &format!("{old}\n{new}")).unwrap();
+        let with = |auth: &HookAuth, s: &str| {
+            auth.verify(&HookCredentials { secret: Some(s.as_bytes()), ..Default::default() }, b"{}", NOW)
+        };
+        assert_eq!(with(&during, old), Ok(()));
+        assert_eq!(with(&during, new), Ok(()));
+        assert_eq!(
+            with(&during, &format!("{old}\n{new}")),
+            Err(AuthError::Mismatch),
+            "not one joined secret"
+        );
+        let keys = HookKeys::from(during);
+        keys.replace(HookAuth::from_config("shared-secret", new).unwrap());
+        assert_eq!(with(&keys.current(), old), Err(AuthError::Mismatch), "the old one is gone once replaced");
+        assert_eq!(with(&keys.current(), new), Ok(()));
+    }
+
+    #[test]
     fn configuration_is_checked_before_any_hook_arrives() {
-        assert_eq!(HookAuth::from_config("shared-secret", "short").unwrap_err(), AuthConfigError::TooShort);
+        assert_eq!(
+            HookAuth::from_config("shared-secret", "short").unwrap_err(),
+            AuthConfigError::TooShort(1)
+        );
+        assert_eq!(
+            HookAuth::from_config("shared-secret", "local-hook-secret-0123456789 short").unwrap_err(),
+            AuthConfigError::TooShort(2)
+        );
         assert_eq!(
             HookAuth::from_config("hmac", OLD).unwrap_err(),
             AuthConfigError::UnknownMode("hmac".into())

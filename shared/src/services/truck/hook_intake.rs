@@ -21,10 +21,10 @@ use crate::domain::must::hook::{HookKind, HookPayload};
 use crate::domain::truck::process::caused_by;
 use crate::ports::{
     now_ms, HookStore, InfraError, IntakeCheck, KeptOrigin, QuarantineStore, Quarantined, ReceivedHook,
-    Recorded, TruckMessage, TruckQueue,
+    Recorded, TruckMessage, TruckQueue, QUEUE_MESSAGE_LIMIT,
 };
 use crate::services::keep::keep;
-use crate::services::truck::hook_auth::{HookAuth, HookCredentials, Network};
+use crate::services::truck::hook_auth::{HookCredentials, HookKeys, Network};
 use crate::services::Reply;
 use crate::telemetry::Unit;
 
@@ -86,7 +86,8 @@ fn dedup_id(hook: &ReceivedHook) -> String {
 pub struct HookIntake<S, Q> {
     pub store: S,
     pub queue: Q,
-    pub auth: HookAuth,
+    /// The keys in force (swapped when the secret is rotated).
+    pub auth: HookKeys,
     /// Networks a hook may come from (any, when empty).
     pub sources: Vec<Network>,
     /// Hosts a payment link may point to (any, over https, when empty): a link
@@ -112,7 +113,8 @@ where
             tracing::warn!(hook = kind.path(), reason = %error, "hook refused");
             return Reply::new(413, json!({ "error": error }));
         }
-        if let Err(why) = self.auth.verify(&req.credentials, req.body, (now_ms() / 1000) as i64) {
+        let auth = self.auth.current();
+        if let Err(why) = auth.verify(&req.credentials, req.body, (now_ms() / 1000) as i64) {
             tracing::warn!(hook = kind.path(), reason = %why, "hook refused");
             return Reply::new(401, json!({"error": "unauthorized"}));
         }
@@ -121,14 +123,20 @@ where
             Err(e) => return Reply::new(400, json!({"error": e.to_string()})),
         };
         let span = tracing::info_span!("hook", scoring_id = %scoring_id, hook = kind.path());
-        self.accept(kind, scoring_id, req).instrument(span).await
+        self.accept(kind, scoring_id, auth.is_signed(), req).instrument(span).await
     }
 
-    async fn accept(&self, kind: HookKind, scoring_id: ScoringId, req: HookRequest<'_>) -> Reply {
+    async fn accept(
+        &self,
+        kind: HookKind,
+        scoring_id: ScoringId,
+        signed: bool,
+        req: HookRequest<'_>,
+    ) -> Reply {
         let (hook_id, by_content) = hook_id(&scoring_id, kind, req.credentials.id, req.body);
         // A signed delivery is replay-protected by its id: one we cannot use as an id must
         // not silently become a content id (which a replay onto this path would share).
-        let unusable_id = (self.auth.is_signed() && by_content)
+        let unusable_id = (signed && by_content)
             .then(|| (IntakeCheck::WebhookId, "its webhook-id cannot be used as an id".to_owned()));
         let kept = match check_body(kind, req.body) {
             Some(reason) => Some((None, reason)),
@@ -262,22 +270,52 @@ where
     Q: TruckQueue + Sync,
 {
     let group = hook.scoring_id.to_string();
+    // A hook too large for the queue goes by reference to its record: recorded first.
+    let fits = fits_on_queue(&hook);
     // A hook our own call causes is told from a repeat by when it was received: a message
     // sent beside a failed record, then MUST's retry, could count twice. Those go in turn.
-    let at_once = hook.by_content && caused_by(hook.kind).is_none();
-    let message = TruckMessage::Hook(hook);
-    let TruckMessage::Hook(hook) = &message else { unreachable!("built as a hook just above") };
+    let at_once = fits && hook.by_content && caused_by(hook.kind).is_none();
     if at_once {
+        let message = TruckMessage::Hook(hook);
+        let TruckMessage::Hook(hook) = &message else { unreachable!("built as a hook just above") };
         let (recorded, queued) =
             tokio::join!(store.record_hook(hook), queue.enqueue(&message, &group, dedup));
         queued?;
         return recorded;
     }
-    let recorded = store.record_hook(hook).await?;
+    let recorded = store.record_hook(&hook).await?;
     if recorded != Recorded::UsedElsewhere {
+        let message = match fits {
+            true => TruckMessage::Hook(hook),
+            false => TruckMessage::StoredHook(hook.reference()),
+        };
         queue.enqueue(&message, &group, dedup).await?;
     }
     Ok(recorded)
+}
+
+/// Whether the hook's message, its body escaped as JSON, fits [`QUEUE_MESSAGE_LIMIT`]. A
+/// body of quotes, backslashes and control characters grows up to sixfold when escaped:
+/// a hook MUST may send (up to [`MAX_HOOK_BODY`]) can pass the limit, and SQS would refuse
+/// it on every retry, stopping that process's hooks for good.
+fn fits_on_queue(hook: &ReceivedHook) -> bool {
+    /// The message's fields besides the body, generously.
+    const ENVELOPE: usize = 1024;
+    let room = QUEUE_MESSAGE_LIMIT - ENVELOPE - hook.hook_id.len();
+    // Most bodies fit however they escape: no count on the hot path.
+    if hook.body.len() * 6 <= room {
+        return true;
+    }
+    let escaped: usize = hook
+        .body
+        .chars()
+        .map(|c| match c {
+            '"' | '\\' | '\n' | '\r' | '\t' | '\u{8}' | '\u{c}' => 2,
+            c if (c as u32) < 0x20 => 6,
+            c => c.len_utf8(),
+        })
+        .sum();
+    escaped <= room
 }
 
 #[cfg(test)]
@@ -285,6 +323,7 @@ mod tests {
     use super::*;
     use crate::adapters::memory::{MemorySqs, MemoryTable};
     use crate::services::test_support::{drain, fifo, kept, sid, Flaky, Recorder};
+    use crate::services::truck::hook_auth::HookAuth;
 
     const SECRET: &str = "local-hook-secret-0123456789";
     const APPROVED: &str = r#"{"insuranceCompany":"ingostrah","writtenPremium":17847.29}"#;
@@ -293,7 +332,7 @@ mod tests {
         HookIntake {
             store,
             queue,
-            auth: HookAuth::from_config("shared-secret", SECRET).unwrap(),
+            auth: HookAuth::from_config("shared-secret", SECRET).unwrap().into(),
             sources: Vec::new(),
             payment_link_hosts: vec!["pay.must.example".into()],
         }
@@ -373,7 +412,7 @@ mod tests {
         let hooks = HookIntake {
             store: table.clone(),
             queue: queue.clone(),
-            auth: HookAuth::from_config("standard-webhooks", secret).unwrap(),
+            auth: HookAuth::from_config("standard-webhooks", secret).unwrap().into(),
             sources: Vec::new(),
             payment_link_hosts: Vec::new(),
         };
@@ -660,6 +699,9 @@ mod tests {
             tokio::time::sleep(self.delay).await;
             self.inner.record_hook(hook).await
         }
+        async fn hook_body(&self, hook: &crate::ports::HookRef) -> Result<Option<String>, InfraError> {
+            self.inner.hook_body(hook).await
+        }
     }
 
     impl<T: TruckQueue + Sync> TruckQueue for Slow<T> {
@@ -706,6 +748,45 @@ mod tests {
         let retry = hooks.receive(HookKind::Approved, request(APPROVED.as_bytes())).await;
         assert_eq!(status(&retry), (200, "duplicate"));
         assert_eq!(queue.inner.sent().len(), 1, "the retry completes what was missing");
+    }
+
+    #[tokio::test]
+    async fn a_hook_whose_message_would_pass_the_queue_limit_goes_by_reference_and_is_applied() {
+        use crate::services::test_support::{up_to_payment, World};
+        // ~130 KiB of JSON that is mostly whitespace: each newline doubles when escaped.
+        let body = format!(
+            "{{{}\"insuranceCompany\":\"ingostrah\",\"writtenPremium\":17847.29}}",
+            "\n".repeat(130 * 1024)
+        );
+        let whole = ReceivedHook {
+            body: body.clone(),
+            ..crate::services::test_support::received(HookKind::Approved, &body, 1)
+        };
+        assert!(
+            serde_json::to_string(&TruckMessage::Hook(whole)).unwrap().len() > QUEUE_MESSAGE_LIMIT,
+            "with its body, the message would be refused by the queue"
+        );
+        let w = World::new(MemoryTable::default());
+        let runner = w.runner(false);
+        up_to_payment(&w, &runner).await;
+        let queue = fifo();
+        let reply = intake(w.table.clone(), queue.clone())
+            .receive(HookKind::Approved, request(body.as_bytes()))
+            .await;
+        assert_eq!(status(&reply), (200, "accepted"), "{reply:?}");
+        let messages = drain::<TruckMessage>(&queue);
+        let [(_, message @ TruckMessage::StoredHook(reference))] = &messages[..] else {
+            panic!("{messages:?}")
+        };
+        assert!(serde_json::to_string(message).unwrap().len() < 1024, "the reference alone travels");
+        assert_eq!(w.table.hook_body(reference).await.unwrap().as_deref(), Some(body.as_str()));
+        runner.handle(message.clone()).await.unwrap();
+        let offers: Vec<_> = w.notices().into_iter().filter(|(_, kind)| kind == "truck.offer").collect();
+        assert_eq!(offers.len(), 1, "the runner read the body and applied the approval");
+        // A small hook still travels whole, its record and message written at once.
+        let small = r#"{"insuranceCompany":"ingostrah","reason":"no"}"#;
+        intake(w.table.clone(), queue.clone()).receive(HookKind::Rejected, request(small.as_bytes())).await;
+        assert!(matches!(&drain::<TruckMessage>(&queue)[..], [(_, TruckMessage::Hook(_))]));
     }
 
     #[tokio::test]

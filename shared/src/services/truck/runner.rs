@@ -16,8 +16,8 @@ use crate::domain::truck::process::{ArchivePurpose, TruckEffect, TruckEvent, Tru
 use crate::domain::workflow::EffectSpec;
 use crate::keys::{self, ProcessKey};
 use crate::ports::{
-    now_ms, BankOutbox, CallError, EffectLog, InfraError, KeptOrigin, MustApi, ObjectStore, ProcessStore,
-    QuarantineStore, Quarantined, StoredProcess, TruckMessage,
+    now_ms, BankOutbox, CallError, EffectLog, HookStore, InfraError, KeptOrigin, MustApi, ObjectStore,
+    ProcessStore, QuarantineStore, Quarantined, ReceivedHook, StoredProcess, TruckMessage,
 };
 use crate::services::archive::{archive_file, ARCHIVE_ATTEMPTS, MAX_FILE_BYTES};
 use crate::services::engine::{Attempt, Draft, EffectFailure, Engine};
@@ -82,7 +82,7 @@ pub struct TruckRunner<S, M, O, B> {
 
 impl<S, M, O, B> TruckRunner<S, M, O, B>
 where
-    S: ProcessStore + EffectLog + QuarantineStore + Sync,
+    S: ProcessStore + EffectLog + QuarantineStore + HookStore + Sync,
     M: MustApi + Sync,
     O: ObjectStore + Sync,
     B: BankOutbox + Sync,
@@ -97,41 +97,20 @@ where
     /// Handles one message from the process queue.
     pub async fn handle(&self, message: TruckMessage) -> Result<(), RetryLater> {
         let (key, event, replays) = match message {
-            TruckMessage::Hook(hook) => {
-                let alias = keys::scoring_alias(&hook.scoring_id);
-                let origin = KeptOrigin::Hook {
-                    kind: hook.kind,
-                    scoring_id: hook.scoring_id.clone(),
-                    hook_id: hook.hook_id.clone(),
-                    by_content: hook.by_content,
-                    replays: hook.replays,
-                    check: None,
-                };
-                let Some(key) = self.process_of(&alias).await? else {
-                    let waited = Duration::from_millis(now_ms().saturating_sub(hook.received_at_ms));
-                    if waited < self.unknown_scoring_grace {
-                        // The init result may not be written yet; the FIFO group waits for it.
-                        return Err(RetryLater::NotYet(format!(
-                            "scoringId {} is not mapped yet",
-                            hook.scoring_id
-                        )));
-                    }
-                    let reason = format!("unknown scoringId after {}s", waited.as_secs());
-                    return self.engine.quarantine(origin, reason, hook.body).await;
-                };
-                match HookPayload::parse(hook.kind, hook.body.as_bytes()) {
-                    Ok(payload) => {
-                        let event = TruckEvent::Hook {
-                            id: hook.hook_id,
-                            by_content: hook.by_content,
-                            payload,
-                            received_at_ms: hook.received_at_ms,
-                        };
-                        (key, Some(event), hook.replays)
-                    }
-                    Err(e) => return self.engine.quarantine(origin, e.to_string(), hook.body).await,
+            TruckMessage::Hook(hook) => match self.hook_event(hook).await? {
+                Some((key, event, replays)) => (key, Some(event), replays),
+                None => return Ok(()),
+            },
+            TruckMessage::StoredHook(reference) => match self.engine.store.hook_body(&reference).await? {
+                Some(body) => match self.hook_event(reference.with_body(body)).await? {
+                    Some((key, event, replays)) => (key, Some(event), replays),
+                    None => return Ok(()),
+                },
+                None => {
+                    let reason = "its record (and body) is gone: it expired before it was applied".to_owned();
+                    return self.engine.quarantine(reference.kept(None), reason, String::new()).await;
                 }
-            }
+            },
             TruckMessage::BankEvent { process_id, event, replays } => {
                 (ProcessKey::Truck(process_id), Some(event), replays)
             }
@@ -153,6 +132,40 @@ where
         }
         .instrument(span)
         .await
+    }
+
+    /// The process a hook is for and the event it is; `None` when it was kept instead (its
+    /// scoringId unknown past the grace, or its body unusable).
+    async fn hook_event(
+        &self,
+        hook: ReceivedHook,
+    ) -> Result<Option<(ProcessKey, TruckEvent, u32)>, RetryLater> {
+        let alias = keys::scoring_alias(&hook.scoring_id);
+        let Some(key) = self.process_of(&alias).await? else {
+            let waited = Duration::from_millis(now_ms().saturating_sub(hook.received_at_ms));
+            if waited < self.unknown_scoring_grace {
+                // The init result may not be written yet; the FIFO group waits for it.
+                return Err(RetryLater::NotYet(format!("scoringId {} is not mapped yet", hook.scoring_id)));
+            }
+            let reason = format!("unknown scoringId after {}s", waited.as_secs());
+            self.engine.quarantine(hook.reference().kept(None), reason, hook.body).await?;
+            return Ok(None);
+        };
+        match HookPayload::parse(hook.kind, hook.body.as_bytes()) {
+            Ok(payload) => {
+                let event = TruckEvent::Hook {
+                    id: hook.hook_id,
+                    by_content: hook.by_content,
+                    payload,
+                    received_at_ms: hook.received_at_ms,
+                };
+                Ok(Some((key, event, hook.replays)))
+            }
+            Err(e) => {
+                self.engine.quarantine(hook.reference().kept(None), e.to_string(), hook.body).await?;
+                Ok(None)
+            }
+        }
     }
 
     async fn process_of(&self, alias: &str) -> Result<Option<ProcessKey>, RetryLater> {
