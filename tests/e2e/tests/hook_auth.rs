@@ -84,13 +84,13 @@ fn forged_stale_or_tampered_hooks_are_refused_and_leave_nothing() {
             ("one valid among several", several, BODY, 200),
             (
                 "just inside the tolerance, behind",
-                signed("m-in-", t - 290, NEW_SIGNING_SECRET, BODY),
+                signed("m-in-behind", t - 290, NEW_SIGNING_SECRET, BODY),
                 BODY,
                 200,
             ),
             (
                 "just inside the tolerance, ahead",
-                signed("m-in+", t + 290, NEW_SIGNING_SECRET, BODY),
+                signed("m-in-ahead", t + 290, NEW_SIGNING_SECRET, BODY),
                 BODY,
                 200,
             ),
@@ -196,5 +196,31 @@ fn forged_stale_or_tampered_hooks_are_refused_and_leave_nothing() {
         }
         println!("hook authentication: {tried} cases tried, {} wrong", wrong.len());
         assert!(wrong.is_empty(), "{wrong:#?}");
+    });
+}
+
+#[test]
+fn a_signed_hook_whose_webhook_id_cannot_be_an_id_is_kept_for_a_person_not_given_a_content_id() {
+    run_on(SIGNED, async {
+        let h = harness();
+        let (sid, _) = ids("sc-odd-id");
+        // Signed correctly, over an id we cannot store as one (a space, a slash, dots): as a
+        // content id it would lose its replay protection (a replay onto this path would share it).
+        let odd = "evt 1/../2";
+        // To `started`: `rejected` is the forgery test's alone (it counts its function's writes).
+        let body = r#"{"insuranceCompanies":["ingostrah"]}"#;
+        let mut req =
+            reqwest::Client::new().post(format!("{}/api/hooks/{sid}/started", h.cloud.http_url)).body(body);
+        for (name, value) in signed(odd, now(), NEW_SIGNING_SECRET, body) {
+            req = req.header(name, value);
+        }
+        let res = req.send().await.unwrap();
+        let (status, reply): (u16, Value) = (res.status().as_u16(), res.json().await.unwrap());
+        assert_eq!((status, reply["status"].as_str()), (200, Some("quarantined")), "{reply}");
+        assert!(items(h, &format!("HOOK#{sid}")).await.is_empty(), "not stored as a hook");
+        let kept = h.quarantined().await.unwrap();
+        let item = kept.iter().find(|i| i.to_string().contains(&sid)).expect("kept");
+        assert_eq!(item["origin"]["check"], "webhook-id", "{item}");
+        assert_eq!(item["reason"], "its webhook-id cannot be used as an id");
     });
 }

@@ -132,6 +132,10 @@ pub struct Stats {
     /// Changes MUST made for each vehicle, by call (`init`, `documents`, `contract`, ...): what
     /// the partner saw, whatever the caller was told.
     pub changes: HashMap<String, HashMap<String, u64>>,
+    /// Calls that change something, as they reached MUST for each vehicle, by call, whether MUST
+    /// acted on them or not (a call failing before MUST acts is received all the same).
+    #[serde(default)]
+    pub received: HashMap<String, HashMap<String, u64>>,
     /// The contract card MUST holds for each vehicle, last written.
     pub contracts: HashMap<String, Value>,
     /// Calls of the helper methods, by `"{call} {vin or plates}"`.
@@ -194,7 +198,7 @@ pub async fn start(config: SimConfig, listen: SocketAddr) -> std::io::Result<Sim
         .route_layer(axum::middleware::from_fn_with_state(sim.faults.clone(), faults::inject))
         .route("/sim/scenarios/{vin}", put(set_scenario))
         .route("/sim/stats", get(stats))
-        .route("/pay/{sid}", get(pay_page))
+        .route("/pay/{sid}/{insurer}", get(pay_page))
         .with_state(sim.clone());
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
@@ -231,6 +235,11 @@ impl Sim {
     /// The changes MUST made for a vehicle, by call.
     pub fn changes(&self, vin: &str) -> HashMap<String, u64> {
         self.must.changes(vin)
+    }
+
+    /// The calls that change something that reached MUST for a vehicle, by call.
+    pub fn received(&self, vin: &str) -> HashMap<String, u64> {
+        self.must.stats().received.get(vin).cloned().unwrap_or_default()
     }
 
     /// The scoringIds MUST gave the vehicle's processes, oldest first.
@@ -461,6 +470,6 @@ async fn stats(State(sim): State<Arc<Sim>>) -> Response {
     Json(sim.stats()).into_response()
 }
 
-async fn pay_page(Path(sid): Path<String>) -> Response {
-    format!("Simulated payment page for scoring {sid}").into_response()
+async fn pay_page(Path((sid, insurer)): Path<(String, String)>) -> Response {
+    format!("Simulated payment page of {insurer} for scoring {sid}").into_response()
 }

@@ -116,6 +116,8 @@ struct Process {
     scoring_started: bool,
     approved: HashSet<String>,
     payment_requested: bool,
+    /// A link of an insurer that dropped out since, to deliver once more, late: (insurer, link).
+    late_link: Option<(String, String)>,
     paid: bool,
     hooks_sent: u32,
 }
@@ -135,8 +137,8 @@ struct State {
     processes: HashMap<String, Process>,
     idempotent: HashMap<String, Value>,
     events: VecDeque<Event>,
-    /// Planned faults that have fired, by vehicle and call (each fires once).
-    fired: HashSet<(String, Call)>,
+    /// How many planned faults have fired, by vehicle and call (each fires once, in order).
+    fired: HashMap<(String, Call), usize>,
     next_id: u64,
     stats: Stats,
 }
@@ -295,10 +297,21 @@ impl Must {
         }
     }
 
-    /// The planned fault for this call of the vehicle, if it has not fired yet (it fires now).
+    /// Each listed fault of a call fails one call of it, in the order listed; the call is
+    /// counted as received.
     fn take_fault(&self, vin: &str, scenario: &Scenario, call: Call) -> Option<CallFault> {
-        let fault = scenario.faults.iter().find(|f| f.call == call).copied()?;
-        self.lock().fired.insert((vin.to_owned(), call)).then_some(fault)
+        let mut state = self.lock();
+        *state
+            .stats
+            .received
+            .entry(vin.to_owned())
+            .or_default()
+            .entry(call.name().to_owned())
+            .or_default() += 1;
+        let fired = state.fired.entry((vin.to_owned(), call)).or_default();
+        let fault = scenario.faults.iter().filter(|f| f.call == call).nth(*fired).copied()?;
+        *fired += 1;
+        Some(fault)
     }
 
     /// Counts a change MUST made for the vehicle.
@@ -541,17 +554,46 @@ impl Must {
         if let Some(f) = fault.filter(|f| !f.committed) {
             return Answer::failing(Reply::bare_ok(), Some(f.failure));
         }
+        if let Some(code) = self.with_process(sid, |p| p.scenario.payment_rejected_with).flatten() {
+            return Reply::error(400, Some(code), "simulated refusal of the payment request").into();
+        }
         let Some(insurer) = self.approved_insurer(sid, body) else {
             return not_approved().into();
         };
         self.changed(&vin, Call::PaymentLink);
-        let link = format!("https://{PAYMENT_HOST}/pay/{sid}");
+        let link = format!("https://{PAYMENT_HOST}/pay/{sid}/{insurer}");
+        if let Some((late, late_link)) = self.with_process(sid, |p| p.late_link.take()).flatten() {
+            self.send_hook(
+                sid,
+                "payment-link-generated",
+                json!({"insuranceCompany": late, "paymentLink": late_link}),
+            );
+        }
         self.send_hook(
             sid,
             "payment-link-generated",
             json!({"insuranceCompany": insurer, "paymentLink": link}),
         );
-        self.lock().events.push_back(Event::CustomerWillPay { scoring_id: sid.to_owned() });
+        let drops_out = self
+            .with_process(sid, |p| {
+                let out = p.scenario.drops_out_after_link.as_ref() == Some(&insurer);
+                if out {
+                    p.approved.remove(&insurer);
+                    p.late_link = Some((insurer.clone(), link.clone()));
+                }
+                out
+            })
+            .unwrap_or(false);
+        if drops_out {
+            let failure = json!({
+                "insuranceCompany": insurer,
+                "errorCode": 1602,
+                "errorMessage": "simulated: the insurer could not keep its payment link",
+            });
+            self.send_hook(sid, "company-failed", failure);
+        } else {
+            self.lock().events.push_back(Event::CustomerWillPay { scoring_id: sid.to_owned() });
+        }
         Answer::failing(Reply::bare_ok(), fault.map(|f| f.failure))
     }
 

@@ -120,13 +120,19 @@ pub struct Scenario {
     pub issued_before_paid: bool,
     /// Insurers whose payment link or invoice MUST refuses with 403, though they approved.
     pub payment_refused: Vec<String>,
+    /// MUST refuses every payment request with HTTP 400 and this error code.
+    pub payment_rejected_with: Option<u32>,
+    /// This insurer drops out right after its payment link went out (a `company-failed` hook,
+    /// code 1602); MUST delivers that link once more, late, just before the next insurer's.
+    pub drops_out_after_link: Option<String>,
     /// Each hook is delivered this many times at the same instant (0 or 1: once), to race our intake.
     pub concurrent_deliveries: u32,
     /// This vehicle's hooks carry a `webhook-id` (MUST's documents define none).
     pub webhook_ids: bool,
     /// MUST throttles this vehicle: `init` answers 429 until the scenario is set again without it.
     pub throttled: bool,
-    /// Calls that fail once, committed or not.
+    /// Calls that fail, committed or not: each listed fault fails one call of its kind, in
+    /// the order listed.
     pub faults: Vec<CallFault>,
     /// The licence category MUST's helper finds for this vehicle.
     pub license_category: String,
@@ -157,6 +163,8 @@ impl Default for Scenario {
             policy_file: PolicyFile::Pdf,
             issued_before_paid: false,
             payment_refused: Vec::new(),
+            drops_out_after_link: None,
+            payment_rejected_with: None,
             concurrent_deliveries: 1,
             webhook_ids: false,
             throttled: false,

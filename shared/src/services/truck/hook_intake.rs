@@ -67,7 +67,8 @@ pub fn hook_id(
     (hex::encode(h.finalize()), true)
 }
 
-/// Whether a `webhook-id` can be our hook's id (and a key and a deduplication id).
+/// Whether a `webhook-id` can be our hook's id (a key, a deduplication id, and the `hookId`
+/// of the answer as `contracts/openapi.yaml` has it).
 fn is_usable_delivery_id(id: &str) -> bool {
     (1..=100).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
@@ -804,6 +805,8 @@ mod tests {
         let sid = ScoringId::parse("sc-1").unwrap();
         assert_eq!(hook_id(&sid, HookKind::Started, Some("msg_2KW"), b"{}"), ("msg_2KW".to_owned(), false));
         let (a, by_content) = hook_id(&sid, HookKind::Started, Some("bad id/../"), b"{}");
+        assert!(hook_id(&sid, HookKind::Started, Some("a#b"), b"{}").1, "a key's separator");
+        assert!(hook_id(&sid, HookKind::Started, Some(&"x".repeat(101)), b"{}").1, "too long");
         assert!(by_content);
         assert_eq!((a.clone(), true), hook_id(&sid, HookKind::Started, None, b"{}"));
         assert_eq!(a.len(), 64);
