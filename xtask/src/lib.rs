@@ -56,7 +56,7 @@ fn hook_functions() -> String {
           PAYMENT_LINK_HOSTS: !Ref PaymentLinkHosts
           KEPT_INPUT_DAYS: !Ref KeptInputDays
           HOOK_SOURCE_NETWORKS: !Ref HookSourceNetworks
-          HOOK_SECRET_TTL_SECONDS: !Ref HookSecretTtlSeconds
+          HOOK_AUTH_REFRESH_SECONDS: !Ref HookAuthRefreshSeconds
       Policies:
         - !Ref HookFunctionPolicy
       Events:

@@ -19,7 +19,7 @@ pub async fn run(kind: HookKind) -> Result<(), Error> {
     let sdk = config::aws().await;
     let (ssm, mode, parameter) = (config::ssm(&sdk), var("HOOK_AUTH_MODE")?, var("HOOK_SECRET_PARAMETER")?);
     let auth = HookAuth::from_config(&mode, &secrets::read(&ssm, &parameter).await?)?;
-    let ttl = std::time::Duration::from_secs(config::number("HOOK_SECRET_TTL_SECONDS", 300)?);
+    let ttl = std::time::Duration::from_secs(config::number("HOOK_AUTH_REFRESH_SECONDS", 300)?);
     let secret = RotatingSecret::new(ssm, parameter, ttl);
     let intake = HookIntake {
         store: Table::new(config::dynamodb(&sdk), var("TABLE_NAME")?).keeping_input_for(

@@ -294,7 +294,7 @@ impl Harness {
             ("PaymentLinkHosts", payment_hosts),
             ("HookSourceNetworks", sources.into()),
             // A rotated hook secret is taken within two seconds (tests rotate it).
-            ("HookSecretTtlSeconds", "2".into()),
+            ("HookAuthRefreshSeconds", "2".into()),
             ("RunnerVisibilityTimeout", options.timings.runner_visibility_s.to_string()),
             ("EffectLeaseMs", options.timings.effect_lease_ms.to_string()),
             ("UnknownScoringGraceSeconds", options.timings.unknown_scoring_grace_s.to_string()),

@@ -66,7 +66,7 @@ struct HookLine {
 /// A flow the bank started, until its invariants were checked.
 #[derive(Debug, Clone)]
 enum Flow {
-    Truck { vin: String, scenario: polis_must_sim::Scenario },
+    Truck { vin: String, scenario: Box<polis_must_sim::Scenario> },
     Loan,
 }
 
@@ -272,7 +272,7 @@ impl World {
             documents.push(json!({"typeId": type_id, "s3Key": key, "fileName": name}));
         }
         event["documents"] = json!(documents);
-        lock(&self.open).insert(format!("TRUCK#{request_id}"), Flow::Truck { vin, scenario });
+        lock(&self.open).insert(format!("TRUCK#{request_id}"), Flow::Truck { vin, scenario: Box::new(scenario) });
         let _ = self.bank_events.send(event.to_string(), None);
     }
 
