@@ -104,6 +104,11 @@ fn an_answer_acts_once_given_twice_and_not_at_all_on_a_hold_it_does_not_name() {
         let received = || h.must.sim.received(&vin).get("payment-link").copied().unwrap_or(0);
         assert_eq!((held_attempt(&record), received()), (1, 1));
         let key = format!("TRUCK#{pid}");
+        let listed = h.ops(&["list"]).await.unwrap();
+        println!(
+            "polis-ops list:\n{}",
+            listed.lines().filter(|l| l.contains(&pid)).collect::<Vec<_>>().join("\n")
+        );
         // The same answer twice (the command run again): attempt 2 goes out once.
         h.ops(&["resolve", &key, "1", "did-not-happen"]).await.unwrap();
         let again = h.ops(&["resolve", &key, "1", "did-not-happen"]).await;
@@ -114,6 +119,7 @@ fn an_answer_acts_once_given_twice_and_not_at_all_on_a_hold_it_does_not_name() {
         assert_eq!(received(), 2, "exactly one more call (the repeat was {again:?})");
         // The answer about attempt 1 arrives once more, now that attempt 2 is held: refused.
         let late = h.ops(&["resolve", &key, "1", "did-not-happen"]).await.unwrap_err().to_string();
+        println!("the late answer: {late}");
         assert!(late.contains("holds payment-ingostrah attempt 2, not attempt 1"), "{late}");
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!((received(), held_attempt(&h.process(&pid).await.unwrap().unwrap())), (2, 2), "{record}");
@@ -125,6 +131,7 @@ fn an_answer_acts_once_given_twice_and_not_at_all_on_a_hold_it_does_not_name() {
         let answers: Vec<&str> =
             timeline.lines().filter(|l| l.contains("operator  e2e-operator: resolve")).collect();
         assert_eq!(answers.len(), 2, "each answer once in the history:\n{timeline}");
+        println!("polis-ops timeline {pid}:\n{timeline}");
     });
 }
 
@@ -196,13 +203,16 @@ fn a_dead_letter_that_leads_to_a_payment_goes_back_only_with_its_confirmation_an
             (Some(true), json!(["payment-ingostrah"]))
         );
         let code = plan["confirmation"].as_str().unwrap().to_owned();
+        println!("polis-ops dead-letters --list:\n{}", serde_json::to_string_pretty(&plan).unwrap());
         // In bulk it stays; by its id without the code it stays; with the code it goes.
         let bulk: Value = serde_json::from_str(&h.ops(&["dead-letters"]).await.unwrap()).unwrap();
         assert!(bulk.to_string().contains(&message_id), "{bulk}");
         let refused = h.ops(&["redrive-message", "truck", &message_id]).await.unwrap_err().to_string();
+        println!("without the code: {refused}");
         assert!(refused.contains("confirm it with the code"), "{refused}");
         assert_eq!(h.must.sim.received(&vin).get("payment-link"), None, "nothing was asked of MUST");
-        h.ops(&["redrive-message", "truck", &message_id, "--confirm", &code]).await.unwrap();
+        let moved = h.ops(&["redrive-message", "truck", &message_id, "--confirm", &code]).await.unwrap();
+        println!("with it:\n{moved}");
         h.wait_for_stage(&pid, "issued", FLOW_TIMEOUT, |_| {}).await.unwrap();
         assert_eq!(h.must.sim.received(&vin).get("payment-link").copied(), Some(1));
         let again = h.ops(&["redrive-message", "truck", &message_id, "--confirm", &code]).await.unwrap_err();
@@ -216,6 +226,7 @@ fn a_dead_letter_that_leads_to_a_payment_goes_back_only_with_its_confirmation_an
             line.contains(&message_id) && line.contains("confirmed: leads to payment-ingostrah"),
             "{line}"
         );
+        println!("in the timeline: {line}");
     });
 }
 

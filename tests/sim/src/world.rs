@@ -272,7 +272,8 @@ impl World {
             documents.push(json!({"typeId": type_id, "s3Key": key, "fileName": name}));
         }
         event["documents"] = json!(documents);
-        lock(&self.open).insert(format!("TRUCK#{request_id}"), Flow::Truck { vin, scenario: Box::new(scenario) });
+        lock(&self.open)
+            .insert(format!("TRUCK#{request_id}"), Flow::Truck { vin, scenario: Box::new(scenario) });
         let _ = self.bank_events.send(event.to_string(), None);
     }
 
