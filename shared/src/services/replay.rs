@@ -247,22 +247,7 @@ where
         plan: Plan,
         approval: &Approval,
     ) -> Result<Result<Acted, String>, InfraError> {
-        if let Some(process) = &plan.process {
-            let mut detail = plan.becomes.clone();
-            if let Some(reason) = &approval.override_reason {
-                detail.push_str(&format!("; override: {reason}"));
-            }
-            if plan.confirmation.is_some() {
-                detail.push_str(&format!("; confirmed: leads to {}", plan.leads_to.join(", ")));
-            }
-            let action = What::Operator {
-                by: approval.by.clone(),
-                action: "redrive".into(),
-                item: item.id.clone(),
-                detail,
-            };
-            self.note(process, action).await?;
-        }
+        self.note_redrive("redrive", &plan, approval).await?;
         if let Err(why) = self.send(item).await? {
             return Ok(Err(why));
         }
@@ -613,14 +598,23 @@ where
 
     /// Records that a dead letter of `plan.process` is moved back, by whom.
     pub async fn note_message(&self, plan: &Plan, approval: &Approval) -> Result<(), InfraError> {
+        self.note_redrive("redrive-message", plan, approval).await
+    }
+
+    /// Notes a re-drive in the history of the process it concerns (if it exists yet): what
+    /// the item becomes, and the override or confirmation given.
+    async fn note_redrive(&self, action: &str, plan: &Plan, approval: &Approval) -> Result<(), InfraError> {
         let Some(process) = &plan.process else { return Ok(()) };
         let mut detail = plan.becomes.clone();
+        if let Some(reason) = &approval.override_reason {
+            detail.push_str(&format!("; override: {reason}"));
+        }
         if plan.confirmation.is_some() {
             detail.push_str(&format!("; confirmed: leads to {}", plan.leads_to.join(", ")));
         }
         let action = What::Operator {
             by: approval.by.clone(),
-            action: "redrive-message".into(),
+            action: action.into(),
             item: plan.item.clone(),
             detail,
         };

@@ -320,8 +320,8 @@ fn a_repeat_after_the_call_the_hook_itself_caused_is_still_a_repeat() {
     assert_eq!(p.apply(completed()), Outcome::Duplicate, "not new after the contract call it caused");
 }
 
-#[test]
-fn two_insurers_cheapest_approved_is_chosen_after_both_answer() {
+/// Two insurers scoring; Ingosstrakh has approved (20,000), Renaissance not answered yet.
+fn ingostrah_approved_renaissance_scoring() -> (TruckProcess, Vec<TruckNotification>) {
     let (mut p, mut sent) = started();
     feed(&mut p, &mut sent, happy_hooks()[..3].to_vec());
     feed(
@@ -332,6 +332,12 @@ fn two_insurers_cheapest_approved_is_chosen_after_both_answer() {
             hook("a1", HookPayload::Approved { insurer: ins("ingostrah"), premium: Some(20000.0) }),
         ],
     );
+    (p, sent)
+}
+
+#[test]
+fn two_insurers_cheapest_approved_is_chosen_after_both_answer() {
+    let (mut p, mut sent) = ingostrah_approved_renaissance_scoring();
     assert_eq!(p.chosen, None, "waits for the second insurer");
     feed(
         &mut p,
@@ -1301,14 +1307,11 @@ fn any_event() -> impl Strategy<Value = TruckEvent> {
 
 /// Two insurers approved, the cheaper (renaissance) chosen and its link sent to the bank.
 fn link_of_the_cheaper_of_two() -> (TruckProcess, Vec<TruckNotification>) {
-    let (mut p, mut sent) = started();
-    feed(&mut p, &mut sent, happy_hooks()[..3].to_vec());
+    let (mut p, mut sent) = ingostrah_approved_renaissance_scoring();
     feed(
         &mut p,
         &mut sent,
         vec![
-            hook("s", HookPayload::Started { insurers: vec![ins("ingostrah"), ins("renaissance")] }),
-            hook("a1", HookPayload::Approved { insurer: ins("ingostrah"), premium: Some(20000.0) }),
             hook("a2", HookPayload::Approved { insurer: ins("renaissance"), premium: Some(17847.29) }),
             hook(
                 "l1",
@@ -1363,16 +1366,7 @@ fn an_insurer_dropping_out_after_its_link_reached_the_bank_has_the_link_withdraw
 
 #[test]
 fn a_held_payment_request_of_an_insurer_that_drops_out_waits_for_its_answer_before_the_switch() {
-    let (mut p, mut sent) = started();
-    feed(&mut p, &mut sent, happy_hooks()[..3].to_vec());
-    feed(
-        &mut p,
-        &mut sent,
-        vec![
-            hook("s", HookPayload::Started { insurers: vec![ins("ingostrah"), ins("renaissance")] }),
-            hook("a1", HookPayload::Approved { insurer: ins("ingostrah"), premium: Some(20000.0) }),
-        ],
-    );
+    let (mut p, _) = ingostrah_approved_renaissance_scoring();
     p.apply(hook("a2", HookPayload::Approved { insurer: ins("renaissance"), premium: Some(1.0) }));
     p.outbox.record(CallRecord {
         effect: "payment-renaissance".into(),
