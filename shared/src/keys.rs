@@ -338,6 +338,7 @@ mod tests {
             by_content,
             received_at_ms: 0,
             replays: 0,
+            requeued_at_ms: 0,
         }
     }
 

@@ -43,9 +43,23 @@ pub struct ReceivedHook {
     /// How many times an operator has replayed this hook (kept again under the next number).
     #[serde(default)]
     pub replays: u32,
+    /// When an operator's replay queued it again (0: never). `received_at_ms` stays when our
+    /// intake received it (what proves a call, and tells a repeat); the wait for a scoringId
+    /// we do not know yet counts from here.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub requeued_at_ms: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl ReceivedHook {
+    /// Since when the hook has been waiting on the queue.
+    pub fn queued_at_ms(&self) -> u64 {
+        self.received_at_ms.max(self.requeued_at_ms)
+    }
+
     /// The hook without its body, as its stored record names it.
     pub fn reference(&self) -> HookRef {
         HookRef {
@@ -55,6 +69,7 @@ impl ReceivedHook {
             by_content: self.by_content,
             received_at_ms: self.received_at_ms,
             replays: self.replays,
+            requeued_at_ms: self.requeued_at_ms,
         }
     }
 }
@@ -72,6 +87,8 @@ pub struct HookRef {
     pub received_at_ms: u64,
     #[serde(default)]
     pub replays: u32,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub requeued_at_ms: u64,
 }
 
 impl HookRef {
@@ -96,6 +113,7 @@ impl HookRef {
             body,
             received_at_ms: self.received_at_ms,
             replays: self.replays,
+            requeued_at_ms: self.requeued_at_ms,
         }
     }
 }

@@ -3,9 +3,12 @@
 //! (`replay`) and the command (`polis-ops`) are two thin doors to [`Replayer::run`]; the
 //! command also reads a process's timeline and the processes stuck in a stage.
 //!
-//! A request does only what it names: every action is off unless asked for, one item at a
-//! time unless a bulk re-drive is asked for (which takes only what moves no money and
-//! passed every intake check), and every action that changes something names who acts.
+//! A request does only what it names: one action (one kept item, one dead letter, one
+//! review, or the bulk re-drive of what moves no money and passed every intake check), and
+//! every action that changes something names who acts.
+
+use std::sync::Mutex;
+use std::time::Duration;
 
 use polis::adapters::config::{self, var};
 use polis::adapters::dynamodb::Table;
@@ -16,13 +19,14 @@ use polis::ports::{now_ms, InfraError, OpenProcess, QuarantineStore, Quarantined
 use polis::services::replay::{Acted, Approval, Plan, Replay, ReplayReport, SourceQueue};
 use polis::services::timeline::{self, Timeline};
 use serde::{Deserialize, Serialize};
-use std::time::Duration;
 
 /// An operator's answer to a review: `process` is `TRUCK#{requestId}` or `LOAN#{loanNumber}`,
-/// `attempt` the held attempt the answer is about (as `polis-ops list` shows it).
+/// `effect` and `attempt` the held call and attempt the answer is about (as `polis-ops list`
+/// shows them).
 #[derive(Debug, Clone, Deserialize)]
 pub struct Resolve {
     pub process: String,
+    pub effect: String,
     pub attempt: u32,
     #[serde(flatten)]
     pub resolution: Resolution,
@@ -53,11 +57,15 @@ pub struct RedriveMessage {
     pub message_id: String,
     #[serde(default)]
     pub dry_run: bool,
+    /// Move a hook an intake check would keep, for this reason (recorded).
+    #[serde(default)]
+    pub r#override: Option<String>,
     #[serde(default)]
     pub confirm: Option<String>,
 }
 
-/// What to do. Everything is off unless asked for; an empty request is refused.
+/// What to do. Everything is off unless asked for; a request names one action, and any
+/// other request (none, or several) is refused.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct ReplayRequest {
@@ -67,7 +75,7 @@ pub struct ReplayRequest {
     pub quarantine: bool,
     /// Move back every dead letter that moves no money and passed every intake check.
     pub dead_letters: bool,
-    /// With `quarantine` or `deadLetters`: show what each would do; change nothing.
+    /// Show what the action would do; change nothing (whatever the action's own `dryRun`).
     pub dry_run: bool,
     pub redrive: Option<Redrive>,
     pub redrive_message: Option<RedriveMessage>,
@@ -75,18 +83,21 @@ pub struct ReplayRequest {
 }
 
 impl ReplayRequest {
-    fn changes_something(&self) -> bool {
-        let one = self.redrive.as_ref().is_some_and(|r| !r.dry_run)
-            || self.redrive_message.as_ref().is_some_and(|r| !r.dry_run);
-        one || self.resolve.is_some() || ((self.quarantine || self.dead_letters) && !self.dry_run)
+    /// Whether the request asks for a dry run (its own, or its item's).
+    fn dry_run(&self) -> bool {
+        self.dry_run
+            || self.redrive.as_ref().is_some_and(|r| r.dry_run)
+            || self.redrive_message.as_ref().is_some_and(|r| r.dry_run)
     }
 
-    fn names_an_action(&self) -> bool {
-        self.quarantine
-            || self.dead_letters
-            || self.redrive.is_some()
-            || self.redrive_message.is_some()
-            || self.resolve.is_some()
+    /// How many actions the request names (the bulk re-drive of kept items and of dead
+    /// letters is one).
+    fn actions(&self) -> usize {
+        let bulk = self.quarantine || self.dead_letters;
+        [bulk, self.redrive.is_some(), self.redrive_message.is_some(), self.resolve.is_some()]
+            .into_iter()
+            .filter(|named| *named)
+            .count()
     }
 }
 
@@ -188,56 +199,52 @@ impl Replayer {
     }
 
     pub async fn run(&self, request: ReplayRequest) -> Result<ReplayOutcome, ReplayError> {
-        if !request.names_an_action() {
+        if request.actions() != 1 {
             return Err(ReplayError::Request(
-                "nothing to do: name one action - redrive (one kept item), redriveMessage (one dead letter), \
-                 resolve (one review), or quarantine / deadLetters (every item that moves no money)"
+                "name one action: redrive (one kept item), redriveMessage (one dead letter), resolve (one \
+                 review), or quarantine / deadLetters (every item that moves no money)"
                     .into(),
             ));
         }
-        let by = request.by.clone().filter(|b| !b.trim().is_empty());
-        let by = match (by, request.changes_something()) {
+        let dry_run = request.dry_run();
+        if dry_run && request.resolve.is_some() {
+            return Err(ReplayError::Request(
+                "an answer has no dry run: `polis-ops list` shows the hold".into(),
+            ));
+        }
+        let by = match (request.by.clone().filter(|b| !b.trim().is_empty()), dry_run) {
             (Some(by), _) => by,
-            (None, false) => "dry-run".to_owned(),
-            (None, true) => return Err(ReplayError::Request("say who acts (\"by\"): it is recorded".into())),
+            (None, true) => "dry-run".to_owned(),
+            (None, false) => {
+                return Err(ReplayError::Request("say who acts (\"by\"): it is recorded".into()))
+            }
         };
         let mut outcome = ReplayOutcome::default();
         if let Some(resolve) = request.resolve {
             let process = ProcessKey::parse(&resolve.process).map_err(ReplayError::Request)?;
             self.replay
-                .resolve(&process, resolve.attempt, resolve.resolution, &by)
+                .resolve(&process, &resolve.effect, resolve.attempt, resolve.resolution, &by)
                 .await?
                 .map_err(ReplayError::Request)?;
-            tracing::info!(process = %resolve.process, attempt = resolve.attempt, %by, "review answered");
+            tracing::info!(process = %resolve.process, effect = %resolve.effect, attempt = resolve.attempt, %by, "review answered");
             outcome.resolved = Some(resolve.process);
         }
-        if let Some(redrive) = request.redrive {
-            let approval = Approval {
-                by: by.clone(),
-                override_reason: redrive.r#override,
-                confirm: redrive.confirm,
-                dry_run: redrive.dry_run,
-            };
+        if let Some(one) = request.redrive {
+            let approval =
+                Approval { by: by.clone(), override_reason: one.r#override, confirm: one.confirm, dry_run };
             outcome.redriven =
-                Some(self.replay.redrive(&redrive.item, &approval).await?.map_err(ReplayError::Request)?);
+                Some(self.replay.redrive(&one.item, &approval).await?.map_err(ReplayError::Request)?);
         }
         if let Some(one) = request.redrive_message {
-            let approval = Approval {
-                by: by.clone(),
-                confirm: one.confirm,
-                dry_run: one.dry_run,
-                override_reason: None,
-            };
+            let approval =
+                Approval { by: by.clone(), override_reason: one.r#override, confirm: one.confirm, dry_run };
             outcome.redriven = Some(self.redrive_message(one.queue, &one.message_id, &approval).await?);
         }
         if request.quarantine {
-            outcome.quarantine = Some(match request.dry_run {
-                false => self.replay.routine(&by).await?,
-                true => self.routine_dry_run().await?,
-            });
+            outcome.quarantine = Some(self.replay.routine_where(&by, dry_run, |_| true).await?);
         }
         if request.dead_letters {
-            let approval = Approval { by, dry_run: request.dry_run, ..Approval::default() };
+            let approval = Approval { by, dry_run, ..Approval::default() };
             for (queue, dlq) in &self.dead_letters {
                 outcome.dead_letters.push(self.routine_dead_letters(*queue, dlq, &approval).await?);
             }
@@ -245,23 +252,8 @@ impl Replayer {
         Ok(outcome)
     }
 
-    /// What a bulk re-drive of the kept items would do; nothing changes.
-    async fn routine_dry_run(&self) -> Result<ReplayReport, InfraError> {
-        let mut report = ReplayReport::default();
-        for item in self.replay.store.list_quarantined().await? {
-            let plan = self.replay.plan_item(&item).await?;
-            match &plan.refused {
-                Some(why) => report.still_failing.push((item.id, why.clone())),
-                None if plan.is_routine() => report.replayed.push(item.id),
-                None => report
-                    .needs_its_own_command
-                    .push((item.id, plan.blocked(&Approval::default()).unwrap_or_default())),
-            }
-        }
-        Ok(report)
-    }
-
-    /// Moves back the dead letters of `queue` that a bulk re-drive may take.
+    /// Moves back the dead letters of `queue` that a bulk re-drive may take, one per process
+    /// (each plan is made on the process as it stands), and notes each in its process's history.
     async fn routine_dead_letters(
         &self,
         queue: SourceQueue,
@@ -269,30 +261,45 @@ impl Replayer {
         approval: &Approval,
     ) -> Result<DeadLetterReport, InfraError> {
         let mut report = DeadLetterReport { queue: queue.name().to_owned(), ..DeadLetterReport::default() };
-        let plans = std::sync::Mutex::new(Vec::new());
-        let sorted = dlq
+        // Each message's plan, and why it stays (when it does).
+        let sorted: Mutex<Vec<(Plan, Option<String>)>> = Mutex::new(Vec::new());
+        let moved = dlq
             .sort(DEAD_LETTER_LIMIT, |letter| {
-                let (replay, plans) = (&self.replay, &plans);
+                let (replay, sorted) = (&self.replay, &sorted);
                 let letter = letter.clone();
                 async move {
                     let plan =
                         replay.plan_message(queue, &letter.message_id, &letter.body, letter.sent_ms).await?;
-                    let take = plan.is_routine() && !approval.dry_run;
-                    if take {
-                        replay.note_message(&plan, approval).await?;
-                    }
-                    plans.lock().unwrap_or_else(|e| e.into_inner()).push(plan);
-                    Ok(take)
+                    let mut sorted = sorted.lock().unwrap_or_else(|e| e.into_inner());
+                    let process_goes = plan.process.is_some()
+                        && sorted.iter().any(|(other, why)| why.is_none() && other.process == plan.process);
+                    let why = if !plan.is_routine() {
+                        Some(plan.blocked(approval).unwrap_or_default())
+                    } else if process_goes {
+                        Some(
+                            "another message of its process goes in this run: run again once it is applied"
+                                .into(),
+                        )
+                    } else {
+                        None
+                    };
+                    let go = why.is_none() && !approval.dry_run;
+                    sorted.push((plan, why));
+                    Ok(go)
                 }
             })
             .await?;
-        let plans = plans.into_inner().unwrap_or_else(|e| e.into_inner());
-        for ((letter, _), plan) in sorted.into_iter().zip(plans) {
-            if plan.is_routine() {
-                report.moved.push(letter.message_id);
-            } else {
-                let why = plan.blocked(approval).unwrap_or_default();
-                report.left.push((letter.message_id, why));
+        let sorted = sorted.into_inner().unwrap_or_else(|e| e.into_inner());
+        for ((letter, went), (plan, why)) in moved.into_iter().zip(sorted) {
+            match why {
+                Some(why) => report.left.push((letter.message_id, why)),
+                None => {
+                    if went {
+                        // Noted once it moved: a move that failed returned above, unnoted.
+                        self.replay.note_message(&plan, approval).await?;
+                    }
+                    report.moved.push(letter.message_id);
+                }
             }
         }
         tracing::info!(
@@ -317,7 +324,7 @@ impl Replayer {
             .find_map(|(q, dlq)| (*q == queue).then_some(dlq))
             .ok_or_else(|| ReplayError::Request(format!("no dead-letter queue for {}", queue.name())))?;
         // The plan of the message, once found, and why it may not go (if it may not).
-        let found: std::sync::Mutex<Option<(Plan, Option<String>)>> = std::sync::Mutex::new(None);
+        let found: Mutex<Option<(Plan, Option<String>)>> = Mutex::new(None);
         dlq.sort(DEAD_LETTER_LIMIT, |letter| {
             let (replay, found) = (&self.replay, &found);
             let letter = letter.clone();
@@ -330,10 +337,6 @@ impl Replayer {
                     replay.plan_message(queue, &letter.message_id, &letter.body, letter.sent_ms).await?;
                 let why = plan.blocked(approval);
                 let go = why.is_none() && !approval.dry_run;
-                if go {
-                    // Noted before it moves: the history says who sent it, whatever follows.
-                    replay.note_message(&plan, approval).await?;
-                }
                 *found.lock().unwrap_or_else(|e| e.into_inner()) = Some((plan, why));
                 Ok(go)
             }
@@ -351,6 +354,8 @@ impl Replayer {
             (true, _) => Ok(Acted { plan, done: false }),
             (false, Some(why)) => Err(ReplayError::Request(why)),
             (false, None) => {
+                // Noted once it moved: a move that failed returned above, unnoted.
+                self.replay.note_message(&plan, approval).await?;
                 tracing::info!(queue = queue.name(), message_id, by = %approval.by, "dead letter moved back");
                 Ok(Acted { plan, done: true })
             }
@@ -371,23 +376,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_request_does_only_what_it_names_and_an_empty_one_nothing() {
-        let empty: ReplayRequest = serde_json::from_str("{}").unwrap();
-        assert!(!empty.names_an_action(), "every flag is off unless asked for");
-        let answer: ReplayRequest = serde_json::from_str(
-            r#"{"by":"anna","resolve":{"process":"TRUCK#REQ-1","attempt":2,"resolution":"did-not-happen"}}"#,
+    fn a_request_does_only_the_one_thing_it_names_and_an_empty_one_nothing() {
+        let read = |json: &str| serde_json::from_str::<ReplayRequest>(json);
+        assert_eq!(read("{}").unwrap().actions(), 0, "every flag is off unless asked for");
+        let answer = read(
+            r#"{"by":"anna","resolve":{"process":"TRUCK#REQ-1","effect":"init","attempt":2,"resolution":"did-not-happen"}}"#,
         )
         .unwrap();
-        assert!(answer.names_an_action() && !answer.quarantine && !answer.dead_letters, "{answer:?}");
-        let dry: ReplayRequest = serde_json::from_str(r#"{"redrive":{"item":"x","dryRun":true}}"#).unwrap();
-        assert!(!dry.changes_something(), "a dry run needs no name");
-        assert!(serde_json::from_str::<ReplayRequest>(r#"{"quarantine":true,"everything":true}"#).is_err());
+        assert!(answer.actions() == 1 && !answer.quarantine && !answer.dead_letters, "{answer:?}");
         assert!(
-            serde_json::from_str::<ReplayRequest>(
-                r#"{"resolve":{"process":"TRUCK#REQ-1","resolution":"did-not-happen"}}"#
-            )
-            .is_err(),
-            "an answer names the attempt it answers"
+            read(r#"{"redrive":{"item":"x","dryRun":true}}"#).unwrap().dry_run(),
+            "a dry run needs no name"
         );
+        let outer = read(r#"{"dryRun":true,"redrive":{"item":"x"}}"#).unwrap();
+        assert!(outer.dry_run(), "the request's dry run covers its action");
+        let two =
+            read(r#"{"redrive":{"item":"x"},"redriveMessage":{"queue":"truck","messageId":"m"}}"#).unwrap();
+        assert_eq!(two.actions(), 2, "refused: one action per request");
+        assert_eq!(
+            read(r#"{"quarantine":true,"deadLetters":true}"#).unwrap().actions(),
+            1,
+            "one bulk re-drive"
+        );
+        assert!(read(r#"{"quarantine":true,"everything":true}"#).is_err());
+        let unnamed = r#"{"resolve":{"process":"TRUCK#REQ-1","attempt":1,"resolution":"did-not-happen"}}"#;
+        assert!(read(unnamed).is_err(), "an answer names the call it answers");
     }
 }

@@ -76,9 +76,10 @@ pub struct DeadLetter {
     pub sent_ms: u64,
 }
 
-/// How long a read of a dead-letter queue holds the messages it looks at (then they are
-/// visible again, should the reader die before releasing them).
-const LOOK_SECONDS: i32 = 60;
+/// How long a read of a dead-letter queue holds the messages it looks at: the replay
+/// Lambda's longest run (then they are visible again, should the reader die before
+/// releasing them).
+const LOOK_SECONDS: i32 = 900;
 
 impl DeadLetters {
     pub fn new(client: Client, dlq_url: impl Into<String>, source_url: impl Into<String>) -> DeadLetters {
@@ -102,7 +103,7 @@ impl DeadLetters {
         let mut seen: Vec<(DeadLetter, bool)> = Vec::new();
         let mut held = Vec::new();
         let result = async {
-            while seen.len() < max {
+            'read: while seen.len() < max {
                 let batch = self
                     .client
                     .receive_message()
@@ -128,6 +129,11 @@ impl DeadLetters {
                             .unwrap_or(0),
                     };
                     let receipt = message.receipt_handle().unwrap_or_default().to_owned();
+                    if seen.iter().any(|(s, _)| s.message_id == letter.message_id) {
+                        // Seen already: the read outlasted its hold. Each message once per read.
+                        held.push(receipt);
+                        break 'read;
+                    }
                     let picked = pick(&letter).await?;
                     if picked {
                         let mut send =

@@ -487,8 +487,12 @@ pub trait Workflow: Clone + Serialize + DeserializeOwned + Send + Sync {
     fn effect_uncertain(effect: &str, at_ms: u64, detail: String) -> Self::Event;
 }
 
-/// The pending effects that are work at a partner (notices aside): key, and whether it moves money.
+/// The pending effects that are work at a partner (notices aside): key, and whether it moves
+/// money. None while the process is held: a drive then sends notices only.
 pub fn pending_work<E: EffectSpec>(outbox: &Outbox<E>) -> Vec<(String, bool)> {
+    if outbox.review().is_some() {
+        return Vec::new();
+    }
     outbox.pending().iter().filter(|e| !e.is_notice()).map(|e| (e.key(), e.moves_money())).collect()
 }
 

@@ -43,8 +43,8 @@ pub fn truck_event_of(event: TruckBankEvent) -> Result<TruckEvent, (String, Box<
         TruckBankEvent::DocumentsCorrected { event_id, documents, .. } => {
             TruckEvent::DocumentsCorrected { id: event_id, documents }
         }
-        TruckBankEvent::PaymentOrder { event_id, document, .. } => {
-            TruckEvent::PaymentOrderReceived { id: event_id, document }
+        TruckBankEvent::PaymentOrder { event_id, document, insurer, .. } => {
+            TruckEvent::PaymentOrderReceived { id: event_id, document, insurer }
         }
         TruckBankEvent::InsurerChosen { event_id, insurer, payment_method, .. } => {
             TruckEvent::InsurerChosen { id: event_id, insurer, method: payment_method }

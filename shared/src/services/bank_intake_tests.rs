@@ -113,7 +113,7 @@ async fn a_payment_order_before_init_goes_to_the_process_in_its_request_group() 
         s3_key: "inbound/REQ-2026-0001/payment-order.pdf".into(),
         file_name: "payment-order.pdf".into(),
     };
-    let event = TruckEvent::PaymentOrderReceived { id: "evt-0003".into(), document };
+    let event = TruckEvent::PaymentOrderReceived { id: "evt-0003".into(), document, insurer: None };
     let expected = TruckMessage::BankEvent { process_id: process_id(), event, replays: 0 };
     assert_eq!(queued, [(Some(REQUEST_ID.to_owned()), expected)]);
 }

@@ -270,14 +270,16 @@ where
         Ok(self.store.load(key).await?)
     }
 
-    /// Keeps `body` with its reason for a person and the replay tool.
+    /// Keeps `body` with its reason for a person and the replay tool; `at_ms` is when it
+    /// first came (a replay's rules on old items count from it).
     pub async fn quarantine(
         &self,
         origin: KeptOrigin,
         reason: String,
         body: String,
+        at_ms: u64,
     ) -> Result<(), RetryLater> {
-        keep(&self.store, &Quarantined::new(origin, reason, body, now_ms())).await?;
+        keep(&self.store, &Quarantined::new(origin, reason, body, at_ms)).await?;
         Ok(())
     }
 
@@ -309,7 +311,7 @@ where
                 let id = W::received(&event).map_or("internal", |r| r.id).to_owned();
                 let origin = KeptOrigin::Event { process: draft.value.key(), event_id: id, replays };
                 let body = serde_json::to_string(&event).unwrap_or_default();
-                self.quarantine(origin, reason, body).await?;
+                self.quarantine(origin, reason, body, now_ms()).await?;
             }
         }
         Ok(draft)

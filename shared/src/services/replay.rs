@@ -73,7 +73,8 @@ pub struct Approval {
 pub struct Plan {
     /// The kept item's id, or the dead letter's message id.
     pub item: String,
-    /// `hook`, `bank-event`, `process-event`, `review`, `archive-pending`, or `dead-letter`.
+    /// `hook`, `bank-event`, `process-event`, `review`, `archive-pending`, or
+    /// `dead-letter:{queue}`.
     pub source: String,
     pub process: Option<ProcessKey>,
     /// What it is, and what the process would do with it.
@@ -183,17 +184,21 @@ where
     /// Re-drives every kept item that a bulk re-drive may take (see [`Plan::is_routine`]);
     /// lists the rest with why.
     pub async fn routine(&self, by: &str) -> Result<ReplayReport, InfraError> {
-        self.routine_where(by, |_| true).await
+        self.routine_where(by, false, |_| true).await
     }
 
-    /// As [`Replay::routine`], for the kept items `chosen` picks.
+    /// As [`Replay::routine`], for the kept items `chosen` picks; a dry run only sorts them
+    /// (`replayed`: those it would re-drive). One item per process per run: each plan is made
+    /// on the process as it stands, and an item re-driven before it would change that.
     pub async fn routine_where(
         &self,
         by: &str,
+        dry_run: bool,
         chosen: impl Fn(&Quarantined) -> bool,
     ) -> Result<ReplayReport, InfraError> {
         let mut report = ReplayReport::default();
         let approval = Approval { by: by.to_owned(), ..Approval::default() };
+        let mut touched: Vec<ProcessKey> = Vec::new();
         for item in self.store.list_quarantined().await?.into_iter().filter(|i| chosen(i)) {
             let plan = self.plan_item(&item).await?;
             if let Some(why) = &plan.refused {
@@ -203,6 +208,19 @@ where
             if !plan.is_routine() {
                 let why = plan.blocked(&approval).unwrap_or_default();
                 report.needs_its_own_command.push((item.id, why));
+                continue;
+            }
+            if let Some(process) = &plan.process {
+                if touched.contains(process) {
+                    let why =
+                        format!("another item of {process} went in this run: run again once it is applied");
+                    report.needs_its_own_command.push((item.id, why));
+                    continue;
+                }
+                touched.push(process.clone());
+            }
+            if dry_run {
+                report.replayed.push(item.id);
                 continue;
             }
             match self.act(&item, plan, &approval).await? {
@@ -240,42 +258,45 @@ where
         Ok(self.store.list_quarantined().await?.into_iter().find(|i| i.id == id))
     }
 
-    /// Notes the action, re-drives the item, releases it.
+    /// Re-drives the item, notes the action in its process's history, releases the item
+    /// (a failure on the way leaves it kept: the same command again re-drives it under the
+    /// same ids, and notes it once).
     async fn act(
         &self,
         item: &Quarantined,
         plan: Plan,
         approval: &Approval,
     ) -> Result<Result<Acted, String>, InfraError> {
-        self.note_redrive("redrive", &plan, approval).await?;
         if let Err(why) = self.send(item).await? {
             return Ok(Err(why));
         }
+        self.note_redrive("redrive", &plan, approval).await?;
         self.store.release(&item.id).await?;
         tracing::info!(kept_id = %item.id, by = %approval.by, "re-driven");
         Ok(Ok(Acted { plan, done: true }))
     }
 
-    /// An operator's answer to the review of `attempt` at the held call: it happened (with
-    /// the partner's reference where one is needed) or it did not (it is sent again). The
-    /// answer's id derives from the process, the call and the attempt: given twice, it is
-    /// applied once; naming an attempt that is not the one held, it is refused.
+    /// An operator's answer to the review of `attempt` at the held call `effect`: it happened
+    /// (with the partner's reference where one is needed) or it did not (it is sent again).
+    /// The answer's id derives from the process, the call and the attempt: given twice, it is
+    /// applied once; naming a call or attempt that is not the one held, it is refused.
     pub async fn resolve(
         &self,
         process: &ProcessKey,
+        effect: &str,
         attempt: u32,
         resolution: Resolution,
         by: &str,
     ) -> Result<Result<(), String>, InfraError> {
         let key = process;
-        let (effect, held) = match self.held_on(key).await? {
+        let (held, held_attempt) = match self.held_on(key).await? {
             None => return Ok(Err(format!("{key} does not exist"))),
             Some(None) => return Ok(Err(format!("{key} is not held for review"))),
             Some(Some(held)) => held,
         };
-        if held != attempt {
+        if (held.as_str(), held_attempt) != (effect, attempt) {
             return Ok(Err(format!(
-                "{key} holds {effect} attempt {held}, not attempt {attempt}: look at it again (polis-ops list)"
+                "{key} holds {held} attempt {held_attempt}, not {effect} attempt {attempt}: look at it again (polis-ops list)"
             )));
         }
         tracing::info!(process = %key, %effect, attempt, "answering a review");
@@ -287,19 +308,13 @@ where
             }
         };
         let id = format!("review-{effect}-a{attempt}");
-        let action = What::Operator {
-            by: by.to_owned(),
-            action: "resolve".into(),
-            item: format!("{effect} #{attempt}"),
-            detail: answer,
-        };
-        self.note(key, action).await?;
         let kept = self.store.list_quarantined().await?;
         // Listed before the answer goes out: a review the answer leads to is not released.
         let open: Vec<String> = kept
             .iter()
             .filter(|item| {
-                matches!(&item.origin, KeptOrigin::Review { process, attempt: a, .. } if process == key && *a <= attempt)
+                matches!(&item.origin, KeptOrigin::Review { process, effect: e, attempt: a }
+                    if process == key && e == effect && *a <= attempt)
             })
             .map(|item| item.id.clone())
             .collect();
@@ -315,17 +330,24 @@ where
                     }
                     _ => None,
                 };
-                let event = TruckEvent::ReviewResolved { id, effect: effect.clone(), attempt, resolution };
+                let event = TruckEvent::ReviewResolved { id, effect: effect.to_owned(), attempt, resolution };
                 self.to_truck(pid, event, 0).await?;
                 if let Some(sid) = scoring {
-                    self.bring_first_hooks(&kept, &sid, key, by).await?;
+                    self.bring_first_hooks(&kept, &sid, by).await?;
                 }
             }
             ProcessKey::Loan(number) => {
-                let event = LoanEvent::ReviewResolved { id, effect: effect.clone(), attempt, resolution };
+                let event = LoanEvent::ReviewResolved { id, effect: effect.to_owned(), attempt, resolution };
                 self.to_loan(number, event).await?;
             }
         }
+        let action = What::Operator {
+            by: by.to_owned(),
+            action: "resolve".into(),
+            item: format!("{effect} #{attempt}"),
+            detail: answer,
+        };
+        self.note(key, action).await?;
         for id in open {
             self.store.release(&id).await?;
         }
@@ -333,32 +355,25 @@ where
     }
 
     /// MUST's first hooks for a scoringId an answered `init` names, kept while nobody knew
-    /// it: re-driven after the answer (they pass the intake's checks again; one an intake
-    /// check kept stays for its own command).
+    /// it: re-driven after the answer when a bulk re-drive could take them (they pass the
+    /// intake's checks again); any other stays kept for its own command.
     async fn bring_first_hooks(
         &self,
         kept: &[Quarantined],
         sid: &ScoringId,
-        process: &ProcessKey,
         by: &str,
     ) -> Result<(), InfraError> {
         let approval = Approval { by: by.to_owned(), ..Approval::default() };
         for item in kept {
-            let KeptOrigin::Hook { scoring_id, check: None, .. } = &item.origin else { continue };
-            if scoring_id != sid {
+            if !matches!(&item.origin, KeptOrigin::Hook { scoring_id, .. } if scoring_id == sid) {
                 continue;
             }
-            // Its process knows the scoringId only once the answer is applied: the plan says
-            // what it becomes there, and its money rule applies once it arrives (as MUST's
-            // own hooks do).
-            let plan = Plan {
-                item: item.id.clone(),
-                source: "hook".into(),
-                process: Some(process.clone()),
-                becomes: format!("a first hook of {sid}, which the answer names"),
-                ..Plan::default()
-            };
-            if let Ok(Err(why)) = self.act(item, plan, &approval).await {
+            let plan = self.plan_item(item).await?;
+            if !plan.is_routine() {
+                tracing::warn!(kept_id = %item.id, "a first hook stays kept: it needs its own command");
+                continue;
+            }
+            if let Err(why) = self.act(item, plan, &approval).await? {
                 tracing::warn!(kept_id = %item.id, %why, "a first hook stays kept");
             }
         }
@@ -421,7 +436,7 @@ where
                     id: hook_id.clone(),
                     by_content: *by_content,
                     payload,
-                    received_at_ms: now_ms(),
+                    received_at_ms: item.received_at_ms,
                 };
                 match self.store.resolve_alias(&keys::scoring_alias(scoring_id)).await? {
                     Some(process) => self.preview(&mut plan, &process, Change::Apply(Event::Truck(event))).await?,
@@ -433,16 +448,8 @@ where
                     }
                 }
             }
-            KeptOrigin::BankEvent { .. } => match BankEvent::accept(&item.body) {
-                Err(problems) => {
-                    plan.refused = Some(
-                        problems
-                            .iter()
-                            .map(|p| format!("{}: {}", p.field, p.problem))
-                            .collect::<Vec<_>>()
-                            .join("; "),
-                    )
-                }
+            KeptOrigin::BankEvent { .. } => match BankEvent::accept(&item.body).map_err(problems_of) {
+                Err(problems) => plan.refused = Some(problems),
                 Ok(BankEvent::Truck(TruckBankEvent::PolicyRequested { request, .. })) => {
                     let process = ProcessKey::Truck(request.request_id.clone());
                     match self.store.load::<TruckProcess>(&process).await? {
@@ -492,8 +499,15 @@ where
                 }
             }
             KeptOrigin::ArchivePending { process, .. } => {
-                plan.process = Some(process.clone());
-                plan.becomes = "the files not archived yet, downloaded again".into();
+                let change = match process {
+                    ProcessKey::Truck(_) => {
+                        Change::Apply(Event::Truck(TruckEvent::RetryArchive { id: retry_id(item) }))
+                    }
+                    ProcessKey::Loan(_) => {
+                        Change::Apply(Event::Loan(LoanEvent::RetryArchive { id: retry_id(item) }))
+                    }
+                };
+                self.preview(&mut plan, process, change).await?;
             }
         }
         self.money_rule(&mut plan, item.received_at_ms);
@@ -624,22 +638,22 @@ where
     /// Fills `plan` with what `change` would do to `process` as it stands.
     async fn preview(&self, plan: &mut Plan, process: &ProcessKey, change: Change) -> Result<(), InfraError> {
         plan.process = Some(process.clone());
-        match (process, change) {
-            (ProcessKey::Truck(_), Change::Apply(Event::Truck(event))) => {
-                let current = self.store.load::<TruckProcess>(process).await?;
-                preview_on(plan, current.map(|p| p.value), Some(event));
+        match process {
+            ProcessKey::Truck(_) => {
+                let event = match change {
+                    Change::Apply(Event::Truck(event)) => Some(event),
+                    _ => None,
+                };
+                let current = self.store.load::<TruckProcess>(process).await?.map(|p| p.value);
+                preview_on(plan, current, event);
             }
-            (ProcessKey::Truck(_), _) => {
-                let current = self.store.load::<TruckProcess>(process).await?;
-                preview_on(plan, current.map(|p| p.value), None);
-            }
-            (ProcessKey::Loan(_), Change::Apply(Event::Loan(event))) => {
-                let current = self.store.load::<LoanProcess>(process).await?;
-                preview_on(plan, current.map(|p| p.value), Some(event));
-            }
-            (ProcessKey::Loan(_), _) => {
-                let current = self.store.load::<LoanProcess>(process).await?;
-                preview_on(plan, current.map(|p| p.value), None);
+            ProcessKey::Loan(_) => {
+                let event = match change {
+                    Change::Apply(Event::Loan(event)) => Some(event),
+                    _ => None,
+                };
+                let current = self.store.load::<LoanProcess>(process).await?.map(|p| p.value);
+                preview_on(plan, current, event);
             }
         }
         Ok(())
@@ -653,14 +667,16 @@ where
                 if let Some(problem) = check_body(*kind, item.body.as_bytes()) {
                     return Ok(Err(problem));
                 }
+                // Received when it first came (what proves a call, and tells a repeat); queued now.
                 let hook = ReceivedHook {
                     scoring_id: scoring_id.clone(),
                     kind: *kind,
                     hook_id: hook_id.clone(),
                     by_content: *by_content,
                     body: item.body.clone(),
-                    received_at_ms: now_ms(),
+                    received_at_ms: item.received_at_ms,
                     replays: replays + 1,
+                    requeued_at_ms: now_ms(),
                 };
                 // Not the hook's own deduplication id: the queue would drop this one as a
                 // repeat if it came within five minutes of the first delivery.
@@ -672,17 +688,13 @@ where
                 }
                 Ok(Ok(()))
             }
-            KeptOrigin::BankEvent { .. } => match BankEvent::accept(&item.body) {
+            KeptOrigin::BankEvent { .. } => match BankEvent::accept(&item.body).map_err(problems_of) {
                 Ok(_) => {
                     let event: serde_json::Value = serde_json::from_str(&item.body).unwrap_or_default();
                     self.bank_events.publish(&event).await?;
                     Ok(Ok(()))
                 }
-                Err(problems) => Ok(Err(problems
-                    .iter()
-                    .map(|p| format!("{}: {}", p.field, p.problem))
-                    .collect::<Vec<_>>()
-                    .join("; "))),
+                Err(problems) => Ok(Err(problems)),
             },
             KeptOrigin::Event { process, replays, .. } => match process {
                 ProcessKey::Truck(pid) => match serde_json::from_str::<TruckEvent>(&item.body) {
@@ -710,8 +722,7 @@ where
                 Ok(Ok(()))
             }
             KeptOrigin::ArchivePending { process, .. } => {
-                // One retry per kept item: the same command given twice retries once.
-                let id = format!("retry-archive-{}", short(&item.id));
+                let id = retry_id(item);
                 match process {
                     ProcessKey::Truck(pid) => {
                         self.to_truck(pid, TruckEvent::RetryArchive { id }, 0).await.map(Ok)
@@ -737,7 +748,8 @@ enum Event {
 }
 
 /// Fills `plan` with what `event` (or a drive, `None`) does to `current`: the outcome, and
-/// the work at the partners it adds (or, for a drive, the work ahead).
+/// all the work at the partners the runner then does (it drives whatever is pending after
+/// any message, the item's or not, a duplicate's too).
 fn preview_on<W: Workflow>(plan: &mut Plan, current: Option<W>, event: Option<W::Event>) {
     let Some(before) = current else {
         plan.becomes = "nothing: its process does not exist (kept again)".into();
@@ -747,16 +759,13 @@ fn preview_on<W: Workflow>(plan: &mut Plan, current: Option<W>, event: Option<W:
         None => ("drives its process on".to_owned(), before.work_ahead()),
         Some(event) => {
             let mut after = before.clone();
-            let outcome = after.apply(event);
-            let had = before.work_ahead();
-            let new = after.work_ahead().into_iter().filter(|w| !had.contains(w)).collect();
-            let said = match outcome {
+            let said = match after.apply(event) {
                 Outcome::Advanced => "applied".to_owned(),
                 Outcome::Duplicate => "a duplicate: applied before, changes nothing".to_owned(),
                 Outcome::Ignored(why) => format!("ignored: {why}"),
                 Outcome::Rejected(why) => format!("rejected (kept again): {why}"),
             };
-            (said, new)
+            (said, after.work_ahead())
         }
     };
     plan.becomes = format!("{outcome} (its process is {})", before.stage_name());
@@ -793,6 +802,17 @@ where
         }
     }
     Err(InfraError::call("dynamodb", format!("{key} kept changing; the operator's action is not noted")))
+}
+
+/// The retry of a kept item's pending files: one per kept item, so the same command given
+/// twice retries once.
+fn retry_id(item: &Quarantined) -> String {
+    format!("retry-archive-{}", short(&item.id))
+}
+
+/// A bank event's problems, each naming its field, as one reason.
+fn problems_of(problems: Vec<crate::domain::validation::FieldError>) -> String {
+    problems.iter().map(|p| format!("{}: {}", p.field, p.problem)).collect::<Vec<_>>().join("; ")
 }
 
 /// A short digest for deduplication ids (SQS allows 128 characters).

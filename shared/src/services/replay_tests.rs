@@ -163,6 +163,7 @@ fn received_hook(hook_id: &str, replays: u32) -> ReceivedHook {
         body: APPROVED.into(),
         received_at_ms: now_ms(),
         replays,
+        requeued_at_ms: 0,
     }
 }
 
@@ -233,8 +234,12 @@ async fn a_kept_loan_event_goes_to_its_loan_and_a_kept_effect_result_becomes_a_d
     ops.keep(event, "the loan's insurance has ended", &serde_json::to_string(&answer).unwrap()).await;
     let result = KeptOrigin::Event { process: loan_key(), event_id: "internal".into(), replays: 0 };
     ops.keep(result, "contradicts the process", r#"{"some":"effect result"}"#).await;
-    let report = ops.replay().routine(BY).await.unwrap();
-    assert_eq!((report.replayed.len(), report.still_failing.len()), (2, 0));
+    let first = ops.replay().routine(BY).await.unwrap();
+    assert_eq!((first.replayed.len(), first.still_failing.len()), (1, 0));
+    let [(waiting, why)] = &first.needs_its_own_command[..] else { panic!("{first:?}") };
+    assert!(why.contains("another item of LOAN#1234567890 went in this run"), "{why}");
+    // The next run, once the first is applied (here: at once), takes the other.
+    assert_eq!(ops.replay().routine(BY).await.unwrap().replayed, std::slice::from_ref(waiting));
     let mut queued: Vec<(Option<String>, LoanMessage)> = drain(&ops.loans);
     queued.sort_by_key(|(_, m)| matches!(m, LoanMessage::Drive { .. }));
     let group = Some(LOAN_NUMBER.to_owned());
@@ -333,12 +338,12 @@ async fn resolving_what_is_not_held_sends_nothing() {
     let ops = Ops::new();
     let happened = || Resolution::Happened { reference: None, number: None };
     assert_eq!(
-        ops.replay().resolve(&loan_key(), 1, happened(), BY).await.unwrap(),
+        ops.replay().resolve(&loan_key(), "sale", 1, happened(), BY).await.unwrap(),
         Err("LOAN#1234567890 does not exist".into())
     );
     ops.table.create(&TruckProcess::start(truck_request())).await.unwrap();
     assert_eq!(
-        ops.replay().resolve(&truck_key(), 1, happened(), BY).await.unwrap(),
+        ops.replay().resolve(&truck_key(), "init", 1, happened(), BY).await.unwrap(),
         Err("TRUCK#REQ-2026-0001 is not held for review".into())
     );
     assert!(ops.trucks.sent().is_empty() && ops.loans.sent().is_empty());
@@ -354,7 +359,7 @@ async fn resolving_a_held_loan_queues_the_answer_and_releases_its_review_only() 
         .keep(KeptOrigin::Review { process: truck_key(), effect: "init".into(), attempt: 1 }, "reset", "")
         .await;
     let happened = Resolution::Happened { reference: Some("100234".into()), number: Some("CL-9".into()) };
-    ops.replay().resolve(&loan_key(), 1, happened.clone(), BY).await.unwrap().unwrap();
+    ops.replay().resolve(&loan_key(), "sale", 1, happened.clone(), BY).await.unwrap().unwrap();
     let queued: Vec<(Option<String>, LoanMessage)> = drain(&ops.loans);
     let [(group, LoanMessage::Event { loan_number, event: LoanEvent::ReviewResolved { id, resolution, .. } })] =
         &queued[..]
@@ -388,7 +393,7 @@ async fn resolving_a_held_init_with_its_scoring_id_brings_the_hooks_kept_meanwhi
         .keep(kept_hook("sc-8", HookKind::Approved, "msg_8"), "unknown scoringId after 601s", APPROVED)
         .await;
     let happened = Resolution::Happened { reference: Some("sc-9".into()), number: None };
-    ops.replay().resolve(&truck_key(), 1, happened.clone(), BY).await.unwrap().unwrap();
+    ops.replay().resolve(&truck_key(), "init", 1, happened.clone(), BY).await.unwrap().unwrap();
     let queued: Vec<(Option<String>, TruckMessage)> = drain(&ops.trucks);
     let groups: Vec<Option<&str>> = queued.iter().map(|(g, _)| g.as_deref()).collect();
     // The answer in the process's own group: in the scoringId's, it would wait behind the
@@ -416,7 +421,7 @@ async fn an_init_that_did_not_happen_is_answered_in_the_request_group() {
     p.apply(TruckEvent::CallUncertain { effect: "init".into(), at_ms: 5, detail: "reset".into() });
     notices_sent(&mut p);
     ops.table.create(&p).await.unwrap();
-    ops.replay().resolve(&truck_key(), 1, Resolution::DidNotHappen, BY).await.unwrap().unwrap();
+    ops.replay().resolve(&truck_key(), "init", 1, Resolution::DidNotHappen, BY).await.unwrap().unwrap();
     let queued: Vec<(Option<String>, TruckMessage)> = drain(&ops.trucks);
     assert!(
         matches!(&queued[..], [(Some(g), TruckMessage::BankEvent { event: TruckEvent::ReviewResolved { resolution: Resolution::DidNotHappen, .. }, .. })] if g == REQUEST_ID),
@@ -447,7 +452,7 @@ async fn an_answered_review_reaches_the_runner_and_the_sale_is_not_made_again() 
     runner.handle(LoanMessage::Drive { loan_number: LOAN_NUMBER.into() }).await.unwrap();
     assert_eq!(kept(&ops.table).await.len(), 1, "the held sale is listed");
     let happened = Resolution::Happened { reference: Some("100234".into()), number: None };
-    ops.replay().resolve(&loan_key(), 1, happened, BY).await.unwrap().unwrap();
+    ops.replay().resolve(&loan_key(), "sale", 1, happened, BY).await.unwrap().unwrap();
     for (_, message) in drain::<LoanMessage>(&ops.loans) {
         runner.handle(message).await.unwrap();
     }
@@ -462,6 +467,7 @@ async fn an_answered_review_reaches_the_runner_and_the_sale_is_not_made_again() 
 async fn scoring_with_ingostrah(table: &MemoryTable) {
     let mut p = TruckProcess::start(truck_request());
     table.create(&p).await.unwrap();
+    p.outbox_mut().complete("init", true);
     p.apply(TruckEvent::Initialized { scoring_id: sid("sc-1") });
     let started = HookPayload::parse(HookKind::Started, br#"{"insuranceCompanies":["ingostrah"]}"#).unwrap();
     p.apply(TruckEvent::Hook {
@@ -601,13 +607,19 @@ async fn the_same_answer_given_twice_is_queued_once_and_an_answer_to_another_att
     let ops = Ops::new();
     loan_held_on_the_sale(&ops.table).await;
     for _ in 0..2 {
-        ops.replay().resolve(&loan_key(), 1, Resolution::DidNotHappen, BY).await.unwrap().unwrap();
+        ops.replay().resolve(&loan_key(), "sale", 1, Resolution::DidNotHappen, BY).await.unwrap().unwrap();
     }
     let queued: Vec<(Option<String>, LoanMessage)> = drain(&ops.loans);
     assert_eq!(queued.len(), 1, "the repeat has the same ids: the queue drops it ({queued:?})");
     assert_eq!(
-        ops.replay().resolve(&loan_key(), 2, Resolution::DidNotHappen, BY).await.unwrap(),
-        Err("LOAN#1234567890 holds sale attempt 1, not attempt 2: look at it again (polis-ops list)".into())
+        ops.replay().resolve(&loan_key(), "sale", 2, Resolution::DidNotHappen, BY).await.unwrap(),
+        Err("LOAN#1234567890 holds sale attempt 1, not sale attempt 2: look at it again (polis-ops list)"
+            .into())
+    );
+    assert_eq!(
+        ops.replay().resolve(&loan_key(), "print-link", 1, Resolution::DidNotHappen, BY).await.unwrap(),
+        Err("LOAN#1234567890 holds sale attempt 1, not print-link attempt 1: look at it again (polis-ops list)".into()),
+        "an answer names the call as well as the attempt"
     );
     let actions = operator_actions(&ops.table, &loan_key()).await;
     assert_eq!(
@@ -615,4 +627,27 @@ async fn the_same_answer_given_twice_is_queued_once_and_an_answer_to_another_att
         [(BY.to_owned(), "resolve".to_owned(), "sale #1".to_owned(), "did-not-happen".to_owned())],
         "noted once"
     );
+}
+
+#[tokio::test]
+async fn an_item_that_changes_nothing_still_leads_to_what_its_process_has_pending_and_that_may_be_money() {
+    // The runner drives whatever is pending after any message, a duplicate's too: re-driving a
+    // repeat on a process whose payment request waits sets that request off.
+    let ops = Ops::new();
+    scoring_with_ingostrah(&ops.table).await;
+    let mut p = ops.table.load::<TruckProcess>(&truck_key()).await.unwrap().unwrap();
+    let approved = HookPayload::parse(HookKind::Approved, APPROVED.as_bytes()).unwrap();
+    let hook =
+        TruckEvent::Hook { id: "msg_7".into(), by_content: false, payload: approved, received_at_ms: 1 };
+    assert_eq!(p.value.apply(hook), crate::domain::outcome::Outcome::Advanced);
+    notices_sent(&mut p.value);
+    ops.table.save(&p.value, p.version, &[]).await.unwrap();
+    let id =
+        ops.keep(kept_hook("sc-1", HookKind::Approved, "msg_7"), "a repeat kept by mistake", APPROVED).await;
+    let plan = ops.replay().plan(&id).await.unwrap().unwrap();
+    assert!(plan.becomes.starts_with("a duplicate"), "{plan:?}");
+    assert_eq!((plan.leads_to.clone(), plan.moves_money), (vec!["payment-ingostrah".to_owned()], true));
+    let report = ops.replay().routine(BY).await.unwrap();
+    assert_eq!(report.needs_its_own_command.len(), 1, "not in bulk: {report:?}");
+    assert!(ops.trucks.sent().is_empty());
 }

@@ -314,6 +314,7 @@ pub fn received(kind: HookKind, body: &str, received_at_ms: u64) -> ReceivedHook
         body: body.into(),
         received_at_ms,
         replays: 0,
+        requeued_at_ms: 0,
     }
 }
 

@@ -303,6 +303,7 @@ pub async fn hook_store<H: HookStore>(store: &H) {
         body: body.to_owned(),
         received_at_ms: now_ms(),
         replays: 0,
+        requeued_at_ms: 0,
     };
     let delivery = unique("msg");
     let first = hook(&scoring_id, HookKind::Approved, &delivery, false, "{}");

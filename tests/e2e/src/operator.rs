@@ -17,11 +17,18 @@ impl Harness {
         self.ops(&[command]).await
     }
 
-    /// An operator's answer to the review of `attempt` with `polis-ops resolve`; `Ok(false)`
-    /// when the process was no longer held (a hook from the partner proved the call meanwhile).
-    pub async fn resolve(&self, process: &str, attempt: u64, answer: &[&str]) -> Result<bool, BoxError> {
+    /// An operator's answer to the review of `attempt` at `effect` with `polis-ops resolve`;
+    /// `Ok(false)` when the process was no longer held (a hook from the partner proved the call
+    /// meanwhile).
+    pub async fn resolve(
+        &self,
+        process: &str,
+        effect: &str,
+        attempt: u64,
+        answer: &[&str],
+    ) -> Result<bool, BoxError> {
         let attempt = attempt.to_string();
-        let mut args = vec!["resolve", process, &attempt];
+        let mut args = vec!["resolve", process, effect, &attempt];
         args.extend(answer);
         match self.ops(&args).await {
             Ok(_) => Ok(true),
@@ -30,7 +37,7 @@ impl Harness {
         }
     }
 
-    /// `polis-ops` with arguments, e.g. `["resolve", "TRUCK#REQ-1", "1", "happened", "sc-1"]` or
+    /// `polis-ops` with arguments, e.g. `["resolve", "TRUCK#REQ-1", "init", "1", "happened", "sc-1"]` or
     /// `["timeline", "REQ-1"]`, as the operator [`OPERATOR`].
     pub async fn ops(&self, args: &[&str]) -> Result<String, BoxError> {
         let command = args.join(" ");
@@ -89,10 +96,10 @@ impl Harness {
                         (call == "init").then(|| self.must.sim.scorings(vin).last().cloned()).flatten();
                     let mut args = vec!["happened"];
                     args.extend(reference.as_deref());
-                    (self.resolve(&key, attempt, &args).await?, format!("{effect}: happened"))
+                    (self.resolve(&key, &effect, attempt, &args).await?, format!("{effect}: happened"))
                 } else {
                     (
-                        self.resolve(&key, attempt, &["did-not-happen"]).await?,
+                        self.resolve(&key, &effect, attempt, &["did-not-happen"]).await?,
                         format!("{effect}: did not happen"),
                     )
                 };
@@ -130,11 +137,11 @@ impl Harness {
                 let policies = self.bima.sim.policies_of(number);
                 let (answered_it, answer) = match (effect.as_str(), policies.first()) {
                     ("sale", Some((id, policy_number))) => (
-                        self.resolve(&key, attempt, &["happened", id, policy_number]).await?,
+                        self.resolve(&key, &effect, attempt, &["happened", id, policy_number]).await?,
                         format!("sale: happened ({id})"),
                     ),
                     _ => (
-                        self.resolve(&key, attempt, &["did-not-happen"]).await?,
+                        self.resolve(&key, &effect, attempt, &["did-not-happen"]).await?,
                         format!("{effect}: did not happen"),
                     ),
                 };

@@ -116,8 +116,10 @@ async fn exercise_every_function(h: &Harness) {
     .await
     .unwrap();
     h.wait_for_stage(&held, "needs-review", FLOW_TIMEOUT, |_| {}).await.unwrap();
-    let attempt = polis_e2e::operator::held_attempt(&h.process(&held).await.unwrap().unwrap());
-    let resolve = json!({"by": "e2e-operator", "resolve": {"process": format!("TRUCK#{held}"), "attempt": attempt, "resolution": "did-not-happen"}});
+    let record = h.process(&held).await.unwrap().unwrap();
+    let (effect, attempt) =
+        (record["outbox"]["review"]["effect"].clone(), polis_e2e::operator::held_attempt(&record));
+    let resolve = json!({"by": "e2e-operator", "resolve": {"process": format!("TRUCK#{held}"), "effect": effect, "attempt": attempt, "resolution": "did-not-happen"}});
     h.cloud.invoke("ReplayFunction", &resolve).await.unwrap();
     h.wait_for_stage(&held, "issued", FLOW_TIMEOUT, |_| {}).await.unwrap();
     let (loan, _) = ids("lp-sale");

@@ -110,21 +110,28 @@ fn an_answer_acts_once_given_twice_and_not_at_all_on_a_hold_it_does_not_name() {
             listed.lines().filter(|l| l.contains(&pid)).collect::<Vec<_>>().join("\n")
         );
         // The same answer twice (the command run again): attempt 2 goes out once.
-        h.ops(&["resolve", &key, "1", "did-not-happen"]).await.unwrap();
-        let again = h.ops(&["resolve", &key, "1", "did-not-happen"]).await;
+        h.ops(&["resolve", &key, "payment-ingostrah", "1", "did-not-happen"]).await.unwrap();
+        let again = h.ops(&["resolve", &key, "payment-ingostrah", "1", "did-not-happen"]).await;
         let record = h
             .wait_for_process(&pid, FLOW_TIMEOUT, |r| held_attempt(r) == 2 && stage_of(r) == "needs-review")
             .await
             .unwrap();
         assert_eq!(received(), 2, "exactly one more call (the repeat was {again:?})");
         // The answer about attempt 1 arrives once more, now that attempt 2 is held: refused.
-        let late = h.ops(&["resolve", &key, "1", "did-not-happen"]).await.unwrap_err().to_string();
+        let late = h
+            .ops(&["resolve", &key, "payment-ingostrah", "1", "did-not-happen"])
+            .await
+            .unwrap_err()
+            .to_string();
         println!("the late answer: {late}");
-        assert!(late.contains("holds payment-ingostrah attempt 2, not attempt 1"), "{late}");
+        assert!(
+            late.contains("holds payment-ingostrah attempt 2, not payment-ingostrah attempt 1"),
+            "{late}"
+        );
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!((received(), held_attempt(&h.process(&pid).await.unwrap().unwrap())), (2, 2), "{record}");
         // Attempt 2's own answer: one more call, which MUST takes.
-        h.ops(&["resolve", &key, "2", "did-not-happen"]).await.unwrap();
+        h.ops(&["resolve", &key, "payment-ingostrah", "2", "did-not-happen"]).await.unwrap();
         h.wait_for_stage(&pid, "issued", FLOW_TIMEOUT, |_| {}).await.unwrap();
         assert_eq!(received(), 3);
         let timeline = h.ops(&["timeline", &pid]).await.unwrap();

@@ -586,8 +586,9 @@ impl World {
                 if now_ms().saturating_sub(item.received_at_ms) < REVIEW_PATIENCE_MS {
                     continue;
                 }
-                if let Some((attempt, resolution)) = self.look_up(process).await {
-                    if let Ok(Ok(())) = replay.resolve(process, attempt, resolution, OPERATOR).await {
+                if let Some((effect, attempt, resolution)) = self.look_up(process).await {
+                    if let Ok(Ok(())) = replay.resolve(process, &effect, attempt, resolution, OPERATOR).await
+                    {
                         lock(&self.report).reviews_answered += 1;
                     }
                 }
@@ -610,7 +611,7 @@ impl World {
         // quadratic in the number of policies whose files MUST would not serve.
         if input_kept || archives_due {
             let chosen = |item: &Quarantined| archives_due || item.origin.holds_input();
-            if let Ok(outcome) = replay.routine_where(OPERATOR, chosen).await {
+            if let Ok(outcome) = replay.routine_where(OPERATOR, false, chosen).await {
                 let confirmed = self.confirm_each(&replay, &outcome).await;
                 lock(&self.report).replayed += (outcome.replayed.len() + confirmed) as u64;
             }
@@ -661,13 +662,14 @@ impl World {
         !idle || !lock(&self.hooks).is_empty()
     }
 
-    /// What the partner's back office says of a held call (the attempt held): did it happen?
-    async fn look_up(&self, process: &ProcessKey) -> Option<(u32, Resolution)> {
+    /// What the partner's back office says of a held call (the call and attempt held): did it happen?
+    async fn look_up(&self, process: &ProcessKey) -> Option<(String, u32, Resolution)> {
         match process {
             ProcessKey::Truck(_) => {
                 let truck = self.table.load::<TruckProcess>(process).await.ok()??.value;
                 let review = truck.outbox().review()?.clone();
-                let (_, attempt) = truck.outbox().held_attempt()?;
+                let (held, attempt) = truck.outbox().held_attempt()?;
+                let held = held.to_owned();
                 let effect = truck.outbox().find(&review.effect)?.clone();
                 let call = must_call_of(&truck, effect.changing_call()?);
                 let Flow::Truck { vin, .. } = lock(&self.open).get(&process.to_string())?.clone() else {
@@ -676,6 +678,7 @@ impl World {
                 let theirs = self.must.model.changes(&vin).get(call).copied().unwrap_or(0);
                 let ours = changes_made(&truck, call);
                 Some((
+                    held,
                     attempt,
                     if theirs > ours {
                         let reference = (call == "init")
@@ -689,9 +692,11 @@ impl World {
             }
             ProcessKey::Loan(number) => {
                 let loan = self.table.load::<LoanProcess>(process).await.ok()??.value;
-                let (_, attempt) = loan.outbox().held_attempt()?;
+                let (held, attempt) = loan.outbox().held_attempt()?;
+                let held = held.to_owned();
                 let policies = self.bima.model.policies_of(number);
                 Some((
+                    held,
                     attempt,
                     match policies.first() {
                         Some((id, policy_number)) => Resolution::Happened {

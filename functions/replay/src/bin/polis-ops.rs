@@ -12,9 +12,9 @@
 //! polis-ops redrive-message <truck|loan|bank-events> <messageId> [--dry-run] [--confirm CODE]
 //! polis-ops quarantine [--dry-run]    # re-drive every kept item that moves no money and passed every check
 //! polis-ops dead-letters [--dry-run]  # move back every dead letter that moves no money
-//! polis-ops resolve TRUCK#REQ-1 2 happened sc-123     # attempt 2 of the held call reached the partner
-//! polis-ops resolve LOAN#L-7 1 happened 100234 CL-9   # the sale happened: BIMA's policy id and number
-//! polis-ops resolve TRUCK#REQ-1 2 did-not-happen      # it did not: send it again (attempt 3)
+//! polis-ops resolve TRUCK#REQ-1 init 2 happened sc-123   # attempt 2 of init reached MUST: its scoringId
+//! polis-ops resolve LOAN#L-7 sale 1 happened 100234 CL-9 # the sale happened: BIMA's policy id and number
+//! polis-ops resolve TRUCK#REQ-1 payment-ingostrah 2 did-not-happen  # it did not: send it again (attempt 3)
 //! ```
 //! Every action that changes something is recorded with who acted: `--by NAME`, else
 //! `$POLIS_OPERATOR`, else `$USER`. Configured like the replay Lambda (TABLE_NAME, the queue
@@ -31,7 +31,8 @@ const USAGE: &str = "usage: polis-ops timeline <requestId|scoringId|loanNumber> 
     | redrive <keptId> [--dry-run] [--confirm CODE] [--override WHY] \
     | redrive-message <truck|loan|bank-events> <messageId> [--dry-run] [--confirm CODE] \
     | quarantine [--dry-run] | dead-letters [--dry-run] \
-    | resolve <TRUCK#id|LOAN#number> <attempt> happened [reference [number]] | resolve <...> <attempt> did-not-happen \
+    | resolve <TRUCK#id|LOAN#number> <call> <attempt> happened [reference [number]] \
+    | resolve <TRUCK#id|LOAN#number> <call> <attempt> did-not-happen \
     [--by NAME]";
 
 enum Command {
@@ -119,22 +120,24 @@ fn parse(args: &Args) -> Result<Command, String> {
                 queue: SourceQueue::parse(&word(1).ok_or(USAGE)?)?,
                 message_id: word(2).ok_or(USAGE)?,
                 dry_run: args.dry_run,
+                r#override: args.override_reason.clone(),
                 confirm: args.confirm.clone(),
             };
             Command::Run(Box::new(ReplayRequest { redrive_message: Some(one), ..request }))
         }
         Some("resolve") => {
             let process = word(1).ok_or(USAGE)?;
-            let attempt = word(2).and_then(|a| a.parse().ok()).ok_or_else(|| {
-                format!("name the held attempt you answer (polis-ops list shows it)\n{USAGE}")
-            })?;
-            let resolution = match word(3).as_deref() {
-                Some("happened") => Resolution::Happened { reference: word(4), number: word(5) },
+            let named =
+                || format!("name the held call and attempt you answer (polis-ops list shows them)\n{USAGE}");
+            let effect = word(2).ok_or_else(named)?;
+            let attempt = word(3).and_then(|a| a.parse().ok()).ok_or_else(named)?;
+            let resolution = match word(4).as_deref() {
+                Some("happened") => Resolution::Happened { reference: word(5), number: word(6) },
                 Some("did-not-happen") => Resolution::DidNotHappen,
                 _ => return Err(USAGE.into()),
             };
             Command::Run(Box::new(ReplayRequest {
-                resolve: Some(Resolve { process, attempt, resolution }),
+                resolve: Some(Resolve { process, effect, attempt, resolution }),
                 ..request
             }))
         }

@@ -463,7 +463,8 @@ impl Workflow for LoanProcess {
     fn work_ahead(&self) -> Vec<(String, bool)> {
         let mut work = workflow::pending_work(&self.outbox);
         let sale = LoanEffect::Sell.key();
-        if self.outbox.is_pending(&LoanEffect::Calculate.key()) && !work.iter().any(|(k, _)| *k == sale) {
+        let calculating = work.iter().any(|(k, _)| *k == LoanEffect::Calculate.key());
+        if calculating && !work.iter().any(|(k, _)| *k == sale) {
             work.push((sale, LoanEffect::Sell.moves_money()));
         }
         work

@@ -139,9 +139,16 @@ pub enum TruckBankEvent {
     },
     #[serde(rename = "truck.documents-corrected", rename_all = "camelCase")]
     DocumentsCorrected { event_id: String, request_id: ProcessId, documents: Vec<BankDocument> },
-    /// The scan of a paid invoice's payment order (legal entities).
+    /// The scan of a paid invoice's payment order (legal entities): `insurer`, the invoice's,
+    /// is needed once a chosen insurer dropped out and its invoice was withdrawn.
     #[serde(rename = "truck.payment-order", rename_all = "camelCase")]
-    PaymentOrder { event_id: String, request_id: ProcessId, document: BankDocument },
+    PaymentOrder {
+        event_id: String,
+        request_id: ProcessId,
+        document: BankDocument,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        insurer: Option<Insurer>,
+    },
     /// The bank's choice among the approved offers (a request with `"choice": "bank"`), and
     /// how to pay: a link, or for a legal entity an invoice (changelog v3); the request's
     /// `payment.method` when absent.

@@ -263,10 +263,12 @@ pub enum TruckEvent {
         id: String,
         documents: Vec<BankDocument>,
     },
-    /// The bank sent a paid invoice's payment order.
+    /// The bank sent a paid invoice's payment order (for `insurer`'s invoice, when it says).
     PaymentOrderReceived {
         id: String,
         document: BankDocument,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        insurer: Option<Insurer>,
     },
     /// An operator resolved the review of a call whose outcome was unknown.
     ReviewResolved {
@@ -404,6 +406,10 @@ pub struct TruckProcess {
     pub prefilled_contract: Option<Value>,
     pub offers: BTreeMap<Insurer, Offer>,
     pub chosen: Option<Insurer>,
+    /// Chosen insurers that dropped out after their payment request reached MUST (or may
+    /// have): a link, invoice or payment order that names no insurer may be theirs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped_after_request: Vec<Insurer>,
     /// Whether the bank was reminded of the current wait for its choice.
     #[serde(default)]
     pub choice_reminded: bool,
@@ -441,6 +447,7 @@ impl TruckProcess {
             prefilled_contract: None,
             offers: BTreeMap::new(),
             chosen: None,
+            dropped_after_request: Vec::new(),
             choice_reminded: false,
             payment: Payment::NotRequested,
             drafts: Vec::new(),
@@ -599,10 +606,22 @@ impl TruckProcess {
             }
             TruckEvent::Hook { payload, received_at_ms, .. } => {
                 self.proven_by(&payload, received_at_ms);
-                self.on_hook(payload)
+                let outcome = self.on_hook(payload);
+                if outcome == Advanced {
+                    self.switch_if_chosen_dropped_out();
+                }
+                outcome
             }
             TruckEvent::DocumentsCorrected { documents, .. } => self.on_documents_corrected(documents),
-            TruckEvent::PaymentOrderReceived { document, .. } => match self.payment {
+            TruckEvent::PaymentOrderReceived { document, insurer, .. } => match self.payment {
+                // After a switch, an order must say whose invoice it paid: one for the invoice
+                // withdrawn must not pay the next insurer's.
+                _ if !self.dropped_after_request.is_empty() && insurer.as_ref() != self.chosen.as_ref() => Rejected(format!(
+                    "a payment order for {}, after {} dropped out and {} was chosen: whose invoice did it pay?",
+                    insurer.as_ref().map_or_else(|| "no insurer named".to_owned(), ToString::to_string),
+                    self.dropped_after_request.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "),
+                    self.chosen.as_ref().map_or_else(|| "none".to_owned(), ToString::to_string),
+                )),
                 Payment::InvoiceReady { .. } | Payment::OrderSubmitted => {
                     self.payment = Payment::OrderSubmitting;
                     self.outbox.push(TruckEffect::SubmitPaymentOrder { document });
@@ -616,7 +635,11 @@ impl TruckProcess {
                         "the answer is about {effect} attempt {attempt}, which is not held"
                     ));
                 }
-                self.resolve(resolution, "an operator")
+                let outcome = self.resolve(resolution, "an operator");
+                if outcome == Advanced {
+                    self.switch_if_chosen_dropped_out();
+                }
+                outcome
             }
             TruckEvent::InsurerChosen { id, insurer, method } => self.on_insurer_chosen(&id, insurer, method),
             TruckEvent::ChoiceOverdue { since_ms, .. } => {
@@ -769,7 +792,6 @@ impl TruckProcess {
             Resolution::DidNotHappen => {
                 self.outbox.record_resolution(false, by);
                 self.outbox.release();
-                self.switch_if_chosen_dropped_out();
                 return Advanced;
             }
             Resolution::Happened { reference, .. } => reference,
@@ -793,15 +815,13 @@ impl TruckProcess {
         self.outbox.complete(&held.key(), true);
         match self.transition(result) {
             Outcome::Rejected(why) => Rejected(why),
-            _ => {
-                self.switch_if_chosen_dropped_out();
-                Advanced
-            }
+            _ => Advanced,
         }
     }
 
-    /// After a held payment request is answered: the chosen insurer dropped out while it was
-    /// held (its request was kept for the answer), so the process goes to the next offer now.
+    /// After a held payment request is answered (by an operator, or proven by a hook, once
+    /// that hook is applied): the chosen insurer dropped out while it was held (its request
+    /// was kept for the answer), so the process goes to the next offer now.
     fn switch_if_chosen_dropped_out(&mut self) {
         let before = self.chosen.clone();
         self.drop_chosen_if_out();
@@ -1130,17 +1150,34 @@ impl TruckProcess {
             Some(Offer::Failed { error }) => format!("{insurer} failed: {} {}", error.code, error.message),
             _ => format!("{insurer} dropped out"),
         };
-        let withdrawn = match std::mem::replace(&mut self.payment, Payment::NotRequested) {
+        let payment = std::mem::replace(&mut self.payment, Payment::NotRequested);
+        // Requesting: the request was refused, or did not happen (an operator said so).
+        if !matches!(payment, Payment::NotRequested | Payment::Requesting) {
+            self.dropped_after_request.push(insurer.clone());
+        }
+        let withdrawn = match payment {
             Payment::LinkReady { url } => Some((Some(url), Vec::new())),
             Payment::InvoiceReady { files } => Some((None, files)),
             _ => None,
         };
         if let Some((url, invoice_files)) = withdrawn {
-            self.notify(TruckNotice::PaymentLinkWithdrawn { insurer, url, invoice_files, reason });
+            self.notify(TruckNotice::PaymentLinkWithdrawn {
+                insurer: insurer.clone(),
+                url,
+                invoice_files,
+                reason,
+            });
         }
         self.chosen = None;
         self.stage = TruckStage::Scoring;
-        self.outbox.retain(|e| !matches!(e, TruckEffect::RequestPayment { .. }));
+        // Its payment request, and its invoice not archived yet: neither may become the next one's.
+        self.outbox.retain(|e| {
+            !matches!(
+                e,
+                TruckEffect::RequestPayment { .. }
+                    | TruckEffect::ArchiveFiles { purpose: ArchivePurpose::Invoice, .. }
+            )
+        });
     }
 
     /// Whether a payment was requested for the chosen insurer (or may have been: the request
@@ -1153,9 +1190,20 @@ impl TruckProcess {
     }
 
     /// Why a hook about paying names the wrong insurer, if it does: MUST names one when it
-    /// can use several (changelog v2), and it must be the one chosen.
+    /// can use several (changelog v2), and it must be the one chosen. A link or invoice that
+    /// names none, after a chosen insurer dropped out, may be that insurer's: kept too.
     fn names_another_insurer(&self, named: Option<&Insurer>, what: &str) -> Option<String> {
-        let named = named?;
+        let link_or_invoice = matches!(what, "a payment link" | "an invoice");
+        let Some(named) = named else {
+            return (link_or_invoice && !self.dropped_after_request.is_empty()).then(|| {
+                let dropped: Vec<String> =
+                    self.dropped_after_request.iter().map(ToString::to_string).collect();
+                format!(
+                    "{what} naming no insurer, after {} dropped out: it may be theirs",
+                    dropped.join(", ")
+                )
+            });
+        };
         match &self.chosen {
             Some(chosen) if chosen == named => None,
             Some(chosen) => Some(format!("{what} for {named}, but {chosen} is the insurer chosen")),

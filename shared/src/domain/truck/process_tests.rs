@@ -484,7 +484,11 @@ fn invoice_flow_archives_the_invoice_and_submits_the_payment_order() {
     feed(&mut p, &mut sent, hooks);
     assert!(matches!(&p.payment, Payment::InvoiceReady { files } if files[0].blob_id == "i1"));
     let order = BankDocument { type_id: 100, s3_key: "in/po.pdf".into(), file_name: "po.pdf".into() };
-    feed(&mut p, &mut sent, vec![TruckEvent::PaymentOrderReceived { id: "po".into(), document: order }]);
+    feed(
+        &mut p,
+        &mut sent,
+        vec![TruckEvent::PaymentOrderReceived { id: "po".into(), document: order, insurer: None }],
+    );
     assert_eq!(p.payment, Payment::OrderSubmitted);
     assert_eq!(kinds(&sent), ["truck.offer", "truck.invoice-ready"]);
 }
@@ -1287,7 +1291,7 @@ fn any_event() -> impl Strategy<Value = TruckEvent> {
     prop_oneof![
         8 => (id, payload, any::<bool>()).prop_map(|(id, payload, by_content)| TruckEvent::Hook { id, by_content, payload, received_at_ms: 0 }),
         1 => (id, Just(doc.clone())).prop_map(|(id, d)| TruckEvent::DocumentsCorrected { id, documents: vec![d] }),
-        1 => (id, Just(doc)).prop_map(|(id, document)| TruckEvent::PaymentOrderReceived { id, document }),
+        1 => (id, Just(doc)).prop_map(|(id, document)| TruckEvent::PaymentOrderReceived { id, document, insurer: None }),
         1 => (0u32..3).prop_map(|round| TruckEvent::DocumentsSubmitted { round }),
         1 => (0u32..3).prop_map(|round| TruckEvent::ContractSubmitted { round }),
         1 => any_insurer().prop_map(|insurer| TruckEvent::PaymentRequested { insurer }),
@@ -1423,4 +1427,122 @@ fn a_payment_or_a_policy_for_a_process_that_requested_no_payment_is_not_believed
         "{issued:?}"
     );
     assert_eq!((p.stage, p.policy.is_none()), (TruckStage::Failed, true));
+}
+
+#[test]
+fn a_held_request_proven_by_the_dropped_insurers_unnamed_link_is_withdrawn_not_shown_as_the_next_ones() {
+    // Renaissance's payment request is held; Renaissance drops out; then its link, naming no
+    // insurer, proves the request. The link is Renaissance's: told, then withdrawn, and the
+    // next offer taken; never shown as Ingosstrakh's.
+    let (mut p, mut sent) = ingostrah_approved_renaissance_scoring();
+    p.apply(hook("a2", HookPayload::Approved { insurer: ins("renaissance"), premium: Some(1.0) }));
+    p.outbox.record(CallRecord {
+        effect: "payment-renaissance".into(),
+        attempt: 1,
+        at_ms: 7,
+        duration_ms: 20_000,
+        outcome: CallOutcome::Ambiguous { detail: "timed out".into() },
+    });
+    p.apply(TruckEvent::CallUncertain {
+        effect: "payment-renaissance".into(),
+        at_ms: 7,
+        detail: "timed out".into(),
+    });
+    p.apply(hook("r", HookPayload::Rejected { insurer: ins("renaissance"), reason: None }));
+    run_effects(&mut p, &mut sent);
+    let before = sent.len();
+    let link = HookPayload::PaymentLinkGenerated { insurer: None, url: "https://pay/renaissance/1".into() };
+    feed(&mut p, &mut sent, vec![hook("l", link)]);
+    let told: Vec<(&str, String)> = sent[before..]
+        .iter()
+        .filter_map(|n| match &n.notice {
+            TruckNotice::PaymentLinkReady { insurer, url } => Some(("ready", format!("{insurer} {url}"))),
+            TruckNotice::PaymentLinkWithdrawn { insurer, url, .. } => {
+                Some(("withdrawn", format!("{insurer} {}", url.as_deref().unwrap_or_default())))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        told,
+        [
+            ("ready", "renaissance https://pay/renaissance/1".to_owned()),
+            ("withdrawn", "renaissance https://pay/renaissance/1".to_owned()),
+        ]
+    );
+    assert_eq!(
+        (p.chosen.clone(), p.dropped_after_request.clone()),
+        (Some(ins("ingostrah")), vec![ins("renaissance")])
+    );
+    // A link naming no insurer now may still be Renaissance's: kept, not shown as Ingosstrakh's.
+    let unnamed = HookPayload::PaymentLinkGenerated { insurer: None, url: "https://pay/x/2".into() };
+    assert!(matches!(p.apply(hook("l2", unnamed)), Outcome::Rejected(why) if why.contains("may be theirs")));
+}
+
+#[test]
+fn an_invoice_of_an_insurer_that_dropped_out_is_withdrawn_and_a_payment_order_must_name_its_insurer() {
+    let mut request = request(PaymentMethod::Invoice, None);
+    request.policyholder.kind = PartyKind::LegalEntity;
+    request.policyholder.inn = Some("7731440001".into());
+    request.policyholder.kpp = Some("503100001".into());
+    let (mut p, mut sent) = started_with(request);
+    feed(&mut p, &mut sent, happy_hooks()[..3].to_vec());
+    feed(
+        &mut p,
+        &mut sent,
+        vec![
+            hook("s", HookPayload::Started { insurers: vec![ins("ingostrah"), ins("renaissance")] }),
+            hook("a1", HookPayload::Approved { insurer: ins("ingostrah"), premium: Some(20000.0) }),
+            hook("a2", HookPayload::Approved { insurer: ins("renaissance"), premium: Some(17000.0) }),
+            hook(
+                "i1",
+                HookPayload::PaymentInvoiceGenerated {
+                    insurer: Some(ins("renaissance")),
+                    blob_ids: vec![blob("inv-r")],
+                },
+            ),
+        ],
+    );
+    assert!(matches!(&p.payment, Payment::InvoiceReady { .. }));
+    feed(
+        &mut p,
+        &mut sent,
+        vec![hook(
+            "cf",
+            HookPayload::CompanyFailed { insurer: ins("renaissance"), code: 1602, message: None },
+        )],
+    );
+    let withdrawn =
+        sent.iter().find(|n| n.notice.kind() == "truck.payment-link-withdrawn").expect("withdrawn");
+    let TruckNotice::PaymentLinkWithdrawn { invoice_files, url, .. } = &withdrawn.notice else { panic!() };
+    assert_eq!((invoice_files.len(), url), (1, &None), "the invoice, not a link");
+    assert_eq!(p.chosen, Some(ins("ingostrah")));
+    let order = |insurer: Option<&str>| TruckEvent::PaymentOrderReceived {
+        id: format!("po-{insurer:?}"),
+        document: BankDocument { type_id: 100, s3_key: "in/po.pdf".into(), file_name: "po.pdf".into() },
+        insurer: insurer.map(ins),
+    };
+    feed(
+        &mut p,
+        &mut sent,
+        vec![hook(
+            "i2",
+            HookPayload::PaymentInvoiceGenerated {
+                insurer: Some(ins("ingostrah")),
+                blob_ids: vec![blob("inv-i")],
+            },
+        )],
+    );
+    for whose in [None, Some("renaissance")] {
+        let outcome = p.apply(order(whose));
+        assert!(
+            matches!(&outcome, Outcome::Rejected(why) if why.contains("whose invoice")),
+            "{whose:?}: {outcome:?}"
+        );
+    }
+    assert_eq!(
+        p.apply(order(Some("ingostrah"))),
+        Outcome::Advanced,
+        "the order naming the invoice's insurer goes"
+    );
 }

@@ -157,6 +157,7 @@ where
             body: String::from_utf8_lossy(req.body).into_owned(),
             received_at_ms: now_ms(),
             replays: 0,
+            requeued_at_ms: 0,
         };
         let dedup = dedup_id(&hook);
         match store_and_enqueue(&self.store, &self.queue, hook, &dedup).await {
@@ -826,6 +827,7 @@ mod tests {
             body: "{}".into(),
             received_at_ms: at,
             replays: 0,
+            requeued_at_ms: 0,
         };
         assert_ne!(dedup_id(&hook("d", true, 1)), dedup_id(&hook("d", true, 2)));
         assert_eq!(dedup_id(&hook("msg_1", false, 1)), dedup_id(&hook("msg_1", false, 2)));

@@ -108,7 +108,8 @@ where
                 },
                 None => {
                     let reason = "its record (and body) is gone: it expired before it was applied".to_owned();
-                    return self.engine.quarantine(reference.kept(None), reason, String::new()).await;
+                    let at = reference.received_at_ms;
+                    return self.engine.quarantine(reference.kept(None), reason, String::new(), at).await;
                 }
             },
             TruckMessage::BankEvent { process_id, event, replays } => {
@@ -122,7 +123,7 @@ where
                 let body = serde_json::to_string(&event).unwrap_or_default();
                 let event_id = event.as_ref().and_then(|e| e.external_id()).unwrap_or("drive").to_owned();
                 let origin = KeptOrigin::Event { process: key.clone(), event_id, replays };
-                return self.engine.quarantine(origin, "unknown process".into(), body).await;
+                return self.engine.quarantine(origin, "unknown process".into(), body, now_ms()).await;
             };
             let draft = match event {
                 Some(event) => self.engine.apply(current, event, replays).await?,
@@ -142,13 +143,14 @@ where
     ) -> Result<Option<(ProcessKey, TruckEvent, u32)>, RetryLater> {
         let alias = keys::scoring_alias(&hook.scoring_id);
         let Some(key) = self.process_of(&alias).await? else {
-            let waited = Duration::from_millis(now_ms().saturating_sub(hook.received_at_ms));
+            let waited = Duration::from_millis(now_ms().saturating_sub(hook.queued_at_ms()));
             if waited < self.unknown_scoring_grace {
                 // The init result may not be written yet; the FIFO group waits for it.
                 return Err(RetryLater::NotYet(format!("scoringId {} is not mapped yet", hook.scoring_id)));
             }
             let reason = format!("unknown scoringId after {}s", waited.as_secs());
-            self.engine.quarantine(hook.reference().kept(None), reason, hook.body).await?;
+            let at = hook.received_at_ms;
+            self.engine.quarantine(hook.reference().kept(None), reason, hook.body, at).await?;
             return Ok(None);
         };
         match HookPayload::parse(hook.kind, hook.body.as_bytes()) {
@@ -162,7 +164,8 @@ where
                 Ok(Some((key, event, hook.replays)))
             }
             Err(e) => {
-                self.engine.quarantine(hook.reference().kept(None), e.to_string(), hook.body).await?;
+                let at = hook.received_at_ms;
+                self.engine.quarantine(hook.reference().kept(None), e.to_string(), hook.body, at).await?;
                 Ok(None)
             }
         }
