@@ -143,6 +143,9 @@ pub enum IntakeCheck {
     NamesAnotherScoring,
     /// A signed delivery whose `webhook-id` polis cannot use as an id.
     WebhookId,
+    /// A delivery whose `webhook-id` was first used for another scoringId or hook (a signed
+    /// delivery replayed onto another path, or MUST reusing an id).
+    DeliveryIdUsedElsewhere,
 }
 
 /// Where something kept for a person came from, and what replaying it means.
@@ -161,6 +164,9 @@ pub enum KeptOrigin {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         check: Option<IntakeCheck>,
     },
+    /// An authenticated hook whose path names no scoringId a process could have (kept, as
+    /// sent, cut to 128 characters; never re-driven: a person tells MUST).
+    UnroutedHook { kind: HookKind, scoring_id: String },
     /// A bank event we could not accept (replay: put back on the bank-events queue).
     BankEvent { event_id: String, event_type: String },
     /// An event a process rejected (replay: queued to the process again).
@@ -176,7 +182,7 @@ pub enum KeptOrigin {
 impl KeptOrigin {
     pub fn source(&self) -> &'static str {
         match self {
-            KeptOrigin::Hook { .. } => "hook",
+            KeptOrigin::Hook { .. } | KeptOrigin::UnroutedHook { .. } => "hook",
             KeptOrigin::BankEvent { .. } => "bank-event",
             KeptOrigin::Event { .. } => "process-event",
             KeptOrigin::Review { .. } => "review",
@@ -189,6 +195,7 @@ impl KeptOrigin {
     pub fn about(&self) -> String {
         match self {
             KeptOrigin::Hook { kind, scoring_id, .. } => format!("scoringId {scoring_id} {}", kind.path()),
+            KeptOrigin::UnroutedHook { kind, .. } => format!("an unusable scoringId, {}", kind.path()),
             KeptOrigin::BankEvent { event_id, event_type } => format!("{event_type} {event_id}"),
             KeptOrigin::Event { process, event_id, .. } => format!("{process} {event_id}"),
             KeptOrigin::Review { process, effect, attempt } => {
@@ -202,7 +209,13 @@ impl KeptOrigin {
     /// expires after the configured days), rather than a hold or a pending file, which
     /// stay until a person acts.
     pub fn holds_input(&self) -> bool {
-        matches!(self, KeptOrigin::Hook { .. } | KeptOrigin::BankEvent { .. } | KeptOrigin::Event { .. })
+        matches!(
+            self,
+            KeptOrigin::Hook { .. }
+                | KeptOrigin::UnroutedHook { .. }
+                | KeptOrigin::BankEvent { .. }
+                | KeptOrigin::Event { .. }
+        )
     }
 
     /// The kept record's id: the same input kept again is the same record; a replayed
@@ -216,6 +229,11 @@ impl KeptOrigin {
             KeptOrigin::Hook { kind, scoring_id, hook_id, replays, .. } => {
                 format!("hook-{scoring_id}-{}-{}-r{replays}", kind.path().replace('/', "-"), digest(hook_id))
             }
+            KeptOrigin::UnroutedHook { kind, scoring_id } => format!(
+                "hook-unrouted-{}-{}",
+                kind.path().replace('/', "-"),
+                digest(&format!("{scoring_id}\n{body}"))
+            ),
             // A refused bank event may name no usable id: the same body is the same event.
             KeptOrigin::BankEvent { .. } => format!("bank-event-{}", digest(body)),
             KeptOrigin::Event { process, event_id, replays } => {

@@ -448,6 +448,12 @@ where
                     }
                 }
             }
+            KeptOrigin::UnroutedHook { .. } => {
+                plan.refused = Some(format!(
+                    "{}: no process can have it; tell MUST which process it was for",
+                    item.reason
+                ))
+            }
             KeptOrigin::BankEvent { .. } => match BankEvent::accept(&item.body).map_err(problems_of) {
                 Err(problems) => plan.refused = Some(problems),
                 Ok(BankEvent::Truck(TruckBankEvent::PolicyRequested { request, .. })) => {
@@ -688,6 +694,7 @@ where
                 }
                 Ok(Ok(()))
             }
+            KeptOrigin::UnroutedHook { .. } => Ok(Err(item.reason.clone())),
             KeptOrigin::BankEvent { .. } => match BankEvent::accept(&item.body).map_err(problems_of) {
                 Ok(_) => {
                     let event: serde_json::Value = serde_json::from_str(&item.body).unwrap_or_default();

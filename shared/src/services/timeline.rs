@@ -153,8 +153,8 @@ fn concerns(item: &Quarantined, key: &ProcessKey, aliases: &[String]) -> bool {
         KeptOrigin::Event { process, .. }
         | KeptOrigin::Review { process, .. }
         | KeptOrigin::ArchivePending { process, .. } => process == key,
-        // A refused bank event may name no usable process: it is on the kept list only.
-        KeptOrigin::BankEvent { .. } => false,
+        // A refused bank event or an unrouted hook names no usable process: on the kept list only.
+        KeptOrigin::BankEvent { .. } | KeptOrigin::UnroutedHook { .. } => false,
     }
 }
 

@@ -265,7 +265,17 @@ fn documented_answers_pass_and_others_are_refused() {
             body(json!({"status": "quarantined", "reason": "field insuranceCompany: missing"})),
         ),
         ("POST", "/api/hooks/{scoringId}/approved", 401, body(json!({"error": "unauthorized"}))),
-        ("POST", hook, 409, body(json!({"error": "webhook-id already used for another scoringId or hook"}))),
+        (
+            "POST",
+            hook,
+            200,
+            body(
+                json!({"status": "quarantined", "reason": "its webhook-id was first used for another scoringId or hook"}),
+            ),
+        ),
+        // API Gateway's own answers, on any path: a path it routes nowhere, a body over 10 MB.
+        ("POST", "/api/hooks/%2e%2e/started", 404, body(json!({"message": "Not Found"}))),
+        ("POST", hook, 413, body(json!({"message": "Request Entity Too Large"}))),
         ("POST", hook, 503, body(json!({"error": "temporarily unavailable, retry"}))),
         ("POST", hook, 503, body(json!({"message": "Service Unavailable"}))),
         ("GET", products, 200, body(products_page())),
@@ -311,6 +321,8 @@ fn documented_answers_pass_and_others_are_refused() {
         ("POST", hook, 200, body(json!({"status": "accepted", "hookId": "x", "extra": 1})), "extra"),
         ("POST", hook, 200, b"accepted".to_vec(), "not JSON"),
         ("POST", hook, 418, body(json!({"error": "teapot"})), "status 418 is not a documented answer"),
+        ("POST", hook, 409, body(json!({"error": "used"})), "status 409 is not a documented answer"),
+        ("POST", hook, 400, body(json!({"error": "scoringId"})), "status 400 is not a documented answer"),
         ("POST", hook, 401, body(json!({"message": "unauthorized"})), "/"),
         ("GET", products, 200, body(with(&products_page(), "/nextToken", None)), "nextToken"),
         (

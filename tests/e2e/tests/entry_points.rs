@@ -37,15 +37,59 @@ fn a_hook_with_a_wrong_or_missing_secret_is_refused_and_nothing_is_stored() {
 }
 
 #[test]
-fn a_bad_scoring_id_gets_a_precise_400() {
+fn an_authenticated_hook_with_a_bad_scoring_id_is_kept_naming_the_rule_and_answered_200() {
+    // MUST retries anything but 200 forever, one hook at a time: a 4xx to MUST stops its stream.
     run(async {
         for bad in ["a%20b", "..%2Fetc", "x%23y"] {
             let (status, body) = post(&format!("/api/hooks/{bad}/started"), Some(HOOK_SECRET), "{}").await;
-            assert_eq!(status, 400, "{bad}");
-            assert!(body["error"].as_str().unwrap().starts_with("scoringId must be"), "{body}");
+            assert_eq!((status, body["status"].as_str()), (200, Some("quarantined")), "{bad}");
+            assert!(body["reason"].as_str().unwrap().starts_with("scoringId must be"), "{body}");
+            // Without the secret: refused, nothing kept.
+            assert_eq!(post(&format!("/api/hooks/{bad}/started"), None, "{}").await.0, 401);
         }
         let (status, _) = post("/api/hooks/abc/no-such-hook", Some(HOOK_SECRET), "{}").await;
         assert_eq!(status, 404);
+    });
+}
+
+/// A request written byte for byte (no client normalises its path).
+async fn raw(request: &[u8]) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = harness().cloud.http_url.trim_start_matches("http://").to_owned();
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, answer)
+}
+
+#[test]
+fn the_gateways_own_answers_are_the_gateways_a_path_it_cannot_route_and_a_body_over_its_limit() {
+    run(async {
+        let head = |path: &str, length: usize| {
+            format!(
+                "POST {path} HTTP/1.1\r\nhost: polis\r\nx-hook-secret: {HOOK_SECRET}\r\n\
+                 content-length: {length}\r\nconnection: close\r\n\r\n"
+            )
+        };
+        // Dot segments, encoded: routed nowhere.
+        let (status, answer) = raw(format!("{}{{}}", head("/api/hooks/%2e%2e/started", 2)).as_bytes()).await;
+        assert_eq!(status, 404, "{answer}");
+        assert!(answer.contains(r#"{"message":"Not Found"}"#), "{answer}");
+        // A body over API Gateway's 10 MB: refused by the gateway, no function called.
+        let body = vec![b' '; 11 * 1024 * 1024];
+        let mut request = head(&format!("/api/hooks/{}/started", ids("sc-huge").0), body.len()).into_bytes();
+        request.extend(&body);
+        let (status, answer) = raw(&request).await;
+        assert_eq!(status, 413, "{}", &answer[..answer.len().min(300)]);
+        assert!(answer.contains(r#"{"message":"Request Entity Too Large"}"#), "{answer}");
+        // An authenticated 8 MiB body reaches the function: kept for a person, answered 200.
+        let (sid, _) = ids("sc-large");
+        let (status, reply) =
+            post(&format!("/api/hooks/{sid}/started"), Some(HOOK_SECRET), &" ".repeat(8 * 1024 * 1024)).await;
+        assert_eq!((status, reply["status"].as_str()), (200, Some("quarantined")), "{reply}");
     });
 }
 
@@ -223,7 +267,7 @@ fn random_bad_input_through_the_stack_gets_a_4xx_or_quarantine_never_a_5xx() {
         }
         println!("bad hooks: {tried} tried, answers {statuses:?}");
         assert!(
-            statuses.keys().all(|s| [200, 400, 404].contains(s)),
+            statuses.keys().all(|s| [200, 404].contains(s)),
             "no 5xx, no 401 for bad input: {statuses:?}"
         );
 

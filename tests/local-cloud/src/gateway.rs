@@ -75,8 +75,14 @@ pub struct Gateway {
     pub principal: Option<Principal>,
 }
 
+/// API Gateway's payload limit for HTTP APIs: a larger body is answered 413 by the gateway
+/// itself, and no function is called.
+pub const PAYLOAD_LIMIT: usize = 10 * 1024 * 1024;
+
 pub fn router(gateway: Arc<Gateway>) -> Router {
-    Router::new().fallback(handle).with_state(gateway)
+    // The body is read whole and measured here, answered as the gateway answers it (axum's own
+    // limit, 2 MB, would answer in its own words).
+    Router::new().fallback(handle).with_state(gateway).layer(axum::extract::DefaultBodyLimit::disable())
 }
 
 async fn handle(
@@ -91,6 +97,10 @@ async fn handle(
     else {
         return (StatusCode::NOT_FOUND, axum::Json(json!({"message": "Not Found"}))).into_response();
     };
+    if body.len() > PAYLOAD_LIMIT {
+        let too_large = json!({"message": "Request Entity Too Large"});
+        return (StatusCode::PAYLOAD_TOO_LARGE, axum::Json(too_large)).into_response();
+    }
     if route.iam {
         let pairs: Vec<(String, String)> = headers
             .iter()

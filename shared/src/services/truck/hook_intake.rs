@@ -31,10 +31,12 @@ use crate::telemetry::Unit;
 /// Bodies above this are not processed (they are quarantined with their first bytes).
 pub const MAX_HOOK_BODY: usize = 200 * 1024;
 
-/// Bodies above this are refused (413) before their signature is checked: MUST's hooks
-/// are small JSON documents, and hashing megabytes for a caller not yet authenticated is
-/// work anyone could ask for. Between [`MAX_HOOK_BODY`] and this, a hook that passes
-/// authentication is kept (its first bytes) for a person to look at.
+/// Signed bodies above this are refused (413) before their signature is checked: hashing
+/// megabytes for a caller not yet authenticated is work anyone could ask for, and a MUST
+/// that signs is one polis agreed a format with (its documents define no signing). In the
+/// other modes the caller is authenticated first, for free: an authenticated body of any
+/// size API Gateway lets through is answered 200 (over [`MAX_HOOK_BODY`]: kept, its first
+/// bytes, for a person).
 pub const MAX_SIGNED_BODY: usize = 1024 * 1024;
 
 /// The parts of an HTTP request a hook function looks at.
@@ -109,19 +111,26 @@ where
             tracing::warn!(hook = kind.path(), "hook refused: not from an allowed network");
             return Reply::new(403, json!({"error": "forbidden"}));
         }
-        if req.body.len() > MAX_SIGNED_BODY {
+        let auth = self.auth.current();
+        if auth.is_signed() && req.body.len() > MAX_SIGNED_BODY {
             let error = format!("body of {} bytes is over the {MAX_SIGNED_BODY}-byte limit", req.body.len());
             tracing::warn!(hook = kind.path(), reason = %error, "hook refused");
             return Reply::new(413, json!({ "error": error }));
         }
-        let auth = self.auth.current();
         if let Err(why) = auth.verify(&req.credentials, req.body, (now_ms() / 1000) as i64) {
             tracing::warn!(hook = kind.path(), reason = %why, "hook refused");
             return Reply::new(401, json!({"error": "unauthorized"}));
         }
-        let scoring_id = match ScoringId::parse(req.scoring_id.unwrap_or_default()) {
+        // From here the caller is MUST: whatever polis cannot use is kept and answered 200 (MUST
+        // retries anything else forever, and sends a process's hooks one at a time).
+        let raw = req.scoring_id.unwrap_or_default();
+        let scoring_id = match ScoringId::parse(raw) {
             Ok(id) => id,
-            Err(e) => return Reply::new(400, json!({"error": e.to_string()})),
+            Err(e) => {
+                let scoring_id: String = raw.chars().take(128).collect();
+                let origin = KeptOrigin::UnroutedHook { kind, scoring_id };
+                return self.quarantine(origin, req.body, e.to_string()).await;
+            }
         };
         let span = tracing::info_span!("hook", scoring_id = %scoring_id, hook = kind.path());
         self.accept(kind, scoring_id, auth.is_signed(), req).instrument(span).await
@@ -150,7 +159,7 @@ where
             return self.quarantine(origin, req.body, reason).await;
         }
         let hook = ReceivedHook {
-            scoring_id,
+            scoring_id: scoring_id.clone(),
             kind,
             hook_id: hook_id.clone(),
             by_content,
@@ -162,8 +171,11 @@ where
         let dedup = dedup_id(&hook);
         match store_and_enqueue(&self.store, &self.queue, hook, &dedup).await {
             Ok(Recorded::UsedElsewhere) => {
-                tracing::warn!(hook_id, "hook refused: its delivery id was first used on another path");
-                Reply::new(409, json!({"error": "webhook-id already used for another scoringId or hook"}))
+                tracing::warn!(hook_id, "hook kept: its delivery id was first used on another path");
+                let check = Some(IntakeCheck::DeliveryIdUsedElsewhere);
+                let origin = KeptOrigin::Hook { kind, scoring_id, hook_id, by_content, replays: 0, check };
+                let reason = "its webhook-id was first used for another scoringId or hook".to_owned();
+                self.quarantine(origin, req.body, reason).await
             }
             Ok(recorded) => {
                 let status = if recorded == Recorded::New { "accepted" } else { "duplicate" };
@@ -372,20 +384,27 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_bad_scoring_id_gets_400_naming_the_rule_and_nothing_is_stored() {
+    async fn an_authenticated_hook_with_a_bad_scoring_id_is_kept_naming_the_rule_and_answered_200() {
+        // MUST retries anything but 200 forever, one hook at a time: a 400 would stop its stream.
         let (table, queue) = (MemoryTable::default(), fifo());
         let hooks = intake(table.clone(), queue.clone());
         for scoring_id in [Some("../sc-1"), Some("a#b"), Some(""), None] {
             let mut req = request(APPROVED.as_bytes());
             req.scoring_id = scoring_id;
             let reply = hooks.receive(HookKind::Approved, req).await;
-            assert_eq!(reply.status, 400, "{scoring_id:?}");
-            let error = reply.body["error"].as_str().unwrap();
-            assert!(error.starts_with("scoringId must be 1 to 64 characters of A-Z"), "{error}");
+            assert_eq!(status(&reply), (200, "quarantined"), "{scoring_id:?}");
+            let reason = reply.body["reason"].as_str().unwrap();
+            assert!(reason.starts_with("scoringId must be 1 to 64 characters of A-Z"), "{reason}");
         }
         assert_eq!(table.hooks(), 0);
         assert!(queue.sent().is_empty());
-        assert!(kept(&table).await.is_empty());
+        let items = kept(&table).await;
+        assert_eq!(items.len(), 3, "one per scoringId sent (none and empty are one): {items:?}");
+        assert!(items.iter().all(|i| matches!(i.origin, KeptOrigin::UnroutedHook { .. })));
+        // Without the secret, the same calls are refused before anything is read.
+        let mut req = request(APPROVED.as_bytes());
+        (req.scoring_id, req.credentials.secret) = (Some("../sc-1"), None);
+        assert_eq!(hooks.receive(HookKind::Approved, req).await.status, 401);
     }
 
     #[tokio::test]
@@ -501,7 +520,7 @@ mod tests {
         assert_eq!(status(&hooks.receive(HookKind::Approved, delivered("sc-1")).await), (200, "duplicate"));
         for (kind, scoring_id) in [(HookKind::Approved, "sc-2"), (HookKind::PolicyIsPaid, "sc-1")] {
             let reply = hooks.receive(kind, delivered(scoring_id)).await;
-            assert_eq!(reply.status, 409, "{kind:?} {scoring_id}: {reply:?}");
+            assert_eq!(status(&reply), (200, "quarantined"), "{kind:?} {scoring_id}: {reply:?}");
         }
         let messages: Vec<(Option<String>, TruckMessage)> = drain(&queue);
         assert_eq!(
@@ -509,7 +528,12 @@ mod tests {
             1,
             "only the first delivery is queued (the repeat is absorbed by the FIFO): {messages:?}"
         );
-        assert!(kept(&table).await.is_empty());
+        let items = kept(&table).await;
+        assert_eq!(items.len(), 2, "each replay kept for a person: {items:?}");
+        assert!(items.iter().all(|i| matches!(
+            i.origin,
+            KeptOrigin::Hook { check: Some(IntakeCheck::DeliveryIdUsedElsewhere), .. }
+        )));
     }
 
     #[tokio::test]
@@ -583,20 +607,33 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_body_over_the_signed_limit_is_refused_before_its_credentials_are_checked() {
+    async fn a_signed_body_over_the_limit_is_refused_before_its_signature_is_checked() {
         let (table, queue) = (MemoryTable::default(), fifo());
-        let hooks = intake(table.clone(), queue.clone());
+        let mut hooks = intake(table.clone(), queue.clone());
+        hooks.auth =
+            HookAuth::from_config("standard-webhooks", crate::services::truck::hook_auth::tests::OLD)
+                .unwrap()
+                .into();
         let body = vec![b' '; MAX_SIGNED_BODY + 1];
-        for secret in [Some(SECRET.as_bytes()), None] {
-            let mut req = request(&body);
-            req.credentials.secret = secret;
-            let reply = hooks.receive(HookKind::Started, req).await;
-            assert_eq!(reply.status, 413, "{reply:?}");
-            assert!(reply.body["error"].as_str().unwrap().contains("over the 1048576-byte limit"));
-        }
+        let reply = hooks.receive(HookKind::Started, request(&body)).await;
+        assert_eq!(reply.status, 413, "{reply:?}");
+        assert!(reply.body["error"].as_str().unwrap().contains("over the 1048576-byte limit"));
         assert_eq!(table.hooks(), 0);
         assert!(queue.sent().is_empty());
         assert!(kept(&table).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn an_authenticated_body_of_any_size_is_answered_200_and_kept_when_too_large() {
+        let (table, queue) = (MemoryTable::default(), fifo());
+        let hooks = intake(table.clone(), queue.clone());
+        let body = vec![b' '; 3 * MAX_SIGNED_BODY];
+        let reply = hooks.receive(HookKind::Started, request(&body)).await;
+        assert_eq!(status(&reply), (200, "quarantined"), "{reply:?}");
+        let mut unauthenticated = request(&body);
+        unauthenticated.credentials.secret = None;
+        assert_eq!(hooks.receive(HookKind::Started, unauthenticated).await.status, 401);
+        assert_eq!((table.hooks(), queue.sent().len(), kept(&table).await.len()), (0, 0, 1));
     }
 
     #[tokio::test]
