@@ -171,11 +171,18 @@ fn received_hook(hook_id: &str, replays: u32) -> ReceivedHook {
 async fn a_kept_hook_still_failing_its_checks_is_reported_and_kept() {
     let ops = Ops::new();
     let id = ops
-        .keep(kept_hook("sc-1", HookKind::Approved, "msg_2"), "field insuranceCompany: missing", "{}")
+        .keep(
+            kept_hook("sc-1", HookKind::Approved, "msg_2"),
+            "field insuranceCompany: a number",
+            r#"{"insuranceCompany":5}"#,
+        )
         .await;
     let report = ops.replay().routine(BY).await.unwrap();
     assert_eq!(report.replayed, Vec::<String>::new());
-    assert_eq!(report.still_failing, [(id.clone(), "field insuranceCompany: missing".to_owned())]);
+    assert_eq!(
+        report.still_failing,
+        [(id.clone(), "field insuranceCompany: expected an insurer code string".to_owned())]
+    );
     assert_eq!(kept_ids(&kept(&ops.table).await), [id]);
     assert_eq!(ops.table.hooks(), 0);
     assert!(ops.trucks.sent().is_empty());

@@ -99,10 +99,11 @@ fn a_malformed_hook_is_quarantined_with_its_reason_and_answered_200() {
         let h = harness();
         let (sid, _) = ids("bad-body");
         let (status, body) =
-            post(&format!("/api/hooks/{sid}/approved"), Some(HOOK_SECRET), r#"{"writtenPremium": 1}"#).await;
+            post(&format!("/api/hooks/{sid}/approved"), Some(HOOK_SECRET), r#"{"insuranceCompany": 5}"#)
+                .await;
         assert_eq!(status, 200, "MUST must stop retrying: the hook is kept");
         assert_eq!(body["status"], "quarantined");
-        assert_eq!(body["reason"], "field insuranceCompany: missing");
+        assert_eq!(body["reason"], "field insuranceCompany: expected an insurer code string");
         let (status, body) = post(&format!("/api/hooks/{sid}/failed"), Some(HOOK_SECRET), "{not json").await;
         assert_eq!(status, 200);
         assert!(body["reason"].as_str().unwrap().starts_with("body is not JSON"));

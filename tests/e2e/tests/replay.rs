@@ -52,7 +52,7 @@ fn input_we_cannot_process_is_kept_counted_and_replayed_without_loss() {
         let h = harness();
         // 1. A hook whose body MUST got wrong.
         let (malformed, _) = ids("q-malformed");
-        post_hook(&malformed, "approved", r#"{"writtenPremium": 1}"#.into()).await;
+        post_hook(&malformed, "approved", r#"{"insuranceCompany": 5, "writtenPremium": 1}"#.into()).await;
         // 2. A body over the size limit.
         let (oversized, _) = ids("q-oversized");
         let big = format!(r#"{{"insuranceCompany":"ingostrah","pad":"{}"}}"#, "x".repeat(250 * 1024));
@@ -95,7 +95,7 @@ fn input_we_cannot_process_is_kept_counted_and_replayed_without_loss() {
             kept(h, &format!("evt-{bad_request}")).await,
         ];
         let reasons: Vec<&str> = records.iter().map(|r| r["reason"].as_str().unwrap()).collect();
-        assert_eq!(reasons[0], "field insuranceCompany: missing");
+        assert_eq!(reasons[0], "field insuranceCompany: expected an insurer code string");
         assert!(reasons[1].contains("over the 204800-byte limit"), "{}", reasons[1]);
         assert_eq!(records[1]["body"].as_str().unwrap().len(), 204_800, "kept up to the limit");
         assert!(reasons[2].starts_with("unknown scoringId"), "{}", reasons[2]);

@@ -276,12 +276,19 @@ impl Must {
     }
 
     /// Queues a hook behind the earlier hooks of its process.
-    fn send_hook(&self, scoring_id: &str, path: &'static str, body: Value) {
+    fn send_hook(&self, scoring_id: &str, path: &'static str, mut body: Value) {
         let mut state = self.lock();
         let send_ids = self.config.send_webhook_ids;
         let Some(process) = state.processes.get_mut(scoring_id) else {
             return;
         };
+        if process.scenario.seed_only {
+            // The seed's hooks: no insurer named anywhere.
+            if let Some(fields) = body.as_object_mut() {
+                fields.remove("insuranceCompany");
+                fields.remove("insuranceCompanies");
+            }
+        }
         process.hooks_sent += 1;
         let copies = if process.scenario.duplicate_hooks { 2 } else { 1 };
         let hook = Hook {
@@ -561,7 +568,8 @@ impl Must {
             return not_approved().into();
         };
         self.changed(&vin, Call::PaymentLink);
-        let link = format!("https://{PAYMENT_HOST}/pay/{sid}/{insurer}");
+        let page = if insurer.is_empty() { "agent" } else { insurer.as_str() };
+        let link = format!("https://{PAYMENT_HOST}/pay/{sid}/{page}");
         if let Some((late, late_link)) = self.with_process(sid, |p| p.late_link.take()).flatten() {
             self.send_hook(
                 sid,
@@ -672,7 +680,9 @@ impl Must {
         for result in &scenario.insurers {
             match result.outcome {
                 OfferOutcome::Approved => {
-                    self.with_process(sid, |p| p.approved.insert(result.insurer.clone()));
+                    // A payment request names the insurer approved (none, for the seed's agent).
+                    let payable = if scenario.seed_only { String::new() } else { result.insurer.clone() };
+                    self.with_process(sid, |p| p.approved.insert(payable));
                     self.send_hook(
                         sid,
                         "approved",
@@ -686,7 +696,7 @@ impl Must {
                 ),
                 OfferOutcome::Failed => self.send_hook(
                     sid,
-                    "company-failed",
+                    if scenario.seed_only { "failed" } else { "company-failed" },
                     json!({
                         "insuranceCompany": result.insurer,
                         "errorCode": result.error_code.unwrap_or(1501),

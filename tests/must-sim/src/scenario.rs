@@ -98,6 +98,10 @@ pub enum PolicyFile {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct Scenario {
+    /// MUST as its seed alone describes it: an agent with one insurer, so no hook names an
+    /// insurer (changelog v2 adds them only for several), a per-insurer error comes as `failed`,
+    /// and a payment request names none (one that does is refused with 403).
+    pub seed_only: bool,
     /// Sent in `documents/types-required`.
     pub required_types: Vec<u32>,
     /// Each insurer's answer, in the order MUST sends them.
@@ -147,6 +151,7 @@ pub struct Scenario {
 impl Default for Scenario {
     fn default() -> Self {
         Scenario {
+            seed_only: false,
             required_types: vec![11, 12],
             insurers: vec![InsurerResult {
                 insurer: "ingostrah".into(),

@@ -231,7 +231,15 @@ fn differs(ours: &Value, theirs: &Value) -> bool {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PaymentRequest {
-    pub insurance_company: Insurer,
+    /// The chosen insurer (changelog v2); none for an agent MUST names no insurer for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub insurance_company: Option<Insurer>,
+}
+
+impl PaymentRequest {
+    pub fn for_insurer(insurer: &Insurer) -> PaymentRequest {
+        PaymentRequest { insurance_company: (!insurer.is_unnamed()).then(|| insurer.clone()) }
+    }
 }
 
 /// `POST /api/scoring/scoring/{scoringId}/payment-order` (the path as MUST's changelog v3 prints it).

@@ -349,17 +349,19 @@ impl HookPayload {
                     )?,
                 },
             },
+            // The seed's hooks name no insurer (an agent with one): changelog v2 added it.
             HookKind::Approved => HookPayload::Approved {
-                insurer: body.insurer()?,
+                insurer: body.optional_insurer()?.unwrap_or_else(Insurer::unnamed),
                 premium: body.get(fields::PREMIUM).and_then(|v| match v {
                     Value::Number(n) => n.as_f64(),
                     Value::String(s) => s.trim().parse().ok(),
                     _ => None,
                 }),
             },
-            HookKind::Rejected => {
-                HookPayload::Rejected { insurer: body.insurer()?, reason: body.string(fields::REASON) }
-            }
+            HookKind::Rejected => HookPayload::Rejected {
+                insurer: body.optional_insurer()?.unwrap_or_else(Insurer::unnamed),
+                reason: body.string(fields::REASON),
+            },
             HookKind::DraftIssued => {
                 HookPayload::DraftIssued { insurer: body.optional_insurer()?, blob_ids: body.blob_ids()? }
             }
@@ -459,9 +461,24 @@ mod tests {
     }
 
     #[test]
+    fn the_seeds_hooks_name_no_insurer_and_are_the_agents_one_insurers() {
+        // Changelog v2 added `insuranceCompany` only "if the agent can use several insurers".
+        let approved = HookPayload::parse(HookKind::Approved, br#"{"writtenPremium":1}"#).unwrap();
+        assert_eq!(approved, HookPayload::Approved { insurer: Insurer::unnamed(), premium: Some(1.0) });
+        let rejected = HookPayload::parse(HookKind::Rejected, b"").unwrap();
+        assert!(matches!(rejected, HookPayload::Rejected { insurer, .. } if insurer.is_unnamed()));
+        assert_eq!(
+            HookPayload::parse(HookKind::Started, b"{}"),
+            Ok(HookPayload::Started { insurers: vec![] })
+        );
+    }
+
+    #[test]
     fn missing_and_malformed_fields_are_named() {
-        let e = HookPayload::parse(HookKind::Approved, b"{}").unwrap_err();
+        let e = HookPayload::parse(HookKind::CompanyFailed, br#"{"errorCode":1502}"#).unwrap_err();
         assert_eq!(e, HookParseError::Field { field: "insuranceCompany", problem: "missing".into() });
+        let e = HookPayload::parse(HookKind::Approved, br#"{"insuranceCompany":5}"#).unwrap_err();
+        assert!(matches!(e, HookParseError::Field { field: "insuranceCompany", .. }), "{e:?}");
         let e = HookPayload::parse(HookKind::PaymentLinkGenerated, br#"{"paymentLink":"javascript:x"}"#)
             .unwrap_err();
         assert!(matches!(e, HookParseError::Field { field: "paymentLink", .. }));

@@ -24,7 +24,23 @@ impl Insurer {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// The insurer of an agent MUST names no insurer for: the seed's hooks (changelog v2
+    /// names insurers only "if the agent can use several") come from an agent with one
+    /// insurer, the one of the bank's contract with MUST. Its offer is kept, and told to the
+    /// bank, under this code; a payment request for it names no insurer.
+    pub fn unnamed() -> Insurer {
+        Insurer(UNNAMED.to_owned())
+    }
+
+    /// Whether MUST named no insurer (see [`Insurer::unnamed`]).
+    pub fn is_unnamed(&self) -> bool {
+        self.0 == UNNAMED
+    }
 }
+
+/// The code of [`Insurer::unnamed`]: no insurer MUST works with has it.
+const UNNAMED: &str = "must-agent";
 
 impl TryFrom<String> for Insurer {
     type Error = String;

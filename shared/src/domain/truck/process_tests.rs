@@ -1,6 +1,7 @@
 use proptest::prelude::*;
 
 use super::*;
+use crate::domain::must::hook::HookKind;
 use crate::domain::truck::bank::{PaymentChoice, TruckBankEvent};
 use crate::domain::validation::FieldError;
 use crate::domain::workflow::{CallOutcome, CallRecord, EffectSpec};
@@ -1545,4 +1546,37 @@ fn an_invoice_of_an_insurer_that_dropped_out_is_withdrawn_and_a_payment_order_mu
         Outcome::Advanced,
         "the order naming the invoice's insurer goes"
     );
+}
+
+#[test]
+fn a_must_whose_hooks_name_no_insurer_is_one_insurer_offered_requested_and_issued_as_in_the_seed() {
+    let (mut p, mut sent) = started();
+    let seed =
+        |id: &str, kind: HookKind, body: &str| hook(id, HookPayload::parse(kind, body.as_bytes()).unwrap());
+    feed(
+        &mut p,
+        &mut sent,
+        vec![
+            seed("h1", HookKind::DocumentsTypesRequired, r#"{"documentTypes":[11,12]}"#),
+            seed("h2", HookKind::DocumentsUploadCompleted, "{}"),
+            seed("h3", HookKind::ContractUpdateCompleted, "{}"),
+            seed("h4", HookKind::Started, "{}"),
+            seed("h5", HookKind::Approved, r#"{"writtenPremium":17847.29}"#),
+        ],
+    );
+    assert_eq!(p.chosen, Some(Insurer::unnamed()), "the agent's one insurer");
+    assert_eq!(p.payment, Payment::Requested);
+    let request = crate::domain::must::api::PaymentRequest::for_insurer(&Insurer::unnamed());
+    assert_eq!(serde_json::to_value(request).unwrap(), serde_json::json!({}), "names no insurer");
+    feed(
+        &mut p,
+        &mut sent,
+        vec![
+            seed("h6", HookKind::PaymentLinkGenerated, r#"{"paymentLink":"https://pay.example/1"}"#),
+            seed("h7", HookKind::PolicyIsPaid, "{}"),
+            seed("h8", HookKind::PolicyIssued, r#"{"policyNumber":"XXX 1","blobIds":["p1"]}"#),
+        ],
+    );
+    assert_eq!(p.stage, TruckStage::Issued);
+    assert_eq!(kinds(&sent), HAPPY);
 }

@@ -465,9 +465,9 @@ mod tests {
     async fn a_body_we_cannot_use_is_kept_with_its_reason_and_answered_200() {
         let (table, queue) = (MemoryTable::default(), fifo());
         let hooks = intake(table.clone(), queue.clone());
-        let body = br#"{"writtenPremium":1000}"#;
+        let body = br#"{"insuranceCompany":5,"writtenPremium":1000}"#;
         let reply = hooks.receive(HookKind::Approved, request(body)).await;
-        let reason = "field insuranceCompany: missing";
+        let reason = "field insuranceCompany: expected an insurer code string";
         assert_eq!(reply, Reply::new(200, json!({"status": "quarantined", "reason": reason})));
         let items = kept(&table).await;
         let [item] = &items[..] else { panic!("{items:?}") };

@@ -237,7 +237,7 @@ where
             }
             TruckEffect::RequestPayment { insurer, method } => {
                 let sid = Self::scoring_id(p)?;
-                let request = PaymentRequest { insurance_company: insurer.clone() };
+                let request = PaymentRequest::for_insurer(insurer);
                 // Changelog v2: 403 means this insurer did not approve (a refusal: nothing
                 // changed at MUST); the process takes the next offer.
                 let refused = engine

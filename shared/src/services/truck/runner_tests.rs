@@ -168,12 +168,12 @@ async fn a_hook_body_the_runner_cannot_read_is_kept_and_the_process_is_untouched
     w.table.create(&TruckProcess::start(truck_request())).await.unwrap();
     runner.handle(drive()).await.unwrap();
     let before = w.table.processes();
-    runner.handle(hook(HookKind::Approved, r#"{"writtenPremium":1000}"#)).await.unwrap();
+    runner.handle(hook(HookKind::Approved, r#"{"insuranceCompany":5,"writtenPremium":1000}"#)).await.unwrap();
     assert_eq!(w.table.processes(), before);
     let items = kept(&w.table).await;
     let [item] = &items[..] else { panic!("{items:?}") };
     assert!(matches!(&item.origin, KeptOrigin::Hook { kind: HookKind::Approved, replays: 0, .. }));
-    assert_eq!(item.reason, "field insuranceCompany: missing");
+    assert_eq!(item.reason, "field insuranceCompany: expected an insurer code string");
 }
 
 #[tokio::test]
