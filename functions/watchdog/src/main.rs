@@ -1,5 +1,8 @@
 //! watchdog: on its schedule, reminds the bank of truck processes waiting too long for its
-//! choice of insurer and counts the processes stuck in a stage (`services::watchdog`).
+//! choice of insurer, sends the card of those waiting too long for MUST's recognition, and
+//! counts the processes stuck in a stage (`services::watchdog`).
+
+use std::time::Duration;
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use polis::adapters::config::{self, var};
@@ -16,13 +19,19 @@ async fn main() -> Result<(), Error> {
         store: Table::new(config::dynamodb(&sdk), var("TABLE_NAME")?),
         trucks: Queue::new(config::sqs(&sdk), var("TRUCK_QUEUE_URL")?),
         choice_reminder: minutes("CHOICE_REMINDER_MINUTES", &var("CHOICE_REMINDER_MINUTES")?)?,
+        recognition_wait: Duration::from_secs(config::number("RECOGNITION_WAIT_SECONDS", 60)?),
         stuck_after: minutes("STUCK_AFTER_MINUTES", &var("STUCK_AFTER_MINUTES")?)?,
     };
     let watchdog = &watchdog;
     // The scheduled event (EventBridge's) says nothing the run needs.
     lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
         let report = watchdog.run(polis::clock::now_ms()).await?;
-        tracing::info!(overdue = report.overdue_choices.len(), stuck = ?report.stuck, "watchdog ran");
+        tracing::info!(
+            overdue_choices = report.overdue_choices.len(),
+            overdue_recognitions = report.overdue_recognitions.len(),
+            stuck = ?report.stuck,
+            "watchdog ran"
+        );
         Ok::<_, Error>(serde_json::to_value(report)?)
     }))
     .await

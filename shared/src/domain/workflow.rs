@@ -245,7 +245,7 @@ impl<E: EffectSpec> Outbox<E> {
 
     /// Calls of kind `call` made that had started by `at_ms` (all of them when `at_ms` is 0:
     /// not known).
-    fn calls_made_by(&self, call: &str, at_ms: u64) -> usize {
+    pub fn calls_made_by(&self, call: &str, at_ms: u64) -> usize {
         let starts = self.calls_made.get(call).map(Vec::as_slice).unwrap_or_default();
         starts.iter().filter(|started| at_ms == 0 || **started < at_ms).count()
     }

@@ -1,12 +1,14 @@
-//! The watchdog, run on a schedule: reminds the bank of truck processes waiting for its
-//! choice of insurer too long, and tells CloudWatch how many processes are stuck.
+//! The watchdog, run on a schedule: ends the truck processes' timed waits, and tells
+//! CloudWatch how many processes are stuck.
 //!
 //! It reads only the sparse open index (processes not ended, by the time they entered
-//! their stage) and writes only to the truck queue: for each process in `awaiting-choice`
-//! longer than the reminder time, a [`TruckEvent::ChoiceOverdue`] named after that wait
-//! (`choice-overdue-{since}`). The process applies it once (a repeat of the same wait is a
-//! duplicate; a process reminded already, or no longer waiting, ignores it), so repeated
-//! runs and redeliveries give the bank one `truck.choice-reminder` per wait.
+//! their stage) and writes only to the truck queue. Two waits are timed: a process in
+//! `awaiting-choice` longer than the reminder time gets a [`TruckEvent::ChoiceOverdue`]
+//! (the bank is reminded), one in `awaiting-recognition` longer than the recognition wait a
+//! [`TruckEvent::RecognitionOverdue`] (our card goes without MUST's pre-filled contract).
+//! Each event is named after its wait (`choice-overdue-{since}`, ...). The process applies
+//! it once (a repeat of the same wait is a duplicate; a process no longer waiting ignores
+//! it), so repeated runs and redeliveries act once per wait.
 //!
 //! The message goes in the process id's FIFO group (the watchdog does not read the
 //! process to learn its scoringId): it may run beside the process's own group, which the
@@ -37,6 +39,8 @@ pub struct Watchdog<S, Q> {
     pub trucks: Q,
     /// How long a truck process waits for the bank's choice before the bank is reminded.
     pub choice_reminder: Duration,
+    /// How long a truck process waits for MUST's recognition before sending its card anyway.
+    pub recognition_wait: Duration,
     /// How long a process of any kind may stay in one stage before it counts as stuck.
     pub stuck_after: Duration,
 }
@@ -47,18 +51,38 @@ pub struct Watchdog<S, Q> {
 pub struct WatchdogReport {
     /// Truck processes whose overdue choice was queued (`TRUCK#...`).
     pub overdue_choices: Vec<String>,
+    /// Truck processes whose overdue recognition was queued.
+    pub overdue_recognitions: Vec<String>,
     /// Processes not ended and in their stage longer than `stuck_after`, by kind.
     pub stuck: Vec<(String, usize)>,
 }
 
-/// The stage name of a truck process waiting for the bank's choice.
-pub fn awaiting_choice() -> String {
-    workflow::stage_name(&TruckStage::AwaitingChoice, false)
+/// A wait of a truck process that the watchdog ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimedWait {
+    Choice,
+    Recognition,
 }
 
-/// The event's id for the wait that began at `since_ms`: one per wait.
-pub fn overdue_id(since_ms: u64) -> String {
-    format!("choice-overdue-{since_ms}")
+impl TimedWait {
+    fn stage(self) -> TruckStage {
+        match self {
+            TimedWait::Choice => TruckStage::AwaitingChoice,
+            TimedWait::Recognition => TruckStage::AwaitingRecognition,
+        }
+    }
+
+    /// The event ending the wait that began at `since_ms`, named after it: one per wait.
+    fn overdue(self, since_ms: u64) -> TruckEvent {
+        match self {
+            TimedWait::Choice => {
+                TruckEvent::ChoiceOverdue { id: format!("choice-overdue-{since_ms}"), since_ms }
+            }
+            TimedWait::Recognition => {
+                TruckEvent::RecognitionOverdue { id: format!("recognition-overdue-{since_ms}"), since_ms }
+            }
+        }
+    }
 }
 
 /// A duration in minutes as the template gives it (`60`, `0.1` for tests).
@@ -91,25 +115,38 @@ where
             total += stuck;
         }
         telemetry::record(&[], &[("StuckProcesses", telemetry::Unit::Count, total as f64)]);
-        let reminder_before = now_ms.saturating_sub(self.choice_reminder.as_millis() as u64);
-        let stage = awaiting_choice();
-        for open in self.store.open_before("truck", reminder_before, LIMIT).await? {
+        report.overdue_recognitions =
+            self.end_overdue_waits(TimedWait::Recognition, self.recognition_wait, now_ms).await?;
+        report.overdue_choices =
+            self.end_overdue_waits(TimedWait::Choice, self.choice_reminder, now_ms).await?;
+        Ok(report)
+    }
+
+    /// Queues the overdue event of every truck process in `wait` longer than `longest`;
+    /// returns their keys.
+    async fn end_overdue_waits(
+        &self,
+        wait: TimedWait,
+        longest: Duration,
+        now_ms: u64,
+    ) -> Result<Vec<String>, InfraError> {
+        let before = now_ms.saturating_sub(longest.as_millis() as u64);
+        let stage = workflow::stage_name(&wait.stage(), false);
+        let mut queued = Vec::new();
+        for open in self.store.open_before("truck", before, LIMIT).await? {
             let ProcessKey::Truck(process_id) = &open.process else { continue };
             if open.stage != stage || open.since_ms == 0 {
                 continue;
             }
-            let id = overdue_id(open.since_ms);
+            let event = wait.overdue(open.since_ms);
+            let id = event.external_id().unwrap_or_default();
             let dedup = hex::encode(Sha256::digest(format!("{process_id}:{id}").as_bytes()));
-            let message = TruckMessage::BankEvent {
-                process_id: process_id.clone(),
-                event: TruckEvent::ChoiceOverdue { id, since_ms: open.since_ms },
-                replays: 0,
-            };
+            let message = TruckMessage::BankEvent { process_id: process_id.clone(), event, replays: 0 };
             self.trucks.enqueue(&message, process_id.as_str(), &dedup).await?;
-            tracing::info!(process_id = %process_id, since_ms = open.since_ms, "choice overdue; queued");
-            report.overdue_choices.push(open.process.to_string());
+            tracing::info!(process_id = %process_id, since_ms = open.since_ms, wait = ?wait, "wait overdue; queued");
+            queued.push(open.process.to_string());
         }
-        Ok(report)
+        Ok(queued)
     }
 }
 

@@ -12,7 +12,13 @@ use crate::services::test_support::{drain, drive, fifo, hook, process_id, truck_
 const HOUR: Duration = Duration::from_secs(3600);
 
 fn watchdog(table: &MemoryTable, trucks: &MemorySqs) -> Watchdog<MemoryTable, MemorySqs> {
-    Watchdog { store: table.clone(), trucks: trucks.clone(), choice_reminder: HOUR, stuck_after: 2 * HOUR }
+    Watchdog {
+        store: table.clone(),
+        trucks: trucks.clone(),
+        choice_reminder: HOUR,
+        recognition_wait: Duration::from_secs(60),
+        stuck_after: 2 * HOUR,
+    }
 }
 
 /// A `"choice": "bank"` process with two approved offers, waiting for the bank.
@@ -144,6 +150,39 @@ async fn a_choice_made_before_the_watchdog_message_arrives_leaves_nothing_to_rem
         (p.stage, p.chosen.as_ref().map(|i| i.as_str())),
         (TruckStage::AwaitingPayment, Some("ingostrah"))
     );
+}
+
+#[tokio::test]
+async fn a_recognition_that_does_not_come_in_time_lets_our_card_go_once_whatever_the_runs() {
+    let w = World::new(MemoryTable::default());
+    let runner = w.runner(false);
+    w.table.create(&TruckProcess::start(truck_request())).await.unwrap();
+    runner.handle(drive()).await.unwrap();
+    for (kind, body) in [
+        (HookKind::DocumentsTypesRequired, r#"{"documentTypes":[11,12]}"#),
+        (HookKind::DocumentsUploadCompleted, "{}"),
+    ] {
+        runner.handle(hook(kind, body)).await.unwrap();
+    }
+    assert_eq!(w.process().await.stage, TruckStage::AwaitingRecognition);
+    let trucks = MemorySqs::default();
+    let dog = watchdog(&w.table, &trucks);
+    let early = dog.run(now_ms() + 30_000).await.unwrap();
+    assert!(early.overdue_recognitions.is_empty(), "within the wait: {early:?}");
+    let later = now_ms() + 61_000;
+    for _ in 0..2 {
+        let report = dog.run(later).await.unwrap();
+        assert_eq!(report.overdue_recognitions, [format!("TRUCK#{}", process_id())]);
+        assert!(report.overdue_choices.is_empty());
+    }
+    assert_eq!(w.must.changes("contract"), 0);
+    for (_, message) in drain::<TruckMessage>(&trucks) {
+        runner.handle(message).await.unwrap();
+    }
+    assert_eq!(w.must.changes("contract"), 1, "our card went, once");
+    let p = w.process().await;
+    assert_eq!((p.stage, p.prefilled_contract), (TruckStage::Preparing, None));
+    assert!(dog.run(later + 61_000).await.unwrap().overdue_recognitions.is_empty(), "no longer waiting");
 }
 
 #[test]

@@ -7,10 +7,12 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{harness, ids, run, FLOW_TIMEOUT};
 use polis_e2e::kinds;
 use polis_must_sim::Scenario;
-use serde_json::json;
+use serde_json::{json, Value};
 
 const HAPPY_NOTICES: [&str; 4] =
     ["truck.offer", "truck.payment-link-ready", "truck.paid", "truck.policy-issued"];
@@ -37,5 +39,63 @@ fn an_agent_with_one_insurer_gets_the_seeds_hooks_and_the_policy_is_issued() {
         let kept = h.quarantined().await.unwrap();
         let key = json!(format!("TRUCK#{pid}"));
         assert!(!kept.iter().any(|k| k["origin"]["process"] == key), "no hook of the process kept");
+    });
+}
+
+/// A truck policy whose documents MUST recognises `recognition` after `upload-completed`
+/// (`None`: no recognition at all). Asserts the card MUST held when it started scoring was
+/// ours, over what recognition filled in, and that it went once. Returns the process.
+async fn recognised_after(name: &str, recognition: Option<Duration>) -> Value {
+    let h = harness();
+    let (pid, vin) = ids(name);
+    let scenario = Scenario {
+        prefilled_contract: recognition.is_some(),
+        recognition_delay_ms: recognition.map_or(0, |d| d.as_millis() as u64),
+        ..Scenario::default()
+    };
+    h.start_truck_process(&pid, &vin, scenario, false).await.unwrap();
+    // The template's RecognitionWaitSeconds (60) and the watchdog's run come first when
+    // recognition does not come.
+    let p = h.wait_for_stage(&pid, "issued", FLOW_TIMEOUT * 2, |_| {}).await.unwrap();
+    let scored_on = h.must.sim.contract_at_scoring(&vin).expect("MUST scored");
+    assert_eq!(scored_on["vin"], vin.as_str(), "{name}: MUST scored on the bank's card: {scored_on}");
+    assert_eq!(scored_on["owner"]["name"], "Петров Пётр Петрович", "{name}: {scored_on}");
+    let recognised = recognition.is_some();
+    assert_eq!(scored_on["engineNumber"] == "5738777", recognised, "{name}: recognition fills gaps only");
+    assert_eq!(h.must.sim.changes(&vin).get("contract"), Some(&1), "{name}: one card, after recognition");
+    assert_eq!(h.must.sim.received(&vin).get("contract"), Some(&1), "{name}");
+    assert_eq!(kinds(&h.notifications(&pid)), HAPPY_NOTICES, "{name}");
+    p
+}
+
+/// Whether the watchdog ended the process's wait for recognition.
+fn waited_out(process: &Value) -> bool {
+    process["history"].as_array().unwrap().iter().any(|h| h["kind"] == "recognition-overdue")
+}
+
+#[test]
+fn a_recognition_two_seconds_after_the_upload_is_waited_for_and_our_card_fills_it_in() {
+    run(async {
+        let p = recognised_after("recognition-2s", Some(Duration::from_secs(2))).await;
+        assert_eq!(p["prefilled_contract"]["source"], "recognition");
+        assert!(!waited_out(&p));
+    });
+}
+
+#[test]
+fn a_recognition_thirty_seconds_after_the_upload_is_still_waited_for() {
+    run(async {
+        let p = recognised_after("recognition-30s", Some(Duration::from_secs(30))).await;
+        assert_eq!(p["prefilled_contract"]["source"], "recognition");
+        assert!(!waited_out(&p));
+    });
+}
+
+#[test]
+fn without_recognition_our_card_goes_once_the_wait_is_over() {
+    run(async {
+        let p = recognised_after("recognition-never", None).await;
+        assert_eq!(p["prefilled_contract"], Value::Null);
+        assert!(waited_out(&p), "the watchdog ended the wait: {}", p["history"]);
     });
 }

@@ -182,8 +182,10 @@ fn every_hook_delivered_twice_is_stored_once_and_applied_once() {
         tokio::time::sleep(Duration::from_secs(2)).await; // let any late duplicate land
         let sid = p["scoring_id"].as_str().unwrap();
         let stored = items(h, &format!("HOOK#{sid}")).await;
-        assert_eq!(stored.len(), 9, "nine distinct hooks, each stored once");
-        assert_eq!(p["applied"].as_array().unwrap().len(), 9);
+        // types-required, upload-completed, recognition's and our card's update-completed,
+        // started, approved, draft-issued, payment-link-generated, policy-is-paid, policy-issued.
+        assert_eq!(stored.len(), 10, "ten distinct hooks, each stored once");
+        assert_eq!(p["applied"].as_array().unwrap().len(), 10);
         assert_eq!(kinds(&h.notifications(&pid)), HAPPY_NOTICES, "no notice twice");
     });
 }

@@ -138,6 +138,9 @@ pub struct Stats {
     pub received: HashMap<String, HashMap<String, u64>>,
     /// The contract card MUST holds for each vehicle, last written.
     pub contracts: HashMap<String, Value>,
+    /// The contract card MUST held for each vehicle when it started scoring.
+    #[serde(default)]
+    pub contracts_at_scoring: HashMap<String, Value>,
     /// Calls of the helper methods, by `"{call} {vin or plates}"`.
     #[serde(default)]
     pub helper_calls: HashMap<String, u64>,
@@ -252,7 +255,12 @@ impl Sim {
         self.must.contract_of(vin)
     }
 
-    /// Carries out what MUST set off: hooks to their process's delivery task, payments later.
+    /// The contract card MUST held for a vehicle when it started scoring.
+    pub fn contract_at_scoring(&self, vin: &str) -> Option<Value> {
+        self.must.stats().contracts_at_scoring.get(vin).cloned()
+    }
+
+    /// Carries out what MUST set off: hooks to their process's delivery task, payments and recognitions later.
     fn dispatch(self: &Arc<Self>) {
         for event in self.must.take_events() {
             match event {
@@ -264,6 +272,14 @@ impl Sim {
                         tx
                     });
                     let _ = sender.send(hook);
+                }
+                Event::RecognitionRuns { scoring_id, after_ms } => {
+                    let sim = self.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(std::time::Duration::from_millis(after_ms)).await;
+                        sim.must.finish_recognition(&scoring_id);
+                        sim.dispatch();
+                    });
                 }
                 Event::CustomerWillPay { scoring_id } => {
                     let sim = self.clone();

@@ -101,6 +101,8 @@ pub enum Event {
     Hook(Hook),
     /// The customer got a payment link and will pay a little later: call [`Must::pay`].
     CustomerWillPay { scoring_id: String },
+    /// Recognition of the documents finishes after `after_ms`: call [`Must::finish_recognition`].
+    RecognitionRuns { scoring_id: String, after_ms: u64 },
 }
 
 #[derive(Debug, Default)]
@@ -110,8 +112,9 @@ struct Process {
     documents_round: u32,
     associated_types: HashSet<u32>,
     documents_accepted: bool,
-    /// The last contract card MUST holds came from the partner (not from recognition).
-    contract_from_partner: bool,
+    /// The partner sent its contract card (MUST scores once it has one, whichever card it
+    /// holds by then: recognition may have overwritten it).
+    card_received: bool,
     recognition_done: bool,
     scoring_started: bool,
     approved: HashSet<String>,
@@ -487,12 +490,13 @@ impl Must {
                 p.documents_accepted = true;
                 p.recognition_done = !p.scenario.prefilled_contract;
             });
-            // Recognition pre-fills the contract as the documents are accepted; a late one
+            self.send_hook(sid, "documents/upload-completed", json!({}));
+            // Recognition runs once the documents are associated (changelog v3); a late one
             // finishes only after our card has come (and overwrites it).
             if scenario.prefilled_contract && !scenario.late_recognition {
-                self.recognise(sid);
+                let after_ms = scenario.recognition_delay_ms;
+                self.lock().events.push_back(Event::RecognitionRuns { scoring_id: sid.to_owned(), after_ms });
             }
-            self.send_hook(sid, "documents/upload-completed", json!({}));
             self.maybe_start_scoring(sid);
         }
         Answer::failing(Reply::bare_ok(), fault.map(|f| f.failure))
@@ -522,7 +526,7 @@ impl Must {
         }
         self.changed(&vin, Call::Contract);
         self.lock().stats.contracts.insert(vin, card.clone());
-        self.with_process(sid, |p| p.contract_from_partner = true);
+        self.with_process(sid, |p| p.card_received = true);
         self.send_hook(sid, "contract/update-completed", json!({}));
         if recognition_pending {
             // Changelog v3: recognition overwrites a contract that came before it finished.
@@ -657,19 +661,33 @@ impl Must {
         }
     }
 
-    /// Both steps 3 and 4 done: scoring starts by itself (step 5).
+    /// Recognition finished: its contract overwrites the card MUST holds; scoring may start.
+    pub fn finish_recognition(&self, sid: &str) {
+        if self.with_process(sid, |p| p.recognition_done).unwrap_or(true) {
+            return;
+        }
+        self.recognise(sid);
+        self.maybe_start_scoring(sid);
+    }
+
+    /// Both steps 3 and 4 done: scoring starts by itself (step 5), on whatever card MUST
+    /// holds then (the documents are silent on waiting for a second card after recognition).
     fn maybe_start_scoring(&self, sid: &str) {
-        let Some((scenario, start)) = self.with_process(sid, |p| {
-            let start =
-                p.documents_accepted && p.contract_from_partner && p.recognition_done && !p.scoring_started;
+        let Some((scenario, vin, start)) = self.with_process(sid, |p| {
+            let start = p.documents_accepted && p.card_received && p.recognition_done && !p.scoring_started;
             p.scoring_started |= start;
-            (p.scenario.clone(), start)
+            (p.scenario.clone(), p.vin.clone(), start)
         }) else {
             return;
         };
         if !start {
             return;
         }
+        let mut state = self.lock();
+        if let Some(card) = state.stats.contracts.get(&vin).cloned() {
+            state.stats.contracts_at_scoring.insert(vin, card);
+        }
+        drop(state);
         if let Some(code) = scenario.fail_with {
             let entry = json!({"errorCode": code, "errorMessage": format!("simulated failure {code}")});
             self.send_hook(sid, "failed", entry);
@@ -715,7 +733,6 @@ impl Must {
     fn recognise(&self, sid: &str) {
         let Some(vin) = self.with_process(sid, |p| {
             p.recognition_done = true;
-            p.contract_from_partner = false;
             p.vin.clone()
         }) else {
             return;

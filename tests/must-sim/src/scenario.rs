@@ -109,9 +109,12 @@ pub struct Scenario {
     /// The first this many document associations fail with the same `upload-failed` body.
     pub upload_failures: u32,
     /// Document recognition pre-fills the contract (changelog v3) and says so with
-    /// `contract/update-completed`, right after the documents are accepted.
+    /// `contract/update-completed`, `recognition_delay_ms` after the documents are accepted
+    /// (after `upload-completed`). Off: no recognition, so no pre-filled contract ever comes.
     pub prefilled_contract: bool,
-    /// Recognition finishes only after our contract card has arrived, and overwrites it.
+    /// How long recognition takes.
+    pub recognition_delay_ms: u64,
+    /// Recognition finishes only once our contract card has arrived, and overwrites it.
     pub late_recognition: bool,
     /// Every hook is delivered twice.
     pub duplicate_hooks: bool,
@@ -160,7 +163,8 @@ impl Default for Scenario {
                 error_code: None,
             }],
             upload_failures: 0,
-            prefilled_contract: false,
+            prefilled_contract: true,
+            recognition_delay_ms: 1_000,
             late_recognition: false,
             duplicate_hooks: false,
             fail_with: None,

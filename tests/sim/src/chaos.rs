@@ -15,9 +15,9 @@ use polis::domain::truck::bank::PaymentMethod;
 use polis::keys::{Cursor, ProcessKey};
 use polis::ports::{
     now_ms, BankOutbox, BimaApi, CallError, Download, EffectLog, EffectRecord, HookStore, InfraError,
-    LoanMessage, LoanQueue, MustApi, ObjectStore, ProcessStore, ProductIndex, ProductPage, QuarantineStore,
-    Quarantined, ReceivedHook, Recorded, SaveError, StoredObject, StoredProcess, TokenStore, TruckMessage,
-    TruckQueue, Versioned,
+    LoanMessage, LoanQueue, MustApi, ObjectStore, OpenProcess, OpenProcesses, ProcessStore, ProductIndex,
+    ProductPage, QuarantineStore, Quarantined, ReceivedHook, Recorded, SaveError, StoredObject,
+    StoredProcess, TokenStore, TruckMessage, TruckQueue, Versioned,
 };
 
 use crate::rng::Rng;
@@ -256,6 +256,17 @@ impl<T: ProductIndex + Sync> ProductIndex for Faulty<T> {
         after: Option<Cursor>,
     ) -> Result<ProductPage, InfraError> {
         self.invocation.aws("dynamodb", self.inner.customer_products(customer, limit, after)).await
+    }
+}
+
+impl<T: OpenProcesses + Sync> OpenProcesses for Faulty<T> {
+    async fn open_before(
+        &self,
+        kind: &str,
+        before_ms: u64,
+        limit: u32,
+    ) -> Result<Vec<OpenProcess>, InfraError> {
+        self.invocation.aws("dynamodb", self.inner.open_before(kind, before_ms, limit)).await
     }
 }
 

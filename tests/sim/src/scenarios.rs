@@ -32,12 +32,15 @@ pub fn truck(rng: &mut Rng, faults: bool) -> (Scenario, &'static str) {
     if rng.per_mille(300) {
         insurers.push(insurer(rng, "reso"));
     }
-    let prefilled_contract = rng.per_mille(250);
+    // Changelog v3: recognition runs for most processes, at its own pace (some past our wait).
+    let prefilled_contract = rng.per_mille(800);
+    let recognition_delay_ms = rng.below(90_000);
     let mut scenario = Scenario {
         required_types: if rng.per_mille(100) { vec![11, 12, 99] } else { vec![11, 12] },
         upload_failures: u32::from(rng.per_mille(100)),
         prefilled_contract,
-        late_recognition: prefilled_contract && rng.per_mille(400),
+        recognition_delay_ms,
+        late_recognition: prefilled_contract && rng.per_mille(100),
         fail_with: rng.per_mille(30).then_some(1502),
         payment_refused: if insurers.len() > 1 && rng.per_mille(200) {
             vec!["ingostrah".into()]

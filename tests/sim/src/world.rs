@@ -25,6 +25,7 @@ use polis::services::retry::Backoff;
 use polis::services::truck::hook_auth::{HookAuth, HookCredentials};
 use polis::services::truck::hook_intake::{HookIntake, HookRequest};
 use polis::services::truck::runner::{must_refusal, KnownScorings, TruckRunner};
+use polis::services::watchdog::Watchdog;
 use polis_bima_sim::model::Bima;
 use polis_must_sim::model::{Event, Hook, Must};
 use serde_json::{json, Value};
@@ -50,6 +51,12 @@ const REVIEW_PATIENCE_MS: u64 = 30_000;
 const OPERATOR: &str = "sim-operator";
 const OPERATOR_EVERY_MS: u64 = 60_000;
 const ARCHIVE_RETRY_EVERY_MS: u64 = 30 * 60_000;
+/// The template's `WatchdogSchedule`, `RecognitionWaitSeconds`, `ChoiceReminderMinutes` and
+/// `StuckAfterMinutes`.
+const WATCHDOG_EVERY_MS: u64 = 60_000;
+const RECOGNITION_WAIT: Duration = Duration::from_secs(60);
+const CHOICE_REMINDER: Duration = Duration::from_secs(3600);
+const STUCK_AFTER: Duration = Duration::from_secs(2 * 3600);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -95,6 +102,8 @@ pub struct World {
     bima: SimBima,
     hooks: Mutex<BTreeMap<String, HookLine>>,
     payments: Mutex<Vec<(u64, String)>>,
+    /// Recognitions MUST finishes at their time: (at_ms, scoringId).
+    recognitions: Mutex<Vec<(u64, String)>>,
     /// Flows started and not yet checked, by process key.
     open: Mutex<BTreeMap<String, Flow>>,
     notices: Mutex<Notices>,
@@ -103,6 +112,7 @@ pub struct World {
     started: Mutex<(u64, u64)>,
     next_operator_ms: Mutex<u64>,
     next_archive_retry_ms: Mutex<u64>,
+    next_watchdog_ms: Mutex<u64>,
 }
 
 type Step<'a> = Pin<Box<dyn Future<Output = ()> + 'a>>;
@@ -142,6 +152,7 @@ impl World {
             notices_queue: MemorySqs::new(SqsConfig::standard(visibility_ms), None),
             hooks: Mutex::default(),
             payments: Mutex::default(),
+            recognitions: Mutex::default(),
             open: Mutex::default(),
             notices: Mutex::default(),
             report: Mutex::new(Report { seed: config.seed, visibility_ms, ..Report::default() }),
@@ -149,6 +160,7 @@ impl World {
             started: Mutex::default(),
             next_operator_ms: Mutex::new(now_ms() + OPERATOR_EVERY_MS),
             next_archive_retry_ms: Mutex::new(now_ms() + ARCHIVE_RETRY_EVERY_MS),
+            next_watchdog_ms: Mutex::new(now_ms() + WATCHDOG_EVERY_MS),
             rng: Mutex::new(rng),
             config,
         }
@@ -206,6 +218,8 @@ impl World {
             Box::pin(self.loan_runner()),
             Box::pin(self.deliver_hooks()),
             Box::pin(self.customers_pay()),
+            Box::pin(self.recognitions_finish()),
+            Box::pin(self.watchdog()),
             Box::pin(self.bank_reads_notices()),
         ];
         {
@@ -485,6 +499,9 @@ impl World {
                     let after = 1_000 + lock(&self.rng).below(60_000);
                     lock(&self.payments).push((now_ms() + after, scoring_id));
                 }
+                Event::RecognitionRuns { scoring_id, after_ms } => {
+                    lock(&self.recognitions).push((now_ms() + after_ms, scoring_id));
+                }
             }
         }
     }
@@ -501,6 +518,41 @@ impl World {
             self.must.model.pay(&sid);
         }
         self.carry_must_events();
+    }
+
+    async fn recognitions_finish(&self) {
+        let now = now_ms();
+        let due: Vec<String> = {
+            let mut recognitions = lock(&self.recognitions);
+            let (due, later): (Vec<_>, Vec<_>) = recognitions.drain(..).partition(|(at, _)| *at <= now);
+            *recognitions = later;
+            due.into_iter().map(|(_, sid)| sid).collect()
+        };
+        for sid in due {
+            self.must.model.finish_recognition(&sid);
+        }
+        self.carry_must_events();
+    }
+
+    /// The scheduled watchdog: ends overdue waits through the truck queue.
+    async fn watchdog(&self) {
+        {
+            let mut next = lock(&self.next_watchdog_ms);
+            if now_ms() < *next {
+                return;
+            }
+            *next = now_ms() + WATCHDOG_EVERY_MS;
+        }
+        let invocation = Invocation::new(&self.chaos);
+        let watchdog = Watchdog {
+            store: Faulty::new(self.table.clone(), &invocation),
+            trucks: Faulty::new(self.trucks.clone(), &invocation),
+            choice_reminder: CHOICE_REMINDER,
+            recognition_wait: RECOGNITION_WAIT,
+            stuck_after: STUCK_AFTER,
+        };
+        // A failed run is the next run's: nothing it would have queued is lost.
+        let _ = watchdog.run(now_ms()).await;
     }
 
     /// MUST delivers the first waiting hook of each process that is due (all at once:

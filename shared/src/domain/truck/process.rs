@@ -38,6 +38,10 @@ pub enum TruckStage {
     Initializing,
     /// Documents and contract card (steps 3-4).
     Preparing,
+    /// MUST accepted the documents and recognises them: our card waits for the contract
+    /// recognition pre-fills (changelog v3: it would overwrite ours), at most
+    /// `RecognitionWaitSeconds` (the watchdog's [`TruckEvent::RecognitionOverdue`]).
+    AwaitingRecognition,
     /// MUST is scoring with one or more insurers (step 5).
     Scoring,
     /// The offers are in; the bank chooses one (`"choice": "bank"`) with `truck.insurer-chosen`.
@@ -238,6 +242,15 @@ pub fn caused_by(kind: HookKind) -> Option<&'static str> {
     }
 }
 
+/// [`caused_by`] for one hook: a pre-filled contract is recognition's, which our documents
+/// set off (changelog v3), not an answer to our card.
+fn hook_caused_by(payload: &HookPayload) -> Option<&'static str> {
+    match payload {
+        HookPayload::ContractUpdateCompleted { prefilled_contract: Some(_) } => Some(CALL_DOCUMENTS),
+        other => caused_by(other.kind()),
+    }
+}
+
 fn short_digest(text: &str) -> String {
     use sha2::{Digest, Sha256};
     hex::encode(Sha256::digest(text.as_bytes()))[..16].to_owned()
@@ -298,6 +311,13 @@ pub enum TruckEvent {
         id: String,
         since_ms: u64,
     },
+    /// The watchdog found the process waiting for MUST's recognition since `since_ms` for
+    /// longer than polis waits: our card goes without the pre-filled contract. `id` names
+    /// that wait.
+    RecognitionOverdue {
+        id: String,
+        since_ms: u64,
+    },
     /// Results of effects, applied by the runner that performed them.
     Initialized {
         scoring_id: ScoringId,
@@ -346,7 +366,8 @@ impl TruckEvent {
             | TruckEvent::ReviewResolved { id, .. }
             | TruckEvent::RetryArchive { id }
             | TruckEvent::InsurerChosen { id, .. }
-            | TruckEvent::ChoiceOverdue { id, .. } => Some(id),
+            | TruckEvent::ChoiceOverdue { id, .. }
+            | TruckEvent::RecognitionOverdue { id, .. } => Some(id),
             _ => None,
         }
     }
@@ -404,6 +425,11 @@ pub struct TruckProcess {
     pub contract: Contract,
     /// The contract MUST pre-filled from recognised documents, if it sent one.
     pub prefilled_contract: Option<Value>,
+    /// MUST's acknowledgements of our cards so far (a bare `contract/update-completed`, one
+    /// per card that reached it): one beyond the cards known to have reached it is the
+    /// acknowledgement of the card in flight; fewer may be an earlier card's.
+    #[serde(default)]
+    pub contract_acks: u32,
     pub offers: BTreeMap<Insurer, Offer>,
     pub chosen: Option<Insurer>,
     /// Chosen insurers that dropped out after their payment request reached MUST (or may
@@ -445,6 +471,7 @@ impl TruckProcess {
             document_rounds: 0,
             contract: Contract::NotSent,
             prefilled_contract: None,
+            contract_acks: 0,
             offers: BTreeMap::new(),
             chosen: None,
             dropped_after_request: Vec::new(),
@@ -480,7 +507,7 @@ impl TruckProcess {
     pub fn apply(&mut self, event: TruckEvent) -> Outcome {
         let key = match &event {
             TruckEvent::Hook { id, by_content, payload, received_at_ms } => {
-                Some(self.outbox.applied_key(id, *by_content, caused_by(payload.kind()), *received_at_ms))
+                Some(self.outbox.applied_key(id, *by_content, hook_caused_by(payload), *received_at_ms))
             }
             other => other.external_id().map(str::to_owned),
         };
@@ -587,6 +614,7 @@ impl TruckProcess {
                     Advanced
                 }
                 TruckEvent::ChoiceOverdue { .. } => Ignored(format!("{why}: no choice is awaited")),
+                TruckEvent::RecognitionOverdue { .. } => Ignored(format!("{why}: no recognition is awaited")),
                 other if other.external_id().is_some() => Rejected(why),
                 _ => Ignored(why),
             };
@@ -606,7 +634,7 @@ impl TruckProcess {
             }
             TruckEvent::Hook { payload, received_at_ms, .. } => {
                 self.proven_by(&payload, received_at_ms);
-                let outcome = self.on_hook(payload);
+                let outcome = self.on_hook(payload, received_at_ms);
                 if outcome == Advanced {
                     self.switch_if_chosen_dropped_out();
                 }
@@ -652,6 +680,15 @@ impl TruckProcess {
                 self.choice_reminded = true;
                 let offers = self.approved_offers();
                 self.notify(TruckNotice::ChoiceReminder { offers, waiting_since_ms: since_ms });
+                Advanced
+            }
+            TruckEvent::RecognitionOverdue { .. } => {
+                if self.stage != TruckStage::AwaitingRecognition || self.contract != Contract::NotSent {
+                    return Ignored("not waiting for MUST's recognition".into());
+                }
+                // Recognition may still come: a pre-filled contract that overwrites ours gets
+                // ours sent again (`on_contract_updated`).
+                self.submit_contract(1);
                 Advanced
             }
             TruckEvent::RetryArchive { .. } => match self.policy.as_ref() {
@@ -737,15 +774,23 @@ impl TruckProcess {
         }
     }
 
-    /// Whether the held call is our card, which MUST has already acknowledged or overwritten.
+    /// Whether the held call is our card, which MUST has already acknowledged. (Recognition
+    /// overwriting the card proves nothing: it runs at its own pace, whether ours came or not.)
     fn acknowledged_already(&self) -> bool {
         matches!(
             (self.outbox.held(), &self.contract),
             (
                 Some(TruckEffect::SubmitContract { round }),
-                Contract::Submitting { round: r, acknowledged, overwritten },
-            ) if round == r && (*acknowledged || *overwritten)
+                Contract::Submitting { round: r, acknowledged: true, .. },
+            ) if round == r
         )
+    }
+
+    /// Whether `acks` acknowledgements of our cards include one of the card in flight: one
+    /// beyond the cards known to have reached MUST (a bare `update-completed` received after
+    /// our next card went may still be the previous card's).
+    fn acknowledges_the_card_in_flight(&self, acks: u32) -> bool {
+        acks > self.outbox.calls_made(CALL_CONTRACT)
     }
 
     /// A hook that can only follow a held call, received after the call was made, proves
@@ -755,27 +800,33 @@ impl TruckProcess {
         if received_at_ms != 0 && self.outbox.held_since().is_some_and(|since| received_at_ms < since) {
             return;
         }
-        let proven = matches!(
-            (held, payload),
+        let proven = match (held, payload) {
             (
                 TruckEffect::SubmitDocuments { .. },
                 HookPayload::DocumentsUploadFailed { .. }
-                    | HookPayload::DocumentsUploadCompleted
-                    | HookPayload::ContractUpdateCompleted { prefilled_contract: Some(_) },
-            ) | (
+                | HookPayload::DocumentsUploadCompleted
+                | HookPayload::ContractUpdateCompleted { prefilled_contract: Some(_) },
+            ) => true,
+            (
                 TruckEffect::SubmitContract { .. },
-                HookPayload::ContractUpdateCompleted { .. } | HookPayload::Started { .. },
-            ) | (
+                HookPayload::ContractUpdateCompleted { prefilled_contract: None },
+            ) => self.acknowledges_the_card_in_flight(self.contract_acks + 1),
+            // MUST scores once it has a card of ours, not necessarily the latest one (it may
+            // start on the card recognition overwrote while our next is on its way).
+            (TruckEffect::SubmitContract { round: 1 }, HookPayload::Started { .. }) => true,
+            (
                 TruckEffect::RequestPayment { .. },
                 HookPayload::PaymentLinkGenerated { .. }
-                    | HookPayload::PaymentInvoiceGenerated { .. }
-                    | HookPayload::PolicyIsPaid { .. }
-                    | HookPayload::PolicyIssued { .. },
-            ) | (
+                | HookPayload::PaymentInvoiceGenerated { .. }
+                | HookPayload::PolicyIsPaid { .. }
+                | HookPayload::PolicyIssued { .. },
+            ) => true,
+            (
                 TruckEffect::SubmitPaymentOrder { .. },
-                HookPayload::PolicyIsPaid { .. } | HookPayload::PolicyIssued { .. }
-            )
-        );
+                HookPayload::PolicyIsPaid { .. } | HookPayload::PolicyIssued { .. },
+            ) => true,
+            _ => false,
+        };
         if proven {
             self.resolve(Resolution::Happened { reference: None, number: None }, "a later hook from MUST");
         }
@@ -830,7 +881,7 @@ impl TruckProcess {
         }
     }
 
-    fn on_hook(&mut self, payload: HookPayload) -> Outcome {
+    fn on_hook(&mut self, payload: HookPayload, received_at_ms: u64) -> Outcome {
         use Outcome::{Advanced, Ignored, Rejected};
         match payload.clone() {
             HookPayload::DocumentsTypesRequired { type_ids } => {
@@ -851,16 +902,30 @@ impl TruckProcess {
             HookPayload::DocumentsUploadCompleted => {
                 self.documents = Documents::Accepted;
                 if self.contract == Contract::NotSent {
-                    self.submit_contract(1);
+                    if self.prefilled_contract.is_some() {
+                        // Recognition's contract came first: ours fills it in now.
+                        self.submit_contract(1);
+                    } else if self.stage == TruckStage::Preparing {
+                        self.stage = TruckStage::AwaitingRecognition;
+                    }
                 }
                 Advanced
             }
             HookPayload::ContractUpdateCompleted { prefilled_contract } => {
-                self.on_contract_updated(prefilled_contract);
+                self.on_contract_updated(prefilled_contract, received_at_ms);
                 Advanced
             }
             HookPayload::Started { insurers } => {
                 self.stage = self.stage.max_with(TruckStage::Scoring);
+                // MUST scores once it has a card of ours: our first, if nothing overwrote it.
+                match self.contract {
+                    Contract::Submitting { round: 1, overwritten: false, .. } => {
+                        self.contract =
+                            Contract::Submitting { round: 1, acknowledged: true, overwritten: false };
+                    }
+                    Contract::Submitted { round: 1 } => self.contract = Contract::Accepted { round: 1 },
+                    _ => {}
+                }
                 for insurer in insurers {
                     self.offers.entry(insurer).or_insert(Offer::Pending);
                 }
@@ -993,6 +1058,9 @@ impl TruckProcess {
     }
 
     fn submit_contract(&mut self, round: u32) {
+        if self.stage == TruckStage::AwaitingRecognition {
+            self.stage = TruckStage::Preparing;
+        }
         self.contract = Contract::Submitting { round, acknowledged: false, overwritten: false };
         self.outbox.push(TruckEffect::SubmitContract { round });
     }
@@ -1000,19 +1068,29 @@ impl TruckProcess {
     /// `contract/update-completed`: an acknowledgement of our card, or (changelog v3) the
     /// contract recognition pre-filled. Ours goes after recognition; a recognised contract
     /// that overwrote ours afterwards gets ours sent again, not silently kept.
-    fn on_contract_updated(&mut self, prefilled: Option<Value>) {
-        let overridden = prefilled
-            .as_ref()
-            .is_some_and(|theirs| ContractCard::for_request(&self.request).is_overridden_by(theirs));
+    fn on_contract_updated(&mut self, prefilled: Option<Value>, received_at_ms: u64) {
+        // Recognition received before our last card went out is older than that card: MUST
+        // holds ours. (Recognition runs at its own pace; its hook may be applied after our call.)
+        let after_our_last_card = self.outbox.calls_made_by(CALL_CONTRACT, received_at_ms)
+            == self.outbox.calls_made(CALL_CONTRACT) as usize;
+        let overridden = after_our_last_card
+            && prefilled
+                .as_ref()
+                .is_some_and(|theirs| ContractCard::for_request(&self.request).is_overridden_by(theirs));
         if let Some(contract) = prefilled.clone() {
             self.prefilled_contract = Some(contract);
         }
         match self.contract.clone() {
             Contract::NotSent if prefilled.is_some() => self.submit_contract(1),
+            // Recognition done, its contract not shown to us: ours goes now.
+            Contract::NotSent if self.stage == TruckStage::AwaitingRecognition => self.submit_contract(1),
             Contract::NotSent => {}
             // Hooks that overtook the answer to our call: noted for when it comes.
             Contract::Submitting { round, .. } if prefilled.is_none() => {
-                self.contract = Contract::Submitting { round, acknowledged: true, overwritten: false };
+                self.contract_acks += 1;
+                if self.acknowledges_the_card_in_flight(self.contract_acks) {
+                    self.contract = Contract::Submitting { round, acknowledged: true, overwritten: false };
+                }
             }
             Contract::Submitting { round, acknowledged, .. } if overridden => {
                 self.contract = Contract::Submitting { round, acknowledged, overwritten: true };
@@ -1023,8 +1101,11 @@ impl TruckProcess {
             {
                 self.submit_contract(round + 1)
             }
-            Contract::Submitted { round } => self.contract = Contract::Accepted { round },
-            Contract::Accepted { .. } => {}
+            Contract::Submitted { round } => {
+                self.contract_acks += u32::from(prefilled.is_none());
+                self.contract = Contract::Accepted { round };
+            }
+            Contract::Accepted { .. } => self.contract_acks += u32::from(prefilled.is_none()),
         }
     }
 
@@ -1416,6 +1497,7 @@ impl Workflow for TruckProcess {
             TruckEvent::RetryArchive { .. } => ("operator", "retry-archive", 0),
             TruckEvent::InsurerChosen { .. } => ("bank", "truck.insurer-chosen", 0),
             TruckEvent::ChoiceOverdue { .. } => ("watchdog", "choice-overdue", 0),
+            TruckEvent::RecognitionOverdue { .. } => ("watchdog", "recognition-overdue", 0),
             _ => return None,
         };
         Some(Received { from, kind, id: event.external_id()?, at_ms })

@@ -146,7 +146,7 @@ fn happy_path_issues_and_archives_the_policy_and_its_draft() {
 }
 
 #[test]
-fn the_contract_goes_once_the_documents_are_accepted_not_when_associated() {
+fn the_contract_goes_once_the_documents_are_recognised_not_when_associated_or_accepted() {
     let (mut p, _) = started();
     p.apply(hook("h1", HookPayload::DocumentsTypesRequired { type_ids: vec![11] }));
     assert_eq!(p.outbox.pending(), [TruckEffect::SubmitDocuments { round: 1, type_ids: vec![11] }]);
@@ -154,7 +154,33 @@ fn the_contract_goes_once_the_documents_are_accepted_not_when_associated() {
     p.apply(TruckEvent::DocumentsSubmitted { round: 1 });
     assert!(p.outbox.is_empty(), "associated is not accepted (changelog v3: recognition may follow)");
     p.apply(hook("h2", HookPayload::DocumentsUploadCompleted));
+    assert!(p.outbox.is_empty(), "accepted: recognition runs now and would overwrite our card");
+    assert_eq!((p.stage_name().as_str(), &p.contract), ("awaiting-recognition", &Contract::NotSent));
+    let recognised = serde_json::json!({"engineNumber": "5738777"});
+    p.apply(hook("h3", HookPayload::ContractUpdateCompleted { prefilled_contract: Some(recognised) }));
     assert_eq!(p.outbox.pending(), [TruckEffect::SubmitContract { round: 1 }]);
+    assert_eq!(p.stage, TruckStage::Preparing, "the wait is over");
+    assert_eq!(p.contract_card()["engineNumber"], "5738777");
+}
+
+#[test]
+fn a_recognition_that_does_not_come_in_time_leaves_our_card_to_go_alone_once() {
+    let (mut p, mut sent) = started();
+    feed(&mut p, &mut sent, happy_hooks()[..2].to_vec());
+    assert_eq!(p.stage, TruckStage::AwaitingRecognition);
+    let overdue = |id: &str| TruckEvent::RecognitionOverdue { id: id.into(), since_ms: 7 };
+    assert_eq!(p.apply(overdue("recognition-overdue-7")), Outcome::Advanced);
+    assert_eq!(p.outbox.pending(), [TruckEffect::SubmitContract { round: 1 }]);
+    assert!(p.prefilled_contract.is_none());
+    assert_eq!(p.apply(overdue("recognition-overdue-7")), Outcome::Duplicate, "the same wait, once");
+    assert!(matches!(p.apply(overdue("recognition-overdue-8")), Outcome::Ignored(_)), "not waiting now");
+    run_effects(&mut p, &mut sent);
+    assert_eq!(p.contract, Contract::Submitted { round: 1 });
+    // MUST scores on the card it holds: ours.
+    feed(&mut p, &mut sent, happy_hooks()[3..].to_vec());
+    assert_eq!((p.stage, &p.contract), (TruckStage::Issued, &Contract::Accepted { round: 1 }));
+    let (mut early, _) = started();
+    assert!(matches!(early.apply(overdue("recognition-overdue-1")), Outcome::Ignored(_)), "nothing awaited");
 }
 
 #[test]
@@ -182,8 +208,8 @@ fn hooks_that_overtake_the_answer_to_our_card_are_kept_for_when_it_comes() {
     // both before our runner (which died after the call) knew the call had gone through.
     // Ignored then, the process waited for MUST and MUST for our card again.
     let (mut p, mut sent) = started();
-    feed(&mut p, &mut sent, happy_hooks()[..1].to_vec());
-    p.apply(happy_hooks()[1].clone());
+    feed(&mut p, &mut sent, happy_hooks()[..2].to_vec());
+    p.apply(overdue_recognition());
     while let Some(TruckEffect::Notify(_)) = p.outbox.next().cloned() {
         let key = p.outbox.next().map(EffectSpec::key).unwrap_or_default();
         p.outbox.complete(&key, true);
@@ -213,10 +239,16 @@ fn hooks_that_overtake_the_answer_to_our_card_are_kept_for_when_it_comes() {
     let _ = sent;
 }
 
+/// The watchdog's event when recognition did not come in time.
+fn overdue_recognition() -> TruckEvent {
+    TruckEvent::RecognitionOverdue { id: "recognition-overdue-1".into(), since_ms: 1 }
+}
+
 #[test]
 fn a_recognised_contract_after_ours_does_not_silently_replace_it() {
     let (mut p, mut sent) = started();
     feed(&mut p, &mut sent, happy_hooks()[..2].to_vec());
+    feed(&mut p, &mut sent, vec![overdue_recognition()]);
     assert_eq!(p.contract, Contract::Submitted { round: 1 });
     let overwrite = serde_json::json!({"vin": "RECOGNISED0000001", "owner": {"name": "someone else"}});
     feed(
@@ -237,7 +269,8 @@ fn a_recognised_contract_after_ours_does_not_silently_replace_it() {
     assert_eq!(p.contract, Contract::Accepted { round: 2 });
     // Recognition overwriting ours after MUST had accepted it: ours goes again too.
     let (mut r, mut sent) = started();
-    feed(&mut r, &mut sent, happy_hooks()[..3].to_vec());
+    feed(&mut r, &mut sent, happy_hooks()[..2].to_vec());
+    feed(&mut r, &mut sent, vec![overdue_recognition(), happy_hooks()[2].clone()]);
     assert_eq!(r.contract, Contract::Accepted { round: 1 });
     let late = serde_json::json!({"vin": "RECOGNISED0000009"});
     feed(
@@ -248,6 +281,7 @@ fn a_recognised_contract_after_ours_does_not_silently_replace_it() {
     assert_eq!(r.contract, Contract::Submitted { round: 2 });
     let (mut q, mut sent) = started();
     feed(&mut q, &mut sent, happy_hooks()[..2].to_vec());
+    feed(&mut q, &mut sent, vec![overdue_recognition()]);
     for (i, id) in ["o1", "o2", "o3"].iter().enumerate() {
         let again = serde_json::json!({"vin": format!("RECOGNISED000000{i}")});
         feed(
@@ -317,8 +351,17 @@ fn a_repeat_after_the_call_the_hook_itself_caused_is_still_a_repeat() {
     assert_eq!(p.apply(types()), Outcome::Duplicate, "MUST's retry of types-required asks for nothing new");
     let completed = || content_hook("done", HookPayload::DocumentsUploadCompleted);
     feed(&mut p, &mut sent, vec![completed()]);
+    let recognised = serde_json::json!({"engineNumber": "5738777"});
+    let recognition = || {
+        content_hook(
+            "recognised",
+            HookPayload::ContractUpdateCompleted { prefilled_contract: Some(recognised.clone()) },
+        )
+    };
+    feed(&mut p, &mut sent, vec![recognition()]);
     assert_eq!(p.contract, Contract::Submitted { round: 1 });
-    assert_eq!(p.apply(completed()), Outcome::Duplicate, "not new after the contract call it caused");
+    assert_eq!(p.apply(completed()), Outcome::Duplicate, "an earlier hook's repeat, after the call");
+    assert_eq!(p.apply(recognition()), Outcome::Duplicate, "not new after the contract call it caused");
 }
 
 /// Two insurers scoring; Ingosstrakh has approved (20,000), Renaissance not answered yet.
