@@ -9,17 +9,22 @@ mod common;
 
 use std::time::Duration;
 
-use common::{harness, ids, run, FLOW_TIMEOUT};
-use polis_e2e::kinds;
+use common::{harness, ids, loan_ids, run_on, FLOW_TIMEOUT};
+use polis_e2e::{kinds, Harness, StackOptions};
 use polis_must_sim::Scenario;
 use serde_json::{json, Value};
+
+/// The template's defaults (BIMA sends its own print link; a 60 s recognition wait).
+fn documented() -> StackOptions {
+    StackOptions { bima_print_link_by: None, ..StackOptions::default() }
+}
 
 const HAPPY_NOTICES: [&str; 4] =
     ["truck.offer", "truck.payment-link-ready", "truck.paid", "truck.policy-issued"];
 
 #[test]
 fn an_agent_with_one_insurer_gets_the_seeds_hooks_and_the_policy_is_issued() {
-    run(async {
+    run_on(documented(), async {
         let h = harness();
         let (pid, vin) = ids("seed-only");
         h.start_truck_process(&pid, &vin, Scenario { seed_only: true, ..Scenario::default() }, false)
@@ -75,7 +80,7 @@ fn waited_out(process: &Value) -> bool {
 
 #[test]
 fn a_recognition_two_seconds_after_the_upload_is_waited_for_and_our_card_fills_it_in() {
-    run(async {
+    run_on(documented(), async {
         let p = recognised_after("recognition-2s", Some(Duration::from_secs(2))).await;
         assert_eq!(p["prefilled_contract"]["source"], "recognition");
         assert!(!waited_out(&p));
@@ -84,7 +89,7 @@ fn a_recognition_two_seconds_after_the_upload_is_waited_for_and_our_card_fills_i
 
 #[test]
 fn a_recognition_thirty_seconds_after_the_upload_is_still_waited_for() {
-    run(async {
+    run_on(documented(), async {
         let p = recognised_after("recognition-30s", Some(Duration::from_secs(30))).await;
         assert_eq!(p["prefilled_contract"]["source"], "recognition");
         assert!(!waited_out(&p));
@@ -93,9 +98,35 @@ fn a_recognition_thirty_seconds_after_the_upload_is_still_waited_for() {
 
 #[test]
 fn without_recognition_our_card_goes_once_the_wait_is_over() {
-    run(async {
+    run_on(documented(), async {
         let p = recognised_after("recognition-never", None).await;
         assert_eq!(p["prefilled_contract"], Value::Null);
         assert!(waited_out(&p), "the watchdog ended the wait: {}", p["history"]);
+    });
+}
+
+#[test]
+fn bima_sends_the_customer_its_print_link_itself_and_polis_never_asks_for_it() {
+    run_on(documented(), async {
+        let h = harness();
+        for (name, answer) in [("bima-bare", None), ("bima-named", Some(polis_bima_sim::SaleAnswer::WithIds))]
+        {
+            let (number, customer, sum) = loan_ids(name);
+            let scenario = polis_bima_sim::Scenario { sale_answer: answer, ..Default::default() };
+            h.bima.sim.set_scenario(&sum, scenario);
+            h.send_bank_event(&Harness::loan_event(&number, &customer, &sum)).await.unwrap();
+            let stage = if answer.is_some() { "issued" } else { "sold" };
+            let record = h.wait_for_loan_stage(&number, stage, FLOW_TIMEOUT).await.unwrap();
+            let stats = h.bima.sim.stats();
+            assert_eq!(stats.policies_by_credit.get(&number), Some(&1), "{name}: one sale");
+            assert_eq!(
+                stats.print_links_by_credit.get(&number),
+                None,
+                "{name}: the customer gets one link, BIMA's"
+            );
+            assert_eq!(record["print_link"], Value::Null, "{name}");
+            let notice = format!("bima.policy-{stage}");
+            h.wait_for_notification(&number, &notice, FLOW_TIMEOUT).await.unwrap();
+        }
     });
 }

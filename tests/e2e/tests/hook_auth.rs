@@ -21,6 +21,7 @@ const SIGNED: StackOptions = StackOptions {
     instances: 2,
     partners: Partners::SIMULATORS,
     timings: StackTimings::TESTS,
+    bima_print_link_by: Some("polis"),
 };
 const BODY: &str = r#"{"insuranceCompany":"ingostrah","reason":"fleet too old 17847.29"}"#;
 const RETIRED_SECRET: &str = "whsec_dGhpcyBzZWNyZXQgd2FzIHJldGlyZWQ=";

@@ -19,6 +19,7 @@ const BY_PATH: StackOptions = StackOptions {
     instances: 2,
     partners: Partners::SIMULATORS,
     timings: StackTimings::TESTS,
+    bima_print_link_by: Some("polis"),
 };
 const BODY: &str = r#"{"insuranceCompany":"ingostrah","reason":"fleet too old"}"#;
 

@@ -22,7 +22,9 @@ async fn main() -> Result<(), BoxError> {
     if !serve && partners != Partners::SIMULATORS {
         return Err("make run drives our simulators' scenarios; point `make up` at a sandbox instead".into());
     }
-    let options = StackOptions { partners: partners.clone(), ..StackOptions::default() };
+    // The template's defaults: BIMA sends the customer its print link itself (the seed's step 4).
+    let options =
+        StackOptions { partners: partners.clone(), bima_print_link_by: None, ..StackOptions::default() };
     let h = Harness::start_with(&stack, Ports::fixed(), logs.clone(), options).await?;
     println!("local stack up:");
     println!(
