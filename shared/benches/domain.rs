@@ -92,6 +92,7 @@ fn runner_step(c: &mut Criterion) {
                 by_content: true,
                 payload: payload.clone(),
                 received_at_ms: 0,
+                scoring_id: None,
             }));
             black_box(serde_json::to_string(&p).unwrap());
         })

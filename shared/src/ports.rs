@@ -538,10 +538,11 @@ pub trait MustApi {
         request: &crate::domain::must::api::PaymentOrderRequest,
         idempotency_key: &str,
     ) -> impl Future<Output = Result<(), CallError>> + Send;
-    /// A file MUST issued, read up to `max_bytes` (over that: `Unusable`).
-    fn download_blob(
+    /// A file MUST has for us, read up to `max_bytes` (over that, or a link polis does not
+    /// follow: `Unusable`).
+    fn download(
         &self,
-        blob_id: &crate::domain::ids::BlobId,
+        file: &crate::domain::must::files::MustFile,
         max_bytes: u64,
     ) -> impl Future<Output = Result<Download, CallError>> + Send;
 }

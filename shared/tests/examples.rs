@@ -51,7 +51,7 @@ fn bank_event(name: &str, raw: &serde_json::Value) {
 
 #[test]
 fn bank_event_examples_parse_and_validate() {
-    assert_eq!(each_example::<serde_json::Value>("bank", bank_event), 5);
+    assert_eq!(each_example::<serde_json::Value>("bank", bank_event), 6);
     // The bank's choice of insurer, walked through (`"choice": "bank"`, then an invoice chosen).
     assert_eq!(each_example::<serde_json::Value>("bank/choice-by-bank", bank_event), 2);
 }
@@ -64,5 +64,5 @@ fn notification_examples_parse() {
             matches!((prefix, n), ("bima.", Notification::Loan(_)) | ("truck.", Notification::Truck(_)));
         assert!(matches, "{name} parsed as the other product");
     });
-    assert_eq!(n, 16);
+    assert_eq!(n, 19);
 }

@@ -1,5 +1,6 @@
 //! watchdog: on its schedule, reminds the bank of truck processes waiting too long for its
-//! choice of insurer, sends the card of those waiting too long for MUST's recognition, and
+//! choice of insurer, sends the card of those waiting too long for MUST's recognition,
+//! starts a new MUST process for those whose wait after a temporary error is over, and
 //! counts the processes stuck in a stage (`services::watchdog`).
 
 use std::time::Duration;
@@ -20,6 +21,7 @@ async fn main() -> Result<(), Error> {
         trucks: Queue::new(config::sqs(&sdk), var("TRUCK_QUEUE_URL")?),
         choice_reminder: minutes("CHOICE_REMINDER_MINUTES", &var("CHOICE_REMINDER_MINUTES")?)?,
         recognition_wait: Duration::from_secs(config::number("RECOGNITION_WAIT_SECONDS", 60)?),
+        retry_delay: minutes("TEMPORARY_ERROR_RETRY_MINUTES", &var("TEMPORARY_ERROR_RETRY_MINUTES")?)?,
         stuck_after: minutes("STUCK_AFTER_MINUTES", &var("STUCK_AFTER_MINUTES")?)?,
     };
     let watchdog = &watchdog;
@@ -29,6 +31,7 @@ async fn main() -> Result<(), Error> {
         tracing::info!(
             overdue_choices = report.overdue_choices.len(),
             overdue_recognitions = report.overdue_recognitions.len(),
+            due_retries = report.due_retries.len(),
             stuck = ?report.stuck,
             "watchdog ran"
         );

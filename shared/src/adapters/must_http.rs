@@ -12,6 +12,7 @@ use crate::domain::must::api::{
     AuthRequest, AuthResponse, BlobCreated, DocumentsRequest, InitRequest, InitResponse, PaymentOrderRequest,
     PaymentRequest,
 };
+use crate::domain::must::files::MustFile;
 use crate::domain::must::helpers::{
     LicenseCategoryAnswer, LicenseCategoryRequest, TariffAnswer, TariffRequest, LICENSE_CATEGORY_PATH,
     TARIFF_PATH,
@@ -129,10 +130,26 @@ impl<T: TokenStore + Sync + Send> MustApi for MustHttp<T> {
         self.post_json(&format!("/api/scoring/scoring/{sid}/payment-order"), request, key).await.map(drop)
     }
 
-    /// `GET /api/blob/{blobId}`, whatever the file's type; a redirect (to MUST's storage)
-    /// is followed without our token.
-    async fn download_blob(&self, blob_id: &BlobId, max_bytes: u64) -> Result<Download, CallError> {
-        let url = self.api.url(&format!("/api/blob/{blob_id}"));
+    /// `GET /api/blob/{blobId}`, `GET /download?key=`, or a link on MUST's own API host,
+    /// whatever the file's type; a redirect (to MUST's storage) is followed without our
+    /// token. A link anywhere else is not fetched: our token does not go there, and a hook
+    /// does not choose where polis connects.
+    async fn download(&self, file: &MustFile, max_bytes: u64) -> Result<Download, CallError> {
+        let url = match file {
+            MustFile::Blob { blob_id } => self.api.url(&format!("/api/blob/{blob_id}")),
+            MustFile::DownloadKey { key } => {
+                let mut url = reqwest::Url::parse(&self.api.url("/download"))
+                    .map_err(|e| CallError::Unusable(format!("MUST's base URL: {e}")))?;
+                url.query_pairs_mut().append_pair("key", key);
+                url.to_string()
+            }
+            MustFile::Link { url } if same_origin(url, &self.api.base_url) => url.clone(),
+            MustFile::Link { .. } => {
+                return Err(CallError::Unusable(
+                    "a link to a host other than MUST's API: not fetched, kept for a person".into(),
+                ))
+            }
+        };
         let first = self.api.send_raw(|c| c.get(&url), None, || self.fetch_token()).await?;
         // MUST's own storage may live on another host; our token does not go there.
         download(&self.api.http, first, |_| true, max_bytes).await
@@ -155,6 +172,18 @@ impl<T: TokenStore + Sync + Send> MustHelpers for MustHttp<T> {
     async fn tariff(&self, request: &TariffRequest) -> Result<TariffAnswer, CallError> {
         let response = self.api.post_json(TARIFF_PATH, request, None, || self.fetch_token()).await?;
         read(response).await
+    }
+}
+
+/// Whether `url` is on the scheme, host and port of `base`.
+fn same_origin(url: &str, base: &str) -> bool {
+    match (reqwest::Url::parse(url), reqwest::Url::parse(base)) {
+        (Ok(a), Ok(b)) => {
+            a.scheme() == b.scheme()
+                && a.host_str() == b.host_str()
+                && a.port_or_known_default() == b.port_or_known_default()
+        }
+        _ => false,
     }
 }
 
@@ -263,5 +292,20 @@ mod tests {
             error,
             CallError::Refused { status: 400, code: Some(1406), message: "incorrect vin".into() }
         );
+    }
+
+    #[test]
+    fn a_link_is_fetched_only_on_musts_own_scheme_host_and_port() {
+        let base = "https://api.must.example";
+        assert!(same_origin("https://api.must.example/api/blob/p-1", base));
+        assert!(same_origin("https://api.must.example:443/files/p", base));
+        for other in [
+            "http://api.must.example/p",
+            "https://files.must.example/p",
+            "https://api.must.example:8443/p",
+            "not a url",
+        ] {
+            assert!(!same_origin(other, base), "{other}");
+        }
     }
 }

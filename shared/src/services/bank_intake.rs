@@ -49,6 +49,9 @@ pub fn truck_event_of(event: TruckBankEvent) -> Result<TruckEvent, (String, Box<
         TruckBankEvent::InsurerChosen { event_id, insurer, payment_method, .. } => {
             TruckEvent::InsurerChosen { id: event_id, insurer, method: payment_method }
         }
+        TruckBankEvent::RequestCorrected { event_id, correction, .. } => {
+            TruckEvent::RequestCorrected { id: event_id, correction }
+        }
     })
 }
 

@@ -81,11 +81,17 @@ fn issued_truck() -> TruckProcess {
             HookPayload::PolicyIssued {
                 insurer: None,
                 policy_number: Some("XXX 5425779624".into()),
-                blob_ids: vec![BlobId::parse("b-7").unwrap()],
+                files: vec![BlobId::parse("b-7").unwrap().into()],
             },
         ),
     ] {
-        p.apply(TruckEvent::Hook { id: id.into(), by_content: false, payload, received_at_ms: 0 });
+        p.apply(TruckEvent::Hook {
+            id: id.into(),
+            by_content: false,
+            payload,
+            received_at_ms: 0,
+            scoring_id: None,
+        });
         if id == "h-2" {
             // The payment request the approval led to, made.
             p.apply(TruckEvent::PaymentRequested { insurer: ingostrah.clone() });

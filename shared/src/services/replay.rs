@@ -437,6 +437,7 @@ where
                     by_content: *by_content,
                     payload,
                     received_at_ms: item.received_at_ms,
+                    scoring_id: Some(scoring_id.clone()),
                 };
                 match self.store.resolve_alias(&keys::scoring_alias(scoring_id)).await? {
                     Some(process) => self.preview(&mut plan, &process, Change::Apply(Event::Truck(event))).await?,

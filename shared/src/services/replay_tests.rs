@@ -482,6 +482,7 @@ async fn scoring_with_ingostrah(table: &MemoryTable) {
         by_content: false,
         payload: started,
         received_at_ms: 1,
+        scoring_id: None,
     });
     notices_sent(&mut p);
     table.save(&p, 1, &["SCORING#sc-1".to_owned()]).await.unwrap();
@@ -644,8 +645,13 @@ async fn an_item_that_changes_nothing_still_leads_to_what_its_process_has_pendin
     scoring_with_ingostrah(&ops.table).await;
     let mut p = ops.table.load::<TruckProcess>(&truck_key()).await.unwrap().unwrap();
     let approved = HookPayload::parse(HookKind::Approved, APPROVED.as_bytes()).unwrap();
-    let hook =
-        TruckEvent::Hook { id: "msg_7".into(), by_content: false, payload: approved, received_at_ms: 1 };
+    let hook = TruckEvent::Hook {
+        id: "msg_7".into(),
+        by_content: false,
+        payload: approved,
+        received_at_ms: 1,
+        scoring_id: None,
+    };
     assert_eq!(p.value.apply(hook), crate::domain::outcome::Outcome::Advanced);
     notices_sent(&mut p.value);
     ops.table.save(&p.value, p.version, &[]).await.unwrap();

@@ -17,6 +17,7 @@ use crate::domain::bima::sale::SaleRequest;
 use crate::domain::ids::{BlobId, CustomerId, ProcessId, ScoringId};
 use crate::domain::loan::bank::{LoanBankEvent, LoanIssued};
 use crate::domain::must::api::{DocumentsRequest, InitRequest, PaymentOrderRequest, PaymentRequest};
+use crate::domain::must::files::MustFile;
 use crate::domain::must::hook::HookKind;
 use crate::domain::truck::bank::{PaymentMethod, TruckBankEvent, TruckPolicyRequest};
 use crate::domain::truck::process::TruckProcess;
@@ -230,7 +231,7 @@ impl MustApi for ScriptedMust {
     ) -> Result<(), CallError> {
         self.step("payment-order").await
     }
-    async fn download_blob(&self, _: &BlobId, _: u64) -> Result<Download, CallError> {
+    async fn download(&self, _: &MustFile, _: u64) -> Result<Download, CallError> {
         self.step("download").await?;
         Ok(Download { bytes: POLICY_PDF.to_vec(), content_type: None })
     }

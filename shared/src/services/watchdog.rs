@@ -2,10 +2,12 @@
 //! CloudWatch how many processes are stuck.
 //!
 //! It reads only the sparse open index (processes not ended, by the time they entered
-//! their stage) and writes only to the truck queue. Two waits are timed: a process in
+//! their stage) and writes only to the truck queue. Three waits are timed: a process in
 //! `awaiting-choice` longer than the reminder time gets a [`TruckEvent::ChoiceOverdue`]
 //! (the bank is reminded), one in `awaiting-recognition` longer than the recognition wait a
-//! [`TruckEvent::RecognitionOverdue`] (our card goes without MUST's pre-filled contract).
+//! [`TruckEvent::RecognitionOverdue`] (our card goes without MUST's pre-filled contract),
+//! one in `awaiting-retry` longer than the retry delay a [`TruckEvent::RetryDue`] (a new
+//! MUST process starts).
 //! Each event is named after its wait (`choice-overdue-{since}`, ...). The process applies
 //! it once (a repeat of the same wait is a duplicate; a process no longer waiting ignores
 //! it), so repeated runs and redeliveries act once per wait.
@@ -29,7 +31,8 @@ use crate::telemetry;
 /// Stages where a person, not polis or a partner, owes the next step (the customer pays,
 /// the bank chooses, an operator answers a review, which has its own alarm): waiting
 /// there is not being stuck.
-const WAITING_ON_PEOPLE: [&str; 3] = ["awaiting-payment", "awaiting-choice", "needs-review"];
+const WAITING_ON_PEOPLE: [&str; 4] =
+    ["awaiting-payment", "awaiting-choice", "awaiting-correction", "needs-review"];
 
 /// The most processes of each kind one run looks at (the open index, longest waiting first).
 pub const LIMIT: u32 = 10_000;
@@ -41,6 +44,8 @@ pub struct Watchdog<S, Q> {
     pub choice_reminder: Duration,
     /// How long a truck process waits for MUST's recognition before sending its card anyway.
     pub recognition_wait: Duration,
+    /// How long a truck process stopped by MUST as temporarily unavailable waits before a new one.
+    pub retry_delay: Duration,
     /// How long a process of any kind may stay in one stage before it counts as stuck.
     pub stuck_after: Duration,
 }
@@ -53,6 +58,8 @@ pub struct WatchdogReport {
     pub overdue_choices: Vec<String>,
     /// Truck processes whose overdue recognition was queued.
     pub overdue_recognitions: Vec<String>,
+    /// Truck processes whose retry after a temporary error was queued.
+    pub due_retries: Vec<String>,
     /// Processes not ended and in their stage longer than `stuck_after`, by kind.
     pub stuck: Vec<(String, usize)>,
 }
@@ -62,6 +69,7 @@ pub struct WatchdogReport {
 enum TimedWait {
     Choice,
     Recognition,
+    Retry,
 }
 
 impl TimedWait {
@@ -69,6 +77,7 @@ impl TimedWait {
         match self {
             TimedWait::Choice => TruckStage::AwaitingChoice,
             TimedWait::Recognition => TruckStage::AwaitingRecognition,
+            TimedWait::Retry => TruckStage::AwaitingRetry,
         }
     }
 
@@ -81,6 +90,7 @@ impl TimedWait {
             TimedWait::Recognition => {
                 TruckEvent::RecognitionOverdue { id: format!("recognition-overdue-{since_ms}"), since_ms }
             }
+            TimedWait::Retry => TruckEvent::RetryDue { id: format!("retry-due-{since_ms}"), since_ms },
         }
     }
 }
@@ -119,6 +129,7 @@ where
             self.end_overdue_waits(TimedWait::Recognition, self.recognition_wait, now_ms).await?;
         report.overdue_choices =
             self.end_overdue_waits(TimedWait::Choice, self.choice_reminder, now_ms).await?;
+        report.due_retries = self.end_overdue_waits(TimedWait::Retry, self.retry_delay, now_ms).await?;
         Ok(report)
     }
 

@@ -10,6 +10,7 @@ use crate::ports::{now_ms, ProcessStore};
 use crate::services::test_support::{drain, drive, fifo, hook, process_id, truck_request, Runner, World};
 
 const HOUR: Duration = Duration::from_secs(3600);
+const MINUTE: Duration = Duration::from_secs(60);
 
 fn watchdog(table: &MemoryTable, trucks: &MemorySqs) -> Watchdog<MemoryTable, MemorySqs> {
     Watchdog {
@@ -17,6 +18,7 @@ fn watchdog(table: &MemoryTable, trucks: &MemorySqs) -> Watchdog<MemoryTable, Me
         trucks: trucks.clone(),
         choice_reminder: HOUR,
         recognition_wait: Duration::from_secs(60),
+        retry_delay: 30 * MINUTE,
         stuck_after: 2 * HOUR,
     }
 }

@@ -125,7 +125,11 @@ impl Harness {
             "customerId": customer_id,
             "policyholder": party,
             "owner": party,
-            "vehicle": {"vin": vin, "plates": "С001КМ750", "hasTrailer": true},
+            "vehicle": {
+                "vin": vin, "plates": "С001КМ750", "hasTrailer": true,
+                "technicalInspection": {"series": ".", "number": "076260012000001", "startOn": "2026-09-11", "endOn": "2027-09-30"},
+                "isStandardCargo": true, "isHighRiskCargo": false,
+            },
             "drivers": [{"fullName": "Сидоров Иван", "birthDate": "1980-05-01", "licenseNumber": "7701123456", "licenseIssuedOn": "2015-03-03"}],
             "policy": {"startOn": "2027-01-15", "termMonths": 12},
             "payment": {"method": if legal_entity { "invoice" } else { "link" }},

@@ -36,6 +36,8 @@ pub const BIMA_CLIENT_SECRET: &str = "bima-local-client-secret";
 pub const SCHEDULE_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 /// How long a truck request waits for the bank's choice before its reminder, on the local stack (6 s).
 pub const CHOICE_REMINDER_MINUTES: &str = "0.1";
+/// How long a truck request waits after a temporary error before a new MUST process, on the local stack (3 s).
+pub const TEMPORARY_ERROR_RETRY_MINUTES: &str = "0.05";
 
 pub struct Ports {
     pub http: SocketAddr,
@@ -305,6 +307,7 @@ impl Harness {
             ("InsurerTimeoutSeconds", options.timings.insurer_timeout_s.to_string()),
             // The watchdog runs every SCHEDULE_EVERY; a bank's choice is overdue after 6 s.
             ("ChoiceReminderMinutes", CHOICE_REMINDER_MINUTES.into()),
+            ("TemporaryErrorRetryMinutes", TEMPORARY_ERROR_RETRY_MINUTES.into()),
         ]
         .into_iter()
         .chain(options.bima_print_link_by.map(|by| ("BimaPrintLinkBy", by.to_owned())))

@@ -162,15 +162,19 @@ fn a_failed_hook_ends_the_process_with_code_category_and_customer_text() {
     run(async {
         let h = harness();
         let (pid, vin) = ids("fail");
-        h.start_truck_process(&pid, &vin, Scenario { fail_with: Some(1421), ..Scenario::default() }, false)
+        // MUST's own fault: nothing for the bank to correct or wait out.
+        h.start_truck_process(&pid, &vin, Scenario { fail_with: Some(1301), ..Scenario::default() }, false)
             .await
             .unwrap();
         let failed = h.wait_for_notification(&pid, "truck.failed", FLOW_TIMEOUT).await.unwrap();
-        assert_eq!(failed["error"]["code"], "1421");
-        assert_eq!(failed["error"]["category"], "policy-issuing");
-        assert_eq!(failed["error"]["customerTextRu"], "Введите действующую Диагностическую Карту.");
+        assert_eq!(failed["error"]["code"], "1301");
+        assert_eq!(failed["error"]["category"], "system");
+        assert_eq!(
+            failed["error"]["customerTextRu"],
+            "Произошла непредвиденная ошибка. Уже работаем над ее устранением."
+        );
         let p = h.wait_for_stage(&pid, "failed", FLOW_TIMEOUT, |_| {}).await.unwrap();
-        assert_eq!(p["error"]["code"], "1421");
+        assert_eq!(p["error"]["code"], "1301");
     });
 }
 

@@ -26,7 +26,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
@@ -36,7 +36,9 @@ use tokio::sync::mpsc;
 
 pub use model::PAYMENT_HOST;
 use model::{Answer, Body, Event, Hook, Must, Reply};
-pub use scenario::{Call, CallFault, Failure, InsurerResult, OfferOutcome, PolicyFile, Scenario};
+pub use scenario::{
+    Call, CallFault, Failure, InsurerResult, OfferOutcome, PolicyFile, PolicyNaming, Scenario,
+};
 
 /// How the simulator is set up.
 #[derive(Debug, Clone)]
@@ -138,6 +140,9 @@ pub struct Stats {
     pub received: HashMap<String, HashMap<String, u64>>,
     /// The contract card MUST holds for each vehicle, last written.
     pub contracts: HashMap<String, Value>,
+    /// The files of each document type MUST was last given for each vehicle.
+    #[serde(default)]
+    pub documents: HashMap<String, std::collections::BTreeMap<u32, usize>>,
     /// The contract card MUST held for each vehicle when it started scoring.
     #[serde(default)]
     pub contracts_at_scoring: HashMap<String, Value>,
@@ -191,6 +196,7 @@ pub async fn start(config: SimConfig, listen: SocketAddr) -> std::io::Result<Sim
         .route("/api/scoring/init", post(init))
         .route("/api/blob", post(upload_blob))
         .route("/api/blob/{blob_id}", get(download_blob))
+        .route("/download", get(download_by_key))
         .route("/api/scoring/{sid}/documents", post(documents))
         .route("/api/scoring/{sid}/contract", post(contract))
         .route("/api/scoring/{sid}/payment-link", post(payment_link))
@@ -205,6 +211,7 @@ pub async fn start(config: SimConfig, listen: SocketAddr) -> std::io::Result<Sim
         .with_state(sim.clone());
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let addr = listener.local_addr()?;
+    sim.must.set_public_url(&format!("http://{addr}"));
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
@@ -399,6 +406,15 @@ async fn upload_blob(State(sim): State<Arc<Sim>>, headers: HeaderMap, mut form: 
         }
     }
     into_response(sim.must.upload_blob(bearer(&headers), blob))
+}
+
+async fn download_by_key(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let key = query.get("key").map(String::as_str).unwrap_or_default();
+    into_response(sim.must.download_by_key(bearer(&headers), key))
 }
 
 async fn download_blob(

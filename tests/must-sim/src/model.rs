@@ -9,7 +9,7 @@ use std::sync::{Mutex, MutexGuard};
 use serde_json::{json, Value};
 
 use crate::pdf;
-use crate::scenario::{Call, CallFault, Failure, OfferOutcome, PolicyFile, Scenario};
+use crate::scenario::{Call, CallFault, Failure, OfferOutcome, PolicyFile, PolicyNaming, Scenario};
 use crate::{SimConfig, Stats};
 
 /// Where the payment links MUST hands out point (the insurers' payment pages, here one).
@@ -136,6 +136,10 @@ struct Blob {
 struct State {
     tokens: HashMap<String, u64>,
     blobs: HashMap<String, Blob>,
+    /// Download keys (`GET /download?key=`) to the blob each opens.
+    download_keys: HashMap<String, String>,
+    /// Where the simulator serves its API (for links to its files).
+    public_url: String,
     scenarios: HashMap<String, Scenario>,
     processes: HashMap<String, Process>,
     idempotent: HashMap<String, Value>,
@@ -433,6 +437,21 @@ impl Must {
         }
     }
 
+    /// `GET /download?key=` (`UI-Api.md`: the invoice's download key).
+    pub fn download_by_key(&self, token: Option<&str>, key: &str) -> Reply {
+        let blob = self.lock().download_keys.get(key).cloned();
+        match blob {
+            Some(blob_id) => self.download_blob(token, &blob_id),
+            None if !self.authorised(token) => Reply::unauthorized(),
+            None => Reply::error(404, None, "no such download key"),
+        }
+    }
+
+    /// Where the simulator serves its API, for the links `policy-issued` may carry.
+    pub fn set_public_url(&self, url: &str) {
+        self.lock().public_url = url.trim_end_matches('/').to_owned();
+    }
+
     /// `POST /api/scoring/{scoringId}/documents`.
     pub fn documents(&self, token: Option<&str>, sid: &str, body: &Value) -> Answer {
         if let Some(refused) = self.guard(token, sid, "documents") {
@@ -441,15 +460,27 @@ impl Must {
         let Some(list) = body.get("documents").and_then(Value::as_array) else {
             return Reply::error(400, None, "documents: a list is required").into();
         };
+        // Grouped by the requested types (individual-flow.md): one entry per type, its files.
         let mut types = Vec::new();
+        let mut files_by_type = std::collections::BTreeMap::new();
         for d in list {
-            let type_id = d.get("typeId").and_then(Value::as_u64);
-            let blob_id = d.pointer("/blob/blobId").and_then(Value::as_str);
-            match (type_id, blob_id) {
-                (Some(t), Some(b)) if self.lock().blobs.contains_key(b) => types.push(t as u32),
+            let type_id = d.get("typeId").and_then(Value::as_u64).map(|t| t as u32);
+            let blobs: Option<Vec<&str>> = d
+                .get("blobs")
+                .and_then(Value::as_array)
+                .map(|bs| bs.iter().filter_map(|b| b.get("blobId").and_then(Value::as_str)).collect());
+            let known = |bs: &Vec<&str>| {
+                let state = self.lock();
+                !bs.is_empty() && bs.iter().all(|b| state.blobs.contains_key(*b))
+            };
+            match (type_id, blobs) {
+                (Some(t), Some(bs)) if known(&bs) && !types.contains(&t) => {
+                    types.push(t);
+                    files_by_type.insert(t, bs.len());
+                }
                 _ => {
-                    return Reply::error(400, None, "each document needs typeId and a known blob.blobId")
-                        .into()
+                    let message = "one entry per typeId, each with blobs: [{blobId}] of uploaded files";
+                    return Reply::error(400, None, message).into();
                 }
             }
         }
@@ -461,6 +492,7 @@ impl Must {
             return Answer::failing(Reply::bare_ok(), Some(f.failure));
         }
         self.changed(&vin, Call::Documents);
+        self.lock().stats.documents.insert(vin.clone(), files_by_type);
         let (round, missing) = self
             .with_process(sid, |p| {
                 p.documents_round += 1;
@@ -506,6 +538,15 @@ impl Must {
     pub fn contract(&self, token: Option<&str>, sid: &str, card: &Value) -> Answer {
         if let Some(refused) = self.guard(token, sid, "contract") {
             return refused.into();
+        }
+        // The documents show the card's dates as ISO date-times; MUST refuses what it cannot read.
+        for at in ["/policyStartOn", "/technicalInspection/startOn", "/technicalInspection/endOn"] {
+            if let Some(value) = card.pointer(at) {
+                if !value.as_str().is_some_and(is_date_time) {
+                    return Reply::error(400, Some(1403), &format!("{at}: an ISO date-time is required"))
+                        .into();
+                }
+            }
         }
         if card.pointer("/insurer/type").and_then(Value::as_str) == Some("legalEntity") {
             for field in ["inn", "kpp"] {
@@ -603,6 +644,10 @@ impl Must {
                 "errorMessage": "simulated: the insurer could not keep its payment link",
             });
             self.send_hook(sid, "company-failed", failure);
+        } else if self.with_process(sid, |p| p.scenario.payment_deadline_passes).unwrap_or(false) {
+            let stopped =
+                json!({"errorCode": 1603, "errorMessage": "Истек срок оплаты полиса, процесс остановлен"});
+            self.send_hook(sid, "failed", stopped);
         } else {
             self.lock().events.push_back(Event::CustomerWillPay { scoring_id: sid.to_owned() });
         }
@@ -623,11 +668,15 @@ impl Must {
         };
         self.changed(&vin, Call::PaymentInvoice);
         let invoice = self.store_blob(pdf::one_page(&format!("Invoice for {sid}")), "application/pdf");
-        self.send_hook(
-            sid,
-            "payment-invoice-generated",
-            json!({"insuranceCompany": insurer, "paymentInvoiceBlobId": invoice}),
-        );
+        let by_key = self.with_process(sid, |p| p.scenario.invoice_by_download_key).unwrap_or(false);
+        let named = if by_key {
+            let key = format!("dk-{}", self.new_id("key"));
+            self.lock().download_keys.insert(key.clone(), invoice);
+            json!({"insuranceCompany": insurer, "paymentInvoiceDownloadKey": key})
+        } else {
+            json!({"insuranceCompany": insurer, "paymentInvoiceBlobId": invoice})
+        };
+        self.send_hook(sid, "payment-invoice-generated", named);
         Answer::failing(Reply::bare_ok(), fault.map(|f| f.failure))
     }
 
@@ -684,11 +733,15 @@ impl Must {
             return;
         }
         let mut state = self.lock();
-        if let Some(card) = state.stats.contracts.get(&vin).cloned() {
-            state.stats.contracts_at_scoring.insert(vin, card);
+        let card = state.stats.contracts.get(&vin).cloned();
+        if let Some(card) = &card {
+            state.stats.contracts_at_scoring.insert(vin.clone(), card.clone());
         }
         drop(state);
-        if let Some(code) = scenario.fail_with {
+        let nth = self.scorings(&vin).iter().position(|s| s == sid).unwrap_or_default() as u32;
+        let unavailable = (nth < scenario.unavailable_first).then_some(1205);
+        if let Some(code) = scenario.fail_with.or(unavailable).or_else(|| card.as_ref().and_then(card_error))
+        {
             let entry = json!({"errorCode": code, "errorMessage": format!("simulated failure {code}")});
             self.send_hook(sid, "failed", entry);
             return;
@@ -755,9 +808,14 @@ impl Must {
 
     /// Paid: the insurer issues the policy and MUST sends its files.
     fn issue_policy(&self, sid: &str) {
-        let Some((files, kind, issued_first)) = self.with_process(sid, |p| {
+        let Some((files, kind, issued_first, naming)) = self.with_process(sid, |p| {
             p.paid = true;
-            (p.scenario.policy_files.max(1), p.scenario.policy_file, p.scenario.issued_before_paid)
+            (
+                p.scenario.policy_files.max(1),
+                p.scenario.policy_file,
+                p.scenario.issued_before_paid,
+                p.scenario.policy_named_by,
+            )
         }) else {
             return;
         };
@@ -788,9 +846,82 @@ impl Must {
                 json!({"blobId": self.store_blob(bytes, content_type), "name": name})
             })
             .collect();
-        self.send_hook(sid, "policy-issued", json!({"policyNumber": number, "documents": blobs}));
+        let first = blobs.first().and_then(|b| b["blobId"].as_str()).unwrap_or_default().to_owned();
+        let public_url = self.lock().public_url.clone();
+        let issued = match naming {
+            PolicyNaming::Documents => json!({"policyNumber": number, "documents": blobs}),
+            PolicyNaming::PolicyBlobId => json!({"policyNumber": number, "policyBlobId": first}),
+            PolicyNaming::PolicyLink => {
+                json!({"policyNumber": number, "policyLink": format!("{public_url}/api/blob/{first}")})
+            }
+            PolicyNaming::ForeignLink => {
+                json!({"policyNumber": number, "policyLink": format!("https://files.insurer.example/{first}.pdf")})
+            }
+            PolicyNaming::Nothing => json!({"policyNumber": number}),
+        };
+        self.send_hook(sid, "policy-issued", issued);
         if issued_first {
             self.send_hook(sid, "policy-is-paid", json!({}));
+        }
+    }
+}
+
+/// An ISO 8601 date-time with its zone, as MUST's documents show them
+/// (`2021-09-02T14:42:00.256Z`, `2021-04-04T08:10:18.021+00:00`).
+fn is_date_time(text: &str) -> bool {
+    let b = text.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b.get(r).is_some_and(|d| d.iter().all(u8::is_ascii_digit));
+    let shape = b.len() >= 20
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b'T'
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19);
+    if !shape {
+        return false;
+    }
+    let mut rest = &text[19..];
+    if let Some(fraction) = rest.strip_prefix('.') {
+        let end = fraction.find(|c: char| !c.is_ascii_digit()).unwrap_or(fraction.len());
+        if end == 0 {
+            return false;
+        }
+        rest = &fraction[end..];
+    }
+    let zone = rest.as_bytes();
+    rest == "Z"
+        || (zone.len() == 6
+            && matches!(zone[0], b'+' | b'-')
+            && zone[1..3].iter().all(u8::is_ascii_digit)
+            && zone[3] == b':'
+            && zone[4..6].iter().all(u8::is_ascii_digit))
+}
+
+/// MUST's own check of the card it scores (its error table): a diagnostic card that ends
+/// before the policy starts is 1421, "enter a valid diagnostic card".
+fn card_error(card: &Value) -> Option<u32> {
+    let ends = card["technicalInspection"]["endOn"].as_str()?.get(..10)?;
+    let starts = card["policyStartOn"].as_str()?.get(..10)?;
+    (ends < starts).then_some(1421)
+}
+
+#[cfg(test)]
+mod date_time_tests {
+    use super::is_date_time;
+
+    #[test]
+    fn the_documents_date_times_are_read_and_a_bare_date_is_not() {
+        for ok in ["2021-09-02T14:42:00.256Z", "2021-04-04T08:10:18.021+00:00", "2026-12-01T00:00:00+03:00"] {
+            assert!(is_date_time(ok), "{ok}");
+        }
+        for bad in ["2026-12-01", "2026-12-01T00:00:00", "2026-12-01T00:00:00.Z", "2026-12-01 00:00:00Z"] {
+            assert!(!is_date_time(bad), "{bad}");
         }
     }
 }

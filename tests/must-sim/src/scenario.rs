@@ -95,6 +95,23 @@ pub enum PolicyFile {
     Missing,
 }
 
+/// How `policy-issued` names the policy's files: MUST's documents use several names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PolicyNaming {
+    /// `documents: [{blobId, name}]`.
+    #[default]
+    Documents,
+    /// One `policyBlobId` (`fleet-api.md`).
+    PolicyBlobId,
+    /// One `policyLink` on MUST's API host (`UI-Api.md`).
+    PolicyLink,
+    /// A `policyLink` on another host.
+    ForeignLink,
+    /// No file at all.
+    Nothing,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 pub struct Scenario {
@@ -104,6 +121,11 @@ pub struct Scenario {
     pub seed_only: bool,
     /// Sent in `documents/types-required`.
     pub required_types: Vec<u32>,
+    /// How `policy-issued` names the policy's files.
+    pub policy_named_by: PolicyNaming,
+    /// The invoice named by `paymentInvoiceDownloadKey`, for `GET /download?key=` (`UI-Api.md`),
+    /// instead of `paymentInvoiceBlobId`.
+    pub invoice_by_download_key: bool,
     /// Each insurer's answer, in the order MUST sends them.
     pub insurers: Vec<InsurerResult>,
     /// The first this many document associations fail with the same `upload-failed` body.
@@ -120,6 +142,12 @@ pub struct Scenario {
     pub duplicate_hooks: bool,
     /// Scoring ends with the `failed` hook and this code.
     pub fail_with: Option<u32>,
+    /// The vehicle's first this many processes end `failed` with 1205 ("registration for
+    /// legal entities temporarily unavailable").
+    pub unavailable_first: u32,
+    /// The customer does not pay in time: after the payment link, MUST stops the process
+    /// with `failed` 1603 ("payment deadline expired, process stopped", changelog v2).
+    pub payment_deadline_passes: bool,
     /// How many files the issued policy has, and what they are.
     pub policy_files: u32,
     pub policy_file: PolicyFile,
@@ -155,6 +183,8 @@ impl Default for Scenario {
     fn default() -> Self {
         Scenario {
             seed_only: false,
+            policy_named_by: PolicyNaming::Documents,
+            invoice_by_download_key: false,
             required_types: vec![11, 12],
             insurers: vec![InsurerResult {
                 insurer: "ingostrah".into(),
@@ -168,6 +198,8 @@ impl Default for Scenario {
             late_recognition: false,
             duplicate_hooks: false,
             fail_with: None,
+            unavailable_first: 0,
+            payment_deadline_passes: false,
             policy_files: 1,
             policy_file: PolicyFile::Pdf,
             issued_before_paid: false,

@@ -11,6 +11,7 @@ use polis::domain::bima::api::{CalcRequest, Calculation, PrintLink, PrintLinkReq
 use polis::domain::bima::sale::SaleRequest;
 use polis::domain::ids::{BlobId, CustomerId, ScoringId};
 use polis::domain::must::api::{DocumentsRequest, InitRequest, PaymentOrderRequest, PaymentRequest};
+use polis::domain::must::files::MustFile;
 use polis::domain::truck::bank::PaymentMethod;
 use polis::keys::{Cursor, ProcessKey};
 use polis::ports::{
@@ -351,8 +352,8 @@ impl<T: MustApi + Sync> MustApi for Faulty<T> {
         self.invocation.partner(self.inner.submit_payment_order(sid, request, key)).await
     }
 
-    async fn download_blob(&self, blob_id: &BlobId, max_bytes: u64) -> Result<Download, CallError> {
-        self.invocation.partner(self.inner.download_blob(blob_id, max_bytes)).await
+    async fn download(&self, file: &MustFile, max_bytes: u64) -> Result<Download, CallError> {
+        self.invocation.partner(self.inner.download(file, max_bytes)).await
     }
 }
 

@@ -79,6 +79,10 @@ pub struct Report {
     pub trucks_issued: u64,
     pub trucks_rejected: u64,
     pub trucks_failed: u64,
+    /// New MUST processes started for a request: after the bank's correction, after a
+    /// temporary error.
+    pub trucks_corrected: u64,
+    pub trucks_retried: u64,
     pub loans_issued: u64,
     pub loans_sold: u64,
     pub loans_failed: u64,
@@ -120,10 +124,12 @@ impl std::fmt::Display for Report {
         writeln!(f, "seed {} (visibility {} s)", self.seed, self.visibility_ms / 1000)?;
         writeln!(
             f,
-            "  trucks: {} issued, {} rejected, {} failed; loans: {} issued, {} sold, {} failed",
+            "  trucks: {} issued, {} rejected, {} failed ({} corrected, {} retried); loans: {} issued, {} sold, {} failed",
             self.trucks_issued,
             self.trucks_rejected,
             self.trucks_failed,
+            self.trucks_corrected,
+            self.trucks_retried,
             self.loans_issued,
             self.loans_sold,
             self.loans_failed

@@ -13,6 +13,7 @@ use polis::domain::bima::api::{CalcRequest, Calculation, PrintLink, PrintLinkReq
 use polis::domain::bima::sale::SaleRequest;
 use polis::domain::ids::{BlobId, ScoringId};
 use polis::domain::must::api::{DocumentsRequest, InitRequest, PaymentOrderRequest, PaymentRequest};
+use polis::domain::must::files::MustFile;
 use polis::domain::truck::bank::PaymentMethod;
 use polis::ports::{BimaApi, CallError, Download, MustApi};
 use polis_bima_sim::model::Bima;
@@ -173,8 +174,17 @@ impl MustApi for SimMust {
         self.call(|token| self.model.payment_order(token, sid.as_str(), &body)).await.map(drop)
     }
 
-    async fn download_blob(&self, blob_id: &BlobId, max_bytes: u64) -> Result<Download, CallError> {
-        let response = self.call(|token| self.model.download_blob(token, blob_id.as_str()).into()).await?;
+    async fn download(&self, file: &MustFile, max_bytes: u64) -> Result<Download, CallError> {
+        let response = match file {
+            MustFile::Blob { blob_id } => {
+                self.call(|token| self.model.download_blob(token, blob_id.as_str()).into()).await?
+            }
+            MustFile::DownloadKey { key } => {
+                self.call(|token| self.model.download_by_key(token, key).into()).await?
+            }
+            // The simulated MUST names no file by a link.
+            MustFile::Link { .. } => return Err(CallError::Unusable("a link: not fetched".into())),
+        };
         let content_type =
             response.headers().get("content-type").and_then(|v| v.to_str().ok()).map(str::to_owned);
         Ok(Download { bytes: read_capped(response, max_bytes).await?, content_type })

@@ -11,8 +11,10 @@ use crate::rng::Rng;
 
 const FAILURES: [Failure; 3] = [Failure::Timeout, Failure::BadGateway, Failure::Reset];
 
-/// A truck flow's scenario at MUST, and the bank's payment method.
-pub fn truck(rng: &mut Rng, faults: bool) -> (Scenario, &'static str) {
+/// A truck flow's scenario at MUST, the bank's payment method, and whether the bank's
+/// request carries a diagnostic card that ends before the policy starts (MUST refuses it
+/// with 1421; the bank corrects it).
+pub fn truck(rng: &mut Rng, faults: bool) -> (Scenario, &'static str, bool) {
     let method = if rng.per_mille(300) { "invoice" } else { "link" };
     let insurer = |rng: &mut Rng, name: &str| {
         let roll = rng.below(100);
@@ -42,6 +44,7 @@ pub fn truck(rng: &mut Rng, faults: bool) -> (Scenario, &'static str) {
         recognition_delay_ms,
         late_recognition: prefilled_contract && rng.per_mille(100),
         fail_with: rng.per_mille(30).then_some(1502),
+        unavailable_first: u32::from(rng.per_mille(30)),
         payment_refused: if insurers.len() > 1 && rng.per_mille(200) {
             vec!["ingostrah".into()]
         } else {
@@ -67,7 +70,8 @@ pub fn truck(rng: &mut Rng, faults: bool) -> (Scenario, &'static str) {
             }
         }
     }
-    (scenario, method)
+    let expired_inspection = rng.per_mille(30);
+    (scenario, method, expired_inspection)
 }
 
 /// A loan's scenario at BIMA.

@@ -51,11 +51,12 @@ const REVIEW_PATIENCE_MS: u64 = 30_000;
 const OPERATOR: &str = "sim-operator";
 const OPERATOR_EVERY_MS: u64 = 60_000;
 const ARCHIVE_RETRY_EVERY_MS: u64 = 30 * 60_000;
-/// The template's `WatchdogSchedule`, `RecognitionWaitSeconds`, `ChoiceReminderMinutes` and
-/// `StuckAfterMinutes`.
+/// The template's `WatchdogSchedule`, `RecognitionWaitSeconds`, `ChoiceReminderMinutes`,
+/// `TemporaryErrorRetryMinutes` and `StuckAfterMinutes`.
 const WATCHDOG_EVERY_MS: u64 = 60_000;
 const RECOGNITION_WAIT: Duration = Duration::from_secs(60);
 const CHOICE_REMINDER: Duration = Duration::from_secs(3600);
+const RETRY_DELAY: Duration = Duration::from_secs(30 * 60);
 const STUCK_AFTER: Duration = Duration::from_secs(2 * 3600);
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -266,18 +267,19 @@ impl World {
     fn start_truck(&self, n: u64) {
         let request_id = format!("REQ-SIM-{n:07}");
         let vin = format!("SIM{n:014}");
-        let (scenario, method) = {
+        let (scenario, method, expired_inspection) = {
             let mut rng = lock(&self.rng);
             scenarios::truck(&mut rng, self.config.faults.partners())
         };
         self.must.model.set_scenario(&vin, scenario.clone());
-        let mut event: Value =
-            serde_json::from_str(include_str!("../../../shared/examples/bank/truck.policy-requested.json"))
-                .unwrap_or_default();
+        let mut event = truck_request_example();
         event["eventId"] = json!(format!("evt-{request_id}"));
         event["requestId"] = json!(request_id);
         event["customerId"] = json!(format!("CUST-{}", n % 997));
         event["vehicle"]["vin"] = json!(vin);
+        if expired_inspection {
+            event["vehicle"]["technicalInspection"]["endOn"] = json!("2026-11-30");
+        }
         event["payment"]["method"] = json!(method);
         let mut documents = Vec::new();
         for (type_id, name) in [(11, "sts.pdf"), (12, "pts.pdf"), (4, "diagnostic-card.pdf")] {
@@ -380,6 +382,21 @@ impl World {
                     "eventId": format!("fix-{cause}"),
                     "requestId": request_id,
                     "documents": documents,
+                })
+            }
+            // The bank gives a diagnostic card in force (the example's) for the same vehicle.
+            "truck.correction-needed" => {
+                let vin = match lock(&self.open).get(process) {
+                    Some(Flow::Truck { vin, .. }) => vin.clone(),
+                    _ => return,
+                };
+                let mut vehicle = truck_request_example()["vehicle"].clone();
+                vehicle["vin"] = json!(vin);
+                json!({
+                    "type": "truck.request-corrected",
+                    "eventId": format!("correct-{cause}"),
+                    "requestId": request_id,
+                    "vehicle": vehicle,
                 })
             }
             _ => return,
@@ -549,6 +566,7 @@ impl World {
             trucks: Faulty::new(self.trucks.clone(), &invocation),
             choice_reminder: CHOICE_REMINDER,
             recognition_wait: RECOGNITION_WAIT,
+            retry_delay: RETRY_DELAY,
             stuck_after: STUCK_AFTER,
         };
         // A failed run is the next run's: nothing it would have queued is lost.
@@ -800,6 +818,8 @@ impl World {
             TruckStage::Rejected => report.trucks_rejected += 1,
             _ => report.trucks_failed += 1,
         }
+        report.trucks_corrected += u64::from(truck.corrections);
+        report.trucks_retried += u64::from(truck.retries);
         drop(report);
         // Each of our calls reached MUST at most once (never sent twice), and every call we
         // count as made was (none believed without cause). A call that may have reached MUST
@@ -821,6 +841,7 @@ impl World {
         let last_word = match truck.stage {
             TruckStage::Issued => "truck.policy-issued",
             TruckStage::Rejected => "truck.rejected",
+            TruckStage::Expired => "truck.expired",
             _ => "truck.failed",
         };
         lock(&self.notices).expected.push((key.to_owned(), last_word));
@@ -1011,6 +1032,12 @@ fn changes_made(truck: &TruckProcess, call: &str) -> u64 {
         other => other,
     };
     u64::from(truck.outbox().calls_made(ours))
+}
+
+/// The bank's example truck request: every simulated request starts from it.
+fn truck_request_example() -> Value {
+    serde_json::from_str(include_str!("../../../shared/examples/bank/truck.policy-requested.json"))
+        .unwrap_or_default()
 }
 
 /// Where the bank puts a request's document: under the prefix polis holds it to.

@@ -59,11 +59,13 @@ pub struct DocumentsRequest {
     pub documents: Vec<DocumentRef>,
 }
 
+/// One requested type's files: documents go "grouped by the requested types"
+/// (`individual-flow.md`), so both sides of an STS go as type 11's two files.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DocumentRef {
     pub type_id: u32,
-    pub blob: BlobRef,
+    pub blobs: Vec<BlobRef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -92,6 +94,25 @@ pub struct ContractParty {
     pub registration_city: Option<String>,
 }
 
+/// The card's `technicalInspection` (`UI-Api.md`, `scoring-auth-external.md`): dates as ISO
+/// date-times.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CardInspection {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<String>,
+    pub number: String,
+    pub start_on: String,
+    pub end_on: String,
+}
+
+/// A bank's date (`YYYY-MM-DD`) as the ISO date-time MUST's documents show: the start of that
+/// day in Moscow, where the policy and the diagnostic card run (the documents' examples mix
+/// `…T00:00:00Z` and `…T21:00:00Z`, the latter Moscow's midnight; they settle no zone).
+pub fn start_of_day(date: &str) -> String {
+    format!("{date}T00:00:00+03:00")
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContractDriver {
@@ -110,8 +131,15 @@ pub struct ContractCard {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plates: Option<String>,
     pub has_trailer: bool,
+    /// An ISO date-time, as MUST's documents show it ([`start_of_day`]).
     pub policy_start_on: String,
     pub term_months: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_standard_cargo: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_high_risk_cargo: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub technical_inspection: Option<CardInspection>,
     /// MUST's name for the policyholder.
     pub insurer: ContractParty,
     pub owner: ContractParty,
@@ -154,8 +182,16 @@ impl ContractCard {
             vin: r.vehicle.vin.clone(),
             plates: r.vehicle.plates.clone(),
             has_trailer: r.vehicle.has_trailer,
-            policy_start_on: r.policy.start_on.clone(),
+            policy_start_on: start_of_day(&r.policy.start_on),
             term_months: r.policy.term_months,
+            is_standard_cargo: r.vehicle.is_standard_cargo,
+            is_high_risk_cargo: r.vehicle.is_high_risk_cargo,
+            technical_inspection: r.vehicle.technical_inspection.as_ref().map(|t| CardInspection {
+                series: t.series.clone(),
+                number: t.number.clone(),
+                start_on: start_of_day(&t.start_on),
+                end_on: start_of_day(&t.end_on),
+            }),
             insurer: contract_party(&r.policyholder),
             owner: contract_party(&r.owner),
             is_restricted: !r.drivers.is_empty(),

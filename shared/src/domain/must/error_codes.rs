@@ -48,6 +48,60 @@ impl MustErrorCode {
     }
 }
 
+/// What the bank can do about a code (issue 21): correct the field it concerns, wait, or
+/// nothing. The table's customer text says which: "Введите ..." asks for input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ErrorKind {
+    /// Input the customer can correct: `field` is the `truck.policy-requested` field it concerns.
+    Data { field: &'static str },
+    /// MUST or the insurers cannot take the request for a while; a new process later may.
+    Temporary,
+    /// Nothing to correct or wait out: MUST's own faults, an insurer's integration errors,
+    /// and MUST's final answers about the vehicle (and codes not in the table).
+    System,
+}
+
+/// Codes whose customer text asks for input, and the request field each concerns.
+const DATA_FIELDS: &[(u32, &str)] = &[
+    (1001, "policyholder.phone"),
+    (1002, "policyholder.phone"),
+    (1101, "policyholder.email"),
+    (1102, "vehicle.plates"),
+    (1103, "vehicle.plates"),
+    (1203, "vehicle.vin"),
+    (1406, "vehicle.vin"),
+    (1419, "vehicle.vin"),
+    (1200, "owner"),
+    (1421, "vehicle.technicalInspection"),
+    (1402, "vehicle.hasTrailer"),
+    (1416, "vehicle.hasTrailer"),
+    (1403, "policy.startOn"),
+    (1404, "owner.registrationCity"),
+    (1405, "owner.registrationCity"),
+    (1407, "owner.registrationCity"),
+    (1418, "drivers"),
+];
+
+/// Codes that say to try again later: a phone banned for 20 minutes, a 30-second wait, and
+/// registration "temporarily unavailable" for a kind of party.
+const TEMPORARY: &[u32] = &[1003, 1004, 1205, 1206, 1207];
+
+/// "Payment deadline expired, process stopped" (changelog v2's Renaissance codes).
+pub const PAYMENT_EXPIRED: u32 = 1603;
+
+impl MustErrorCode {
+    pub fn kind(&self) -> ErrorKind {
+        if let Some((_, field)) = DATA_FIELDS.iter().find(|(code, _)| *code == self.code) {
+            ErrorKind::Data { field }
+        } else if TEMPORARY.contains(&self.code) {
+            ErrorKind::Temporary
+        } else {
+            ErrorKind::System
+        }
+    }
+}
+
 #[rustfmt::skip]
 pub const TABLE: &[MustErrorCode] = &[
     MustErrorCode { code: 1001, category: ErrorCategory::Phone, description: "empty phone", detail_ru: "Введите номер телефона", customer_text_ru: "Введите номер телефона" },
@@ -124,6 +178,56 @@ mod tests {
             }
             assert!(!e.customer_text_ru.is_empty(), "{}", e.code);
         }
+    }
+
+    /// `(code, customer text)` of every row of MUST's published table.
+    fn published_table() -> Vec<(u32, String)> {
+        let path =
+            concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/reference/must-api-error-codes/README.md");
+        let text = std::fs::read_to_string(path).expect("../shared beside the project holds MUST's table");
+        text.lines()
+            .filter_map(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                let code = cells.get(1)?.parse::<u32>().ok()?;
+                Some((code, cells.get(5).copied().unwrap_or_default().to_owned()))
+            })
+            .collect()
+    }
+
+    #[test]
+    fn every_published_code_is_in_the_table_with_its_customer_text_and_kind() {
+        let published = published_table();
+        assert_eq!(published.len(), TABLE.len(), "the same codes: {published:?}");
+        for (code, text) in &published {
+            let entry = MustErrorCode::lookup(*code);
+            assert_ne!(entry.category, ErrorCategory::Unknown, "{code} is in our table");
+            assert_eq!(entry.customer_text_ru, text, "{code}'s customer text is the table's");
+            let asks_for_input = text.starts_with("Введите");
+            match entry.kind() {
+                // The rest of the data codes name what to change (the owner, the VIN, a
+                // trailer, a driver) without "Введите".
+                ErrorKind::Data { field } => assert!(
+                    asks_for_input || [1200, 1203, 1402, 1416, 1418].contains(code),
+                    "{code} ({field}) is data, yet its text asks for nothing: {text}"
+                ),
+                // 1005 asks for an SMS code: polis never handles one, so nothing to correct.
+                _ => assert!(!asks_for_input || *code == 1005, "{code} asks for input: {text}"),
+            }
+        }
+        assert_eq!(
+            MustErrorCode::lookup(1205).customer_text_ru,
+            "Оформление для Юридических лиц временно недоступно."
+        );
+        for code in [1205, 1206, 1207] {
+            assert_eq!(MustErrorCode::lookup(code).kind(), ErrorKind::Temporary, "{code}");
+        }
+        for code in [1202, 1301, 1401, 1901, 1501, 1603, 4242] {
+            assert_eq!(MustErrorCode::lookup(code).kind(), ErrorKind::System, "{code}");
+        }
+        assert_eq!(
+            MustErrorCode::lookup(1421).kind(),
+            ErrorKind::Data { field: "vehicle.technicalInspection" }
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
+use super::files::MustFile;
 use super::insurer::Insurer;
 use crate::domain::ids::BlobId;
 use crate::domain::validation::without_values;
@@ -126,24 +127,26 @@ pub enum HookPayload {
     },
     DraftIssued {
         insurer: Option<Insurer>,
-        blob_ids: Vec<BlobId>,
+        files: Vec<MustFile>,
     },
     PaymentLinkGenerated {
         insurer: Option<Insurer>,
         url: String,
     },
+    /// `files` may be empty: MUST named no invoice file polis knows how to read.
     PaymentInvoiceGenerated {
         insurer: Option<Insurer>,
-        blob_ids: Vec<BlobId>,
+        files: Vec<MustFile>,
     },
     /// The insurer, when MUST names it (changelog v2 names one in every hook about it).
     PolicyIsPaid {
         insurer: Option<Insurer>,
     },
+    /// `files` may be empty: MUST named no policy file polis knows how to read.
     PolicyIssued {
         insurer: Option<Insurer>,
         policy_number: Option<String>,
-        blob_ids: Vec<BlobId>,
+        files: Vec<MustFile>,
     },
     Failed {
         code: u32,
@@ -169,6 +172,8 @@ mod fields {
     pub const PREMIUM: &[&str] = &["writtenPremium", "premium"];
     pub const BLOB_IDS: &[&str] = &["blobIds", "documents", "files", "policyBlobIds"];
     pub const BLOB_ID: &[&str] = &["blobId", "policyBlobId", "paymentInvoiceBlobId"];
+    pub const DOWNLOAD_KEY: &[&str] = &["paymentInvoiceDownloadKey"];
+    pub const FILE_LINK: &[&str] = &["policyLink"];
     pub const URL: &[&str] = &["paymentLink", "paymentUrl", "url", "link"];
     pub const POLICY_NUMBER: &[&str] = &["policyNumber", "number"];
     pub const ERROR_CODE: &[&str] = &["errorCode", "code"];
@@ -239,6 +244,30 @@ impl<'a> Body<'a> {
             }
         }
         Ok(ids)
+    }
+
+    /// Every file the hook names, by any of the names MUST's documents use: blobs, a
+    /// download key, a link. None is not an error: the process goes on without the file.
+    fn files(&self) -> Result<Vec<MustFile>, HookParseError> {
+        let mut files: Vec<MustFile> = self.blob_ids()?.into_iter().map(MustFile::from).collect();
+        if let Some(key) = self.get(fields::DOWNLOAD_KEY) {
+            let key = key
+                .as_str()
+                .filter(|k| !k.trim().is_empty() && k.len() <= 1024 && !k.chars().any(char::is_control))
+                .ok_or(HookParseError::Field {
+                    field: fields::DOWNLOAD_KEY[0],
+                    problem: "expected a download key of at most 1024 characters".into(),
+                })?;
+            files.push(MustFile::DownloadKey { key: key.to_owned() });
+        }
+        if let Some(link) = self.get(fields::FILE_LINK) {
+            let url = link.as_str().filter(|u| is_web_url(u)).ok_or(HookParseError::Field {
+                field: fields::FILE_LINK[0],
+                problem: "expected an http(s) URL".into(),
+            })?;
+            files.push(MustFile::Link { url: url.to_owned() });
+        }
+        Ok(files)
     }
 }
 
@@ -363,7 +392,7 @@ impl HookPayload {
                 reason: body.string(fields::REASON),
             },
             HookKind::DraftIssued => {
-                HookPayload::DraftIssued { insurer: body.optional_insurer()?, blob_ids: body.blob_ids()? }
+                HookPayload::DraftIssued { insurer: body.optional_insurer()?, files: body.files()? }
             }
             HookKind::PaymentLinkGenerated => HookPayload::PaymentLinkGenerated {
                 insurer: body.optional_insurer()?,
@@ -373,31 +402,16 @@ impl HookPayload {
                     "an https URL",
                 )?,
             },
-            HookKind::PaymentInvoiceGenerated => {
-                let blob_ids = body.blob_ids()?;
-                if blob_ids.is_empty() {
-                    return Err(HookParseError::Field {
-                        field: fields::BLOB_ID[0],
-                        problem: "missing: the invoice's blob id".into(),
-                    });
-                }
-                HookPayload::PaymentInvoiceGenerated { insurer: body.optional_insurer()?, blob_ids }
-            }
+            HookKind::PaymentInvoiceGenerated => HookPayload::PaymentInvoiceGenerated {
+                insurer: body.optional_insurer()?,
+                files: body.files()?,
+            },
             HookKind::PolicyIsPaid => HookPayload::PolicyIsPaid { insurer: body.optional_insurer()? },
-            HookKind::PolicyIssued => {
-                let blob_ids = body.blob_ids()?;
-                if blob_ids.is_empty() {
-                    return Err(HookParseError::Field {
-                        field: fields::BLOB_IDS[0],
-                        problem: "missing: the policy files' blob ids".into(),
-                    });
-                }
-                HookPayload::PolicyIssued {
-                    insurer: body.optional_insurer()?,
-                    policy_number: body.string(fields::POLICY_NUMBER),
-                    blob_ids,
-                }
-            }
+            HookKind::PolicyIssued => HookPayload::PolicyIssued {
+                insurer: body.optional_insurer()?,
+                policy_number: body.string(fields::POLICY_NUMBER),
+                files: body.files()?,
+            },
             HookKind::Failed => HookPayload::Failed {
                 code: body.required(fields::ERROR_CODE, as_u32, "a numeric error code")?,
                 message: body.string(fields::ERROR_MESSAGE),
@@ -414,6 +428,11 @@ impl HookPayload {
 /// A customer pays behind this link: never over plain http.
 fn is_https_url(s: &str) -> bool {
     s.starts_with("https://") && s.len() > 8 && !s.contains(char::is_whitespace)
+}
+
+/// A link to a file: fetched only where MUST's API is (whose scheme the deployment sets).
+fn is_web_url(s: &str) -> bool {
+    (is_https_url(s) || s.starts_with("http://")) && s.len() <= 2048 && !s.contains(char::is_whitespace)
 }
 
 #[cfg(test)]
@@ -514,9 +533,40 @@ mod tests {
             br#"{"policyNumber":"XXX 0132590777","documents":[{"blobId":"b1","name":"policy.pdf"},{"blobId":"b2"}]}"#,
         )
         .unwrap();
-        let HookPayload::PolicyIssued { policy_number, blob_ids, .. } = p else { panic!("{p:?}") };
+        let HookPayload::PolicyIssued { policy_number, files, .. } = p else { panic!("{p:?}") };
         assert_eq!(policy_number.as_deref(), Some("XXX 0132590777"));
-        assert_eq!(blob_ids.iter().map(BlobId::as_str).collect::<Vec<_>>(), ["b1", "b2"]);
+        assert_eq!(files.iter().map(MustFile::source_id).collect::<Vec<_>>(), ["b1", "b2"]);
+    }
+
+    #[test]
+    fn every_name_musts_documents_give_a_file_is_read_and_none_is_not_an_error() {
+        let files = |kind, body: &str| match HookPayload::parse(kind, body.as_bytes()).unwrap() {
+            HookPayload::PolicyIssued { files, .. }
+            | HookPayload::PaymentInvoiceGenerated { files, .. }
+            | HookPayload::DraftIssued { files, .. } => files,
+            other => panic!("{other:?}"),
+        };
+        let blob = |id: &str| MustFile::from(BlobId::parse(id).unwrap());
+        assert_eq!(files(HookKind::PolicyIssued, r#"{"policyBlobId":"p-1"}"#), [blob("p-1")]);
+        assert_eq!(
+            files(HookKind::PolicyIssued, r#"{"policyLink":"https://must.example/api/blob/p-2"}"#),
+            [MustFile::Link { url: "https://must.example/api/blob/p-2".into() }]
+        );
+        assert_eq!(
+            files(HookKind::PaymentInvoiceGenerated, r#"{"paymentInvoiceBlobId":"i-1"}"#),
+            [blob("i-1")]
+        );
+        assert_eq!(
+            files(HookKind::PaymentInvoiceGenerated, r#"{"paymentInvoiceDownloadKey":"k 1"}"#),
+            [MustFile::DownloadKey { key: "k 1".into() }]
+        );
+        assert_eq!(files(HookKind::PolicyIssued, r#"{"policyNumber":"XXX 1"}"#), []);
+        assert_eq!(files(HookKind::PaymentInvoiceGenerated, "{}"), []);
+        let e = HookPayload::parse(HookKind::PolicyIssued, br#"{"policyLink":"ftp://x/y"}"#).unwrap_err();
+        assert!(matches!(e, HookParseError::Field { field: "policyLink", .. }), "{e:?}");
+        let e = HookPayload::parse(HookKind::PaymentInvoiceGenerated, br#"{"paymentInvoiceDownloadKey":7}"#)
+            .unwrap_err();
+        assert!(matches!(e, HookParseError::Field { field: "paymentInvoiceDownloadKey", .. }), "{e:?}");
     }
 
     #[test]

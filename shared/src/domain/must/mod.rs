@@ -3,6 +3,7 @@
 
 pub mod api;
 pub mod error_codes;
+pub mod files;
 pub mod helpers;
 pub mod hook;
 pub mod insurer;

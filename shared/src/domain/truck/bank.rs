@@ -44,6 +44,26 @@ pub struct Vehicle {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plates: Option<String>,
     pub has_trailer: bool,
+    /// The diagnostic card (MUST's `technicalInspection`, `UI-Api.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub technical_inspection: Option<TechnicalInspection>,
+    /// Standard cargo (`isStandardCargo`); absent: not said, MUST's recognition or default applies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_standard_cargo: Option<bool>,
+    /// High-risk cargo (`isHighRiskCargo`); absent: not said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub is_high_risk_cargo: Option<bool>,
+}
+
+/// A vehicle's diagnostic card, as MUST's application shows it (dates as the bank gives them).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TechnicalInspection {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series: Option<String>,
+    pub number: String,
+    pub start_on: String,
+    pub end_on: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -160,6 +180,55 @@ pub enum TruckBankEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         payment_method: Option<PaymentMethod>,
     },
+    /// The corrected sections of a request MUST refused with a code the customer can
+    /// correct (after `truck.correction-needed`): the request continues with a new MUST process.
+    #[serde(rename = "truck.request-corrected", rename_all = "camelCase")]
+    RequestCorrected {
+        event_id: String,
+        request_id: ProcessId,
+        #[serde(flatten)]
+        correction: Box<RequestCorrection>,
+    },
+}
+
+/// Sections of a [`TruckPolicyRequest`] the bank sends again: each one given replaces the
+/// request's whole section.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestCorrection {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policyholder: Option<Party>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Party>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vehicle: Option<Vehicle>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drivers: Option<Vec<Driver>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<PolicyTerms>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub documents: Option<Vec<BankDocument>>,
+}
+
+impl RequestCorrection {
+    fn is_empty(&self) -> bool {
+        *self == RequestCorrection::default()
+    }
+
+    /// The request with the corrected sections, checked whole: every problem names its field.
+    pub fn applied_to(&self, request: &TruckPolicyRequest) -> Result<TruckPolicyRequest, Vec<FieldError>> {
+        let mut corrected = request.clone();
+        let c = self.clone();
+        corrected.policyholder = c.policyholder.unwrap_or(corrected.policyholder);
+        corrected.owner = c.owner.unwrap_or(corrected.owner);
+        corrected.vehicle = c.vehicle.unwrap_or(corrected.vehicle);
+        corrected.drivers = c.drivers.unwrap_or(corrected.drivers);
+        corrected.policy = c.policy.unwrap_or(corrected.policy);
+        corrected.documents = c.documents.unwrap_or(corrected.documents);
+        let mut p = Problems::default();
+        corrected.check(&mut p);
+        p.into_result().map(|()| corrected)
+    }
 }
 
 impl TruckBankEvent {
@@ -168,7 +237,8 @@ impl TruckBankEvent {
             TruckBankEvent::PolicyRequested { event_id, .. }
             | TruckBankEvent::DocumentsCorrected { event_id, .. }
             | TruckBankEvent::PaymentOrder { event_id, .. }
-            | TruckBankEvent::InsurerChosen { event_id, .. } => event_id,
+            | TruckBankEvent::InsurerChosen { event_id, .. }
+            | TruckBankEvent::RequestCorrected { event_id, .. } => event_id,
         }
     }
 
@@ -177,7 +247,8 @@ impl TruckBankEvent {
             TruckBankEvent::PolicyRequested { request, .. } => &request.request_id,
             TruckBankEvent::DocumentsCorrected { request_id, .. }
             | TruckBankEvent::PaymentOrder { request_id, .. }
-            | TruckBankEvent::InsurerChosen { request_id, .. } => request_id,
+            | TruckBankEvent::InsurerChosen { request_id, .. }
+            | TruckBankEvent::RequestCorrected { request_id, .. } => request_id,
         }
     }
 
@@ -202,6 +273,18 @@ impl TruckBankEvent {
             // invoice fits the policyholder, only the process knows (it answers with
             // `truck.request-invalid` naming the field).
             TruckBankEvent::InsurerChosen { .. } => {}
+            // Each section is checked with the rest of the request, by the process.
+            TruckBankEvent::RequestCorrected { correction, request_id, .. } => {
+                p.check(
+                    !correction.is_empty(),
+                    "correction",
+                    "at least one corrected section: policyholder, owner, vehicle, drivers, policy or documents",
+                );
+                if let Some(documents) = &correction.documents {
+                    p.check(!documents.is_empty(), "documents", "at least one document");
+                    check_documents(&mut p, "documents", documents, request_id);
+                }
+            }
         }
         p.into_result()
     }
@@ -280,6 +363,19 @@ impl TruckPolicyRequest {
         }
         if let Some(plates) = &v.plates {
             p.check((6..=12).contains(&plates.chars().count()), "vehicle.plates", "6 to 12 characters");
+        }
+        if let Some(card) = &v.technical_inspection {
+            let at = "vehicle.technicalInspection";
+            let number = card.number.trim();
+            p.check(!number.is_empty() && number.len() <= 30, format!("{at}.number"), "1 to 30 characters");
+            if let Some(series) = &card.series {
+                p.check(series.len() <= 10, format!("{at}.series"), "at most 10 characters");
+            }
+            p.check(is_iso_date(&card.start_on), format!("{at}.startOn"), "YYYY-MM-DD");
+            p.check(is_iso_date(&card.end_on), format!("{at}.endOn"), "YYYY-MM-DD");
+            if is_iso_date(&card.start_on) && is_iso_date(&card.end_on) {
+                p.check(card.start_on <= card.end_on, format!("{at}.endOn"), "not before startOn");
+            }
         }
         for (i, d) in self.drivers.iter().enumerate() {
             p.check(!d.full_name.trim().is_empty(), format!("drivers[{i}].fullName"), "required");
@@ -385,6 +481,24 @@ pub enum TruckNotice {
     /// (sent once per wait): the approved offers to choose from.
     #[serde(rename = "truck.choice-reminder")]
     ChoiceReminder { offers: Vec<ApprovedOffer>, waiting_since_ms: u64 },
+    /// MUST stopped the process with a code the customer can correct, before any payment:
+    /// `truck.request-corrected` with the corrected section continues the request.
+    #[serde(rename = "truck.correction-needed")]
+    CorrectionNeeded {
+        /// The `truck.policy-requested` field (or section) the code concerns.
+        field: String,
+        error: ErrorReport,
+        /// How many more corrections polis takes for this request.
+        corrections_left: u32,
+    },
+    /// MUST stopped the process as temporarily unavailable, before any payment: polis starts a
+    /// new one after `TemporaryErrorRetryMinutes` (retry `retry` of at most `retries`).
+    #[serde(rename = "truck.retry-scheduled")]
+    RetryScheduled { error: ErrorReport, retry: u32, retries: u32 },
+    /// The payment deadline passed and MUST stopped the process (error 1603): no policy, and
+    /// no other insurer is asked for a payment.
+    #[serde(rename = "truck.expired")]
+    Expired { insurer: Option<Insurer>, error: ErrorReport },
 }
 
 /// An approved offer the bank may choose.
@@ -412,6 +526,9 @@ impl TruckNotice {
             TruckNotice::NeedsReview { .. } => "truck.needs-review",
             TruckNotice::RequestInvalid { .. } => "truck.request-invalid",
             TruckNotice::ChoiceReminder { .. } => "truck.choice-reminder",
+            TruckNotice::CorrectionNeeded { .. } => "truck.correction-needed",
+            TruckNotice::RetryScheduled { .. } => "truck.retry-scheduled",
+            TruckNotice::Expired { .. } => "truck.expired",
         }
     }
 }

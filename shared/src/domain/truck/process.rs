@@ -21,10 +21,12 @@ use serde_json::Value;
 
 use super::bank::{
     ApprovedOffer, ArchivedFile, BankDocument, ErrorReport, InsurerChoice, OfferOutcome, PartyKind,
-    PaymentMethod, PendingFile, TruckNotice, TruckNotification, TruckPolicyRequest,
+    PaymentMethod, PendingFile, RequestCorrection, TruckNotice, TruckNotification, TruckPolicyRequest,
 };
-use crate::domain::ids::{BlobId, ProcessId, ScoringId};
+use crate::domain::ids::{ProcessId, ScoringId};
 use crate::domain::must::api::ContractCard;
+use crate::domain::must::error_codes::{ErrorKind, MustErrorCode, PAYMENT_EXPIRED};
+use crate::domain::must::files::MustFile;
 use crate::domain::must::hook::{DocumentProblem, HookKind, HookPayload};
 use crate::domain::must::insurer::Insurer;
 pub use crate::domain::outcome::Outcome;
@@ -46,6 +48,12 @@ pub enum TruckStage {
     Scoring,
     /// The offers are in; the bank chooses one (`"choice": "bank"`) with `truck.insurer-chosen`.
     AwaitingChoice,
+    /// MUST stopped the process with a code the customer can correct (before any payment):
+    /// the bank was told (`truck.correction-needed`); `truck.request-corrected` starts a new one.
+    AwaitingCorrection,
+    /// MUST stopped the process as temporarily unavailable (before any payment): a new one
+    /// starts when the watchdog finds the wait over ([`TruckEvent::RetryDue`]).
+    AwaitingRetry,
     /// An insurer was chosen; payment link or invoice requested, customer to pay (step 6).
     AwaitingPayment,
     /// Paid; waiting for the insurer to issue (step 7).
@@ -58,11 +66,13 @@ pub enum TruckStage {
     Rejected,
     /// Done: an error ended the process before a policy was issued.
     Failed,
+    /// Done: the payment deadline passed and MUST stopped the process (error 1603).
+    Expired,
 }
 
 impl TruckStage {
     pub fn is_terminal(self) -> bool {
-        matches!(self, TruckStage::Issued | TruckStage::Rejected | TruckStage::Failed)
+        matches!(self, TruckStage::Issued | TruckStage::Rejected | TruckStage::Failed | TruckStage::Expired)
     }
 
     /// The later of two stages in the flow's order (hooks only move a process forward).
@@ -114,6 +124,11 @@ pub enum Contract {
 /// Our card is sent again at most this many times when recognition overwrites it.
 const CONTRACT_ROUNDS: u32 = 2;
 
+/// New MUST processes a request gets after codes the customer can correct, and after
+/// temporary unavailability: each bounded, so no request loops at MUST for ever.
+pub const MAX_CORRECTIONS: u32 = 3;
+pub const MAX_RETRIES: u32 = 3;
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "kebab-case")]
 pub enum Offer {
@@ -158,31 +173,61 @@ impl ArchivePurpose {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "action", rename_all = "kebab-case")]
 pub enum TruckEffect {
-    /// Steps 1-2: token and `POST /api/scoring/init`.
-    InitScoring,
+    /// Steps 1-2: token and `POST /api/scoring/init`, for the request's `scoring`-th MUST
+    /// process (a correction or a retry starts another; 1: the first).
+    InitScoring {
+        #[serde(default = "first_scoring", skip_serializing_if = "is_first")]
+        scoring: u32,
+    },
     /// Step 3: upload the bank's documents of these types and associate them.
     SubmitDocuments { round: u32, type_ids: Vec<u32> },
-    /// Step 4: the contract card (ours over what recognition pre-filled).
-    SubmitContract { round: u32 },
+    /// Step 4: the contract card (ours over what recognition pre-filled), round `round` of
+    /// the `scoring`-th MUST process.
+    SubmitContract {
+        round: u32,
+        #[serde(default = "first_scoring", skip_serializing_if = "is_first")]
+        scoring: u32,
+    },
     /// Step 6: payment link or invoice for the chosen insurer.
     RequestPayment { insurer: Insurer, method: PaymentMethod },
-    /// Download MUST blobs and store them in S3.
-    ArchiveFiles { purpose: ArchivePurpose, blob_ids: Vec<BlobId> },
+    /// Download MUST's files and store them in S3.
+    ArchiveFiles { purpose: ArchivePurpose, files: Vec<MustFile> },
     /// Upload a paid invoice's payment order (changelog v3).
     SubmitPaymentOrder { document: BankDocument },
     /// Tell the bank.
     Notify(TruckNotification),
 }
 
+fn is_first(scoring: &u32) -> bool {
+    *scoring <= 1
+}
+
+fn first_scoring() -> u32 {
+    1
+}
+
+/// An effect's key within the `scoring`-th MUST process: calls of a new process are new
+/// calls (their own attempts, intents and idempotency keys).
+fn of_scoring(key: &str, scoring: u32) -> String {
+    if is_first(&scoring) {
+        key.to_owned()
+    } else {
+        format!("{key}-s{scoring}")
+    }
+}
+
 impl EffectSpec for TruckEffect {
     fn key(&self) -> String {
         match self {
-            TruckEffect::InitScoring => "init".into(),
+            TruckEffect::InitScoring { scoring } => of_scoring("init", *scoring),
+            // Rounds count on across MUST processes.
             TruckEffect::SubmitDocuments { round, .. } => format!("documents-{round}"),
-            TruckEffect::SubmitContract { round } => format!("contract-{round}"),
+            TruckEffect::SubmitContract { round, scoring } => {
+                of_scoring(&format!("contract-{round}"), *scoring)
+            }
             TruckEffect::RequestPayment { insurer, .. } => format!("payment-{insurer}"),
-            TruckEffect::ArchiveFiles { purpose, blob_ids } => match blob_ids.first() {
-                Some(first) => format!("archive-{}-{first}", purpose.name()),
+            TruckEffect::ArchiveFiles { purpose, files } => match files.first() {
+                Some(first) => format!("archive-{}-{}", purpose.name(), first.source_id()),
                 None => format!("archive-{}", purpose.name()),
             },
             TruckEffect::SubmitPaymentOrder { document } => {
@@ -196,7 +241,7 @@ impl EffectSpec for TruckEffect {
     /// there) and notices (the bank de-duplicates by `eventId`) are repeatable.
     fn changing_call(&self) -> Option<&'static str> {
         match self {
-            TruckEffect::InitScoring => Some(CALL_INIT),
+            TruckEffect::InitScoring { .. } => Some(CALL_INIT),
             TruckEffect::SubmitDocuments { .. } => Some(CALL_DOCUMENTS),
             TruckEffect::SubmitContract { .. } => Some(CALL_CONTRACT),
             TruckEffect::RequestPayment { .. } => Some(CALL_PAYMENT),
@@ -242,6 +287,17 @@ pub fn caused_by(kind: HookKind) -> Option<&'static str> {
     }
 }
 
+/// The pending entry of a file MUST's hook did not name in any way polis reads.
+fn unnamed_file(what: &str) -> PendingFile {
+    PendingFile {
+        blob_id: "unnamed".into(),
+        reason: format!(
+            "MUST's hook named no {what} file polis can read (a blobId, policyBlobId, paymentInvoiceBlobId, \
+             paymentInvoiceDownloadKey or policyLink): ask MUST for it"
+        ),
+    }
+}
+
 /// [`caused_by`] for one hook: a pre-filled contract is recognition's, which our documents
 /// set off (changelog v3), not an answer to our card.
 fn hook_caused_by(payload: &HookPayload) -> Option<&'static str> {
@@ -270,6 +326,9 @@ pub enum TruckEvent {
         /// When our intake received it (0: not known).
         #[serde(default)]
         received_at_ms: u64,
+        /// The MUST process it came from (its path's scoringId; absent: the current one).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        scoring_id: Option<ScoringId>,
     },
     /// The bank sent replacement documents.
     DocumentsCorrected {
@@ -315,6 +374,17 @@ pub enum TruckEvent {
     /// longer than polis waits: our card goes without the pre-filled contract. `id` names
     /// that wait.
     RecognitionOverdue {
+        id: String,
+        since_ms: u64,
+    },
+    /// The bank corrected the request after `truck.correction-needed`.
+    RequestCorrected {
+        id: String,
+        correction: Box<RequestCorrection>,
+    },
+    /// The watchdog found the wait after a temporary error (since `since_ms`) over: a new
+    /// MUST process starts. `id` names that wait.
+    RetryDue {
         id: String,
         since_ms: u64,
     },
@@ -367,7 +437,9 @@ impl TruckEvent {
             | TruckEvent::RetryArchive { id }
             | TruckEvent::InsurerChosen { id, .. }
             | TruckEvent::ChoiceOverdue { id, .. }
-            | TruckEvent::RecognitionOverdue { id, .. } => Some(id),
+            | TruckEvent::RecognitionOverdue { id, .. }
+            | TruckEvent::RequestCorrected { id, .. }
+            | TruckEvent::RetryDue { id, .. } => Some(id),
             _ => None,
         }
     }
@@ -398,7 +470,8 @@ impl TruckEvent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IssuedPolicy {
     pub number: Option<String>,
-    pub blob_ids: Vec<BlobId>,
+    /// The files MUST named (`files`: those archived).
+    pub sources: Vec<MustFile>,
     pub files: Vec<ArchivedFile>,
     /// Files MUST has for us that are not archived yet (a replay finishes them).
     #[serde(default)]
@@ -418,6 +491,18 @@ pub struct TruckProcess {
     pub request: TruckPolicyRequest,
     pub stage: TruckStage,
     pub scoring_id: Option<ScoringId>,
+    /// Which MUST process of the request is the current one (1: the first).
+    #[serde(default = "first_scoring")]
+    pub scoring: u32,
+    /// MUST processes stopped with a code the bank could correct or wait out: their late
+    /// hooks are history.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub closed_scorings: Vec<ScoringId>,
+    /// New MUST processes started after a correction, and after temporary unavailability.
+    #[serde(default)]
+    pub corrections: u32,
+    #[serde(default)]
+    pub retries: u32,
     pub documents: Documents,
     pub required_types: Vec<u32>,
     /// Upload rounds started so far; numbers the next one.
@@ -440,8 +525,8 @@ pub struct TruckProcess {
     #[serde(default)]
     pub choice_reminded: bool,
     pub payment: Payment,
-    /// Draft blobs MUST issued, and those archived.
-    pub drafts: Vec<BlobId>,
+    /// Draft files MUST issued, and those archived.
+    pub drafts: Vec<MustFile>,
     #[serde(default)]
     pub draft_files: Vec<ArchivedFile>,
     pub policy: Option<IssuedPolicy>,
@@ -466,6 +551,10 @@ impl TruckProcess {
             request,
             stage: TruckStage::Initializing,
             scoring_id: None,
+            scoring: 1,
+            closed_scorings: Vec::new(),
+            corrections: 0,
+            retries: 0,
             documents: Documents::AwaitingTypes,
             required_types: Vec::new(),
             document_rounds: 0,
@@ -482,7 +571,7 @@ impl TruckProcess {
             policy: None,
             error: None,
             late_errors: Vec::new(),
-            outbox: Outbox::new(vec![TruckEffect::InitScoring]),
+            outbox: Outbox::new(vec![TruckEffect::InitScoring { scoring: 1 }]),
             applied: Vec::new(),
             history: History::default(),
             cause: Cause::default(),
@@ -506,7 +595,7 @@ impl TruckProcess {
     /// Applies one event. On anything but `Advanced` the process is unchanged.
     pub fn apply(&mut self, event: TruckEvent) -> Outcome {
         let key = match &event {
-            TruckEvent::Hook { id, by_content, payload, received_at_ms } => {
+            TruckEvent::Hook { id, by_content, payload, received_at_ms, .. } => {
                 Some(self.outbox.applied_key(id, *by_content, hook_caused_by(payload), *received_at_ms))
             }
             other => other.external_id().map(str::to_owned),
@@ -550,6 +639,103 @@ impl TruckProcess {
         self.notify(TruckNotice::Failed { error });
     }
 
+    /// The payment deadline passed (error 1603): MUST stopped the process, and no other
+    /// insurer is asked for a payment.
+    fn expire(&mut self, error: ErrorReport) {
+        if self.policy.is_some() {
+            self.late_errors.push(error);
+            return;
+        }
+        self.stage = TruckStage::Expired;
+        self.outbox.drop_work();
+        self.error = Some(error.clone());
+        self.notify(TruckNotice::Expired { insurer: self.chosen.clone(), error });
+    }
+
+    /// Whether the process has gone as far as paying: a payment was decided on, asked for,
+    /// or refused. From there MUST's process is never replaced by a new one automatically.
+    fn payment_begun(&self) -> bool {
+        self.chosen.is_some()
+            || self.payment != Payment::NotRequested
+            || !self.dropped_after_request.is_empty()
+            || self.outbox.calls_made(CALL_PAYMENT) > 0
+    }
+
+    /// MUST's `failed`. Before any payment, a code the customer can correct waits for the
+    /// bank's correction and a temporary one for a retry, each a bounded number of times;
+    /// anything else ends the process (as expired: 1603 once payment was asked for, unpaid).
+    fn on_failed(&mut self, code: u32, message: Option<&str>) -> Outcome {
+        let error = ErrorReport::from_must(code, message);
+        if self.payment_begun() || self.policy.is_some() {
+            // A deadline passing once paid contradicts the payment: a failure for a person.
+            if code == PAYMENT_EXPIRED && !self.is_paid_or_further() {
+                self.expire(error);
+            } else {
+                self.fail(error);
+            }
+            return Outcome::Advanced;
+        }
+        match MustErrorCode::lookup(code).kind() {
+            ErrorKind::Data { field } if self.corrections < MAX_CORRECTIONS => {
+                self.close_scoring(error.clone(), TruckStage::AwaitingCorrection);
+                let corrections_left = MAX_CORRECTIONS - self.corrections;
+                self.notify(TruckNotice::CorrectionNeeded {
+                    field: field.to_owned(),
+                    error,
+                    corrections_left,
+                });
+            }
+            ErrorKind::Temporary if self.retries < MAX_RETRIES => {
+                self.close_scoring(error.clone(), TruckStage::AwaitingRetry);
+                let retry = self.retries + 1;
+                self.notify(TruckNotice::RetryScheduled { error, retry, retries: MAX_RETRIES });
+            }
+            _ => self.fail(error),
+        }
+        Outcome::Advanced
+    }
+
+    /// MUST stopped the current process: its pending work goes (a held call with it: the
+    /// process it changed is over), its late hooks are history, and the request waits in `stage`.
+    fn close_scoring(&mut self, error: ErrorReport, stage: TruckStage) {
+        self.closed_scorings.extend(self.scoring_id.take());
+        self.outbox.drop_work();
+        self.error = Some(error);
+        self.stage = stage;
+    }
+
+    /// The request's next MUST process, from init, with the request as it now stands.
+    fn restart(&mut self) {
+        self.scoring = self.scoring.max(1) + 1;
+        self.stage = TruckStage::Initializing;
+        self.documents = Documents::AwaitingTypes;
+        self.required_types.clear();
+        self.contract = Contract::NotSent;
+        self.prefilled_contract = None;
+        // Every card sent to the closed processes counts as acknowledged: an acknowledgement
+        // from now on is of a card of the new one.
+        self.contract_acks = self.outbox.calls_made(CALL_CONTRACT);
+        self.offers.clear();
+        self.choice_reminded = false;
+        self.error = None;
+        self.outbox.push(TruckEffect::InitScoring { scoring: self.scoring });
+    }
+
+    /// A hook from a MUST process that was stopped and replaced: history, unless it claims
+    /// money moved (none was asked for there), which a person looks at.
+    fn on_closed_scoring_hook(&self, scoring_id: &ScoringId, payload: &HookPayload) -> Outcome {
+        match payload {
+            HookPayload::PaymentLinkGenerated { .. }
+            | HookPayload::PaymentInvoiceGenerated { .. }
+            | HookPayload::PolicyIsPaid { .. }
+            | HookPayload::PolicyIssued { .. } => Outcome::Rejected(format!(
+                "MUST process {scoring_id} was stopped before any payment, yet its hook {} claims one",
+                payload.kind().path()
+            )),
+            _ => Outcome::Ignored(format!("MUST process {scoring_id} was stopped and replaced: history")),
+        }
+    }
+
     /// What an ended process still takes: history MUST sends late (payment, drafts, a
     /// policy issued after all), files archived late, an operator's retry.
     fn takes_after_end(&self, event: &TruckEvent) -> bool {
@@ -558,7 +744,7 @@ impl TruckProcess {
                 HookPayload::PolicyIsPaid { .. } => self.payment_requested(),
                 HookPayload::DraftIssued { .. } => self.stage == TruckStage::Issued,
                 HookPayload::PolicyIssued { .. } => {
-                    self.stage == TruckStage::Failed && self.payment_requested()
+                    matches!(self.stage, TruckStage::Failed | TruckStage::Expired) && self.payment_requested()
                 }
                 // Kept beside the issued policy, never turning it into failed.
                 HookPayload::Failed { .. } | HookPayload::CompanyFailed { .. } => {
@@ -574,6 +760,11 @@ impl TruckProcess {
 
     fn transition(&mut self, event: TruckEvent) -> Outcome {
         use Outcome::{Advanced, Ignored, Rejected};
+        if let TruckEvent::Hook { scoring_id: Some(sid), payload, .. } = &event {
+            if self.closed_scorings.contains(sid) {
+                return self.on_closed_scoring_hook(sid, payload);
+            }
+        }
         if self.stage.is_terminal() && !self.takes_after_end(&event) {
             let why = format!("the process has ended ({:?})", self.stage);
             return match &event {
@@ -607,19 +798,23 @@ impl TruckProcess {
                 TruckEvent::DocumentsCorrected { .. } => {
                     Ignored(format!("{why}: the correction came too late"))
                 }
-                // A choice that crossed the end: the bank is told, its event is not kept.
-                TruckEvent::InsurerChosen { id, .. } => {
+                // A choice or correction that crossed the end: the bank is told, its event is not kept.
+                TruckEvent::InsurerChosen { id, .. } | TruckEvent::RequestCorrected { id, .. } => {
                     let stage = workflow::stage_name(&self.stage, false);
-                    self.refuse_choice(id, "requestId", format!("the process has ended ({stage})"));
+                    self.refuse(id, "requestId", format!("the process has ended ({stage})"));
                     Advanced
                 }
                 TruckEvent::ChoiceOverdue { .. } => Ignored(format!("{why}: no choice is awaited")),
                 TruckEvent::RecognitionOverdue { .. } => Ignored(format!("{why}: no recognition is awaited")),
+                TruckEvent::RetryDue { .. } => Ignored(format!("{why}: no retry is awaited")),
                 other if other.external_id().is_some() => Rejected(why),
                 _ => Ignored(why),
             };
         }
         match event {
+            TruckEvent::Initialized { scoring_id } if self.closed_scorings.contains(&scoring_id) => {
+                Rejected(format!("{scoring_id} is a MUST process this request closed"))
+            }
             TruckEvent::Initialized { scoring_id } => match &self.scoring_id {
                 Some(existing) if *existing == scoring_id => Ignored("already initialized".into()),
                 Some(existing) => Rejected(format!("already initialized as {existing}, not {scoring_id}")),
@@ -691,11 +886,43 @@ impl TruckProcess {
                 self.submit_contract(1);
                 Advanced
             }
+            TruckEvent::RequestCorrected { id, correction } => {
+                if self.stage != TruckStage::AwaitingCorrection {
+                    let stage = workflow::stage_name(&self.stage, false);
+                    self.refuse(&id, "requestId", format!("no correction is awaited (stage {stage})"));
+                    return Advanced;
+                }
+                match correction.applied_to(&self.request) {
+                    Ok(request) => {
+                        self.request = request;
+                        self.corrections += 1;
+                        self.restart();
+                    }
+                    Err(problems) => self.refuse_for(&id, problems),
+                }
+                Advanced
+            }
+            TruckEvent::RetryDue { .. } => {
+                if self.stage != TruckStage::AwaitingRetry {
+                    return Ignored("not waiting to retry".into());
+                }
+                self.retries += 1;
+                self.restart();
+                Advanced
+            }
             TruckEvent::RetryArchive { .. } => match self.policy.as_ref() {
                 Some(policy) if !policy.pending_files.is_empty() => {
-                    let blob_ids =
-                        policy.pending_files.iter().filter_map(|f| BlobId::parse(&f.blob_id).ok()).collect();
-                    self.outbox.push(TruckEffect::ArchiveFiles { purpose: ArchivePurpose::Policy, blob_ids });
+                    // Only files MUST named can be tried again (not a policy issued with none).
+                    let files: Vec<MustFile> = policy
+                        .sources
+                        .iter()
+                        .filter(|f| policy.pending_files.iter().any(|p| p.blob_id == f.source_id()))
+                        .cloned()
+                        .collect();
+                    if files.is_empty() {
+                        return Ignored("MUST named no file to try again".into());
+                    }
+                    self.outbox.push(TruckEffect::ArchiveFiles { purpose: ArchivePurpose::Policy, files });
                     Advanced
                 }
                 _ => Ignored("no policy file is pending".into()),
@@ -780,7 +1007,7 @@ impl TruckProcess {
         matches!(
             (self.outbox.held(), &self.contract),
             (
-                Some(TruckEffect::SubmitContract { round }),
+                Some(TruckEffect::SubmitContract { round, .. }),
                 Contract::Submitting { round: r, acknowledged: true, .. },
             ) if round == r
         )
@@ -813,7 +1040,7 @@ impl TruckProcess {
             ) => self.acknowledges_the_card_in_flight(self.contract_acks + 1),
             // MUST scores once it has a card of ours, not necessarily the latest one (it may
             // start on the card recognition overwrote while our next is on its way).
-            (TruckEffect::SubmitContract { round: 1 }, HookPayload::Started { .. }) => true,
+            (TruckEffect::SubmitContract { round: 1, .. }, HookPayload::Started { .. }) => true,
             (
                 TruckEffect::RequestPayment { .. },
                 HookPayload::PaymentLinkGenerated { .. }
@@ -848,12 +1075,12 @@ impl TruckProcess {
             Resolution::Happened { reference, .. } => reference,
         };
         let result = match &held {
-            TruckEffect::InitScoring => match reference.as_deref().map(ScoringId::parse) {
+            TruckEffect::InitScoring { .. } => match reference.as_deref().map(ScoringId::parse) {
                 Some(Ok(scoring_id)) => TruckEvent::Initialized { scoring_id },
                 _ => return Rejected("init happened: give MUST's scoringId as the reference".into()),
             },
             TruckEffect::SubmitDocuments { round, .. } => TruckEvent::DocumentsSubmitted { round: *round },
-            TruckEffect::SubmitContract { round } => TruckEvent::ContractSubmitted { round: *round },
+            TruckEffect::SubmitContract { round, .. } => TruckEvent::ContractSubmitted { round: *round },
             TruckEffect::RequestPayment { insurer, .. } => {
                 TruckEvent::PaymentRequested { insurer: insurer.clone() }
             }
@@ -956,6 +1183,14 @@ impl TruckProcess {
                 self.fail(error);
                 Advanced
             }
+            // The chosen insurer's payment deadline passed, unpaid: over, and no other
+            // insurer is asked to be paid.
+            HookPayload::CompanyFailed { insurer, code: PAYMENT_EXPIRED, message }
+                if self.chosen.as_ref() == Some(&insurer) && self.payment_begun() =>
+            {
+                self.expire(ErrorReport::from_must(PAYMENT_EXPIRED, message.as_deref()));
+                Advanced
+            }
             HookPayload::Rejected { insurer, reason } => {
                 self.record_offer(insurer.clone(), Offer::Rejected { reason });
                 self.notify(TruckNotice::Offer {
@@ -977,13 +1212,13 @@ impl TruckProcess {
                 });
                 self.decide()
             }
-            HookPayload::DraftIssued { blob_ids, .. } => {
-                let new: Vec<BlobId> = blob_ids.into_iter().filter(|id| !self.drafts.contains(id)).collect();
+            HookPayload::DraftIssued { files, .. } => {
+                let new: Vec<MustFile> = files.into_iter().filter(|f| !self.drafts.contains(f)).collect();
                 if new.is_empty() {
                     return Ignored("drafts already known".into());
                 }
                 self.drafts.extend(new.iter().cloned());
-                self.outbox.push(TruckEffect::ArchiveFiles { purpose: ArchivePurpose::Draft, blob_ids: new });
+                self.outbox.push(TruckEffect::ArchiveFiles { purpose: ArchivePurpose::Draft, files: new });
                 Advanced
             }
             HookPayload::PaymentLinkGenerated { url, insurer: named } => {
@@ -1000,14 +1235,22 @@ impl TruckProcess {
                 self.notify(TruckNotice::PaymentLinkReady { insurer, url });
                 Advanced
             }
-            HookPayload::PaymentInvoiceGenerated { blob_ids, insurer: named } => {
+            HookPayload::PaymentInvoiceGenerated { files, insurer: named } => {
                 if self.chosen.is_none() {
                     return Rejected("invoice for a process that requested none".into());
                 }
                 if let Some(wrong) = self.names_another_insurer(named.as_ref(), "an invoice") {
                     return Rejected(wrong);
                 }
-                self.outbox.push(TruckEffect::ArchiveFiles { purpose: ArchivePurpose::Invoice, blob_ids });
+                if files.is_empty() {
+                    // The bank is told the invoice is ready, its file pending: never a wait forever.
+                    return self.on_archived(
+                        ArchivePurpose::Invoice,
+                        Vec::new(),
+                        vec![unnamed_file("invoice")],
+                    );
+                }
+                self.outbox.push(TruckEffect::ArchiveFiles { purpose: ArchivePurpose::Invoice, files });
                 Advanced
             }
             HookPayload::PolicyIsPaid { insurer: named } => {
@@ -1028,7 +1271,7 @@ impl TruckProcess {
                 self.notify(TruckNotice::Paid);
                 Advanced
             }
-            HookPayload::PolicyIssued { policy_number, blob_ids, insurer: named } => {
+            HookPayload::PolicyIssued { policy_number, files, insurer: named } => {
                 if !self.payment_requested() {
                     return Rejected("policy issued, yet no payment was requested".into());
                 }
@@ -1043,17 +1286,22 @@ impl TruckProcess {
                 self.stage = TruckStage::Archiving;
                 self.policy = Some(IssuedPolicy {
                     number: policy_number,
-                    blob_ids: blob_ids.clone(),
+                    sources: files.clone(),
                     files: Vec::new(),
                     pending_files: Vec::new(),
                 });
-                self.outbox.push(TruckEffect::ArchiveFiles { purpose: ArchivePurpose::Policy, blob_ids });
+                if files.is_empty() {
+                    // Issued all the same, its file pending and the bank told.
+                    return self.on_archived(
+                        ArchivePurpose::Policy,
+                        Vec::new(),
+                        vec![unnamed_file("policy")],
+                    );
+                }
+                self.outbox.push(TruckEffect::ArchiveFiles { purpose: ArchivePurpose::Policy, files });
                 Advanced
             }
-            HookPayload::Failed { code, message } => {
-                self.fail(ErrorReport::from_must(code, message.as_deref()));
-                Advanced
-            }
+            HookPayload::Failed { code, message } => self.on_failed(code, message.as_deref()),
         }
     }
 
@@ -1062,7 +1310,7 @@ impl TruckProcess {
             self.stage = TruckStage::Preparing;
         }
         self.contract = Contract::Submitting { round, acknowledged: false, overwritten: false };
-        self.outbox.push(TruckEffect::SubmitContract { round });
+        self.outbox.push(TruckEffect::SubmitContract { round, scoring: self.scoring });
     }
 
     /// `contract/update-completed`: an acknowledgement of our card, or (changelog v3) the
@@ -1184,11 +1432,12 @@ impl TruckProcess {
         if matches!(self.documents, Documents::Accepted) {
             return Outcome::Ignored("documents already accepted".into());
         }
-        let fixed_types: Vec<u32> = corrected.iter().map(|d| d.type_id).collect();
-        for doc in corrected {
-            self.request.documents.retain(|d| d.type_id != doc.type_id);
-            self.request.documents.push(doc);
-        }
+        let mut fixed_types: Vec<u32> = corrected.iter().map(|d| d.type_id).collect();
+        fixed_types.sort_unstable();
+        fixed_types.dedup();
+        // A corrected type's files replace all of that type's (both sides of an STS, say).
+        self.request.documents.retain(|d| !fixed_types.contains(&d.type_id));
+        self.request.documents.extend(corrected);
         match &self.documents {
             Documents::NeedsFix { .. } if !self.required_types.is_empty() => {
                 if self.document_rounds == 0 {
@@ -1391,12 +1640,12 @@ impl TruckProcess {
         offers
     }
 
-    /// Tells the bank its `truck.insurer-chosen` cannot be taken; the process waits on.
-    fn refuse_choice(&mut self, event_id: &str, field: &str, problem: String) {
-        self.refuse_choice_for(event_id, vec![FieldError { field: field.to_owned(), problem }]);
+    /// Tells the bank its event cannot be taken (`truck.request-invalid`); the process waits on.
+    fn refuse(&mut self, event_id: &str, field: &str, problem: String) {
+        self.refuse_for(event_id, vec![FieldError { field: field.to_owned(), problem }]);
     }
 
-    fn refuse_choice_for(&mut self, event_id: &str, problems: Vec<FieldError>) {
+    fn refuse_for(&mut self, event_id: &str, problems: Vec<FieldError>) {
         self.notify(TruckNotice::RequestInvalid { rejected_event_id: event_id.to_owned(), problems });
     }
 
@@ -1410,7 +1659,7 @@ impl TruckProcess {
         method: Option<PaymentMethod>,
     ) -> Outcome {
         if self.request.choice != InsurerChoice::Bank {
-            self.refuse_choice(
+            self.refuse(
                 event_id,
                 "type",
                 "this request's insurer is chosen by polis (its \"choice\" is not \"bank\")".into(),
@@ -1425,7 +1674,7 @@ impl TruckProcess {
             let problem =
                 format!("{chosen} was chosen already and its payment requested; it cannot be changed");
             let field = if *chosen == insurer { "paymentMethod" } else { "insurer" };
-            self.refuse_choice(event_id, field, problem);
+            self.refuse(event_id, field, problem);
             return Outcome::Advanced;
         }
         let mut p = Problems::default();
@@ -1449,7 +1698,7 @@ impl TruckProcess {
             "invoice payment is for legal entities only",
         );
         if let Err(problems) = p.into_result() {
-            self.refuse_choice_for(event_id, problems);
+            self.refuse_for(event_id, problems);
             return Outcome::Advanced;
         }
         self.request.payment.method = method_wanted;
@@ -1498,6 +1747,8 @@ impl Workflow for TruckProcess {
             TruckEvent::InsurerChosen { .. } => ("bank", "truck.insurer-chosen", 0),
             TruckEvent::ChoiceOverdue { .. } => ("watchdog", "choice-overdue", 0),
             TruckEvent::RecognitionOverdue { .. } => ("watchdog", "recognition-overdue", 0),
+            TruckEvent::RequestCorrected { .. } => ("bank", "truck.request-corrected", 0),
+            TruckEvent::RetryDue { .. } => ("watchdog", "retry-due", 0),
             _ => return None,
         };
         Some(Received { from, kind, id: event.external_id()?, at_ms })

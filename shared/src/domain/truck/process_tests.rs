@@ -23,12 +23,12 @@ fn ins(code: &str) -> Insurer {
 
 /// A hook with a delivery id.
 fn hook(id: &str, payload: HookPayload) -> TruckEvent {
-    TruckEvent::Hook { id: id.into(), by_content: false, payload, received_at_ms: 0 }
+    TruckEvent::Hook { id: id.into(), by_content: false, payload, received_at_ms: 0, scoring_id: None }
 }
 
 /// A hook known only by its content (MUST sent no delivery id).
 fn content_hook(digest: &str, payload: HookPayload) -> TruckEvent {
-    TruckEvent::Hook { id: digest.into(), by_content: true, payload, received_at_ms: 0 }
+    TruckEvent::Hook { id: digest.into(), by_content: true, payload, received_at_ms: 0, scoring_id: None }
 }
 
 fn file(blob: &str) -> ArchivedFile {
@@ -45,17 +45,17 @@ fn file(blob: &str) -> ArchivedFile {
 /// The result the runner would apply after performing `effect` successfully.
 fn success(effect: &TruckEffect) -> Option<TruckEvent> {
     match effect {
-        TruckEffect::InitScoring => {
-            Some(TruckEvent::Initialized { scoring_id: ScoringId::parse("sc-1").unwrap() })
-        }
+        TruckEffect::InitScoring { scoring } => Some(TruckEvent::Initialized {
+            scoring_id: ScoringId::parse(&format!("sc-{}", scoring.max(&1))).unwrap(),
+        }),
         TruckEffect::SubmitDocuments { round, .. } => Some(TruckEvent::DocumentsSubmitted { round: *round }),
-        TruckEffect::SubmitContract { round } => Some(TruckEvent::ContractSubmitted { round: *round }),
+        TruckEffect::SubmitContract { round, .. } => Some(TruckEvent::ContractSubmitted { round: *round }),
         TruckEffect::RequestPayment { insurer, .. } => {
             Some(TruckEvent::PaymentRequested { insurer: insurer.clone() })
         }
-        TruckEffect::ArchiveFiles { purpose, blob_ids } => Some(TruckEvent::FilesArchived {
+        TruckEffect::ArchiveFiles { purpose, files } => Some(TruckEvent::FilesArchived {
             purpose: *purpose,
-            files: blob_ids.iter().map(|b| file(b.as_str())).collect(),
+            files: files.iter().map(|f| file(&f.source_id())).collect(),
             pending: Vec::new(),
         }),
         TruckEffect::SubmitPaymentOrder { .. } => Some(TruckEvent::PaymentOrderSubmitted),
@@ -96,8 +96,8 @@ fn feed(p: &mut TruckProcess, sent: &mut Vec<TruckNotification>, events: Vec<Tru
     }
 }
 
-fn blob(id: &str) -> BlobId {
-    BlobId::parse(id).unwrap()
+fn blob(id: &str) -> MustFile {
+    MustFile::from(crate::domain::ids::BlobId::parse(id).unwrap())
 }
 
 fn happy_hooks() -> Vec<TruckEvent> {
@@ -107,7 +107,7 @@ fn happy_hooks() -> Vec<TruckEvent> {
         hook("h3", HookPayload::ContractUpdateCompleted { prefilled_contract: None }),
         hook("h4", HookPayload::Started { insurers: vec![ins("ingostrah")] }),
         hook("h5", HookPayload::Approved { insurer: ins("ingostrah"), premium: Some(1000.0) }),
-        hook("h6", HookPayload::DraftIssued { insurer: None, blob_ids: vec![blob("d1")] }),
+        hook("h6", HookPayload::DraftIssued { insurer: None, files: vec![blob("d1")] }),
         hook("h7", HookPayload::PaymentLinkGenerated { insurer: None, url: "https://pay/x".into() }),
         hook("h8", HookPayload::PolicyIsPaid { insurer: None }),
         hook(
@@ -115,7 +115,7 @@ fn happy_hooks() -> Vec<TruckEvent> {
             HookPayload::PolicyIssued {
                 insurer: None,
                 policy_number: Some("XXX 1".into()),
-                blob_ids: vec![blob("p1")],
+                files: vec![blob("p1")],
             },
         ),
     ]
@@ -158,7 +158,7 @@ fn the_contract_goes_once_the_documents_are_recognised_not_when_associated_or_ac
     assert_eq!((p.stage_name().as_str(), &p.contract), ("awaiting-recognition", &Contract::NotSent));
     let recognised = serde_json::json!({"engineNumber": "5738777"});
     p.apply(hook("h3", HookPayload::ContractUpdateCompleted { prefilled_contract: Some(recognised) }));
-    assert_eq!(p.outbox.pending(), [TruckEffect::SubmitContract { round: 1 }]);
+    assert_eq!(p.outbox.pending(), [TruckEffect::SubmitContract { round: 1, scoring: 1 }]);
     assert_eq!(p.stage, TruckStage::Preparing, "the wait is over");
     assert_eq!(p.contract_card()["engineNumber"], "5738777");
 }
@@ -170,7 +170,7 @@ fn a_recognition_that_does_not_come_in_time_leaves_our_card_to_go_alone_once() {
     assert_eq!(p.stage, TruckStage::AwaitingRecognition);
     let overdue = |id: &str| TruckEvent::RecognitionOverdue { id: id.into(), since_ms: 7 };
     assert_eq!(p.apply(overdue("recognition-overdue-7")), Outcome::Advanced);
-    assert_eq!(p.outbox.pending(), [TruckEffect::SubmitContract { round: 1 }]);
+    assert_eq!(p.outbox.pending(), [TruckEffect::SubmitContract { round: 1, scoring: 1 }]);
     assert!(p.prefilled_contract.is_none());
     assert_eq!(p.apply(overdue("recognition-overdue-7")), Outcome::Duplicate, "the same wait, once");
     assert!(matches!(p.apply(overdue("recognition-overdue-8")), Outcome::Ignored(_)), "not waiting now");
@@ -192,7 +192,11 @@ fn a_recognised_contract_before_ours_fills_our_gaps_and_ours_is_sent() {
         "c0",
         HookPayload::ContractUpdateCompleted { prefilled_contract: Some(recognised.clone()) },
     ));
-    assert_eq!(p.outbox.pending(), [TruckEffect::SubmitContract { round: 1 }], "recognition done: ours goes");
+    assert_eq!(
+        p.outbox.pending(),
+        [TruckEffect::SubmitContract { round: 1, scoring: 1 }],
+        "recognition done: ours goes"
+    );
     let card = p.contract_card();
     assert_eq!(card["vin"], "WMA06XZZ8GP000001", "the bank's VIN wins");
     assert_eq!(card["engineNumber"], "5738777", "recognition fills the gap");
@@ -228,7 +232,7 @@ fn hooks_that_overtake_the_answer_to_our_card_are_kept_for_when_it_comes() {
     assert_eq!(pending.outbox.calls_made("contract"), 1);
     assert_eq!(
         pending.outbox.pending(),
-        [TruckEffect::SubmitContract { round: 2 }],
+        [TruckEffect::SubmitContract { round: 2, scoring: 1 }],
         "overwritten: ours goes again"
     );
     // Acknowledged only: accepted when the answer comes.
@@ -507,24 +511,21 @@ fn a_payment_refused_with_403_takes_the_next_approved_offer_and_the_last_fails()
 }
 
 #[test]
-fn failed_hook_ends_the_process_with_the_code_and_customer_text() {
+fn a_system_failure_ends_the_process_with_the_code_and_customer_text() {
     let (mut p, mut sent) = started();
-    feed(&mut p, &mut sent, vec![hook("f", HookPayload::Failed { code: 1421, message: None })]);
+    feed(&mut p, &mut sent, vec![hook("f", HookPayload::Failed { code: 1202, message: None })]);
     assert_eq!(p.stage, TruckStage::Failed);
     let TruckNotice::Failed { error } = &sent[0].notice else { panic!("{sent:?}") };
-    assert_eq!(error.code, "1421");
-    assert_eq!(error.category, "policy-issuing");
-    assert_eq!(error.customer_text_ru, "Введите действующую Диагностическую Карту.");
+    assert_eq!(error.code, "1202");
+    assert_eq!(error.category, "system");
+    assert_eq!(error.customer_text_ru, "Произошла непредвиденная ошибка. Уже работаем над ее устранением.");
 }
 
 #[test]
 fn invoice_flow_archives_the_invoice_and_submits_the_payment_order() {
     let (mut p, mut sent) = started_with(request(PaymentMethod::Invoice, None));
     let mut hooks = happy_hooks()[..5].to_vec();
-    hooks.push(hook(
-        "inv",
-        HookPayload::PaymentInvoiceGenerated { insurer: None, blob_ids: vec![blob("i1")] },
-    ));
+    hooks.push(hook("inv", HookPayload::PaymentInvoiceGenerated { insurer: None, files: vec![blob("i1")] }));
     feed(&mut p, &mut sent, hooks);
     assert!(matches!(&p.payment, Payment::InvoiceReady { files } if files[0].blob_id == "i1"));
     let order = BankDocument { type_id: 100, s3_key: "in/po.pdf".into(), file_name: "po.pdf".into() };
@@ -754,7 +755,7 @@ fn once_issued_nothing_turns_the_policy_into_failed() {
         HookPayload::PolicyIssued {
             insurer: None,
             policy_number: Some("XXX 1".into()),
-            blob_ids: vec![blob("p1"), blob("p2")],
+            files: vec![blob("p1"), blob("p2")],
         },
     ));
     // The runner could archive p1 only: p2 is pending.
@@ -1176,7 +1177,7 @@ fn a_legal_entity_may_choose_an_invoice_and_a_person_may_not() {
     feed(
         &mut p,
         &mut sent,
-        vec![hook("inv", HookPayload::PaymentInvoiceGenerated { insurer: None, blob_ids: vec![blob("i1")] })],
+        vec![hook("inv", HookPayload::PaymentInvoiceGenerated { insurer: None, files: vec![blob("i1")] })],
     );
     assert!(matches!(p.payment, Payment::InvoiceReady { .. }));
     assert_eq!(kinds(&sent).last(), Some(&"truck.invoice-ready"));
@@ -1314,10 +1315,10 @@ fn any_event() -> impl Strategy<Value = TruckEvent> {
         any_insurer().prop_map(|insurer| HookPayload::Rejected { insurer, reason: None }),
         any_insurer().prop_map(|insurer| HookPayload::CompanyFailed { insurer, code: 1501, message: None }),
         Just(HookPayload::PaymentLinkGenerated { insurer: None, url: "https://p/1".into() }),
-        Just(HookPayload::PaymentInvoiceGenerated { insurer: None, blob_ids: vec![blob("i")] }),
-        Just(HookPayload::DraftIssued { insurer: None, blob_ids: vec![blob("d")] }),
+        Just(HookPayload::PaymentInvoiceGenerated { insurer: None, files: vec![blob("i")] }),
+        Just(HookPayload::DraftIssued { insurer: None, files: vec![blob("d")] }),
         Just(HookPayload::PolicyIsPaid { insurer: None }),
-        Just(HookPayload::PolicyIssued { insurer: None, policy_number: None, blob_ids: vec![blob("p")] }),
+        Just(HookPayload::PolicyIssued { insurer: None, policy_number: None, files: vec![blob("p")] }),
         (1000u32..2000).prop_map(|code| HookPayload::Failed { code, message: None }),
     ];
     let doc = BankDocument { type_id: 11, s3_key: "in/a.pdf".into(), file_name: "a.pdf".into() };
@@ -1333,7 +1334,7 @@ fn any_event() -> impl Strategy<Value = TruckEvent> {
         Just(Resolution::Happened { reference: Some("sc-9".into()), number: None }),
     ];
     prop_oneof![
-        8 => (id, payload, any::<bool>()).prop_map(|(id, payload, by_content)| TruckEvent::Hook { id, by_content, payload, received_at_ms: 0 }),
+        8 => (id, payload, any::<bool>()).prop_map(|(id, payload, by_content)| TruckEvent::Hook { id, by_content, payload, received_at_ms: 0 , scoring_id: None}),
         1 => (id, Just(doc.clone())).prop_map(|(id, d)| TruckEvent::DocumentsCorrected { id, documents: vec![d] }),
         1 => (id, Just(doc)).prop_map(|(id, document)| TruckEvent::PaymentOrderReceived { id, document, insurer: None }),
         1 => (0u32..3).prop_map(|round| TruckEvent::DocumentsSubmitted { round }),
@@ -1463,7 +1464,7 @@ fn a_payment_or_a_policy_for_a_process_that_requested_no_payment_is_not_believed
     let issued = HookPayload::PolicyIssued {
         insurer: None,
         policy_number: Some("XXX 9".into()),
-        blob_ids: vec![blob("p9")],
+        files: vec![blob("p9")],
     };
     let issued = p.apply(hook("i", issued));
     assert!(
@@ -1542,7 +1543,7 @@ fn an_invoice_of_an_insurer_that_dropped_out_is_withdrawn_and_a_payment_order_mu
                 "i1",
                 HookPayload::PaymentInvoiceGenerated {
                     insurer: Some(ins("renaissance")),
-                    blob_ids: vec![blob("inv-r")],
+                    files: vec![blob("inv-r")],
                 },
             ),
         ],
@@ -1573,7 +1574,7 @@ fn an_invoice_of_an_insurer_that_dropped_out_is_withdrawn_and_a_payment_order_mu
             "i2",
             HookPayload::PaymentInvoiceGenerated {
                 insurer: Some(ins("ingostrah")),
-                blob_ids: vec![blob("inv-i")],
+                files: vec![blob("inv-i")],
             },
         )],
     );
@@ -1622,4 +1623,200 @@ fn a_must_whose_hooks_name_no_insurer_is_one_insurer_offered_requested_and_issue
     );
     assert_eq!(p.stage, TruckStage::Issued);
     assert_eq!(kinds(&sent), HAPPY);
+}
+
+#[test]
+fn a_policy_or_invoice_naming_no_file_polis_can_read_is_issued_or_ready_with_the_file_pending() {
+    let (mut p, mut sent) = started();
+    feed(&mut p, &mut sent, happy_hooks()[..7].to_vec());
+    feed(&mut p, &mut sent, vec![happy_hooks()[7].clone()]);
+    let bare =
+        HookPayload::PolicyIssued { insurer: None, policy_number: Some("XXX 2".into()), files: vec![] };
+    feed(&mut p, &mut sent, vec![hook("issued", bare)]);
+    assert_eq!(p.stage, TruckStage::Issued, "never a process waiting forever");
+    let TruckNotice::PolicyIssued { files, pending_files, .. } = &sent.last().unwrap().notice else {
+        panic!("{:?}", sent.last())
+    };
+    assert!(files.is_empty());
+    assert_eq!(pending_files[0].blob_id, "unnamed");
+    assert!(pending_files[0].reason.contains("policyLink"), "{}", pending_files[0].reason);
+    let retry = TruckEvent::RetryArchive { id: "op-1".into() };
+    assert!(matches!(p.apply(retry), Outcome::Ignored(_)), "nothing MUST named to try again");
+
+    let (mut q, mut sent) = started_with(request(PaymentMethod::Invoice, None));
+    feed(&mut q, &mut sent, happy_hooks()[..5].to_vec());
+    let invoice = HookPayload::PaymentInvoiceGenerated { insurer: None, files: vec![] };
+    feed(&mut q, &mut sent, vec![hook("inv", invoice)]);
+    let TruckNotice::InvoiceReady { pending_files, .. } = &sent.last().unwrap().notice else {
+        panic!("{:?}", sent.last())
+    };
+    assert_eq!(pending_files[0].blob_id, "unnamed");
+}
+
+/// A hook from the MUST process `scoring` (its path's scoringId).
+fn hook_of(scoring: &str, id: &str, payload: HookPayload) -> TruckEvent {
+    TruckEvent::Hook {
+        id: format!("{scoring}-{id}"),
+        by_content: false,
+        payload,
+        received_at_ms: 0,
+        scoring_id: Some(ScoringId::parse(scoring).unwrap()),
+    }
+}
+
+fn failed(code: u32) -> HookPayload {
+    HookPayload::Failed { code, message: None }
+}
+
+fn corrected(id: &str, correction: RequestCorrection) -> TruckEvent {
+    TruckEvent::RequestCorrected { id: id.into(), correction: Box::new(correction) }
+}
+
+fn with_inspection(p: &TruckProcess, end_on: &str) -> RequestCorrection {
+    let mut vehicle = p.request.vehicle.clone();
+    vehicle.technical_inspection = Some(crate::domain::truck::bank::TechnicalInspection {
+        series: None,
+        number: "012345678901234".into(),
+        start_on: "2026-11-01".into(),
+        end_on: end_on.into(),
+    });
+    RequestCorrection { vehicle: Some(vehicle), ..RequestCorrection::default() }
+}
+
+#[test]
+fn a_code_the_customer_can_correct_waits_for_the_bank_and_the_correction_starts_a_new_must_process() {
+    let (mut p, mut sent) = started();
+    feed(
+        &mut p,
+        &mut sent,
+        vec![hook_of("sc-1", "types", HookPayload::DocumentsTypesRequired { type_ids: vec![11] })],
+    );
+    feed(&mut p, &mut sent, vec![hook_of("sc-1", "f", failed(1421))]);
+    assert_eq!(p.stage, TruckStage::AwaitingCorrection);
+    assert!(p.outbox.is_empty(), "nothing more goes to the stopped process");
+    assert_eq!((p.scoring_id.as_ref(), p.closed_scorings.len()), (None, 1));
+    let TruckNotice::CorrectionNeeded { field, error, corrections_left } = &sent.last().unwrap().notice
+    else {
+        panic!("{sent:?}")
+    };
+    assert_eq!(
+        (field.as_str(), error.code.as_str(), *corrections_left),
+        ("vehicle.technicalInspection", "1421", 3)
+    );
+    assert_eq!(error.customer_text_ru, "Введите действующую Диагностическую Карту.");
+
+    // Late hooks of the stopped process are history; one claiming money is for a person.
+    let late = p.apply(hook_of("sc-1", "late", HookPayload::DocumentsUploadCompleted));
+    assert!(matches!(late, Outcome::Ignored(_)), "{late:?}");
+    let paid = p.apply(hook_of("sc-1", "paid", HookPayload::PolicyIsPaid { insurer: None }));
+    assert!(matches!(paid, Outcome::Rejected(_)), "{paid:?}");
+
+    // A correction that does not make a valid request is refused, naming the field.
+    let bad = with_inspection(&p, "not-a-date");
+    feed(&mut p, &mut sent, vec![corrected("fix-0", bad)]);
+    assert_eq!(p.stage, TruckStage::AwaitingCorrection);
+    let TruckNotice::RequestInvalid { problems, .. } = &sent.last().unwrap().notice else {
+        panic!("{sent:?}")
+    };
+    assert_eq!(problems[0].field, "vehicle.technicalInspection.endOn");
+
+    let fix = with_inspection(&p, "2027-11-01");
+    assert_eq!(p.apply(corrected("fix-1", fix.clone())), Outcome::Advanced);
+    assert_eq!(p.outbox.pending(), [TruckEffect::InitScoring { scoring: 2 }]);
+    assert_eq!(p.outbox.pending()[0].key(), "init-s2", "a new call, not a repeat of the first init");
+    assert_eq!(p.request.vehicle, fix.vehicle.clone().unwrap());
+    assert_eq!(p.apply(corrected("fix-1", fix)), Outcome::Duplicate);
+    run_effects(&mut p, &mut sent);
+    assert_eq!(
+        (p.scoring_id.as_ref().map(ScoringId::as_str), p.stage),
+        (Some("sc-2"), TruckStage::Preparing)
+    );
+
+    let hooks = happy_hooks()
+        .into_iter()
+        .map(|h| match h {
+            TruckEvent::Hook { id, payload, .. } => hook_of("sc-2", &id, payload),
+            other => other,
+        })
+        .collect();
+    feed(&mut p, &mut sent, hooks);
+    assert_eq!(p.stage, TruckStage::Issued);
+    assert_eq!(p.outbox.calls_made(CALL_INIT), 2);
+}
+
+#[test]
+fn corrections_are_bounded_and_only_awaited_ones_are_taken() {
+    let (mut p, mut sent) = started();
+    let early = with_inspection(&p, "2027-11-01");
+    feed(&mut p, &mut sent, vec![corrected("early", early)]);
+    assert_eq!(p.stage, TruckStage::Preparing, "nothing to correct: refused");
+    assert_eq!(kinds(&sent), ["truck.request-invalid"]);
+    for n in 1..=MAX_CORRECTIONS {
+        let sid = format!("sc-{n}");
+        feed(&mut p, &mut sent, vec![hook_of(&sid, "f", failed(1403))]);
+        assert_eq!(p.stage, TruckStage::AwaitingCorrection, "correction {n}");
+        let mut policy = p.request.policy.clone();
+        policy.start_on = "2026-12-20".into();
+        let fix = RequestCorrection { policy: Some(policy), ..RequestCorrection::default() };
+        feed(&mut p, &mut sent, vec![corrected(&format!("fix-{n}"), fix)]);
+        assert_eq!(p.scoring_id.as_ref().map(ScoringId::as_str), Some(format!("sc-{}", n + 1).as_str()));
+    }
+    let last = format!("sc-{}", MAX_CORRECTIONS + 1);
+    feed(&mut p, &mut sent, vec![hook_of(&last, "f", failed(1403))]);
+    assert_eq!(p.stage, TruckStage::Failed, "no request loops at MUST for ever");
+    assert_eq!(p.closed_scorings.len() as u32, MAX_CORRECTIONS);
+}
+
+#[test]
+fn a_temporary_error_before_payment_is_retried_as_a_new_process_a_bounded_number_of_times() {
+    let (mut p, mut sent) = started();
+    for n in 1..=MAX_RETRIES {
+        feed(&mut p, &mut sent, vec![hook_of(&format!("sc-{n}"), "f", failed(1205))]);
+        assert_eq!(p.stage, TruckStage::AwaitingRetry);
+        let TruckNotice::RetryScheduled { error, retry, .. } = &sent.last().unwrap().notice else {
+            panic!("{sent:?}")
+        };
+        assert_eq!(
+            (error.customer_text_ru.as_str(), *retry),
+            ("Оформление для Юридических лиц временно недоступно.", n)
+        );
+        let due = TruckEvent::RetryDue { id: format!("retry-due-{n}"), since_ms: u64::from(n) };
+        assert_eq!(p.apply(due.clone()), Outcome::Advanced);
+        assert_eq!(p.apply(due), Outcome::Duplicate);
+        let again = TruckEvent::RetryDue { id: "retry-due-other".into(), since_ms: 9 };
+        assert!(matches!(p.apply(again), Outcome::Ignored(_)), "not waiting any more");
+        run_effects(&mut p, &mut sent);
+    }
+    assert_eq!(p.outbox.calls_made(CALL_INIT), 1 + MAX_RETRIES);
+    feed(&mut p, &mut sent, vec![hook_of(&format!("sc-{}", MAX_RETRIES + 1), "f", failed(1206))]);
+    assert_eq!(p.stage, TruckStage::Failed);
+}
+
+#[test]
+fn after_a_payment_was_asked_for_nothing_restarts_and_1603_expires_without_asking_another_insurer() {
+    // A code the customer could correct, once a link is out: the documented end, no new process.
+    let (mut p, mut sent) = started();
+    feed(&mut p, &mut sent, happy_hooks()[..7].to_vec());
+    feed(&mut p, &mut sent, vec![hook("f", failed(1421))]);
+    assert_eq!((p.stage, p.outbox.calls_made(CALL_INIT)), (TruckStage::Failed, 1));
+
+    // 1603 on the process: expired, with a notice.
+    let (mut p, mut sent) = started();
+    feed(&mut p, &mut sent, happy_hooks()[..7].to_vec());
+    feed(&mut p, &mut sent, vec![hook("f", failed(PAYMENT_EXPIRED))]);
+    assert_eq!(p.stage, TruckStage::Expired);
+    let TruckNotice::Expired { insurer, error } = &sent.last().unwrap().notice else { panic!("{sent:?}") };
+    assert_eq!((insurer.as_ref(), error.code.as_str()), (Some(&ins("ingostrah")), "1603"));
+
+    // 1603 for the chosen of two approved insurers: expired; the other is not asked.
+    let (mut p, mut sent) = ingostrah_approved_renaissance_scoring();
+    let approved = HookPayload::Approved { insurer: ins("renaissance"), premium: Some(30000.0) };
+    feed(&mut p, &mut sent, vec![hook("a2", approved)]);
+    assert_eq!((p.chosen.clone(), p.payment.clone()), (Some(ins("ingostrah")), Payment::Requested));
+    let deadline =
+        HookPayload::CompanyFailed { insurer: ins("ingostrah"), code: PAYMENT_EXPIRED, message: None };
+    feed(&mut p, &mut sent, vec![hook("f", deadline)]);
+    assert_eq!(p.stage, TruckStage::Expired);
+    assert_eq!(p.outbox.calls_made(CALL_PAYMENT), 1, "no payment asked from renaissance");
+    assert_eq!(kinds(&sent).last(), Some(&"truck.expired"));
 }

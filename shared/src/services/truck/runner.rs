@@ -10,6 +10,7 @@ use crate::domain::ids::{BlobId, ProcessId};
 use crate::domain::must::api::{
     BlobRef, DocumentRef, DocumentsRequest, InitRequest, PaymentOrderRequest, PaymentRequest,
 };
+use crate::domain::must::files::MustFile;
 use crate::domain::must::hook::HookPayload;
 use crate::domain::truck::bank::{BankDocument, ErrorReport, PendingFile};
 use crate::domain::truck::process::{ArchivePurpose, TruckEffect, TruckEvent, TruckProcess, PAYMENT_REFUSED};
@@ -160,6 +161,7 @@ where
                     by_content: hook.by_content,
                     payload,
                     received_at_ms: hook.received_at_ms,
+                    scoring_id: Some(hook.scoring_id.clone()),
                 };
                 Ok(Some((key, event, hook.replays)))
             }
@@ -203,7 +205,7 @@ where
         let idem = Self::idempotency_key(p, &key);
         let engine = &self.engine;
         match effect {
-            TruckEffect::InitScoring => {
+            TruckEffect::InitScoring { .. } => {
                 let request = InitRequest::for_request(&p.request);
                 let scoring_id = engine.call_once(attempt, || self.must.init(&request, &idem)).await?;
                 Ok(Some(TruckEvent::Initialized { scoring_id }))
@@ -212,24 +214,22 @@ where
                 let sid = Self::scoring_id(p)?;
                 let mut documents = Vec::new();
                 for type_id in type_ids {
-                    let doc =
-                        p.request.documents.iter().find(|d| d.type_id == *type_id).ok_or_else(|| {
-                            EffectFailure::permanent(
-                                "document-missing",
-                                format!("no document of type {type_id} to upload"),
-                            )
-                        })?;
-                    let blob_id = self.upload(p, &format!("{key}-upload-{type_id}"), doc).await?;
-                    documents.push(DocumentRef {
-                        type_id: *type_id,
-                        blob: BlobRef { blob_id, name: doc.file_name.clone() },
-                    });
+                    let mut blobs = Vec::new();
+                    for (i, doc) in p.request.documents.iter().filter(|d| d.type_id == *type_id).enumerate() {
+                        let blob_id = self.upload(p, &format!("{key}-upload-{type_id}-{i}"), doc).await?;
+                        blobs.push(BlobRef { blob_id, name: doc.file_name.clone() });
+                    }
+                    if blobs.is_empty() {
+                        let message = format!("no document of type {type_id} to upload");
+                        return Err(EffectFailure::permanent("document-missing", message));
+                    }
+                    documents.push(DocumentRef { type_id: *type_id, blobs });
                 }
                 let request = DocumentsRequest { documents };
                 engine.call_once(attempt, || self.must.associate_documents(sid, &request, &idem)).await?;
                 Ok(Some(TruckEvent::DocumentsSubmitted { round: *round }))
             }
-            TruckEffect::SubmitContract { round } => {
+            TruckEffect::SubmitContract { round, .. } => {
                 let sid = Self::scoring_id(p)?;
                 let card = p.contract_card();
                 engine.call_once(attempt, || self.must.submit_contract(sid, &card, &idem)).await?;
@@ -257,9 +257,7 @@ where
                     ))),
                 }
             }
-            TruckEffect::ArchiveFiles { purpose, blob_ids } => {
-                self.archive(p, *purpose, blob_ids, attempt).await
-            }
+            TruckEffect::ArchiveFiles { purpose, files } => self.archive(p, *purpose, files, attempt).await,
             TruckEffect::SubmitPaymentOrder { document } => {
                 let sid = Self::scoring_id(p)?;
                 let blob_id = self.upload(p, &format!("{key}-upload"), document).await?;
@@ -283,14 +281,14 @@ where
         self.engine.call(key, || self.must.upload_blob(&doc.file_name, bytes.clone(), &idem)).await
     }
 
-    /// Downloads MUST blobs into S3. A file that cannot be had (refused, over the size
+    /// Downloads MUST's files into S3. A file that cannot be had (refused, over the size
     /// cap, or still failing after [`ARCHIVE_ATTEMPTS`]) is marked pending, kept for an
     /// operator's replay, and the rest goes on: an issued policy never fails for it.
     async fn archive(
         &self,
         p: &TruckProcess,
         purpose: ArchivePurpose,
-        blob_ids: &[BlobId],
+        sources: &[MustFile],
         attempt: &Attempt,
     ) -> Result<Option<TruckEvent>, EffectFailure> {
         let folder = match purpose {
@@ -300,15 +298,14 @@ where
         };
         let last_try = p.outbox.failures(&attempt.effect) + 1 >= ARCHIVE_ATTEMPTS;
         let (mut files, mut pending) = (Vec::new(), Vec::new());
-        for blob_id in blob_ids {
-            let download =
-                self.engine.call("download", || self.must.download_blob(blob_id, MAX_FILE_BYTES)).await;
+        for source in sources {
+            let source_id = source.source_id();
+            let download = self.engine.call("download", || self.must.download(source, MAX_FILE_BYTES)).await;
             let reason = match download {
                 Ok(file) => {
-                    let stem = format!("{folder}/{}/{blob_id}", p.id);
+                    let stem = format!("{folder}/{}/{source_id}", p.id);
                     files.push(
-                        archive_file(&self.objects, &self.archive_bucket, &stem, blob_id.as_str(), file)
-                            .await?,
+                        archive_file(&self.objects, &self.archive_bucket, &stem, &source_id, file).await?,
                     );
                     continue;
                 }
@@ -318,8 +315,8 @@ where
                 }
                 Err(other) => return Err(other),
             };
-            tracing::warn!(blob = %blob_id, %reason, "file not archived; marked pending");
-            pending.push(PendingFile { blob_id: blob_id.to_string(), reason });
+            tracing::warn!(file = %source_id, %reason, "file not archived; marked pending");
+            pending.push(PendingFile { blob_id: source_id, reason });
         }
         if !pending.is_empty() && purpose != ArchivePurpose::Draft {
             let origin = KeptOrigin::ArchivePending { process: p.key(), attempt: attempt.number };
