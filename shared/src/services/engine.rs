@@ -173,7 +173,7 @@ fn lifted_review<W: Workflow + StoredProcess>(before: &W, after: &W) -> Option<S
 fn stage_metrics<W: Workflow + StoredProcess>(process: &W, stage: &str) {
     let metric = match stage {
         "issued" | "sold" => "PolicyIssued",
-        "failed" => "PolicyFailed",
+        "failed" | "expired" => "PolicyFailed",
         "rejected" => "PolicyRejected",
         "needs-review" => "NeedsReview",
         _ => return,

@@ -3,7 +3,7 @@
 //! (`paymentInvoiceDownloadKey` for `GET /download?key=`, `UI-Api.md`) or a link
 //! (`policyLink`, `UI-Api.md`).
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::domain::ids::BlobId;
@@ -35,6 +35,25 @@ impl MustFile {
     }
 }
 
+/// Reads a list of files in today's form or as versions before it stored them: bare blob ids
+/// (`blob_ids`), so processes and kept events written by those stay readable.
+pub fn files_or_blob_ids<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<MustFile>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Stored {
+        Id(BlobId),
+        File(MustFile),
+    }
+    let stored = Vec::<Stored>::deserialize(d)?;
+    Ok(stored
+        .into_iter()
+        .map(|s| match s {
+            Stored::Id(blob_id) => MustFile::Blob { blob_id },
+            Stored::File(file) => file,
+        })
+        .collect())
+}
+
 impl From<BlobId> for MustFile {
     fn from(blob_id: BlobId) -> MustFile {
         MustFile::Blob { blob_id }
@@ -59,5 +78,22 @@ mod tests {
         let json = serde_json::to_value(&blob).unwrap();
         assert_eq!(json, serde_json::json!({"by": "blob", "blobId": "b-1"}));
         assert_eq!(serde_json::from_value::<MustFile>(json).unwrap(), blob);
+    }
+
+    #[test]
+    fn files_stored_as_bare_blob_ids_read_back_as_blobs() {
+        #[derive(Deserialize)]
+        struct Stored {
+            #[serde(alias = "blob_ids", deserialize_with = "files_or_blob_ids")]
+            files: Vec<MustFile>,
+        }
+        let old: Stored = serde_json::from_str(r#"{"blob_ids": ["b-1"]}"#).unwrap();
+        let new: Stored = serde_json::from_str(
+            r#"{"files": [{"by": "blob", "blobId": "b-1"}, {"by": "link", "url": "u"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(old.files, [MustFile::from(BlobId::parse("b-1").unwrap())]);
+        assert_eq!(new.files[..1], old.files[..]);
+        assert!(serde_json::from_str::<Stored>(r#"{"files": [""]}"#).is_err(), "an id is still checked");
     }
 }

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use thiserror::Error;
 
-use super::files::MustFile;
+use super::files::{files_or_blob_ids, MustFile};
 use super::insurer::Insurer;
 use crate::domain::ids::BlobId;
 use crate::domain::validation::without_values;
@@ -127,6 +127,7 @@ pub enum HookPayload {
     },
     DraftIssued {
         insurer: Option<Insurer>,
+        #[serde(alias = "blob_ids", deserialize_with = "files_or_blob_ids")]
         files: Vec<MustFile>,
     },
     PaymentLinkGenerated {
@@ -136,6 +137,7 @@ pub enum HookPayload {
     /// `files` may be empty: MUST named no invoice file polis knows how to read.
     PaymentInvoiceGenerated {
         insurer: Option<Insurer>,
+        #[serde(alias = "blob_ids", deserialize_with = "files_or_blob_ids")]
         files: Vec<MustFile>,
     },
     /// The insurer, when MUST names it (changelog v2 names one in every hook about it).
@@ -146,6 +148,7 @@ pub enum HookPayload {
     PolicyIssued {
         insurer: Option<Insurer>,
         policy_number: Option<String>,
+        #[serde(alias = "blob_ids", deserialize_with = "files_or_blob_ids")]
         files: Vec<MustFile>,
     },
     Failed {

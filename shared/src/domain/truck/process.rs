@@ -26,7 +26,7 @@ use super::bank::{
 use crate::domain::ids::{ProcessId, ScoringId};
 use crate::domain::must::api::ContractCard;
 use crate::domain::must::error_codes::{ErrorKind, MustErrorCode, PAYMENT_EXPIRED};
-use crate::domain::must::files::MustFile;
+use crate::domain::must::files::{files_or_blob_ids, MustFile};
 use crate::domain::must::hook::{DocumentProblem, HookKind, HookPayload};
 use crate::domain::must::insurer::Insurer;
 pub use crate::domain::outcome::Outcome;
@@ -191,7 +191,11 @@ pub enum TruckEffect {
     /// Step 6: payment link or invoice for the chosen insurer.
     RequestPayment { insurer: Insurer, method: PaymentMethod },
     /// Download MUST's files and store them in S3.
-    ArchiveFiles { purpose: ArchivePurpose, files: Vec<MustFile> },
+    ArchiveFiles {
+        purpose: ArchivePurpose,
+        #[serde(alias = "blob_ids", deserialize_with = "files_or_blob_ids")]
+        files: Vec<MustFile>,
+    },
     /// Upload a paid invoice's payment order (changelog v3).
     SubmitPaymentOrder { document: BankDocument },
     /// Tell the bank.
@@ -471,6 +475,7 @@ impl TruckEvent {
 pub struct IssuedPolicy {
     pub number: Option<String>,
     /// The files MUST named (`files`: those archived).
+    #[serde(alias = "blob_ids", deserialize_with = "files_or_blob_ids")]
     pub sources: Vec<MustFile>,
     pub files: Vec<ArchivedFile>,
     /// Files MUST has for us that are not archived yet (a replay finishes them).
@@ -524,8 +529,13 @@ pub struct TruckProcess {
     /// Whether the bank was reminded of the current wait for its choice.
     #[serde(default)]
     pub choice_reminded: bool,
+    /// Whether a payment was ever decided on (an insurer chosen and its payment asked for):
+    /// from then on MUST's process is never replaced, whatever was dropped or refused since.
+    #[serde(default)]
+    pub payment_decided: bool,
     pub payment: Payment,
     /// Draft files MUST issued, and those archived.
+    #[serde(deserialize_with = "files_or_blob_ids")]
     pub drafts: Vec<MustFile>,
     #[serde(default)]
     pub draft_files: Vec<ArchivedFile>,
@@ -565,6 +575,7 @@ impl TruckProcess {
             chosen: None,
             dropped_after_request: Vec::new(),
             choice_reminded: false,
+            payment_decided: false,
             payment: Payment::NotRequested,
             drafts: Vec::new(),
             draft_files: Vec::new(),
@@ -652,12 +663,12 @@ impl TruckProcess {
         self.notify(TruckNotice::Expired { insurer: self.chosen.clone(), error });
     }
 
-    /// Whether the process has gone as far as paying: a payment was decided on, asked for,
-    /// or refused. From there MUST's process is never replaced by a new one automatically.
+    /// Whether the process has gone as far as paying: a payment was decided on (asked for,
+    /// maybe sent, refused or dropped since). From there MUST's process is never replaced by
+    /// a new one automatically.
     fn payment_begun(&self) -> bool {
-        self.chosen.is_some()
+        self.payment_decided
             || self.payment != Payment::NotRequested
-            || !self.dropped_after_request.is_empty()
             || self.outbox.calls_made(CALL_PAYMENT) > 0
     }
 
@@ -696,18 +707,14 @@ impl TruckProcess {
     }
 
     /// MUST stopped the current process: its pending work goes (a held call with it: the
-    /// process it changed is over), its late hooks are history, and the request waits in `stage`.
+    /// process it changed is over), its late hooks are history, and the request waits in
+    /// `stage`. What it had (documents, card, offers) goes too: nothing the bank sends
+    /// meanwhile (a choice, rescans) can act on the closed process.
     fn close_scoring(&mut self, error: ErrorReport, stage: TruckStage) {
         self.closed_scorings.extend(self.scoring_id.take());
         self.outbox.drop_work();
         self.error = Some(error);
         self.stage = stage;
-    }
-
-    /// The request's next MUST process, from init, with the request as it now stands.
-    fn restart(&mut self) {
-        self.scoring = self.scoring.max(1) + 1;
-        self.stage = TruckStage::Initializing;
         self.documents = Documents::AwaitingTypes;
         self.required_types.clear();
         self.contract = Contract::NotSent;
@@ -717,6 +724,12 @@ impl TruckProcess {
         self.contract_acks = self.outbox.calls_made(CALL_CONTRACT);
         self.offers.clear();
         self.choice_reminded = false;
+    }
+
+    /// The request's next MUST process, from init, with the request as it now stands.
+    fn restart(&mut self) {
+        self.scoring = self.scoring.max(1) + 1;
+        self.stage = TruckStage::Initializing;
         self.error = None;
         self.outbox.push(TruckEffect::InitScoring { scoring: self.scoring });
     }
@@ -1607,6 +1620,7 @@ impl TruckProcess {
 impl TruckProcess {
     /// The chosen insurer's payment is requested (step 6): a changing call, sent once.
     fn choose(&mut self, insurer: Insurer) {
+        self.payment_decided = true;
         self.chosen = Some(insurer.clone());
         self.stage = TruckStage::AwaitingPayment;
         self.payment = Payment::Requesting;

@@ -1820,3 +1820,31 @@ fn after_a_payment_was_asked_for_nothing_restarts_and_1603_expires_without_askin
     assert_eq!(p.outbox.calls_made(CALL_PAYMENT), 1, "no payment asked from renaissance");
     assert_eq!(kinds(&sent).last(), Some(&"truck.expired"));
 }
+
+#[test]
+fn what_the_bank_sends_while_a_stopped_process_waits_does_not_act_on_it() {
+    let (mut p, mut sent) = ingostrah_approved_renaissance_scoring();
+    feed(&mut p, &mut sent, vec![hook_of("sc-1", "f", failed(1205))]);
+    assert_eq!(p.stage, TruckStage::AwaitingRetry);
+    let choice = TruckEvent::InsurerChosen { id: "choice".into(), insurer: ins("ingostrah"), method: None };
+    let rescans =
+        TruckEvent::DocumentsCorrected { id: "rescan".into(), documents: p.request.documents.clone() };
+    feed(&mut p, &mut sent, vec![choice, rescans]);
+    assert_eq!((p.stage, p.chosen.as_ref()), (TruckStage::AwaitingRetry, None));
+    assert!(p.outbox.is_empty(), "nothing goes to a closed MUST process: {:?}", p.outbox.pending());
+    assert_eq!(kinds(&sent).last(), Some(&"truck.request-invalid"), "the choice is refused");
+}
+
+#[test]
+fn once_a_payment_was_decided_on_nothing_restarts_even_after_that_insurer_dropped_out() {
+    let (mut p, mut sent) = ingostrah_approved_renaissance_scoring();
+    // The payment for ingostrah is decided on (and may have gone), then ingostrah drops out
+    // before its result is known, and renaissance rejects: nobody is left.
+    p.apply(hook("a2", HookPayload::Approved { insurer: ins("renaissance"), premium: Some(30000.0) }));
+    assert!(p.outbox.is_pending("payment-ingostrah"));
+    p.apply(hook("out", HookPayload::Rejected { insurer: ins("ingostrah"), reason: None }));
+    p.apply(hook("f", failed(1205)));
+    run_effects(&mut p, &mut sent);
+    assert_ne!(p.stage, TruckStage::AwaitingRetry, "never a new MUST process after a payment was decided on");
+    assert_eq!(p.outbox.calls_made(CALL_INIT), 1);
+}
