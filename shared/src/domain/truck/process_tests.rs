@@ -1413,9 +1413,10 @@ fn an_insurer_dropping_out_after_its_link_reached_the_bank_has_the_link_withdraw
     assert_eq!(insurer, &ins("ingostrah"));
 }
 
-#[test]
-fn a_held_payment_request_of_an_insurer_that_drops_out_waits_for_its_answer_before_the_switch() {
-    let (mut p, _) = ingostrah_approved_renaissance_scoring();
+/// Renaissance, the cheaper, is chosen; its payment request is held (timed out); then
+/// Renaissance rejects.
+fn renaissance_request_held_then_it_rejects() -> (TruckProcess, Vec<TruckNotification>) {
+    let (mut p, sent) = ingostrah_approved_renaissance_scoring();
     p.apply(hook("a2", HookPayload::Approved { insurer: ins("renaissance"), premium: Some(1.0) }));
     p.outbox.record(CallRecord {
         effect: "payment-renaissance".into(),
@@ -1430,6 +1431,12 @@ fn a_held_payment_request_of_an_insurer_that_drops_out_waits_for_its_answer_befo
         detail: "timed out".into(),
     });
     p.apply(hook("r", HookPayload::Rejected { insurer: ins("renaissance"), reason: None }));
+    (p, sent)
+}
+
+#[test]
+fn a_held_payment_request_of_an_insurer_that_drops_out_waits_for_its_answer_before_the_switch() {
+    let (mut p, _) = renaissance_request_held_then_it_rejects();
     assert_eq!(p.outbox.held_attempt(), Some(("payment-renaissance", 1)), "not dropped without a decision");
     assert_eq!(p.chosen, Some(ins("renaissance")));
     let answer = TruckEvent::ReviewResolved {
@@ -1479,21 +1486,7 @@ fn a_held_request_proven_by_the_dropped_insurers_unnamed_link_is_withdrawn_not_s
     // Renaissance's payment request is held; Renaissance drops out; then its link, naming no
     // insurer, proves the request. The link is Renaissance's: told, then withdrawn, and the
     // next offer taken; never shown as Ingosstrakh's.
-    let (mut p, mut sent) = ingostrah_approved_renaissance_scoring();
-    p.apply(hook("a2", HookPayload::Approved { insurer: ins("renaissance"), premium: Some(1.0) }));
-    p.outbox.record(CallRecord {
-        effect: "payment-renaissance".into(),
-        attempt: 1,
-        at_ms: 7,
-        duration_ms: 20_000,
-        outcome: CallOutcome::Ambiguous { detail: "timed out".into() },
-    });
-    p.apply(TruckEvent::CallUncertain {
-        effect: "payment-renaissance".into(),
-        at_ms: 7,
-        detail: "timed out".into(),
-    });
-    p.apply(hook("r", HookPayload::Rejected { insurer: ins("renaissance"), reason: None }));
+    let (mut p, mut sent) = renaissance_request_held_then_it_rejects();
     run_effects(&mut p, &mut sent);
     let before = sent.len();
     let link = HookPayload::PaymentLinkGenerated { insurer: None, url: "https://pay/renaissance/1".into() };
