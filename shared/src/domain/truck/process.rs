@@ -1255,16 +1255,7 @@ impl TruckProcess {
                 if let Some(wrong) = self.names_another_insurer(named.as_ref(), "an invoice") {
                     return Rejected(wrong);
                 }
-                if files.is_empty() {
-                    // The bank is told the invoice is ready, its file pending: never a wait forever.
-                    return self.on_archived(
-                        ArchivePurpose::Invoice,
-                        Vec::new(),
-                        vec![unnamed_file("invoice")],
-                    );
-                }
-                self.outbox.push(TruckEffect::ArchiveFiles { purpose: ArchivePurpose::Invoice, files });
-                Advanced
+                self.archive(ArchivePurpose::Invoice, files)
             }
             HookPayload::PolicyIsPaid { insurer: named } => {
                 if !self.payment_requested() {
@@ -1303,19 +1294,20 @@ impl TruckProcess {
                     files: Vec::new(),
                     pending_files: Vec::new(),
                 });
-                if files.is_empty() {
-                    // Issued all the same, its file pending and the bank told.
-                    return self.on_archived(
-                        ArchivePurpose::Policy,
-                        Vec::new(),
-                        vec![unnamed_file("policy")],
-                    );
-                }
-                self.outbox.push(TruckEffect::ArchiveFiles { purpose: ArchivePurpose::Policy, files });
-                Advanced
+                self.archive(ArchivePurpose::Policy, files)
             }
             HookPayload::Failed { code, message } => self.on_failed(code, message.as_deref()),
         }
+    }
+
+    /// Archives the files a hook named; with none polis can read, the invoice is ready or the
+    /// policy issued all the same, its file pending and the bank told: never a wait for ever.
+    fn archive(&mut self, purpose: ArchivePurpose, files: Vec<MustFile>) -> Outcome {
+        if files.is_empty() {
+            return self.on_archived(purpose, Vec::new(), vec![unnamed_file(purpose.name())]);
+        }
+        self.outbox.push(TruckEffect::ArchiveFiles { purpose, files });
+        Outcome::Advanced
     }
 
     fn submit_contract(&mut self, round: u32) {

@@ -370,7 +370,14 @@ fn a_repeat_after_the_call_the_hook_itself_caused_is_still_a_repeat() {
 
 /// Two insurers scoring; Ingosstrakh has approved (20,000), Renaissance not answered yet.
 fn ingostrah_approved_renaissance_scoring() -> (TruckProcess, Vec<TruckNotification>) {
-    let (mut p, mut sent) = started();
+    ingostrah_approved_renaissance_scoring_for(request(PaymentMethod::Link, None))
+}
+
+/// As [`ingostrah_approved_renaissance_scoring`], for `request`.
+fn ingostrah_approved_renaissance_scoring_for(
+    request: TruckPolicyRequest,
+) -> (TruckProcess, Vec<TruckNotification>) {
+    let (mut p, mut sent) = started_with(request);
     feed(&mut p, &mut sent, happy_hooks()[..3].to_vec());
     feed(
         &mut p,
@@ -1523,14 +1530,11 @@ fn an_invoice_of_an_insurer_that_dropped_out_is_withdrawn_and_a_payment_order_mu
     request.policyholder.kind = PartyKind::LegalEntity;
     request.policyholder.inn = Some("7731440001".into());
     request.policyholder.kpp = Some("503100001".into());
-    let (mut p, mut sent) = started_with(request);
-    feed(&mut p, &mut sent, happy_hooks()[..3].to_vec());
+    let (mut p, mut sent) = ingostrah_approved_renaissance_scoring_for(request);
     feed(
         &mut p,
         &mut sent,
         vec![
-            hook("s", HookPayload::Started { insurers: vec![ins("ingostrah"), ins("renaissance")] }),
-            hook("a1", HookPayload::Approved { insurer: ins("ingostrah"), premium: Some(20000.0) }),
             hook("a2", HookPayload::Approved { insurer: ins("renaissance"), premium: Some(17000.0) }),
             hook(
                 "i1",
