@@ -27,6 +27,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::domain::ids::{CustomerId, ProcessId, ScoringId};
 use crate::domain::loan::process::LoanProcess;
+use crate::domain::products::ProductSummary;
 use crate::domain::truck::process::TruckProcess;
 use crate::domain::workflow::Workflow;
 use crate::ports::{HookRef, OpenProcess, StoredProcess};
@@ -192,6 +193,30 @@ pub fn parse_open_sort(sort: &str) -> Option<OpenProcess> {
 }
 
 /// The open index's attributes of a process not in a terminal stage (none once it ended).
+/// What My products shows of a process: the one attribute the customer index projects.
+fn product_summary<'a, P>(process: &'a P) -> String
+where
+    ProductSummary: From<&'a P>,
+{
+    // A summary is plain strings, numbers and lists: it always serializes.
+    serde_json::to_string(&ProductSummary::from(process)).unwrap_or_default()
+}
+
+/// When a process entered its terminal stage (the history notes each stage's start).
+fn ended_at<W: Workflow + StoredProcess>(process: &W) -> Option<u64> {
+    if !process.is_terminal() {
+        return None;
+    }
+    let stage = process.stage_name();
+    Some(
+        process
+            .history()
+            .stage()
+            .filter(|(noted, _)| *noted == stage)
+            .map_or_else(crate::ports::now_ms, |(_, at)| at),
+    )
+}
+
 fn open_index<W: Workflow + StoredProcess>(process: &W) -> Vec<(&'static str, String)> {
     if process.is_terminal() {
         return Vec::new();
@@ -199,26 +224,6 @@ fn open_index<W: Workflow + StoredProcess>(process: &W) -> Vec<(&'static str, St
     let stage = process.stage_name();
     let since = process.history().stage().filter(|(noted, _)| *noted == stage).map_or(0, |(_, at)| at);
     vec![("openpk", open_partition(process.kind())), ("opensk", open_sort(since, &stage, &process.key()))]
-}
-
-/// What an entry of a customer's products index is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Product {
-    Truck,
-    Loan,
-}
-
-impl Product {
-    /// The product of an index entry, from its sort key.
-    pub fn of(sort_key: &str) -> Option<Product> {
-        if sort_key.starts_with(TRUCK) {
-            Some(Product::Truck)
-        } else if sort_key.starts_with(LOAN) {
-            Some(Product::Loan)
-        } else {
-            None
-        }
-    }
 }
 
 /// Where the next page of a customer's products starts: the last entry's index sort key
@@ -262,6 +267,7 @@ impl StoredProcess for TruckProcess {
             ("customerId", self.request.customer_id.to_string()),
             ("gsi1pk", customer_index(&self.request.customer_id)),
             ("gsi1sk", self.key().to_string()),
+            ("product", product_summary(self)),
         ];
         if let Some(sid) = &self.scoring_id {
             index.push(("scoringId", sid.to_string()));
@@ -272,6 +278,10 @@ impl StoredProcess for TruckProcess {
 
     fn insurer(&self) -> String {
         self.chosen.as_ref().map_or_else(|| "none".to_owned(), ToString::to_string)
+    }
+
+    fn ended_at_ms(&self) -> Option<u64> {
+        ended_at(self)
     }
 }
 
@@ -294,6 +304,7 @@ impl StoredProcess for LoanProcess {
             ("customerId", self.loan.customer_id.to_string()),
             ("gsi1pk", customer_index(&self.loan.customer_id)),
             ("gsi1sk", self.key().to_string()),
+            ("product", product_summary(self)),
         ];
         index.extend(open_index(self));
         index
@@ -301,6 +312,10 @@ impl StoredProcess for LoanProcess {
 
     fn insurer(&self) -> String {
         "bima".to_owned()
+    }
+
+    fn ended_at_ms(&self) -> Option<u64> {
+        ended_at(self)
     }
 }
 

@@ -60,6 +60,12 @@ impl ReceivedHook {
         self.received_at_ms.max(self.requeued_at_ms)
     }
 
+    /// The SHA-256 of the body (hex): what a hook's record keeps to show which body came.
+    pub fn body_digest(&self) -> String {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(self.body.as_bytes()))
+    }
+
     /// The hook without its body, as its stored record names it.
     pub fn reference(&self) -> HookRef {
         HookRef {
@@ -348,10 +354,23 @@ pub enum SaveError {
     Infra(#[from] InfraError),
 }
 
+/// What a hook's record keeps of its body. A body carries personal data: a record keeps its
+/// digest, and the body itself only when the queue's message refers to the record instead of
+/// carrying the body (otherwise the body lives on in the message and the process).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookBody {
+    Digest,
+    Kept,
+}
+
 pub trait HookStore {
     /// Stores a hook once; a second delivery of the same hook is `Duplicate`, and its
     /// delivery id used again for another scoringId or hook is `UsedElsewhere`.
-    fn record_hook(&self, hook: &ReceivedHook) -> impl Future<Output = Result<Recorded, InfraError>> + Send;
+    fn record_hook(
+        &self,
+        hook: &ReceivedHook,
+        body: HookBody,
+    ) -> impl Future<Output = Result<Recorded, InfraError>> + Send;
     /// The body of a recorded hook (`None` when no record is found: it expired, or never was).
     fn hook_body(&self, hook: &HookRef) -> impl Future<Output = Result<Option<String>, InfraError>> + Send;
 }
@@ -375,6 +394,8 @@ pub trait StoredProcess: serde::Serialize + serde::de::DeserializeOwned + Send +
     fn index(&self) -> Vec<(&'static str, String)>;
     /// The insurer, for metrics (`none` before one is chosen).
     fn insurer(&self) -> String;
+    /// When the process ended (issued, rejected, failed, expired); `None` while it runs.
+    fn ended_at_ms(&self) -> Option<u64>;
 }
 
 pub trait ProcessStore {
@@ -586,17 +607,10 @@ pub trait BimaApi {
     ) -> impl Future<Output = Result<Option<Download>, CallError>> + Send;
 }
 
-/// A customer's product, as the index holds it.
-#[derive(Debug, Clone)]
-pub enum ProductRecord {
-    Truck(Box<crate::domain::truck::process::TruckProcess>),
-    Loan(Box<crate::domain::loan::process::LoanProcess>),
-}
-
 /// One page of a customer's products from the index, oldest first.
 #[derive(Debug, Clone, Default)]
 pub struct ProductPage {
-    pub items: Vec<ProductRecord>,
+    pub items: Vec<crate::domain::products::ProductSummary>,
     /// Where the next page starts, when there is one.
     pub next: Option<Cursor>,
 }

@@ -1,7 +1,6 @@
 //! bank-intake: the bank-events queue → validated, recorded, routed to the process queue.
 
 use polis::adapters::config::{self, var};
-use polis::adapters::dynamodb::Table;
 use polis::adapters::sqs::Queue;
 use polis::services::bank_intake::BankIntake;
 
@@ -11,9 +10,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let sdk = config::aws().await;
     let sqs = config::sqs(&sdk);
     let intake = BankIntake {
-        store: Table::new(config::dynamodb(&sdk), var("TABLE_NAME")?).keeping_input_for(
-            std::time::Duration::from_secs(config::number("KEPT_INPUT_DAYS", 90)? * 86_400),
-        ),
+        store: config::table(&sdk)?,
         trucks: Queue::new(sqs.clone(), var("TRUCK_QUEUE_URL")?),
         loans: Queue::new(sqs.clone(), var("LOAN_QUEUE_URL")?),
         outbox: Queue::new(sqs, var("BANK_NOTIFICATIONS_QUEUE_URL")?),

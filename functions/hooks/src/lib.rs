@@ -4,7 +4,6 @@
 use lambda_http::request::RequestContext;
 use lambda_http::{service_fn, Error, Request, RequestExt};
 use polis::adapters::config::{self, var};
-use polis::adapters::dynamodb::Table;
 use polis::adapters::secrets::{self, RotatingSecret};
 use polis::adapters::sqs::Queue;
 use polis::domain::must::hook::HookKind;
@@ -22,9 +21,7 @@ pub async fn run(kind: HookKind) -> Result<(), Error> {
     let ttl = std::time::Duration::from_secs(config::number("HOOK_AUTH_REFRESH_SECONDS", 300)?);
     let secret = RotatingSecret::new(ssm, parameter, ttl);
     let intake = HookIntake {
-        store: Table::new(config::dynamodb(&sdk), var("TABLE_NAME")?).keeping_input_for(
-            std::time::Duration::from_secs(config::number("KEPT_INPUT_DAYS", 90)? * 86_400),
-        ),
+        store: config::table(&sdk)?,
         queue: Queue::new(config::sqs(&sdk), var("TRUCK_QUEUE_URL")?),
         auth: auth.into(),
         sources: config::list("HOOK_SOURCE_NETWORKS").iter().map(|n| n.parse()).collect::<Result<_, _>>()?,

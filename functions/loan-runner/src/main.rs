@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use polis::adapters::bima_http::{BimaCredentials, BimaHttp};
 use polis::adapters::config::{self, list, var};
-use polis::adapters::dynamodb::Table;
 use polis::adapters::http_auth::http_client;
+use polis::adapters::kms::SealedTokens;
 use polis::adapters::s3::Buckets;
 use polis::adapters::secrets;
 use polis::adapters::sqs::Queue;
@@ -18,8 +18,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     polis::telemetry::init();
     let sdk = config::aws().await;
     let call_timeout = Duration::from_secs(config::number("BIMA_TIMEOUT_SECONDS", 20)?);
-    let table = Table::new(config::dynamodb(&sdk), var("TABLE_NAME")?)
-        .keeping_input_for(std::time::Duration::from_secs(config::number("KEPT_INPUT_DAYS", 90)? * 86_400));
+    let table = config::table(&sdk)?;
     let bima = BimaHttp::new(
         http_client(call_timeout)?,
         var("BIMA_BASE_URL")?,
@@ -28,7 +27,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             client_secret: secrets::read(&config::ssm(&sdk), &var("BIMA_CLIENT_SECRET_PARAMETER")?).await?,
         },
         &list("BIMA_PRINT_HOSTS"),
-        table.clone(),
+        SealedTokens::new(table.clone(), config::kms(&sdk), var("TOKENS_KEY_ID")?),
     );
     let runner = LoanRunner {
         engine: Engine {

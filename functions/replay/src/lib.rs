@@ -155,9 +155,7 @@ impl Replayer {
             ),
         ];
         let replay = Replay {
-            store: Table::new(config::dynamodb(&sdk), var("TABLE_NAME")?).keeping_input_for(
-                std::time::Duration::from_secs(config::number("KEPT_INPUT_DAYS", 90)? * 86_400),
-            ),
+            store: config::table(&sdk)?,
             trucks: queue(process),
             loans: queue(loan),
             bank_events: queue(bank),

@@ -11,6 +11,7 @@ use lambda_http::{service_fn, Error, Request};
 use polis::adapters::config::{self, var};
 use polis::adapters::dynamodb::Table;
 use polis::adapters::http_auth::http_client;
+use polis::adapters::kms::SealedTokens;
 use polis::adapters::must_http::{MustCredentials, MustHttp};
 use polis::adapters::secrets;
 use polis::services::truck::helpers::TruckHelpers;
@@ -28,7 +29,7 @@ async fn main() -> Result<(), Error> {
             login: var("MUST_LOGIN")?,
             password: secrets::read(&config::ssm(&sdk), &var("MUST_PASSWORD_PARAMETER")?).await?,
         },
-        table,
+        SealedTokens::new(table, config::kms(&sdk), var("TOKENS_KEY_ID")?),
     );
     let helpers = TruckHelpers::new(must);
     let helpers = &helpers;

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use polis::adapters::config::{self, var};
-use polis::adapters::dynamodb::Table;
 use polis::adapters::http_auth::http_client;
+use polis::adapters::kms::SealedTokens;
 use polis::adapters::must_http::{MustCredentials, MustHttp};
 use polis::adapters::s3::Buckets;
 use polis::adapters::secrets;
@@ -18,8 +18,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     polis::telemetry::init();
     let sdk = config::aws().await;
     let call_timeout = Duration::from_secs(config::number("MUST_TIMEOUT_SECONDS", 20)?);
-    let table = Table::new(config::dynamodb(&sdk), var("TABLE_NAME")?)
-        .keeping_input_for(std::time::Duration::from_secs(config::number("KEPT_INPUT_DAYS", 90)? * 86_400));
+    let table = config::table(&sdk)?;
     let must = MustHttp::new(
         http_client(call_timeout)?,
         var("MUST_BASE_URL")?,
@@ -27,7 +26,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
             login: var("MUST_LOGIN")?,
             password: secrets::read(&config::ssm(&sdk), &var("MUST_PASSWORD_PARAMETER")?).await?,
         },
-        table.clone(),
+        SealedTokens::new(table.clone(), config::kms(&sdk), var("TOKENS_KEY_ID")?),
     );
     let runner = TruckRunner {
         engine: Engine {

@@ -118,6 +118,33 @@ pub fn ssm(sdk: &aws_config::SdkConfig) -> aws_sdk_ssm::Client {
     aws_sdk_ssm::Client::from_conf(conf)
 }
 
+pub fn kms(sdk: &aws_config::SdkConfig) -> aws_sdk_kms::Client {
+    let conf = aws_sdk_kms::config::Builder::from(sdk)
+        .stalled_stream_protection(small_calls())
+        .interceptor(AwsCalls)
+        .build();
+    aws_sdk_kms::Client::from_conf(conf)
+}
+
+#[derive(Debug, Error)]
+pub enum TableConfigError {
+    #[error(transparent)]
+    Missing(#[from] MissingVar),
+    #[error(transparent)]
+    Malformed(#[from] NotANumber),
+}
+
+/// The table (`TABLE_NAME`) with the retentions every function that writes to it keeps:
+/// kept input for `KEPT_INPUT_DAYS`, an ended process for `PROCESS_RETENTION_DAYS`.
+pub fn table(sdk: &aws_config::SdkConfig) -> Result<crate::adapters::dynamodb::Table, TableConfigError> {
+    const DAY: u64 = 86_400;
+    Ok(crate::adapters::dynamodb::Table::new(dynamodb(sdk), var("TABLE_NAME")?)
+        .keeping_input_for(std::time::Duration::from_secs(number("KEPT_INPUT_DAYS", 90)? * DAY))
+        .keeping_ended_processes_for(std::time::Duration::from_secs(
+            number("PROCESS_RETENTION_DAYS", 1827)? * DAY,
+        )))
+}
+
 /// S3 with path-style addressing when `S3_FORCE_PATH_STYLE=true` (emulators need it).
 pub fn s3(sdk: &aws_config::SdkConfig) -> aws_sdk_s3::Client {
     let path_style = std::env::var("S3_FORCE_PATH_STYLE").is_ok_and(|v| v == "true");

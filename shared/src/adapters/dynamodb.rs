@@ -11,11 +11,11 @@ use aws_sdk_dynamodb::Client;
 use serde::de::DeserializeOwned;
 
 use crate::domain::ids::CustomerId;
-use crate::keys::{self, Cursor, ProcessKey, Product};
+use crate::keys::{self, Cursor, ProcessKey};
 use crate::ports::{
-    EffectLog, EffectRecord, HookRef, HookStore, InfraError, OpenProcess, OpenProcesses, ProcessStore,
-    ProductIndex, ProductPage, ProductRecord, QuarantineStore, Quarantined, ReceivedHook, Recorded,
-    SaveError, StoredProcess, TokenStore, Versioned,
+    EffectLog, EffectRecord, HookBody, HookRef, HookStore, InfraError, OpenProcess, OpenProcesses,
+    ProcessStore, ProductIndex, ProductPage, QuarantineStore, Quarantined, ReceivedHook, Recorded, SaveError,
+    StoredProcess, TokenStore, Versioned,
 };
 
 /// Hooks and intent records are kept for a year, then expire by TTL.
@@ -27,6 +27,8 @@ pub struct Table {
     name: String,
     /// How long kept input (which may carry personal data) lives before TTL removes it.
     kept_input_ttl: Option<std::time::Duration>,
+    /// How long a process that ended (and the personal data in it) stays before TTL removes it.
+    ended_process_ttl: Option<std::time::Duration>,
 }
 
 type Item = HashMap<String, AttributeValue>;
@@ -96,12 +98,30 @@ fn key(pk: String, sk: &str) -> Item {
 
 impl Table {
     pub fn new(client: Client, name: impl Into<String>) -> Table {
-        Table { client, name: name.into(), kept_input_ttl: None }
+        Table { client, name: name.into(), kept_input_ttl: None, ended_process_ttl: None }
     }
 
     /// Kept input expires `ttl` after it was received (holds and pending files do not).
     pub fn keeping_input_for(self, ttl: std::time::Duration) -> Table {
         Table { kept_input_ttl: Some(ttl), ..self }
+    }
+
+    /// A process that has ended expires `ttl` after it ended; one still running never does.
+    pub fn keeping_ended_processes_for(self, ttl: std::time::Duration) -> Table {
+        Table { ended_process_ttl: Some(ttl), ..self }
+    }
+
+    fn process_attributes<P: StoredProcess>(&self, p: &P, version: u64) -> Result<Item, InfraError> {
+        let mut item = key(p.key().to_string(), keys::PROCESS_SK);
+        item.insert("state".into(), record(p)?);
+        item.insert("version".into(), n(version));
+        for (name, value) in p.index() {
+            item.insert(name.into(), s(value));
+        }
+        if let (Some(ttl), Some(ended_ms)) = (self.ended_process_ttl, p.ended_at_ms()) {
+            item.insert("expiresAt".into(), n(ended_ms / 1000 + ttl.as_secs()));
+        }
+        Ok(item)
     }
 
     async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, InfraError> {
@@ -135,16 +155,6 @@ impl Table {
     }
 }
 
-fn process_attributes<P: StoredProcess>(p: &P, version: u64) -> Result<Item, InfraError> {
-    let mut item = key(p.key().to_string(), keys::PROCESS_SK);
-    item.insert("state".into(), record(p)?);
-    item.insert("version".into(), n(version));
-    for (name, value) in p.index() {
-        item.insert(name.into(), s(value));
-    }
-    Ok(item)
-}
-
 impl ProcessStore for Table {
     async fn load<P: StoredProcess>(&self, process: &ProcessKey) -> Result<Option<Versioned<P>>, InfraError> {
         let Some(item) = self.get(process.to_string(), keys::PROCESS_SK).await? else {
@@ -156,7 +166,7 @@ impl ProcessStore for Table {
     }
 
     async fn create<P: StoredProcess>(&self, process: &P) -> Result<bool, InfraError> {
-        self.put_new(process_attributes(process, 1)?).await
+        self.put_new(self.process_attributes(process, 1)?).await
     }
 
     async fn save<P: StoredProcess>(
@@ -166,7 +176,7 @@ impl ProcessStore for Table {
         new_aliases: &[String],
     ) -> Result<u64, SaveError> {
         let next = expected + 1;
-        let item = process_attributes(process, next)?;
+        let item = self.process_attributes(process, next)?;
         if new_aliases.is_empty() {
             self.client
                 .put_item()
@@ -260,12 +270,15 @@ impl EffectLog for Table {
 }
 
 impl HookStore for Table {
-    async fn record_hook(&self, hook: &ReceivedHook) -> Result<Recorded, InfraError> {
+    async fn record_hook(&self, hook: &ReceivedHook, body: HookBody) -> Result<Recorded, InfraError> {
         let (pk, sk) = keys::hook_key(&hook.reference());
         let mut item = key(pk, &sk);
         item.insert("scoringId".into(), s(hook.scoring_id.as_str()));
         item.insert("hook".into(), s(hook.kind.path()));
-        item.insert("body".into(), s(&hook.body));
+        item.insert("bodySha256".into(), s(hook.body_digest()));
+        if body == HookBody::Kept {
+            item.insert("body".into(), s(&hook.body));
+        }
         item.insert("receivedAtMs".into(), n(hook.received_at_ms));
         item.insert("expiresAt".into(), ttl_from(hook.received_at_ms));
         let put = self
@@ -451,14 +464,15 @@ impl ProductIndex for Table {
             .send()
             .await
             .map_err(call_error)?;
-        let mut items = Vec::new();
-        for item in out.items() {
-            items.push(match Product::of(get_s(item, "gsi1sk")?) {
-                Some(Product::Truck) => ProductRecord::Truck(Box::new(get_record(item, "state")?)),
-                Some(Product::Loan) => ProductRecord::Loan(Box::new(get_record(item, "state")?)),
-                None => continue,
-            });
-        }
+        // The index projects only the product's summary: the process's state is not there.
+        let items = out
+            .items()
+            .iter()
+            .map(|item| {
+                serde_json::from_str(get_s(item, "product")?)
+                    .map_err(|e| InfraError::Corrupt(format!("attribute product: {e}")))
+            })
+            .collect::<Result<Vec<_>, InfraError>>()?;
         let next = match out.last_evaluated_key() {
             Some(k) => Some(Cursor { sort: get_s(k, "gsi1sk")?.to_owned(), pk: get_s(k, "pk")?.to_owned() }),
             None => None,

@@ -11,10 +11,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::domain::ids::CustomerId;
-use crate::keys::{self, Cursor, ProcessKey, Product};
+use crate::keys::{self, Cursor, ProcessKey};
 use crate::ports::{
-    now_ms, BankOutbox, EffectLog, EffectRecord, HookRef, HookStore, InfraError, LoanMessage, LoanQueue,
-    ObjectStore, OpenProcess, OpenProcesses, ProcessStore, ProductIndex, ProductPage, ProductRecord,
+    now_ms, BankOutbox, EffectLog, EffectRecord, HookBody, HookRef, HookStore, InfraError, LoanMessage,
+    LoanQueue, ObjectStore, OpenProcess, OpenProcesses, ProcessStore, ProductIndex, ProductPage,
     QuarantineStore, Quarantined, ReceivedHook, Recorded, SaveError, StoredObject, StoredProcess, TokenStore,
     TruckMessage, TruckQueue, Versioned,
 };
@@ -46,7 +46,8 @@ struct TableState {
     processes: BTreeMap<String, ProcessItem>,
     aliases: HashMap<String, ProcessKey>,
     intents: HashMap<(String, String), u64>,
-    hooks: HashMap<(String, String), ReceivedHook>,
+    /// Each record with what it kept of the body (a `Digest` record's body is empty).
+    hooks: HashMap<(String, String), (ReceivedHook, HookBody)>,
     kept: BTreeMap<String, Quarantined>,
     tokens: HashMap<String, (String, u64)>,
     conflicts: u64,
@@ -188,25 +189,34 @@ impl EffectLog for MemoryTable {
 }
 
 impl HookStore for MemoryTable {
-    async fn record_hook(&self, hook: &ReceivedHook) -> Result<Recorded, InfraError> {
+    async fn record_hook(&self, hook: &ReceivedHook, body: HookBody) -> Result<Recorded, InfraError> {
         self.turn().await;
-        let size = hook.body.len() + hook.hook_id.len() + 64;
+        let kept = if body == HookBody::Kept { hook.body.len() } else { 0 };
+        let size = kept + hook.hook_id.len() + 64;
         if size > ITEM_LIMIT {
             return Err(too_large("hook item", size));
         }
         let mut s = lock(&self.state);
         let slot = keys::hook_key(&hook.reference());
-        if let Some(first) = s.hooks.get(&slot) {
+        if let Some((first, _)) = s.hooks.get(&slot) {
             let same_path = first.scoring_id == hook.scoring_id && first.kind == hook.kind;
             return Ok(if same_path { Recorded::Duplicate } else { Recorded::UsedElsewhere });
         }
-        s.hooks.insert(slot, hook.clone());
+        let mut record = hook.clone();
+        if body == HookBody::Digest {
+            record.body = String::new();
+        }
+        s.hooks.insert(slot, (record, body));
         Ok(Recorded::New)
     }
 
     async fn hook_body(&self, hook: &HookRef) -> Result<Option<String>, InfraError> {
         self.turn().await;
-        Ok(lock(&self.state).hooks.get(&keys::hook_key(hook)).map(|h| h.body.clone()))
+        let state = lock(&self.state);
+        Ok(state
+            .hooks
+            .get(&keys::hook_key(hook))
+            .and_then(|(h, body)| (*body == HookBody::Kept).then(|| h.body.clone())))
     }
 }
 
@@ -288,7 +298,8 @@ impl ProductIndex for MemoryTable {
             .filter(|(_, p)| p.index.iter().any(|(k, v)| *k == "gsi1pk" && *v == gsi1pk))
             .filter_map(|(pk, p)| {
                 let sk = p.index.iter().find(|(k, _)| *k == "gsi1sk")?.1.clone();
-                Some((sk, pk.clone(), p.state.clone()))
+                let product = p.index.iter().find(|(k, _)| *k == "product")?.1.clone();
+                Some((sk, pk.clone(), product))
             })
             .collect();
         rows.sort();
@@ -300,19 +311,12 @@ impl ProductIndex for MemoryTable {
         let more = start + page.len() < rows.len();
         let next =
             page.last().filter(|_| more).map(|(sort, pk, _)| Cursor { sort: sort.clone(), pk: pk.clone() });
-        let corrupt = |e: serde_json::Error| InfraError::Corrupt(e.to_string());
-        let mut items = Vec::new();
-        for (sort, _, state) in page {
-            items.push(match Product::of(&sort) {
-                Some(Product::Truck) => {
-                    ProductRecord::Truck(Box::new(serde_json::from_str(&state).map_err(corrupt)?))
-                }
-                Some(Product::Loan) => {
-                    ProductRecord::Loan(Box::new(serde_json::from_str(&state).map_err(corrupt)?))
-                }
-                None => continue,
-            });
-        }
+        let items = page
+            .into_iter()
+            .map(|(_, _, product)| {
+                serde_json::from_str(&product).map_err(|e| InfraError::Corrupt(e.to_string()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         Ok(ProductPage { items, next })
     }
 }

@@ -4,6 +4,7 @@ pub mod bima_http;
 pub mod config;
 pub mod dynamodb;
 pub mod http_auth;
+pub mod kms;
 pub mod memory;
 pub mod must_http;
 pub mod s3;

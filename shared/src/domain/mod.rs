@@ -7,6 +7,7 @@ pub mod links;
 pub mod loan;
 pub mod must;
 pub mod outcome;
+pub mod products;
 pub mod truck;
 pub mod validation;
 pub mod workflow;

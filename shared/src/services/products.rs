@@ -9,11 +9,9 @@ use serde_json::{json, Value};
 use super::Reply;
 use crate::domain::bank::ArchivedFile;
 use crate::domain::ids::CustomerId;
-use crate::domain::loan::process::LoanProcess;
-use crate::domain::truck::process::{Offer, TruckProcess};
-use crate::domain::workflow::Workflow;
+use crate::domain::products::{LoanProduct, ProductSummary, TruckProduct};
 use crate::keys::Cursor;
-use crate::ports::{Presigner, ProductIndex, ProductRecord};
+use crate::ports::{Presigner, ProductIndex};
 
 pub const DEFAULT_PAGE: u32 = 20;
 pub const MAX_PAGE: u32 = 100;
@@ -29,29 +27,28 @@ fn bad_request(message: impl Into<String>) -> Reply {
     Reply::new(400, json!({"error": message.into()}))
 }
 
-fn loan_view(p: &LoanProcess) -> Value {
-    let stage = p.stage_name();
-    let credit_life = p.policy.as_ref().map(|policy| {
+fn loan_view(p: &LoanProduct) -> Value {
+    let credit_life = p.sold.then(|| {
         let calc = p.calculation.as_ref();
         json!({
-            "policyId": policy.policy_id,
-            "policyNumber": policy.policy_number,
+            "policyId": p.policy_id,
+            "policyNumber": p.policy_number,
             // BIMA saved the sale without naming the policy: its number is still to come.
-            "numberPending": policy.policy_number.is_none(),
+            "numberPending": p.policy_number.is_none(),
             "premium": calc.map(|c| c.premium.clone()),
             "sumInsured": calc.map(|c| c.sum_insured.clone()),
             "risks": calc.map(|c| c.risks.clone()).unwrap_or_default(),
-            "status": stage,
+            "status": p.status,
             "printLink": p.print_link,
             "printFormPending": p.print_form_pending,
         })
     });
     json!({
-        "loanNumber": p.loan.loan_number,
-        "sum": p.loan.sum,
-        "termMonths": p.loan.term_months,
-        "startDate": p.loan.start_date,
-        "insuranceStatus": stage,
+        "loanNumber": p.loan_number,
+        "sum": p.sum,
+        "termMonths": p.term_months,
+        "startDate": p.start_date,
+        "insuranceStatus": p.status,
         "creditLife": credit_life,
     })
 }
@@ -78,20 +75,15 @@ where
         links
     }
 
-    async fn truck_view(&self, p: &TruckProcess) -> Value {
-        let premium = p.chosen.as_ref().and_then(|i| match p.offers.get(i) {
-            Some(Offer::Approved { premium }) => *premium,
-            _ => None,
-        });
-        let policy_files = p.policy.as_ref().map(|policy| policy.files.clone()).unwrap_or_default();
+    async fn truck_view(&self, p: &TruckProduct) -> Value {
         json!({
-            "processId": p.id,
-            "status": p.stage_name(),
-            "insurer": p.chosen,
-            "premium": premium,
-            "policyNumber": p.policy.as_ref().and_then(|policy| policy.number.clone()),
-            "documents": self.links(&policy_files).await,
-            "pendingFiles": p.policy.as_ref().map(|policy| policy.pending_files.clone()).unwrap_or_default(),
+            "processId": p.process_id,
+            "status": p.status,
+            "insurer": p.insurer,
+            "premium": p.premium,
+            "policyNumber": p.policy_number,
+            "documents": self.links(&p.policy_files).await,
+            "pendingFiles": p.pending_files,
             "drafts": self.links(&p.draft_files).await,
         })
     }
@@ -125,8 +117,8 @@ where
         let (mut loans, mut trucks) = (Vec::new(), Vec::new());
         for record in &page.items {
             match record {
-                ProductRecord::Loan(p) => loans.push(loan_view(p)),
-                ProductRecord::Truck(p) => trucks.push(self.truck_view(p).await),
+                ProductSummary::Loan(p) => loans.push(loan_view(p)),
+                ProductSummary::Truck(p) => trucks.push(self.truck_view(p).await),
             }
         }
         let next = page.next.map(|cursor| cursor.encode());

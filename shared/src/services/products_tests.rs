@@ -7,10 +7,10 @@ use super::*;
 use crate::adapters::memory::MemoryTable;
 use crate::domain::bima::api::{Calculation, SaleAccepted};
 use crate::domain::ids::{BlobId, ScoringId};
-use crate::domain::loan::process::{LoanEvent, LoanStage};
+use crate::domain::loan::process::{LoanEvent, LoanProcess, LoanStage};
 use crate::domain::must::hook::HookPayload;
 use crate::domain::must::insurer::Insurer;
-use crate::domain::truck::process::{ArchivePurpose, TruckEvent, TruckStage};
+use crate::domain::truck::process::{ArchivePurpose, TruckEvent, TruckProcess, TruckStage};
 use crate::ports::{InfraError, ProcessStore};
 use crate::services::test_support::{loan_issued, truck_request, Flaky};
 

@@ -23,9 +23,9 @@ use crate::domain::truck::bank::{PaymentMethod, TruckBankEvent, TruckPolicyReque
 use crate::domain::truck::process::TruckProcess;
 use crate::keys::{Cursor, ProcessKey};
 use crate::ports::{
-    BankOutbox, BimaApi, CallError, Download, HookStore, InfraError, LoanMessage, LoanQueue, MustApi,
-    ProcessStore, ProductIndex, ProductPage, QuarantineStore, Quarantined, ReceivedHook, Recorded, SaveError,
-    StoredProcess, TruckMessage, TruckQueue, Versioned,
+    BankOutbox, BimaApi, CallError, Download, HookBody, HookStore, InfraError, LoanMessage, LoanQueue,
+    MustApi, ProcessStore, ProductIndex, ProductPage, QuarantineStore, Quarantined, ReceivedHook, Recorded,
+    SaveError, StoredProcess, TruckMessage, TruckQueue, Versioned,
 };
 use crate::services::engine::Engine;
 use crate::services::retry::Backoff;
@@ -506,9 +506,9 @@ impl<T> Flaky<T> {
 }
 
 impl<T: HookStore + Sync> HookStore for Flaky<T> {
-    async fn record_hook(&self, hook: &ReceivedHook) -> Result<Recorded, InfraError> {
+    async fn record_hook(&self, hook: &ReceivedHook, body: HookBody) -> Result<Recorded, InfraError> {
         self.trip()?;
-        self.inner.record_hook(hook).await
+        self.inner.record_hook(hook, body).await
     }
     async fn hook_body(&self, hook: &crate::ports::HookRef) -> Result<Option<String>, InfraError> {
         self.trip()?;

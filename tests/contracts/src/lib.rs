@@ -11,21 +11,24 @@ use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
+use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::MessageSystemAttributeName;
 use polis::adapters::dynamodb::Table;
+use polis::adapters::kms::SealedTokens;
 use polis::adapters::memory::{Delivery, MemorySqs, SqsConfig};
 use polis::adapters::s3::Buckets;
 use polis::domain::ids::{CustomerId, ProcessId, ScoringId};
 use polis::domain::loan::bank::LoanBankEvent;
 use polis::domain::loan::process::LoanProcess;
 use polis::domain::must::hook::HookKind;
+use polis::domain::products::ProductSummary;
 use polis::domain::truck::bank::TruckBankEvent;
 use polis::domain::truck::process::{TruckProcess, TruckStage};
 use polis::domain::workflow::{Received, Workflow};
 use polis::keys::{self, ProcessKey};
 use polis::ports::{
-    now_ms, EffectLog, EffectRecord, HookStore, KeptOrigin, ObjectStore, OpenProcess, OpenProcesses,
-    ProcessStore, ProductIndex, ProductRecord, QuarantineStore, Quarantined, ReceivedHook, Recorded,
+    now_ms, EffectLog, EffectRecord, HookBody, HookStore, KeptOrigin, ObjectStore, OpenProcess,
+    OpenProcesses, ProcessStore, ProductIndex, QuarantineStore, Quarantined, ReceivedHook, Recorded,
     SaveError, StoredObject, StoredProcess, TokenStore, TruckMessage, TruckQueue,
 };
 use polis_local_cloud::provision::{Provisioner, Resources};
@@ -48,6 +51,8 @@ pub struct Emulator {
     pub buckets: Buckets,
     pub archive_bucket: String,
     pub truck_queue: RealFifo,
+    /// The table's token items, sealed with the stack's tokens key.
+    pub sealed_tokens: SealedTokens<Table>,
 }
 
 impl Emulator {
@@ -72,7 +77,15 @@ impl Emulator {
         );
         let sqs = aws_sdk_sqs::Client::new(&sdk);
         let dynamodb = aws_sdk_dynamodb::Client::new(&sdk);
+        let tokens_key = resources
+            .resolve(&serde_json::json!({"Fn::GetAtt": ["TokensKey", "Arn"]}))
+            .expect("the tokens key");
         Emulator {
+            sealed_tokens: SealedTokens::new(
+                Table::new(dynamodb.clone(), physical("Table")),
+                aws_sdk_kms::Client::new(&sdk),
+                tokens_key,
+            ),
             table: Table::new(dynamodb.clone(), physical("Table")),
             dynamodb,
             table_name: physical("Table"),
@@ -307,38 +320,56 @@ pub async fn hook_store<H: HookStore>(store: &H) {
     };
     let delivery = unique("msg");
     let first = hook(&scoring_id, HookKind::Approved, &delivery, false, "{}");
-    assert_eq!(store.record_hook(&first).await.expect("record"), Recorded::New);
-    assert_eq!(store.record_hook(&first).await.expect("record"), Recorded::Duplicate);
+    assert_eq!(store.record_hook(&first, HookBody::Digest).await.expect("record"), Recorded::New);
+    assert_eq!(store.record_hook(&first, HookBody::Digest).await.expect("record"), Recorded::Duplicate);
     let redelivered = hook(&scoring_id, HookKind::Approved, &delivery, false, r#"{"other":"body"}"#);
-    assert_eq!(store.record_hook(&redelivered).await.expect("record"), Recorded::Duplicate, "same id");
+    assert_eq!(
+        store.record_hook(&redelivered, HookBody::Digest).await.expect("record"),
+        Recorded::Duplicate,
+        "same id"
+    );
     for (sid, kind) in [(&scoring_id, HookKind::Rejected), (&elsewhere, HookKind::Approved)] {
         let replayed = hook(sid, kind, &delivery, false, "{}");
-        assert_eq!(store.record_hook(&replayed).await.expect("record"), Recorded::UsedElsewhere, "{kind:?}");
+        assert_eq!(
+            store.record_hook(&replayed, HookBody::Digest).await.expect("record"),
+            Recorded::UsedElsewhere,
+            "{kind:?}"
+        );
     }
     let by_content = |sid: &ScoringId, kind| hook(sid, kind, "digest-1", true, "{}");
     assert_eq!(
-        store.record_hook(&by_content(&scoring_id, HookKind::Approved)).await.expect("record"),
+        store
+            .record_hook(&by_content(&scoring_id, HookKind::Approved), HookBody::Digest)
+            .await
+            .expect("record"),
         Recorded::New
     );
     assert_eq!(
-        store.record_hook(&by_content(&scoring_id, HookKind::Approved)).await.expect("record"),
+        store
+            .record_hook(&by_content(&scoring_id, HookKind::Approved), HookBody::Digest)
+            .await
+            .expect("record"),
         Recorded::Duplicate
     );
     for (sid, kind) in [(&scoring_id, HookKind::Rejected), (&elsewhere, HookKind::Approved)] {
         assert_eq!(
-            store.record_hook(&by_content(sid, kind)).await.expect("record"),
+            store.record_hook(&by_content(sid, kind), HookBody::Digest).await.expect("record"),
             Recorded::New,
             "{kind:?}"
         );
     }
     let too_big = hook(&scoring_id, HookKind::Approved, &unique("msg"), false, &"x".repeat(OVER_ITEM_LIMIT));
-    assert!(store.record_hook(&too_big).await.is_err(), "a hook over 400 KB is an error, not a loss");
+    assert!(
+        store.record_hook(&too_big, HookBody::Kept).await.is_err(),
+        "a hook over 400 KB is an error, not a loss"
+    );
+    // A hook whose body travels in its message: its record keeps only the body's digest.
+    assert_eq!(store.hook_body(&first.reference()).await.expect("read"), None);
     // A hook sent by reference: its body comes back from its record, whole (the first
     // delivery's), and a hook never recorded has none.
-    assert_eq!(store.hook_body(&first.reference()).await.expect("read").as_deref(), Some("{}"));
     let large = "\n".repeat(200 * 1024) + r#"{"insuranceCompany":"ingostrah"}"#;
     let stored = hook(&scoring_id, HookKind::Approved, &unique("digest"), true, &large);
-    assert_eq!(store.record_hook(&stored).await.expect("record"), Recorded::New);
+    assert_eq!(store.record_hook(&stored, HookBody::Kept).await.expect("record"), Recorded::New);
     assert_eq!(store.hook_body(&stored.reference()).await.expect("read"), Some(large));
     let never = hook(&elsewhere, HookKind::Started, &unique("digest"), true, "{}");
     assert_eq!(store.hook_body(&never.reference()).await.expect("read"), None);
@@ -429,6 +460,117 @@ pub async fn kept_input_expires(e: &Emulator) {
 }
 
 /// Tokens: the last one saved is the one loaded.
+/// A process that ended expires `PROCESS_RETENTION_DAYS` after it ended (TTL); one still
+/// running never does, and a later write to an ended one does not move its end.
+pub async fn ended_processes_expire(e: &Emulator) {
+    const RETENTION: Duration = Duration::from_secs(30 * 86_400);
+    let table = e.table.clone().keeping_ended_processes_for(RETENTION);
+    let expires_at = |key: String| async move {
+        let item = e
+            .dynamodb
+            .get_item()
+            .table_name(&e.table_name)
+            .key("pk", AttributeValue::S(key))
+            .key("sk", AttributeValue::S(polis::keys::PROCESS_SK.to_owned()))
+            .send()
+            .await
+            .expect("get")
+            .item
+            .expect("the process");
+        item.get("expiresAt").and_then(|v| v.as_n().ok()).map(|n| n.parse::<u64>().expect("a number"))
+    };
+    let customer = unique("CUST-TTL");
+    let running = loan(&unique("L-RUN"), &customer);
+    assert!(table.create(&running).await.expect("create"));
+    assert_eq!(expires_at(running.key().to_string()).await, None, "a running process does not expire");
+
+    let mut ended = loan(&unique("L-END"), &customer);
+    let ended_at_ms = now_ms() - 86_400_000;
+    ended.stage = polis::domain::loan::process::LoanStage::Failed;
+    ended.history.note_stage(ended_at_ms, ended.stage_name());
+    assert!(table.create(&ended).await.expect("create"));
+    let expected = ended_at_ms / 1000 + RETENTION.as_secs();
+    assert_eq!(expires_at(ended.key().to_string()).await, Some(expected));
+    table.save(&ended, 1, &[]).await.expect("a later write");
+    assert_eq!(expires_at(ended.key().to_string()).await, Some(expected), "the end does not move");
+}
+
+/// The customer index, as anyone allowed to query it sees it: keys and the product's summary,
+/// never the process's state (names, passports, the vehicle).
+pub async fn customer_index_holds_only_summaries(e: &Emulator) {
+    let customer = unique("CUST-IDX");
+    assert!(e.table.create(&truck(&unique("REQ-IDX"), &customer)).await.expect("create"));
+    let customer_id = CustomerId::parse(&customer).expect("id");
+    let out = e
+        .dynamodb
+        .query()
+        .table_name(&e.table_name)
+        .index_name(polis::keys::GSI1)
+        .key_condition_expression("gsi1pk = :c")
+        .expression_attribute_values(":c", AttributeValue::S(polis::keys::customer_index(&customer_id)))
+        .send()
+        .await
+        .expect("query");
+    let item = out.items().first().expect("the customer's product");
+    let mut names: Vec<&str> = item.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["gsi1pk", "gsi1sk", "pk", "product", "sk"]);
+}
+
+/// A hook's record as the table holds it: the body's digest always, the body only when the
+/// queue's message refers to the record.
+pub async fn hook_records_keep_a_digest(e: &Emulator) {
+    let scoring_id = ScoringId::parse(&unique("S-DIGEST")).expect("id");
+    let body = r#"{"holder":"a customer's name"}"#;
+    let hook = |id: &str| ReceivedHook {
+        scoring_id: scoring_id.clone(),
+        kind: HookKind::Approved,
+        hook_id: id.to_owned(),
+        by_content: false,
+        body: body.to_owned(),
+        received_at_ms: now_ms(),
+        replays: 0,
+        requeued_at_ms: 0,
+    };
+    let (in_message, by_reference) = (hook(&unique("msg")), hook(&unique("msg")));
+    e.table.record_hook(&in_message, HookBody::Digest).await.expect("record");
+    e.table.record_hook(&by_reference, HookBody::Kept).await.expect("record");
+    for (recorded, keeps_body) in [(&in_message, false), (&by_reference, true)] {
+        let (pk, sk) = polis::keys::hook_key(&recorded.reference());
+        let item = e
+            .dynamodb
+            .get_item()
+            .table_name(&e.table_name)
+            .key("pk", AttributeValue::S(pk))
+            .key("sk", AttributeValue::S(sk))
+            .send()
+            .await
+            .expect("get")
+            .item
+            .expect("the record");
+        assert_eq!(item.get("bodySha256").and_then(|v| v.as_s().ok()), Some(&recorded.body_digest()));
+        assert_eq!(item.contains_key("body"), keeps_body, "{item:?}");
+    }
+}
+
+/// A sealed token reads back as saved, while the table's item holds neither it nor anything
+/// that opens as another token's.
+pub async fn sealed_tokens(e: &Emulator) {
+    token_store(&e.sealed_tokens).await;
+    let name = unique("must");
+    let secret = "token-that-must-not-be-readable-from-the-table";
+    e.sealed_tokens.save_token(&name, secret, 5_000).await.expect("save");
+    let (stored, _) = e.table.load_token(&name).await.expect("load").expect("stored");
+    assert!(!stored.contains(secret), "the table holds the token in clear: {stored}");
+    // The ciphertext is bound to its name: copied under another token's name it does not open.
+    let other = unique("bima");
+    e.table.save_token(&other, &stored, 5_000).await.expect("copy");
+    assert_eq!(e.sealed_tokens.load_token(&other).await.expect("load"), None);
+    // A token stored in clear (by hand, or before sealing) is not trusted.
+    e.table.save_token(&other, secret, 5_000).await.expect("clear");
+    assert_eq!(e.sealed_tokens.load_token(&other).await.expect("load"), None);
+}
+
 pub async fn token_store<T: TokenStore>(store: &T) {
     let name = unique("must");
     assert_eq!(store.load_token(&name).await.expect("load"), None);
@@ -461,8 +603,8 @@ pub async fn product_index<S: ProcessStore + ProductIndex>(store: &S) {
         let page = store.customer_products(&customer_id, 4, after).await.expect("a page");
         assert!(page.items.len() <= 4, "a page holds at most the limit");
         seen.extend(page.items.iter().map(|p| match p {
-            ProductRecord::Truck(t) => t.key().to_string(),
-            ProductRecord::Loan(l) => l.key().to_string(),
+            ProductSummary::Truck(t) => ProcessKey::Truck(t.process_id.clone()).to_string(),
+            ProductSummary::Loan(l) => ProcessKey::Loan(l.loan_number.clone()).to_string(),
         }));
         after = page.next;
         if after.is_none() {

@@ -42,6 +42,25 @@ contract!(quarantine_store,
 contract!(token_store,
     memory: contract::token_store(&MemoryTable::default()),
     emulator: |e| contract::token_store(&e.table));
+#[tokio::test]
+async fn hook_records_keep_a_digest_and_the_body_only_by_reference() {
+    contract::hook_records_keep_a_digest(&Emulator::provision("hook_digest").await).await
+}
+
+#[tokio::test]
+async fn ended_processes_expire_after_their_retention_and_running_ones_never() {
+    contract::ended_processes_expire(&Emulator::provision("ended_ttl").await).await
+}
+
+#[tokio::test]
+async fn the_customer_index_holds_keys_and_summaries_only() {
+    contract::customer_index_holds_only_summaries(&Emulator::provision("customer_index").await).await
+}
+
+#[tokio::test]
+async fn sealed_token_store() {
+    contract::sealed_tokens(&Emulator::provision("sealed_tokens").await).await
+}
 contract!(product_index,
     memory: contract::product_index(&MemoryTable::default()),
     emulator: |e| contract::product_index(&e.table));

@@ -21,6 +21,7 @@ pub enum Physical {
     Table { name: String, arn: String },
     Queue { url: String, arn: String, name: String },
     Bucket { name: String, arn: String },
+    Key { id: String, arn: String },
     Api { url: String },
 }
 
@@ -103,6 +104,8 @@ impl Resources {
             (Physical::Queue { name, .. }, Some("QueueName")) => name.clone(),
             (Physical::Bucket { name, .. }, None) => name.clone(),
             (Physical::Bucket { arn, .. }, Some("Arn")) => arn.clone(),
+            (Physical::Key { id, .. }, None | Some("KeyId")) => id.clone(),
+            (Physical::Key { arn, .. }, Some("Arn")) => arn.clone(),
             (Physical::Api { url }, _) => url.clone(),
             (_, Some(att)) => return Err(err("GetAtt", format!("{name}.{att} is not supported"))),
         })
@@ -134,6 +137,12 @@ impl Provisioner<'_> {
             template.of_type("AWS::Serverless::HttpApi").chain(template.of_type("AWS::ApiGatewayV2::Api"));
         for (id, _) in apis {
             res.by_logical_id.insert(id.clone(), Physical::Api { url: api_url.to_owned() });
+        }
+        // Every key, also those a condition would leave out when the bank passes its own: the
+        // emulator's keys cost nothing, and the functions that seal tokens need theirs.
+        for (id, _) in template.of_type("AWS::KMS::Key") {
+            let physical = self.key(id).await?;
+            res.by_logical_id.insert(id.clone(), physical);
         }
         for (id, def) in template.of_type("AWS::DynamoDB::Table") {
             let physical = self.table(id, def).await?;
@@ -205,12 +214,22 @@ impl Provisioner<'_> {
             );
         }
         for g in props["GlobalSecondaryIndexes"].as_array().into_iter().flatten() {
-            let projection = ProjectionType::from(str_at(g, "/Projection/ProjectionType").unwrap_or("ALL"));
+            let projection_type =
+                ProjectionType::from(str_at(g, "/Projection/ProjectionType").unwrap_or("ALL"));
+            let included = g
+                .pointer("/Projection/NonKeyAttributes")
+                .and_then(Value::as_array)
+                .map(|names| names.iter().filter_map(Value::as_str).map(str::to_owned).collect::<Vec<_>>());
             req = req.global_secondary_indexes(
                 GlobalSecondaryIndex::builder()
                     .index_name(str_at(g, "/IndexName").unwrap_or_default())
                     .set_key_schema(Some(key_schema(&g["KeySchema"])?))
-                    .projection(Projection::builder().projection_type(projection).build())
+                    .projection(
+                        Projection::builder()
+                            .projection_type(projection_type)
+                            .set_non_key_attributes(included)
+                            .build(),
+                    )
                     .build()
                     .map_err(|e| err("GlobalSecondaryIndexes", e))?,
             );
@@ -257,7 +276,11 @@ impl Provisioner<'_> {
         // redrive policy is set once every queue exists).
         let mut attributes: HashMap<QueueAttributeName, String> = HashMap::new();
         for (prop, value) in props.as_object().into_iter().flatten() {
-            if matches!(prop.as_str(), "RedrivePolicy" | "QueueName" | "Tags") {
+            // The emulator does not encrypt: the queue's KMS key is the real cloud's concern.
+            if matches!(
+                prop.as_str(),
+                "RedrivePolicy" | "QueueName" | "Tags" | "KmsMasterKeyId" | "KmsDataKeyReusePeriodSeconds"
+            ) {
                 continue;
             }
             attributes.insert(QueueAttributeName::from(prop.as_str()), res.resolve(value)?);
@@ -283,6 +306,17 @@ impl Provisioner<'_> {
             .cloned()
             .unwrap_or_default();
         Ok(Physical::Queue { url, arn, name })
+    }
+
+    async fn key(&self, id: &str) -> Result<Physical, CloudError> {
+        let out = aws_sdk_kms::Client::new(self.sdk)
+            .create_key()
+            .description(format!("{} {id}", self.stack))
+            .send()
+            .await
+            .map_err(|e| err("CreateKey", aws_sdk_kms::error::DisplayErrorContext(e)))?;
+        let meta = out.key_metadata().ok_or_else(|| err("CreateKey", "no key metadata"))?;
+        Ok(Physical::Key { id: meta.key_id().to_owned(), arn: meta.arn().unwrap_or_default().to_owned() })
     }
 
     async fn bucket(&self, id: &str, def: &Value) -> Result<Physical, CloudError> {

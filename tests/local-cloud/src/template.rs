@@ -290,21 +290,30 @@ impl Template {
 impl Template {
     /// The functions of translated CloudFormation, with the events that reach them.
     fn translated_functions(&self) -> Result<Vec<FunctionDef>, CloudError> {
+        // `AutoPublishAlias`: events reach a function through its alias; locally there is one version,
+        // so the alias is the function.
+        let aliases: BTreeMap<&str, &str> = self
+            .of_type("AWS::Lambda::Alias")
+            .filter_map(|(id, alias)| {
+                Some((id.as_str(), alias.pointer("/Properties/FunctionName/Ref")?.as_str()?))
+            })
+            .collect();
+        let function_of = |name: &'_ str| -> String { aliases.get(name).copied().unwrap_or(name).to_owned() };
         let mut events: BTreeMap<String, Vec<EventSource>> = BTreeMap::new();
         for (id, mapping) in self.of_type("AWS::Lambda::EventSourceMapping") {
             let props = mapping.get("Properties").cloned().unwrap_or_default();
-            let function = props.pointer("/FunctionName/Ref").and_then(Value::as_str);
+            let function = props.pointer("/FunctionName/Ref").and_then(Value::as_str).map(function_of);
             let queue = props.pointer("/EventSourceArn/Fn::GetAtt/0").and_then(Value::as_str);
             let (Some(function), Some(queue)) = (function, queue) else {
                 return Err(CloudError::Template(format!(
-                    "{id}: FunctionName must be !Ref F and EventSourceArn !GetAtt Q.Arn"
+                    "{id}: FunctionName must be !Ref F (or its alias) and EventSourceArn !GetAtt Q.Arn"
                 )));
             };
             let queue_type = self.resources.get(queue).and_then(|q| q.get("Type")).and_then(Value::as_str);
             if queue_type != Some("AWS::SQS::Queue") {
                 return Err(CloudError::Template(format!("{id}: only SQS event sources are supported")));
             }
-            events.entry(function.to_owned()).or_default().push(EventSource::sqs(queue.to_owned(), &props));
+            events.entry(function).or_default().push(EventSource::sqs(queue.to_owned(), &props));
         }
         for (id, rule) in self.of_type("AWS::Events::Rule") {
             let props = rule.get("Properties").cloned().unwrap_or_default();
@@ -312,12 +321,18 @@ impl Template {
                 return Err(CloudError::Template(format!("{id}: only schedule rules are supported")));
             };
             for target in props.get("Targets").map(as_list).unwrap_or_default() {
-                let function =
-                    target.pointer("/Arn/Fn::GetAtt/0").and_then(Value::as_str).ok_or_else(|| {
-                        CloudError::Template(format!("{id}: a target must be !GetAtt Function.Arn"))
+                let function = target
+                    .pointer("/Arn/Fn::GetAtt/0")
+                    .or_else(|| target.pointer("/Arn/Ref"))
+                    .and_then(Value::as_str)
+                    .map(function_of)
+                    .ok_or_else(|| {
+                        CloudError::Template(format!(
+                            "{id}: a target must be !GetAtt Function.Arn or !Ref its alias"
+                        ))
                     })?;
                 events
-                    .entry(function.to_owned())
+                    .entry(function)
                     .or_default()
                     .push(EventSource::Schedule { expression: expression.clone() });
             }
@@ -339,8 +354,10 @@ impl Template {
                         .unwrap_or_default();
                     let function = uri
                         .split_once("/functions/${")
-                        .and_then(|(_, rest)| rest.split_once(".Arn}/invocations"))
-                        .map(|(f, _)| f)
+                        .and_then(|(_, rest)| {
+                            rest.split_once(".Arn}/invocations").or_else(|| rest.split_once("}/invocations"))
+                        })
+                        .map(|(f, _)| function_of(f))
                         .ok_or_else(|| {
                             CloudError::Template(format!(
                                 "{api} {method} {path}: integration is not a Lambda function of the stack"
@@ -350,7 +367,7 @@ impl Template {
                         Some(own) => is_iam(Some(own)),
                         None => api_iam,
                     };
-                    events.entry(function.to_owned()).or_default().push(EventSource::Http {
+                    events.entry(function).or_default().push(EventSource::Http {
                         api: api.clone(),
                         method,
                         path: json!(path),

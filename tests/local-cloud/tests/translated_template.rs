@@ -87,6 +87,11 @@ fn rehearsal() -> &'static Rehearsal {
     })
 }
 
+/// The alias `live` through which every event reaches `function` (`AutoPublishAlias`).
+fn alias(function: &str) -> String {
+    format!("{function}Aliaslive")
+}
+
 fn sorted(mut items: Vec<Value>) -> Vec<Value> {
     items.sort_by_key(Value::to_string);
     items
@@ -233,7 +238,7 @@ fn each_queue_mapping_is_what_the_local_poller_does() {
             let found: Vec<_> = mappings
                 .iter()
                 .filter(|(_, m)| {
-                    m["Properties"]["FunctionName"] == json!({"Ref": id})
+                    m["Properties"]["FunctionName"] == json!({"Ref": alias(id)})
                         && m["Properties"]["EventSourceArn"] == json!({"Fn::GetAtt": [queue, "Arn"]})
                 })
                 .collect();
@@ -311,7 +316,7 @@ fn each_route_and_authorizer_is_what_the_local_gateway_serves() {
                 let uri = integration["uri"]["Fn::Sub"].as_str().unwrap_or_default();
                 let function = uri
                     .split_once("/functions/${")
-                    .and_then(|(_, rest)| rest.strip_suffix(".Arn}/invocations"))
+                    .and_then(|(_, rest)| rest.strip_suffix("Aliaslive}/invocations"))
                     .unwrap_or_else(|| panic!("{api} {method} {path}: integration {uri}"));
                 let security = op.get("security").or(api_security).map(list).unwrap_or_default();
                 let iam = match security.as_slice() {
@@ -347,7 +352,7 @@ fn each_route_and_authorizer_is_what_the_local_gateway_serves() {
         let source = format!("/${{__Stage__}}/{method}{}", star_params(path));
         let allowed = r.of_type("AWS::Lambda::Permission").any(|(_, p)| {
             let p = &p["Properties"];
-            p["FunctionName"] == json!({"Ref": function})
+            p["FunctionName"] == json!({"Ref": alias(function)})
                 && p["Action"] == json!("lambda:InvokeFunction")
                 && p["Principal"] == json!("apigateway.amazonaws.com")
                 && p["SourceArn"]["Fn::Sub"][1]["__ApiId__"] == json!({"Ref": api})
@@ -415,7 +420,7 @@ fn each_schedule_is_an_eventbridge_rule_that_may_invoke_its_function_at_the_rate
                 .filter(|(_, rule)| {
                     list(&rule["Properties"]["Targets"])
                         .iter()
-                        .any(|t| t["Arn"] == json!({"Fn::GetAtt": [id, "Arn"]}))
+                        .any(|t| t["Arn"] == json!({"Ref": alias(id)}))
                 })
                 .collect();
             assert_eq!(rules.len(), 1, "{id}: schedule rules {rules:?}");
@@ -424,7 +429,7 @@ fn each_schedule_is_an_eventbridge_rule_that_may_invoke_its_function_at_the_rate
             assert_ne!(rule["Properties"]["State"], json!("DISABLED"), "{rule_id} is disabled");
             let allowed = r.of_type("AWS::Lambda::Permission").any(|(_, p)| {
                 let p = &p["Properties"];
-                p["FunctionName"] == json!({"Ref": id})
+                p["FunctionName"] == json!({"Ref": alias(id)})
                     && p["Action"] == json!("lambda:InvokeFunction")
                     && p["Principal"] == json!("events.amazonaws.com")
                     && p["SourceArn"] == json!({"Fn::GetAtt": [rule_id, "Arn"]})
@@ -437,6 +442,20 @@ fn each_schedule_is_an_eventbridge_rule_that_may_invoke_its_function_at_the_rate
 }
 
 /// What `Key` of a resource's properties `Ref`s, if it does.
+/// The key a property names: the stack's own (`!If [condition, <the stack's key>, !Ref <the bank's ARN>]`),
+/// created unless the bank passes its own ARN.
+fn stack_key<'a>(value: &'a Value, condition: &str) -> Option<&'a str> {
+    let choice = value.get("Fn::If")?.as_array()?;
+    if choice.first()? != &json!(condition) {
+        return None;
+    }
+    let ours = &choice[1];
+    ref_of(ours).or_else(|| {
+        let att = ours.get("Fn::GetAtt")?.as_array()?;
+        (att.get(1)? == &json!("Arn")).then(|| att.first()?.as_str())?
+    })
+}
+
 fn ref_of(value: &Value) -> Option<&str> {
     value.get("Ref").and_then(Value::as_str)
 }
@@ -465,7 +484,7 @@ fn every_alarm_reaches_a_topic_whose_key_lets_cloudwatch_publish() {
     for topic in &topics {
         let t = r.resource(topic);
         assert_eq!(t["Type"], json!("AWS::SNS::Topic"), "{topic}");
-        let key_id = ref_of(&t["Properties"]["KmsMasterKeyId"])
+        let key_id = stack_key(&t["Properties"]["KmsMasterKeyId"], "CreateLogsKey")
             .unwrap_or_else(|| panic!("{topic} is not encrypted with a key of the stack's: {t}"));
         let key = r.resource(key_id);
         assert_eq!(key["Type"], json!("AWS::KMS::Key"), "{key_id}");
@@ -537,4 +556,172 @@ fn prod_is_refused_without_an_on_call_destination_musts_networks_and_payment_hos
         assert_eq!(deploy_rehearsal("prod", &format!("{networks} {destination}")), Ok(()), "{destination}");
     }
     assert_eq!(deploy_rehearsal("dev", ""), Ok(()), "dev deploys without them");
+}
+
+/// What the key's policy lets anyone use it for: the statements that allow more than administration.
+fn use_statements(key: &Value) -> Vec<Value> {
+    list(&key["Properties"]["KeyPolicy"]["Statement"])
+        .into_iter()
+        .filter(|s| {
+            list(&s["Action"]).iter().filter_map(Value::as_str).any(|a| {
+                a == "kms:*"
+                    || ["Decrypt", "Encrypt", "GenerateDataKey", "ReEncrypt"].iter().any(|u| a.contains(u))
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn every_store_of_data_and_every_log_is_encrypted_with_a_customer_managed_key_only_its_users_can_use() {
+    let r = rehearsal();
+    let data = |v: &Value, what: &str| {
+        assert_eq!(stack_key(v, "CreateDataKey"), Some("DataKey"), "{what} is not under the data key: {v}");
+    };
+    let table = &r.resource("Table")["Properties"];
+    assert_eq!(table["SSESpecification"]["SSEType"], json!("KMS"));
+    data(&table["SSESpecification"]["KMSMasterKeyId"], "the table");
+    let queues: Vec<_> = r.of_type("AWS::SQS::Queue").collect();
+    assert_eq!(queues.len(), 7, "the queues and their dead letters");
+    for (id, q) in queues {
+        data(&q["Properties"]["KmsMasterKeyId"], id);
+    }
+    for bucket in ["DocumentsBucket", "ArchiveBucket"] {
+        let rule =
+            &r.resource(bucket)["Properties"]["BucketEncryption"]["ServerSideEncryptionConfiguration"][0];
+        assert_eq!(rule["ServerSideEncryptionByDefault"]["SSEAlgorithm"], json!("aws:kms"), "{bucket}");
+        assert_eq!(rule["BucketKeyEnabled"], json!(true), "{bucket}");
+        data(&rule["ServerSideEncryptionByDefault"]["KMSMasterKeyID"], bucket);
+    }
+    let log_groups: Vec<_> = r.of_type("AWS::Logs::LogGroup").collect();
+    assert_eq!(log_groups.len(), 23, "a group per function and per API");
+    for (id, g) in log_groups {
+        assert_eq!(stack_key(&g["Properties"]["KmsKeyId"], "CreateLogsKey"), Some("LogsKey"), "{id}");
+    }
+
+    // No key lets the account as a whole use it: each use is tied to a service or to roles.
+    for (id, key) in r.of_type("AWS::KMS::Key") {
+        for s in use_statements(key) {
+            let conditioned = s.get("Condition").is_some_and(|c| !c.as_object().unwrap().is_empty());
+            let service = s["Principal"].get("Service").is_some();
+            assert!(conditioned || service, "{id} lets its principal use it unconditioned: {s}");
+            assert!(!list(&s["Action"]).contains(&json!("kms:*")), "{id}: {s}");
+        }
+    }
+    // Partner tokens: only the roles under the partner-calls path open them, and only the
+    // functions that call MUST or BIMA have that path and the policy that uses the key.
+    let tokens = use_statements(r.resource("TokensKey"));
+    assert_eq!(tokens.len(), 1, "{tokens:?}");
+    assert_eq!(
+        tokens[0]["Condition"]["ArnLike"]["aws:PrincipalArn"],
+        json!({"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/polis/${AWS::StackName}/partner-calls/*"})
+    );
+    let mut partner_callers = Vec::new();
+    for (id, role) in r.of_type("AWS::IAM::Role") {
+        if id == "CodeDeployServiceRole" {
+            continue;
+        }
+        let path =
+            role["Properties"]["Path"]["Fn::Sub"].as_str().unwrap_or_else(|| panic!("{id} has no path"));
+        let managed = list(&role["Properties"]["ManagedPolicyArns"]);
+        let uses_tokens = managed.contains(&json!({"Ref": "TokensKeyUsePolicy"}));
+        assert_eq!(path.ends_with("/partner-calls/"), uses_tokens, "{id}: path {path}");
+        assert!(path.starts_with("/polis/${AWS::StackName}/"), "{id}: path {path}");
+        if uses_tokens {
+            partner_callers.push(id.trim_end_matches("Role").to_owned());
+        }
+    }
+    partner_callers.sort();
+    assert_eq!(partner_callers, ["LoanRunnerFunction", "TruckHelpersFunction", "TruckRunnerFunction"]);
+}
+
+#[test]
+fn archived_policies_are_write_once_for_their_retention_and_every_access_is_logged() {
+    let r = rehearsal();
+    let archive = &r.resource("ArchiveBucket")["Properties"];
+    assert_eq!(archive["VersioningConfiguration"]["Status"], json!("Enabled"));
+    assert_eq!(archive["ObjectLockEnabled"], json!(true));
+    let retention = &archive["ObjectLockConfiguration"]["Rule"]["DefaultRetention"];
+    assert_eq!(retention["Mode"], json!({"Ref": "ArchiveLockMode"}));
+    assert_eq!(retention["Years"], json!({"Ref": "PolicyRetentionYears"}));
+    let params = &r.raw["Parameters"];
+    assert_eq!(params["ArchiveLockMode"]["Default"], json!("COMPLIANCE"));
+    assert_eq!(params["PolicyRetentionYears"]["Default"], json!(5));
+    for rule in list(&archive["LifecycleConfiguration"]["Rules"]) {
+        for deletes in [
+            "ExpirationInDays",
+            "ExpirationDate",
+            "NoncurrentVersionExpiration",
+            "NoncurrentVersionExpirationInDays",
+        ] {
+            assert!(rule.get(deletes).is_none(), "an archive lifecycle rule deletes versions: {rule}");
+        }
+    }
+    for bucket in ["DocumentsBucket", "ArchiveBucket"] {
+        let logging = &r.resource(bucket)["Properties"]["LoggingConfiguration"];
+        assert_eq!(logging["DestinationBucketName"], json!({"Ref": "AccessLogsBucket"}), "{bucket}");
+    }
+    let table = &r.resource("Table")["Properties"];
+    assert_eq!(table["DeletionProtectionEnabled"], json!(true));
+    assert_eq!(table["PointInTimeRecoverySpecification"]["PointInTimeRecoveryEnabled"], json!(true));
+    assert_eq!(r.resource("Table")["DeletionPolicy"], json!("Retain"));
+}
+
+#[test]
+fn every_function_moves_to_a_new_version_gradually_through_its_alias_and_rolls_back_on_its_alarms() {
+    let r = rehearsal();
+    let hooks: BTreeSet<String> = HookKind::ALL.into_iter().map(xtask::hook_function_id).collect();
+    let aliases: BTreeMap<String, &Value> = r
+        .of_type("AWS::Lambda::Alias")
+        .map(|(_, a)| (ref_of(&a["Properties"]["FunctionName"]).unwrap().to_owned(), a))
+        .collect();
+    let functions: Vec<&String> = r.of_type("AWS::Lambda::Function").map(|(id, _)| id).collect();
+    assert_eq!(functions.len(), 21);
+    for function in functions {
+        let alias = aliases.get(function.as_str()).unwrap_or_else(|| panic!("{function} has no alias"));
+        assert_eq!(alias["Properties"]["Name"], json!("live"), "{function}");
+        let group_id = ref_of(&alias["UpdatePolicy"]["CodeDeployLambdaAliasUpdate"]["DeploymentGroupName"])
+            .unwrap_or_else(|| panic!("{function}'s alias is not shifted by CodeDeploy"));
+        let group = &r.resource(group_id)["Properties"];
+        assert_eq!(
+            group["DeploymentConfigName"]["Fn::Sub"][1]["ConfigName"],
+            json!("Canary10Percent5Minutes"),
+            "{function}"
+        );
+        assert_eq!(group["AlarmConfiguration"]["Enabled"], json!(true), "{function}");
+        let alarms: BTreeSet<String> = list(&group["AlarmConfiguration"]["Alarms"])
+            .iter()
+            .map(|a| ref_of(&a["Name"]).unwrap().to_owned())
+            .collect();
+        let mut expected = BTreeSet::from([format!("{function}ErrorsAlarm")]);
+        if hooks.contains(function) {
+            expected.insert("HookApi5xxAlarm".to_owned());
+        }
+        assert_eq!(alarms, expected, "{function}'s rollback alarms");
+        for alarm in &alarms {
+            assert_eq!(r.resource(alarm)["Type"], json!("AWS::CloudWatch::Alarm"));
+        }
+        assert!(
+            list(&group["AutoRollbackConfiguration"]["Events"]).contains(&json!("DEPLOYMENT_STOP_ON_ALARM")),
+            "{function}"
+        );
+    }
+    // Every event reaches the alias, so the new version takes traffic only as CodeDeploy shifts it.
+    for (id, mapping) in r.of_type("AWS::Lambda::EventSourceMapping") {
+        let target = ref_of(&mapping["Properties"]["FunctionName"]).unwrap();
+        assert!(target.ends_with("Aliaslive"), "{id} maps to {target}");
+    }
+    for (id, rule) in r.of_type("AWS::Events::Rule") {
+        for target in list(&rule["Properties"]["Targets"]) {
+            assert!(ref_of(&target["Arn"]).is_some_and(|t| t.ends_with("Aliaslive")), "{id}: {target}");
+        }
+    }
+    for (api, def) in r.of_type("AWS::ApiGatewayV2::Api") {
+        for (path, ops) in def["Properties"]["Body"]["paths"].as_object().unwrap() {
+            for (method, op) in ops.as_object().unwrap() {
+                let uri =
+                    op["x-amazon-apigateway-integration"]["uri"]["Fn::Sub"].as_str().unwrap_or_default();
+                assert!(uri.contains("Aliaslive}/invocations"), "{api} {method} {path}: {uri}");
+            }
+        }
+    }
 }

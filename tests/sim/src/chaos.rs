@@ -15,9 +15,9 @@ use polis::domain::must::files::MustFile;
 use polis::domain::truck::bank::PaymentMethod;
 use polis::keys::{Cursor, ProcessKey};
 use polis::ports::{
-    now_ms, BankOutbox, BimaApi, CallError, Download, EffectLog, EffectRecord, HookStore, InfraError,
-    LoanMessage, LoanQueue, MustApi, ObjectStore, OpenProcess, OpenProcesses, ProcessStore, ProductIndex,
-    ProductPage, QuarantineStore, Quarantined, ReceivedHook, Recorded, SaveError, StoredObject,
+    now_ms, BankOutbox, BimaApi, CallError, Download, EffectLog, EffectRecord, HookBody, HookStore,
+    InfraError, LoanMessage, LoanQueue, MustApi, ObjectStore, OpenProcess, OpenProcesses, ProcessStore,
+    ProductIndex, ProductPage, QuarantineStore, Quarantined, ReceivedHook, Recorded, SaveError, StoredObject,
     StoredProcess, TokenStore, TruckMessage, TruckQueue, Versioned,
 };
 
@@ -216,8 +216,8 @@ impl<T: EffectLog + Sync> EffectLog for Faulty<T> {
 }
 
 impl<T: HookStore + Sync> HookStore for Faulty<T> {
-    async fn record_hook(&self, hook: &ReceivedHook) -> Result<Recorded, InfraError> {
-        self.invocation.aws("dynamodb", self.inner.record_hook(hook)).await
+    async fn record_hook(&self, hook: &ReceivedHook, body: HookBody) -> Result<Recorded, InfraError> {
+        self.invocation.aws("dynamodb", self.inner.record_hook(hook, body)).await
     }
 
     async fn hook_body(&self, hook: &polis::ports::HookRef) -> Result<Option<String>, InfraError> {

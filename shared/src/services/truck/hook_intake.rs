@@ -20,8 +20,8 @@ use crate::domain::links::{host_of, is_trusted_https};
 use crate::domain::must::hook::{HookKind, HookPayload};
 use crate::domain::truck::process::caused_by;
 use crate::ports::{
-    now_ms, HookStore, InfraError, IntakeCheck, KeptOrigin, QuarantineStore, Quarantined, ReceivedHook,
-    Recorded, TruckMessage, TruckQueue, QUEUE_MESSAGE_LIMIT,
+    now_ms, HookBody, HookStore, InfraError, IntakeCheck, KeptOrigin, QuarantineStore, Quarantined,
+    ReceivedHook, Recorded, TruckMessage, TruckQueue, QUEUE_MESSAGE_LIMIT,
 };
 use crate::services::keep::keep;
 use crate::services::truck::hook_auth::{HookCredentials, HookKeys, Network};
@@ -293,11 +293,12 @@ where
         let message = TruckMessage::Hook(hook);
         let TruckMessage::Hook(hook) = &message else { unreachable!("built as a hook just above") };
         let (recorded, queued) =
-            tokio::join!(store.record_hook(hook), queue.enqueue(&message, &group, dedup));
+            tokio::join!(store.record_hook(hook, HookBody::Digest), queue.enqueue(&message, &group, dedup));
         queued?;
         return recorded;
     }
-    let recorded = store.record_hook(&hook).await?;
+    let body = if fits { HookBody::Digest } else { HookBody::Kept };
+    let recorded = store.record_hook(&hook, body).await?;
     if recorded != Recorded::UsedElsewhere {
         let message = match fits {
             true => TruckMessage::Hook(hook),
@@ -734,9 +735,9 @@ mod tests {
     }
 
     impl<T: HookStore + Sync> HookStore for Slow<T> {
-        async fn record_hook(&self, hook: &ReceivedHook) -> Result<Recorded, InfraError> {
+        async fn record_hook(&self, hook: &ReceivedHook, body: HookBody) -> Result<Recorded, InfraError> {
             tokio::time::sleep(self.delay).await;
-            self.inner.record_hook(hook).await
+            self.inner.record_hook(hook, body).await
         }
         async fn hook_body(&self, hook: &crate::ports::HookRef) -> Result<Option<String>, InfraError> {
             self.inner.hook_body(hook).await
