@@ -16,7 +16,7 @@ help:
 	@echo "make test   - every test (unit, property, end-to-end through the local stack)"
 	@echo "make up     - leave the local stack running (hook API 127.0.0.1:3000); make down stops it;"
 	@echo "              POLIS_MUST_URL=... POLIS_BIMA_URL=... (with credentials, see README) call a partner's sandbox"
-	@echo "make check  - fmt, clippy -D warnings"
+	@echo "make check  - fmt, clippy -D warnings, template up to date, checkov + cfn-lint(-serverless), actionlint + zizmor, cargo deny"
 	@echo "make validate-template - cfn-lint, sam validate --lint, sam build (one bootstrap per function)"
 	@echo "make translate-template - the template through AWS's SAM translator: .local/template.cfn.json"
 	@echo "make bench  - release build, then the benchmark table (BENCH_ARGS='--flows 1000' for more)"
@@ -29,7 +29,10 @@ $(VENV)/.installed: Makefile
 	$(VENV)/bin/pip install --quiet $(PY_DEPS)
 	touch $@
 
-deps: $(VENV)/.installed
+toolchain:
+	@scripts/toolchain.sh
+
+deps: toolchain $(VENV)/.installed
 	@command -v curl >/dev/null || (apt-get update -qq && apt-get install -y -qq curl)
 
 build: deps
@@ -54,9 +57,16 @@ down:
 	@if [ -f .local/up.pid ]; then kill $$(cat .local/up.pid) 2>/dev/null || true; rm -f .local/up.pid; fi
 	scripts/emulator.sh stop
 
-check:
+# The code's and the deployment's gates: formatting, lints, the generated template parts, the bank's
+# policy checks on the template (checkov, cfn-lint + serverless rules), the workflow linters
+# (actionlint, zizmor) and the dependency tree (cargo deny: licences, bans, sources).
+check: toolchain
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	cargo run --quiet -p xtask -- template --check
+	scripts/policy-checks.sh
+	scripts/lint-workflows.sh
+	scripts/cargo-deny.sh
 
 SEED ?= 1
 SEEDS ?= 1
@@ -84,4 +94,4 @@ translate-template: deps
 	$(VENV)/bin/python scripts/translate-template.py template.yaml -o .local/template.cfn.json
 	@echo "CloudFormation as AWS would deploy it: .local/template.cfn.json (local-cloud --template reads it)"
 
-.PHONY: help deps build emulator run test up down check bench sim soak validate-template translate-template
+.PHONY: toolchain help deps build emulator run test up down check bench sim soak validate-template translate-template
