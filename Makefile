@@ -17,7 +17,7 @@ help:
 	@echo "make up     - leave the local stack running (hook API 127.0.0.1:3000); make down stops it;"
 	@echo "              POLIS_MUST_URL=... POLIS_BIMA_URL=... (with credentials, see README) call a partner's sandbox"
 	@echo "make check  - fmt, clippy -D warnings, template up to date, checkov + cfn-lint(-serverless), actionlint + zizmor, cargo deny"
-	@echo "make validate-template - cfn-lint, sam validate --lint, sam build (one bootstrap per function)"
+	@echo "make validate-template - cfn-lint, sam validate --lint, sam build for arm64, each bootstrap started under qemu-aarch64"
 	@echo "make translate-template - the template through AWS's SAM translator: .local/template.cfn.json"
 	@echo "make bench  - release build, then the benchmark table (BENCH_ARGS='--flows 1000' for more)"
 	@echo "make sim    - the deterministic simulation: SEED=7 replays one run; SEEDS, TRUCKS, LOANS, IN_FLIGHT size it"

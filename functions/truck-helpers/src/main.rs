@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use lambda_http::{service_fn, Error, Request};
 use polis::adapters::config::{self, var};
-use polis::adapters::dynamodb::Table;
 use polis::adapters::http_auth::http_client;
 use polis::adapters::kms::SealedTokens;
 use polis::adapters::must_http::{MustCredentials, MustHttp};
@@ -21,7 +20,7 @@ async fn main() -> Result<(), Error> {
     polis::telemetry::init();
     let sdk = config::aws().await;
     let call_timeout = Duration::from_secs(config::number("MUST_TIMEOUT_SECONDS", 20)?);
-    let table = Table::new(config::dynamodb(&sdk), var("TABLE_NAME")?);
+    let table = config::table(&sdk)?;
     let must = MustHttp::new(
         http_client(call_timeout)?,
         var("MUST_BASE_URL")?,

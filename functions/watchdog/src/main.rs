@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use polis::adapters::config::{self, var};
-use polis::adapters::dynamodb::Table;
 use polis::adapters::sqs::Queue;
 use polis::services::watchdog::{minutes, Watchdog};
 use serde_json::Value;
@@ -17,7 +16,7 @@ async fn main() -> Result<(), Error> {
     polis::telemetry::init();
     let sdk = config::aws().await;
     let watchdog = Watchdog {
-        store: Table::new(config::dynamodb(&sdk), var("TABLE_NAME")?),
+        store: config::table(&sdk)?,
         trucks: Queue::new(config::sqs(&sdk), var("TRUCK_QUEUE_URL")?),
         choice_reminder: minutes("CHOICE_REMINDER_MINUTES", &var("CHOICE_REMINDER_MINUTES")?)?,
         recognition_wait: Duration::from_secs(config::number("RECOGNITION_WAIT_SECONDS", 60)?),

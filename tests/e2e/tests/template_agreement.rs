@@ -54,18 +54,35 @@ fn workspace_binaries() -> BTreeMap<String, Vec<PathBuf>> {
     bins
 }
 
-/// Names passed to `var("…")`, `number("…", …)` or `list("…")` in a source file: the variables it reads.
+/// Names passed to `var("…")`, `number("…", …)` or `list("…")` in `text`.
+fn names_read(text: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    for marker in ["var(\"", "number(\"", "list(\"", "flag(\"", "choice(\""] {
+        for (at, _) in text.match_indices(marker) {
+            let rest = &text[at + marker.len()..];
+            if let Some(end) = rest.find('"') {
+                names.insert(rest[..end].to_owned());
+            }
+        }
+    }
+    names
+}
+
+/// The variables a source file reads: by name, and through the library's `config::table`, those that
+/// function reads (its body in `shared/src/adapters/config.rs`).
 fn variables_read(files: &[PathBuf]) -> BTreeSet<String> {
+    let config = std::fs::read_to_string(root().join("shared/src/adapters/config.rs")).expect("config.rs");
+    let table = config
+        .split_once("pub fn table(")
+        .and_then(|(_, rest)| rest.split_once("\n}\n"))
+        .expect("config::table")
+        .0;
     let mut names = BTreeSet::new();
     for file in files {
         let text = std::fs::read_to_string(file).unwrap_or_default();
-        for marker in ["var(\"", "number(\"", "list(\"", "flag(\"", "choice(\""] {
-            for (at, _) in text.match_indices(marker) {
-                let rest = &text[at + marker.len()..];
-                if let Some(end) = rest.find('"') {
-                    names.insert(rest[..end].to_owned());
-                }
-            }
+        names.extend(names_read(&text));
+        if text.contains("config::table(") {
+            names.extend(names_read(table));
         }
     }
     names

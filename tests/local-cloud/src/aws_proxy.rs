@@ -152,10 +152,16 @@ fn partition_keys(body: &[u8]) -> Vec<String> {
     keys
 }
 
-/// The IAM actions an API call needs.
+/// The IAM actions an API call needs. Every queue and bucket of the stack is encrypted with the data
+/// key (SSE-KMS; the translated-template rehearsal proves it), so SQS and S3 use the key on the
+/// caller's behalf: the caller needs KMS permissions the emulator, which does not encrypt, never asks for.
 fn iam_actions(call: &str, body: &[u8]) -> Vec<String> {
+    let with = |actions: &[&str]| actions.iter().map(|a| (*a).to_owned()).collect();
     match call {
-        "s3:HeadObject" => vec!["s3:GetObject".into()],
+        "sqs:SendMessage" | "sqs:SendMessageBatch" => with(&[call, "kms:GenerateDataKey", "kms:Decrypt"]),
+        "sqs:ReceiveMessage" => with(&[call, "kms:Decrypt"]),
+        "s3:PutObject" => with(&[call, "kms:GenerateDataKey"]),
+        "s3:GetObject" | "s3:HeadObject" => with(&["s3:GetObject", "kms:Decrypt"]),
         "dynamodb:TransactWriteItems" | "dynamodb:TransactGetItems" => {
             let parts = serde_json::from_slice::<serde_json::Value>(body).unwrap_or_default();
             let items = parts["TransactItems"].as_array().cloned().unwrap_or_default();
@@ -183,6 +189,7 @@ fn call_name(method: &Method, headers: &HeaderMap) -> String {
             s if s.starts_with("DynamoDB") => "dynamodb",
             s if s.starts_with("AmazonSQS") => "sqs",
             s if s.starts_with("AmazonSSM") => "ssm",
+            "TrentService" => "kms",
             other => other,
         };
         return format!("{service}:{action}");

@@ -276,7 +276,8 @@ impl Provisioner<'_> {
         // redrive policy is set once every queue exists).
         let mut attributes: HashMap<QueueAttributeName, String> = HashMap::new();
         for (prop, value) in props.as_object().into_iter().flatten() {
-            // The emulator does not encrypt: the queue's KMS key is the real cloud's concern.
+            // The emulator does not encrypt: a queue's key and how long it reuses a data key are the
+            // real cloud's concern (the translated-template rehearsal checks which key each queue uses).
             if matches!(
                 prop.as_str(),
                 "RedrivePolicy" | "QueueName" | "Tags" | "KmsMasterKeyId" | "KmsDataKeyReusePeriodSeconds"

@@ -418,9 +418,7 @@ fn each_schedule_is_an_eventbridge_rule_that_may_invoke_its_function_at_the_rate
             let rules: Vec<(&String, &Value)> = r
                 .of_type("AWS::Events::Rule")
                 .filter(|(_, rule)| {
-                    list(&rule["Properties"]["Targets"])
-                        .iter()
-                        .any(|t| t["Arn"] == json!({"Ref": alias(id)}))
+                    list(&rule["Properties"]["Targets"]).iter().any(|t| t["Arn"] == json!({"Ref": alias(id)}))
                 })
                 .collect();
             assert_eq!(rules.len(), 1, "{id}: schedule rules {rules:?}");
@@ -558,14 +556,16 @@ fn prod_is_refused_without_an_on_call_destination_musts_networks_and_payment_hos
     assert_eq!(deploy_rehearsal("dev", ""), Ok(()), "dev deploys without them");
 }
 
-/// What the key's policy lets anyone use it for: the statements that allow more than administration.
+/// The statements of a key's policy that allow more than administration: using the key, or granting its use.
 fn use_statements(key: &Value) -> Vec<Value> {
     list(&key["Properties"]["KeyPolicy"]["Statement"])
         .into_iter()
         .filter(|s| {
             list(&s["Action"]).iter().filter_map(Value::as_str).any(|a| {
-                a == "kms:*"
-                    || ["Decrypt", "Encrypt", "GenerateDataKey", "ReEncrypt"].iter().any(|u| a.contains(u))
+                ["kms:*", "kms:Create*"].contains(&a)
+                    || ["Decrypt", "Encrypt", "GenerateDataKey", "ReEncrypt", "CreateGrant"]
+                        .iter()
+                        .any(|u| a.contains(u))
             })
         })
         .collect()

@@ -1,7 +1,7 @@
 //! replay (Lambda, invoked by an operator): one action named in full, e.g.
 //! `{"by": "anna", "redrive": {"item": "<kept id>", "dryRun": true}}` or
 //! `{"by": "anna", "resolve": {"process": "LOAN#L-7", "attempt": 1, "resolution": "did-not-happen"}}`
-//! (see `polis_replay::ReplayRequest`) → what it did, or would do. An empty request does nothing.
+//! (see `polis_replay::ReplayRequest`) → what it did, or would do. An empty request is refused (it names no action).
 
 use lambda_runtime::{service_fn, Error, LambdaEvent};
 use polis_replay::{ReplayRequest, Replayer};
