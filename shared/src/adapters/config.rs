@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-use super::xray::AwsCalls;
+use super::spans::AwsCalls;
 
 #[derive(Debug, Error)]
 #[error("environment variable {0} is not set")]
