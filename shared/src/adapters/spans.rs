@@ -48,9 +48,12 @@ impl Intercept for AwsCalls {
         "CallSpans"
     }
 
-    fn read_before_execution(
+    // The first hook after the operation's configuration, which names it (`Metadata`), and
+    // before its first attempt.
+    fn read_before_serialization(
         &self,
         _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let Some(metadata) = cfg.load::<Metadata>() else { return Ok(()) };
