@@ -212,12 +212,16 @@ fn queue_alarm(
 /// kept input, stuck processes), then what AWS sees (Lambda, queues, dead letters).
 fn dashboard(found: &Inventory) -> String {
     use serde_json::{json, Value};
+    // Every polis metric is by the stack's environment: this stack's only.
+    const ENV: &str = "${Environment}";
     // A search expression: one line per dimension value seen (effects, hooks, sources).
-    let search = |query: &str, stat: &str, period: u32| {
+    let search = |dimensions: &str, metric: &str, stat: &str, period: u32| {
+        let query =
+            format!("{{polis,Environment,{dimensions}}} MetricName=\"{metric}\" Environment=\"{ENV}\"");
         vec![json!([{"expression": format!("SEARCH('{query}', '{stat}', {period})"), "id": "e1"}])]
     };
     let per_product = |metric: &str| -> Vec<Value> {
-        ["truck", "loan"].iter().map(|p| json!(["polis", metric, "Process", p])).collect()
+        ["truck", "loan"].iter().map(|p| json!(["polis", metric, "Environment", ENV, "Process", p])).collect()
     };
     let per_function = |metric: &str| -> Vec<Value> {
         found
@@ -241,33 +245,28 @@ fn dashboard(found: &Inventory) -> String {
         (
             "From the bank's request to the issued policy (p50, p90)",
             vec![
-                json!(["polis", "RequestToIssued", "Process", "truck", {"stat": "p50"}]),
-                json!(["polis", "RequestToIssued", "Process", "truck", {"stat": "p90"}]),
-                json!(["polis", "RequestToIssued", "Process", "loan", {"stat": "p50"}]),
-                json!(["polis", "RequestToIssued", "Process", "loan", {"stat": "p90"}]),
+                json!(["polis", "RequestToIssued", "Environment", ENV, "Process", "truck", {"stat": "p50"}]),
+                json!(["polis", "RequestToIssued", "Environment", ENV, "Process", "truck", {"stat": "p90"}]),
+                json!(["polis", "RequestToIssued", "Environment", ENV, "Process", "loan", {"stat": "p50"}]),
+                json!(["polis", "RequestToIssued", "Environment", ENV, "Process", "loan", {"stat": "p90"}]),
             ],
             "Average",
             300,
         ),
         (
             "Partner calls by effect and outcome",
-            search("{polis,Process,Effect,Outcome} MetricName=\"PartnerCall\"", "Sum", 300),
+            search("Process,Effect,Outcome", "PartnerCall", "Sum", 300),
             "Sum",
             300,
         ),
         (
             "Partner call latency by effect (p90)",
-            search("{polis,Process,Effect} MetricName=\"PartnerCallLatency\"", "p90", 300),
+            search("Process,Effect", "PartnerCallLatency", "p90", 300),
             "p90",
             300,
         ),
-        ("Hooks received by kind", search("{polis,Hook} MetricName=\"HookReceived\"", "Sum", 60), "Sum", 60),
-        (
-            "Kept for an operator, by source",
-            search("{polis,Source} MetricName=\"Quarantined\"", "Sum", 300),
-            "Sum",
-            300,
-        ),
+        ("Hooks received by kind", search("Hook", "HookReceived", "Sum", 60), "Sum", 60),
+        ("Kept for an operator, by source", search("Source", "Quarantined", "Sum", 300), "Sum", 300),
         ("Processes stuck in a stage", per_product("StuckProcesses"), "Maximum", 300),
         ("Lambda errors", per_function("Errors"), "Sum", 60),
         ("Lambda throttles", per_function("Throttles"), "Sum", 60),

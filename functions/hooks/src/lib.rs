@@ -30,7 +30,7 @@ pub async fn run(kind: HookKind) -> Result<(), Error> {
     let (intake, secret, mode) = (&intake, &secret, &mode);
     let suffix = format!("/{}", kind.path());
     let suffix = &suffix;
-    lambda_http::run(service_fn(move |req: Request| async move {
+    polis_lambda::run_http(service_fn(move |req: Request| async move {
         // A rotated secret (two, separated by whitespace, while MUST moves over) takes
         // effect within the TTL; a value that does not configure leaves the keys in force.
         if let Some(value) = secret.due().await {

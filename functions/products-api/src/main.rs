@@ -19,7 +19,7 @@ async fn main() -> Result<(), Error> {
         link_ttl: Duration::from_secs(config::number("PRESIGN_SECONDS", 300)?),
     };
     let products = &products;
-    lambda_http::run(service_fn(move |req: Request| async move {
+    polis_lambda::run_http(service_fn(move |req: Request| async move {
         let path = req.path_parameters();
         let query = req.query_string_parameters();
         let reply =

@@ -32,7 +32,7 @@ async fn main() -> Result<(), Error> {
     );
     let helpers = TruckHelpers::new(must);
     let helpers = &helpers;
-    lambda_http::run(service_fn(move |req: Request| async move {
+    polis_lambda::run_http(service_fn(move |req: Request| async move {
         let body: &[u8] = req.body().as_ref();
         let reply = helpers.handle(req.uri().path(), body).await;
         polis_lambda::http_response(reply)

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use lambda_runtime::{service_fn, Error, LambdaEvent};
+use lambda_runtime::Error;
 use polis::adapters::config::{self, var};
 use polis::adapters::sqs::Queue;
 use polis::services::watchdog::{minutes, Watchdog};
@@ -25,7 +25,7 @@ async fn main() -> Result<(), Error> {
     };
     let watchdog = &watchdog;
     // The scheduled event (EventBridge's) says nothing the run needs.
-    lambda_runtime::run(service_fn(move |_: LambdaEvent<Value>| async move {
+    polis_lambda::run_json(move |_: Value| async move {
         let report = watchdog.run(polis::clock::now_ms()).await?;
         tracing::info!(
             overdue_choices = report.overdue_choices.len(),
@@ -35,6 +35,6 @@ async fn main() -> Result<(), Error> {
             "watchdog ran"
         );
         Ok::<_, Error>(serde_json::to_value(report)?)
-    }))
+    })
     .await
 }

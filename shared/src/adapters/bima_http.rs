@@ -5,7 +5,7 @@ use reqwest::{Client, Response};
 use serde::Serialize;
 
 use super::http_auth::{classify, download, read, read_capped, transport_error, AuthorizedClient};
-use super::xray::partner_request;
+use super::spans::partner_request;
 use crate::domain::bima::api::{
     CalcRequest, Calculation, PrintLink, PrintLinkRequest, SaleAccepted, TokenResponse,
 };

@@ -2,7 +2,7 @@
 
 use thiserror::Error;
 
-use super::xray::AwsCalls;
+use super::spans::AwsCalls;
 
 #[derive(Debug, Error)]
 #[error("environment variable {0} is not set")]
@@ -84,7 +84,7 @@ pub async fn aws() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http).load().await
 }
 
-// Every client sends each call as an X-Ray subsegment of the invocation's trace.
+// Every client spans each call (`spans::AwsCalls`).
 // DynamoDB, SQS and SSM calls carry small JSON bodies: the stalled-stream guard (a
 // timer beside every body poll, firing after 20 s without progress) is work on every
 // call for a stall the function's own timeout (30 s) and the sender's retry already

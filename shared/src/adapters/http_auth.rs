@@ -10,7 +10,7 @@ use reqwest::{Client, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use tokio::sync::Mutex;
 
-use super::xray::partner_request;
+use super::spans::partner_request;
 use crate::domain::links::host_of;
 use crate::ports::{now_ms, CallError, Download, TokenStore, TIMED_OUT};
 

@@ -9,5 +9,5 @@ pub mod memory;
 pub mod must_http;
 pub mod s3;
 pub mod secrets;
+pub mod spans;
 pub mod sqs;
-pub mod xray;

@@ -6,7 +6,7 @@ use reqwest::{Client, RequestBuilder, Response};
 use serde::Serialize;
 
 use super::http_auth::{classify, download, read, transport_error, AuthorizedClient};
-use super::xray::partner_request;
+use super::spans::partner_request;
 use crate::domain::ids::{BlobId, ScoringId};
 use crate::domain::must::api::{
     AuthRequest, AuthResponse, BlobCreated, DocumentsRequest, InitRequest, InitResponse, PaymentOrderRequest,

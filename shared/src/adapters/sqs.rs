@@ -1,5 +1,6 @@
 //! SQS: the process FIFO queue and the bank-notifications queue.
 
+use aws_sdk_sqs::operation::send_message::builders::SendMessageFluentBuilder;
 use aws_sdk_sqs::Client;
 
 use crate::ports::{BankOutbox, InfraError, LoanMessage, LoanQueue, TruckMessage, TruckQueue};
@@ -16,12 +17,27 @@ impl Queue {
     }
 
     async fn send(&self, body: String, fifo: Option<(&str, &str)>) -> Result<(), InfraError> {
-        let mut req = self.client.send_message().queue_url(&self.url).message_body(body);
+        let mut req = traced(self.client.send_message().queue_url(&self.url).message_body(body));
         if let Some((group, dedup)) = fifo {
             req = req.message_group_id(group).message_deduplication_id(dedup);
         }
         req.send().await.map_err(|e| InfraError::call("sqs", aws_sdk_sqs::error::DisplayErrorContext(e)))?;
         Ok(())
+    }
+}
+
+/// The message carries the trace of the span sending it (`AWSTraceHeader`), so the
+/// consumer's spans join the sender's trace; none when traces are off.
+fn traced(send: SendMessageFluentBuilder) -> SendMessageFluentBuilder {
+    use aws_sdk_sqs::types::{MessageSystemAttributeNameForSends, MessageSystemAttributeValue};
+    let header = crate::telemetry::trace_header().and_then(|header| {
+        MessageSystemAttributeValue::builder().data_type("String").string_value(header).build().ok()
+    });
+    match header {
+        Some(header) => {
+            send.message_system_attributes(MessageSystemAttributeNameForSends::AwsTraceHeader, header)
+        }
+        None => send,
     }
 }
 
@@ -136,8 +152,9 @@ impl DeadLetters {
                     }
                     let picked = pick(&letter).await?;
                     if picked {
-                        let mut send =
-                            self.client.send_message().queue_url(&self.source_url).message_body(&letter.body);
+                        let mut send = traced(
+                            self.client.send_message().queue_url(&self.source_url).message_body(&letter.body),
+                        );
                         if fifo {
                             let group = attribute(MessageSystemAttributeName::MessageGroupId)
                                 .unwrap_or_else(|| "redriven".into());

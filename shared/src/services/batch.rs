@@ -5,12 +5,15 @@ use std::future::Future;
 use std::time::Duration;
 
 use futures_util::future::join_all;
+use tracing::Instrument;
 
-/// One SQS record: its message id, body and, on a FIFO queue, message group.
+/// One SQS record: its message id, body, on a FIFO queue its message group, and the
+/// trace of the span that sent it (`AWSTraceHeader`), if any.
 pub struct Record {
     pub message_id: String,
     pub body: String,
     pub group: Option<String>,
+    pub trace_header: Option<String>,
 }
 
 /// Kept free between the last record handled and the invocation's deadline, to answer.
@@ -54,17 +57,26 @@ where
                 failed.push(record.message_id);
                 continue;
             }
+            // Each message's work is a span of the trace that sent it.
+            let span = crate::telemetry::message_span(&record.message_id, record.trace_header.as_deref());
             let left = crate::clock::time_left().map(|left| left.saturating_sub(ANSWER_MARGIN));
-            let outcome = match left {
-                Some(left) if left.is_zero() => Err("no time left in this invocation".to_owned()),
-                Some(left) => match tokio::time::timeout(left, handle(record.body)).await {
-                    Ok(done) => done.map_err(|e| e.to_string()),
-                    Err(_) => Err("cut short at the invocation's deadline".to_owned()),
-                },
-                None => handle(record.body).await.map_err(|e| e.to_string()),
-            };
-            if let Err(e) = outcome {
-                tracing::warn!(message_id = %record.message_id, error = %e, "message will be delivered again");
+            let outcome = async {
+                let outcome = match left {
+                    Some(left) if left.is_zero() => Err("no time left in this invocation".to_owned()),
+                    Some(left) => match tokio::time::timeout(left, handle(record.body)).await {
+                        Ok(done) => done.map_err(|e| e.to_string()),
+                        Err(_) => Err("cut short at the invocation's deadline".to_owned()),
+                    },
+                    None => handle(record.body).await.map_err(|e| e.to_string()),
+                };
+                if let Err(e) = &outcome {
+                    tracing::warn!(error = %e, "message will be delivered again");
+                }
+                outcome
+            }
+            .instrument(span)
+            .await;
+            if outcome.is_err() {
                 failed.push(record.message_id);
             }
         }
@@ -88,6 +100,7 @@ mod tests {
                 message_id: format!("m{i}"),
                 body: i.to_string(),
                 group: g.map(str::to_owned),
+                trace_header: None,
             })
             .collect()
     }

@@ -164,6 +164,8 @@ pub struct StackOptions {
     /// `BimaPrintLinkBy`, instead of the template's `bima` (the suites written before the seed's
     /// reading became the default ask for `polis`, which exercises polis's own print-link calls).
     pub bima_print_link_by: Option<&'static str>,
+    /// The functions export their spans to the local collector ([`LocalCloud::traces`]).
+    pub traces: bool,
 }
 
 /// The stack's clocks: retries, leases and graces, and how often the watchdog runs.
@@ -210,6 +212,7 @@ impl Default for StackOptions {
             partners: Partners::SIMULATORS,
             timings: StackTimings::TESTS,
             bima_print_link_by: Some("polis"),
+            traces: false,
         }
     }
 }
@@ -357,6 +360,7 @@ impl Harness {
                     .collect(),
                 instances: options.instances,
                 schedule_every: Some(options.timings.schedule_every),
+                traces: options.traces,
             },
             &sdk,
         )

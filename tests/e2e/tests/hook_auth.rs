@@ -22,6 +22,7 @@ const SIGNED: StackOptions = StackOptions {
     partners: Partners::SIMULATORS,
     timings: StackTimings::TESTS,
     bima_print_link_by: Some("polis"),
+    traces: false,
 };
 const BODY: &str = r#"{"insuranceCompany":"ingostrah","reason":"fleet too old 17847.29"}"#;
 const RETIRED_SECRET: &str = "whsec_dGhpcyBzZWNyZXQgd2FzIHJldGlyZWQ=";

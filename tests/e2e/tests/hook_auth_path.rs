@@ -20,6 +20,7 @@ const BY_PATH: StackOptions = StackOptions {
     partners: Partners::SIMULATORS,
     timings: StackTimings::TESTS,
     bima_print_link_by: Some("polis"),
+    traces: false,
 };
 const BODY: &str = r#"{"insuranceCompany":"ingostrah","reason":"fleet too old"}"#;
 

@@ -68,6 +68,10 @@ pub struct CloudOptions {
     pub instances: usize,
     /// Runs every scheduled function this often instead of at its rate (tests do not wait minutes).
     pub schedule_every: Option<Duration>,
+    /// Plays the collector Lambda runs beside each function when the stack is traced: the
+    /// functions export their spans to it (`OTEL_EXPORTER_OTLP_ENDPOINT`), [`LocalCloud::traces`]
+    /// holds them. Off, the functions record and export none (as without the collector's layer).
+    pub traces: bool,
 }
 
 /// How a function's process is started (for tools that start one themselves, e.g. to time a cold start).
@@ -117,7 +121,10 @@ impl LocalCloud {
         let api = RuntimeApi::new(
             functions.iter().map(|f| (f.logical_id.clone(), Duration::from_secs(f.timeout_seconds))),
         );
-        let daemon = xray_daemon(api.clone()).await?;
+        let collector = match options.traces {
+            true => Some(otlp_collector(api.clone()).await?),
+            false => None,
+        };
         std::fs::create_dir_all(&options.log_dir)?;
         let sqs = aws_sdk_sqs::Client::new(sdk);
         let mut routes = Vec::new();
@@ -130,9 +137,11 @@ impl LocalCloud {
                 .map(|(k, v)| (k.clone(), if k == "AWS_ENDPOINT_URL" { aws.url.clone() } else { v.clone() }))
                 .collect();
             env.push(("AWS_SDK_UA_APP_ID".into(), f.logical_id.clone()));
-            env.push(("AWS_XRAY_DAEMON_ADDRESS".into(), daemon.clone()));
             for (name, value) in &f.environment {
                 env.push((name.clone(), resources.resolve(value)?));
+            }
+            if let Some(collector) = &collector {
+                env.push(("OTEL_EXPORTER_OTLP_ENDPOINT".into(), collector.clone()));
             }
             env.extend(options.env_overrides.iter().cloned());
             launches.push(Launch {
@@ -233,7 +242,9 @@ impl LocalCloud {
         serde_json::from_slice(&answer).map_err(|e| e.to_string())
     }
 
-    /// Every X-Ray segment (one per invocation) and subsegment (sent by the functions) so far.
+    /// Every span the functions exported so far (with [`CloudOptions::traces`]), as
+    /// `{trace_id, span_id, parent_span_id, name, kind, service, attributes, error}`: ids in hex,
+    /// `service` the function's logical id, attribute values as strings.
     pub fn traces(&self) -> Vec<serde_json::Value> {
         self.api.traces()
     }
@@ -259,24 +270,72 @@ impl LocalCloud {
     }
 }
 
-/// The X-Ray daemon Lambda runs beside each function: takes the subsegments the
-/// functions send over UDP (`{"format":"json","version":1}` and a document per
-/// datagram) and records them with the invocations' segments. Returns its address.
-async fn xray_daemon(api: Arc<RuntimeApi>) -> Result<String, CloudError> {
-    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await?;
-    let address = socket.local_addr()?.to_string();
-    tokio::spawn(async move {
-        let mut buffer = vec![0u8; 64 * 1024];
-        while let Ok(n) = socket.recv(&mut buffer).await {
-            let text = String::from_utf8_lossy(&buffer[..n]).into_owned();
-            let Some((header, document)) = text.split_once('\n') else { continue };
-            if header.trim() != r#"{"format":"json","version":1}"# {
-                continue;
-            }
-            if let Ok(document) = serde_json::from_str(document) {
-                api.trace(document);
-            }
+/// The collector Lambda runs beside each function (the ADOT extension's OTLP/HTTP
+/// receiver): takes the spans the functions export (`POST /v1/traces`, protobuf) and keeps
+/// them. Returns its base URL.
+async fn otlp_collector(api: Arc<RuntimeApi>) -> Result<String, CloudError> {
+    use axum::body::Bytes;
+    use axum::http::{header, StatusCode};
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let receive = move |body: Bytes| async move {
+        let Ok(request) = ExportTraceServiceRequest::decode(body) else {
+            return (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, "text/plain")], Vec::new());
+        };
+        for span in otlp_spans(request) {
+            api.trace(span);
         }
+        // An empty ExportTraceServiceResponse: all taken.
+        (StatusCode::OK, [(header::CONTENT_TYPE, "application/x-protobuf")], Vec::new())
+    };
+    let app = axum::Router::new().route("/v1/traces", axum::routing::post(receive));
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
     });
-    Ok(address)
+    Ok(url)
+}
+
+/// The spans of one export, flattened (see [`LocalCloud::traces`]).
+fn otlp_spans(
+    request: opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+) -> Vec<serde_json::Value> {
+    use opentelemetry_proto::tonic::common::v1::{any_value::Value, KeyValue};
+    fn text(kv: &KeyValue) -> String {
+        match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+            Some(Value::StringValue(s)) => s.clone(),
+            Some(Value::IntValue(i)) => i.to_string(),
+            Some(Value::BoolValue(b)) => b.to_string(),
+            Some(Value::DoubleValue(d)) => d.to_string(),
+            Some(other) => format!("{other:?}"),
+            None => String::new(),
+        }
+    }
+    let mut spans = Vec::new();
+    for resource in request.resource_spans {
+        let service = resource
+            .resource
+            .iter()
+            .flat_map(|r| &r.attributes)
+            .find(|kv| kv.key == "service.name")
+            .map(text)
+            .unwrap_or_default();
+        for span in resource.scope_spans.into_iter().flat_map(|s| s.spans) {
+            let attributes: serde_json::Map<String, serde_json::Value> =
+                span.attributes.iter().map(|kv| (kv.key.clone(), text(kv).into())).collect();
+            spans.push(serde_json::json!({
+                "trace_id": hex::encode(&span.trace_id),
+                "span_id": hex::encode(&span.span_id),
+                "parent_span_id": hex::encode(&span.parent_span_id),
+                "name": span.name,
+                "kind": span.kind,
+                "service": service,
+                "attributes": attributes,
+                // STATUS_CODE_ERROR
+                "error": span.status.is_some_and(|s| s.code == 2),
+            }));
+        }
+    }
+    spans
 }

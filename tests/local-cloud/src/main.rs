@@ -33,6 +33,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         env_overrides: Vec::new(),
         instances: 1,
         schedule_every: None,
+        traces: false,
     };
     let mut resources_out: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);

@@ -30,6 +30,9 @@ pub struct Resources {
     pub by_logical_id: BTreeMap<String, Physical>,
     pub parameters: BTreeMap<String, String>,
     pub region: String,
+    /// The template's `Conditions`, for `Fn::If`.
+    #[serde(default)]
+    pub conditions: serde_json::Map<String, Value>,
 }
 
 fn err(what: &str, e: impl std::fmt::Display) -> CloudError {
@@ -41,9 +44,17 @@ fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
 }
 
 impl Resources {
-    /// The value of `Ref`, `Fn::GetAtt`, `Fn::Sub` or a literal, as a string.
+    /// The value of `Ref`, `Fn::GetAtt`, `Fn::Sub`, `Fn::If` or a literal, as a string.
     pub fn resolve(&self, value: &Value) -> Result<String, CloudError> {
         match value {
+            Value::Object(o) if o.contains_key("Fn::If") => {
+                let parts = o["Fn::If"].as_array().map(Vec::as_slice).unwrap_or_default();
+                let [condition, then, otherwise] = parts else {
+                    return Err(err("Fn::If", "takes a condition and two values"));
+                };
+                let name = condition.as_str().unwrap_or_default();
+                self.resolve(if self.condition(name)? { then } else { otherwise })
+            }
             Value::String(s) => Ok(s.clone()),
             Value::Number(n) => Ok(n.to_string()),
             Value::Bool(b) => Ok(b.to_string()),
@@ -78,6 +89,32 @@ impl Resources {
                 Ok(out)
             }
             other => Err(err("unsupported value", other)),
+        }
+    }
+
+    /// Whether the template's condition `name` holds for the stack's parameters.
+    pub fn condition(&self, name: &str) -> Result<bool, CloudError> {
+        let definition =
+            self.conditions.get(name).ok_or_else(|| err("Condition", format!("{name} is not defined")))?;
+        self.holds(definition)
+    }
+
+    /// `Fn::Equals`, `Fn::Not`, `Fn::And`, `Fn::Or` and `Condition`, as CloudFormation evaluates them.
+    fn holds(&self, definition: &Value) -> Result<bool, CloudError> {
+        let args = |f: &str| definition[f].as_array().cloned().unwrap_or_default();
+        let Some((function, _)) = definition.as_object().and_then(|o| o.iter().next()) else {
+            return Err(err("condition", definition));
+        };
+        match function.as_str() {
+            "Fn::Equals" => match args("Fn::Equals").as_slice() {
+                [a, b] => Ok(self.resolve(a)? == self.resolve(b)?),
+                _ => Err(err("Fn::Equals", "takes two values")),
+            },
+            "Fn::Not" => Ok(!self.holds(args("Fn::Not").first().unwrap_or(&Value::Null))?),
+            "Fn::And" => args("Fn::And").iter().try_fold(true, |all, c| Ok(all && self.holds(c)?)),
+            "Fn::Or" => args("Fn::Or").iter().try_fold(false, |any, c| Ok(any || self.holds(c)?)),
+            "Condition" => self.condition(definition["Condition"].as_str().unwrap_or_default()),
+            other => Err(err("condition", format!("{other} is not supported"))),
         }
     }
 
@@ -132,7 +169,12 @@ impl Provisioner<'_> {
             params.insert(name.clone(), value);
         }
         let region = self.sdk.region().map(|r| r.to_string()).unwrap_or_else(|| "us-east-1".into());
-        let mut res = Resources { by_logical_id: BTreeMap::new(), parameters: params, region };
+        let mut res = Resources {
+            by_logical_id: BTreeMap::new(),
+            parameters: params,
+            region,
+            conditions: template.conditions.clone(),
+        };
         let apis =
             template.of_type("AWS::Serverless::HttpApi").chain(template.of_type("AWS::ApiGatewayV2::Api"));
         for (id, _) in apis {

@@ -62,8 +62,7 @@ pub struct RuntimeApi {
     /// Running processes: function → OS process ids (to kill them in fault tests).
     pids: std::sync::Mutex<HashMap<String, Vec<u32>>>,
     timings: std::sync::Mutex<Vec<InvocationTiming>>,
-    /// What X-Ray would hold: each invocation's segment (as Lambda records it) and the
-    /// subsegments the functions sent to the daemon (see [`crate::xray_daemon`]).
+    /// The spans the functions exported to the collector (see [`crate::LocalCloud::traces`]).
     traces: std::sync::Mutex<Vec<serde_json::Value>>,
 }
 
@@ -93,17 +92,17 @@ impl RuntimeApi {
         self.pids.lock().unwrap_or_else(|e| e.into_inner()).get(function).cloned().unwrap_or_default()
     }
 
-    /// Every finished invocation so far.
-    /// Every segment and subsegment recorded so far.
+    /// Every span recorded so far.
     pub fn traces(&self) -> Vec<serde_json::Value> {
         self.traces.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Records a segment or subsegment document.
+    /// Records a span.
     pub fn trace(&self, document: serde_json::Value) {
         self.traces.lock().unwrap_or_else(|e| e.into_inner()).push(document);
     }
 
+    /// Every finished invocation so far.
     pub fn timings(&self) -> Vec<InvocationTiming> {
         self.timings.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -183,17 +182,14 @@ async fn next(State(api): State<Arc<RuntimeApi>>, Path(name): Path<String>) -> R
     slot.in_flight.lock().await.insert(id.clone(), (invocation.reply, Instant::now()));
     let deadline = now_ms() + slot.timeout.as_millis() as u64;
     let arn = format!("arn:aws:lambda:us-east-1:123456789012:function:{name}");
-    // Every invocation sampled, as with `Tracing: Active` at full sampling: its segment is
-    // recorded here, the function adds subsegments under it through the daemon.
+    // Every invocation a new trace, sampled, as with `Tracing: Active` at full sampling (an
+    // SQS-triggered one too: Lambda starts a trace per invocation; each message's own trace
+    // is in its record's `AWSTraceHeader`). The parent is Lambda's segment for the function.
     let n = api.next_id.fetch_add(1, Ordering::Relaxed);
     let (root, parent) = (
         format!("1-{:08x}-{:024x}", now_ms() / 1000, u128::from(n) << 32 | u128::from(now_ms() as u32)),
         format!("{n:016x}"),
     );
-    api.trace(serde_json::json!({
-        "name": name, "id": parent, "trace_id": root, "type": "segment",
-        "start_time": now_ms() as f64 / 1000.0, "aws": {"request_id": id},
-    }));
     let trace = format!("Root={root};Parent={parent};Sampled=1");
     (
         [

@@ -20,6 +20,8 @@ pub struct Template {
     pub globals_env: Map<String, Value>,
     pub globals_timeout: u64,
     pub resources: BTreeMap<String, Value>,
+    /// The template's `Conditions`, unevaluated (see [`crate::provision::Resources::resolve`]).
+    pub conditions: Map<String, Value>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -150,7 +152,8 @@ impl Template {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let globals_timeout = doc.pointer("/Globals/Function/Timeout").and_then(Value::as_u64).unwrap_or(3);
-        Ok(Template { parameters, globals_env, globals_timeout, resources })
+        let conditions = doc.get("Conditions").and_then(Value::as_object).cloned().unwrap_or_default();
+        Ok(Template { parameters, globals_env, globals_timeout, resources, conditions })
     }
 
     /// Every statement a function's policies hold: inline ones, and those of the managed

@@ -423,6 +423,7 @@ impl World {
             .map(|d| Record {
                 message_id: d.message_id.clone(),
                 body: d.body.clone(),
+                trace_header: None,
                 group: d.group.clone(),
             })
             .collect();
