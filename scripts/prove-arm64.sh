@@ -181,7 +181,28 @@ def resolve(value):
             ref, _, att = m.group(1).partition(".")
             return resolve({"Fn::GetAtt": [ref, att]} if att and not ref.startswith("AWS::") else {"Ref": ref})
         return re.sub(r"\$\{([^}]+)\}", one, value["Fn::Sub"])
+    if isinstance(value, dict) and "Fn::If" in value:
+        name, when_true, when_false = value["Fn::If"]
+        return resolve(when_true if holds(name) else when_false)
     sys.exit(f"prove-arm64: cannot resolve {value!r}")
+
+
+def holds(condition):
+    """A condition of the template's Conditions, on the parameters' defaults."""
+    def check(c):
+        if isinstance(c, dict) and "Condition" in c:
+            return holds(c["Condition"])
+        if isinstance(c, dict) and "Fn::Equals" in c:
+            a, b = c["Fn::Equals"]
+            return resolve(a) == resolve(b)
+        if isinstance(c, dict) and "Fn::Not" in c:
+            return not check(c["Fn::Not"][0])
+        if isinstance(c, dict) and "Fn::And" in c:
+            return all(check(x) for x in c["Fn::And"])
+        if isinstance(c, dict) and "Fn::Or" in c:
+            return any(check(x) for x in c["Fn::Or"])
+        sys.exit(f"prove-arm64: cannot evaluate the condition {c!r}")
+    return check(template.get("Conditions", {})[condition])
 
 
 def loopback(value):
