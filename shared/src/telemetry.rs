@@ -102,6 +102,12 @@ fn tracer_provider() -> Result<Option<SdkTracerProvider>, opentelemetry_otlp::Ex
     ))
 }
 
+/// Whether spans are exported (an OTLP endpoint is configured): work that only feeds a
+/// trace is skipped otherwise.
+pub fn traces_exported() -> bool {
+    TRACES.get().is_some()
+}
+
 /// Exports the spans finished so far, when traces are on: at the end of each invocation,
 /// before Lambda freezes the process.
 pub fn flush() {
